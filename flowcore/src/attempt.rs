@@ -1,0 +1,207 @@
+//! The attempt loop shared by task runs and flow runs: run the body, judge the result, wait
+//! and retry, time out.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+
+use crate::clock::Timestamp;
+use crate::error::TimeoutError;
+use crate::outcome::Outcome;
+use crate::panic::panic_message;
+use crate::record::History;
+use crate::retry::RetryPolicy;
+use crate::state::{State, StateKind};
+
+/// Makes the future of each attempt.
+#[doc(hidden)]
+pub trait Attempts {
+    type Output;
+    type Future: Future<Output = Self::Output>;
+
+    /// The next attempt's future; `last` is true for the final one allowed.
+    fn attempt(&mut self, last: bool) -> Self::Future;
+}
+
+/// A body that runs at most once: its arguments are moved in, so they need not be `Clone`.
+#[doc(hidden)]
+pub struct Once<A, F>(Option<(A, F)>);
+
+impl<A, F> Once<A, F> {
+    pub fn new(args: A, body: F) -> Self {
+        Once(Some((args, body)))
+    }
+}
+
+impl<A, F, Fut> Attempts for Once<A, F>
+where
+    F: FnOnce(A) -> Fut,
+    Fut: Future,
+{
+    type Output = Fut::Output;
+    type Future = Fut;
+
+    fn attempt(&mut self, _last: bool) -> Fut {
+        let (args, body) = self
+            .0
+            .take()
+            .expect("the macros only use Once for runs without retries");
+        body(args)
+    }
+}
+
+/// A body that may run again: each attempt gets a clone of the arguments, except the last,
+/// which gets the originals.
+#[doc(hidden)]
+pub struct Repeat<A, F> {
+    args: Option<A>,
+    body: F,
+}
+
+impl<A, F> Repeat<A, F> {
+    pub fn new(args: A, body: F) -> Self {
+        Repeat {
+            args: Some(args),
+            body,
+        }
+    }
+}
+
+impl<A, F, Fut> Attempts for Repeat<A, F>
+where
+    A: Clone,
+    F: FnMut(A) -> Fut,
+    Fut: Future,
+{
+    type Output = Fut::Output;
+    type Future = Fut;
+
+    fn attempt(&mut self, last: bool) -> Fut {
+        let args = if last {
+            self.args.take()
+        } else {
+            self.args.clone()
+        };
+        (self.body)(args.expect("no attempt follows the last one"))
+    }
+}
+
+/// `timeout = "…"`: the limit, and how to turn [`TimeoutError`] into the body's output.
+#[doc(hidden)]
+pub struct Timeout<R> {
+    pub after: Duration,
+    pub error: fn(TimeoutError) -> R,
+}
+
+/// The typed parts of a task's or flow's behaviour, which the static spec cannot hold.
+#[doc(hidden)]
+pub struct Behaviour<R, E> {
+    pub retry_if: Option<fn(&E) -> bool>,
+    pub timeout: Option<Timeout<R>>,
+}
+
+/// A run that is going on: it records states and fires hooks.
+pub(crate) trait LiveRun {
+    fn history(&self) -> &History;
+
+    /// Records `state`, fires the hooks and logs the final state.
+    fn enter(&mut self, state: State);
+
+    fn set_attempts(&mut self, attempts: u32);
+
+    fn transition(&mut self, kind: StateKind, message: Option<String>) {
+        self.enter(State::new(kind, Timestamp::now(), message));
+    }
+}
+
+/// How the attempts ended.
+pub(crate) enum Ending<R> {
+    /// The output to return; the run is in its final state (Completed, Failed or TimedOut).
+    Output(R),
+    /// The body panicked; the run is Failed and the panic must go on to the caller.
+    Panicked(Box<dyn Any + Send>),
+}
+
+/// Runs attempts until one succeeds, retries run out, `retry_if` says stop, or the body
+/// panics. Records Running, Retrying and the final state on `run`.
+pub(crate) async fn attempt_loop<K, R, A>(
+    run: &mut impl LiveRun,
+    policy: &RetryPolicy,
+    attempts: &mut A,
+    behaviour: &Behaviour<R, K::Error>,
+) -> Ending<R>
+where
+    K: Outcome<R>,
+    A: Attempts<Output = R>,
+{
+    let max = policy.attempts();
+    let mut attempt = 1;
+    loop {
+        run.set_attempts(attempt);
+        let note = (max > 1).then(|| format!("attempt {attempt}/{max}"));
+        run.transition(StateKind::Running, note);
+        let last = attempt == max;
+        let body = AssertUnwindSafe(attempts.attempt(last)).catch_unwind();
+        let finished = match &behaviour.timeout {
+            Some(t) => tokio::time::timeout(t.after, body).await.ok(),
+            None => Some(body.await),
+        };
+        let problem = match finished {
+            Some(Ok(out)) => match K::error(&out) {
+                None => {
+                    run.transition(StateKind::Completed, None);
+                    return Ending::Output(out);
+                }
+                Some(error) => {
+                    let message = K::message(error);
+                    let retryable = behaviour.retry_if.is_none_or(|retry_if| retry_if(error));
+                    if last || !retryable {
+                        run.transition(StateKind::Failed, Some(message));
+                        return Ending::Output(out);
+                    }
+                    message
+                }
+            },
+            Some(Err(panic)) => {
+                // A panic is a bug, not a transient failure: it is not retried.
+                run.transition(StateKind::Failed, Some(panic_message(&*panic)));
+                return Ending::Panicked(panic);
+            }
+            None => {
+                let timeout = behaviour
+                    .timeout
+                    .as_ref()
+                    .expect("only a timeout ends an attempt without a result");
+                let error = TimeoutError::new(timeout.after);
+                if last {
+                    run.transition(StateKind::TimedOut, Some(error.to_string()));
+                    return Ending::Output((timeout.error)(error));
+                }
+                error.to_string()
+            }
+        };
+        let delay = policy.delay_before_retry(attempt);
+        let when = if delay.is_zero() {
+            "now".to_owned()
+        } else {
+            format!("in {}", humantime::format_duration(delay))
+        };
+        tracing::warn!(
+            target: "flowcore",
+            "Attempt {attempt}/{max} failed: {problem}. Retrying {when}"
+        );
+        run.transition(
+            StateKind::Retrying,
+            Some(format!(
+                "attempt {attempt}/{max} failed: {problem}; retrying {when}"
+            )),
+        );
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        attempt += 1;
+    }
+}

@@ -1,0 +1,118 @@
+//! What task and flow calls return: a future around the run, which hands the finished run's
+//! record to the flow run it belongs to (and to the caller, with `with_run`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+
+use crate::context::FlowContext;
+use crate::record::{FlowRunRecord, TaskRunRecord};
+
+/// A finished run: its output, its record, and the flow run the record goes to.
+#[doc(hidden)]
+pub struct Finished<R, Rec> {
+    pub(crate) output: R,
+    pub(crate) record: Rec,
+    pub(crate) parent: Option<Arc<FlowContext>>,
+}
+
+impl<R, Rec: Record> Finished<R, Rec> {
+    /// Hands the record to the parent flow run; returns the output, and the record too if
+    /// `keep` (cloning it only when both need it).
+    fn deliver(self, keep: bool) -> (R, Option<Rec>) {
+        let kept = match (&self.parent, keep) {
+            (Some(parent), true) => {
+                self.record.clone().add_to(parent);
+                Some(self.record)
+            }
+            (Some(parent), false) => {
+                self.record.add_to(parent);
+                None
+            }
+            (None, true) => Some(self.record),
+            (None, false) => None,
+        };
+        (self.output, kept)
+    }
+}
+
+/// A run's record, which its flow run collects.
+#[doc(hidden)]
+pub trait Record: Clone {
+    fn add_to(self, flow: &FlowContext);
+}
+
+impl Record for TaskRunRecord {
+    fn add_to(self, flow: &FlowContext) {
+        flow.add_task_run(self);
+    }
+}
+
+impl Record for FlowRunRecord {
+    fn add_to(self, flow: &FlowContext) {
+        flow.add_subflow_run(self);
+    }
+}
+
+/// The future of a run, as the macros build it.
+#[doc(hidden)]
+pub trait RunFuture {
+    /// The task's or flow's declared output.
+    type Output;
+    type Record: Record;
+
+    fn poll_run(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Finished<Self::Output, Self::Record>>;
+}
+
+impl<F, R, Rec> RunFuture for F
+where
+    F: Future<Output = Finished<R, Rec>>,
+    Rec: Record,
+{
+    type Output = R;
+    type Record = Rec;
+
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Finished<R, Rec>> {
+        self.poll(cx)
+    }
+}
+
+pin_project! {
+    /// A call that resolves to its output together with its run's record.
+    /// Returned by [`TaskCall::with_run`](crate::TaskCall::with_run) and
+    /// [`FlowCall::with_run`](crate::FlowCall::with_run).
+    #[must_use = "a call does nothing until it is awaited"]
+    pub struct WithRun<B> {
+        #[pin]
+        body: B,
+    }
+}
+
+impl<B> WithRun<B> {
+    pub(crate) fn new(body: B) -> Self {
+        WithRun { body }
+    }
+}
+
+impl<B: RunFuture> Future for WithRun<B> {
+    type Output = (B::Output, B::Record);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (output, record) = ready!(self.project().body.poll_run(cx)).deliver(true);
+        Poll::Ready((output, record.expect("deliver(true) keeps the record")))
+    }
+}
+
+/// Polls a run for its output alone.
+pub(crate) fn poll_output<B: RunFuture>(
+    body: Pin<&mut B>,
+    cx: &mut Context<'_>,
+) -> Poll<B::Output> {
+    Poll::Ready(ready!(body.poll_run(cx)).deliver(false).0)
+}

@@ -1,0 +1,86 @@
+//! Prefect-style workflow orchestration for Rust.
+//!
+//! Put `#[task]` and `#[flow]` on plain `async fn`s and every call becomes a tracked run with
+//! states, retries, timeouts, caching, state hooks, Prefect-style logs and an end-of-run
+//! summary. Misuse of the attributes is a compile error that points at the bad token.
+//!
+//! ```
+//! use flowcore::{flow, task, StateKind};
+//!
+//! #[task(retries = 3, retry_delay = "15s")]
+//! async fn fetch(attempt_ok: u32) -> Result<u32, String> {
+//!     static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+//!     let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+//!     if n < attempt_ok { Err(format!("flaky ({n})")) } else { Ok(n) }
+//! }
+//!
+//! #[flow(name = "demo")]
+//! async fn demo() -> Result<u32, String> {
+//!     fetch(3).await
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! flowcore::init_logging();
+//! let (out, run) = demo().with_run().await;
+//! assert_eq!(out, Ok(3));
+//! let fetch_run = &run.task_runs[0];
+//! assert_eq!(fetch_run.attempts, 3);
+//! assert_eq!(fetch_run.history.kinds(), [
+//!     StateKind::Pending, StateKind::Running, StateKind::Retrying, StateKind::Running,
+//!     StateKind::Retrying, StateKind::Running, StateKind::Completed,
+//! ]);
+//! # }
+//! ```
+//!
+//! See the `task` and `flow` attributes for every setting, [`TaskCall`] and [`FlowCall`] for
+//! what a call returns, and [`FlowRunRecord`] for what a run records.
+
+#![warn(missing_docs)]
+
+mod attempt;
+pub mod cache;
+mod call;
+mod clock;
+mod context;
+mod error;
+mod flow;
+mod hooks;
+pub mod logging;
+mod names;
+mod outcome;
+mod panic;
+mod record;
+mod retry;
+mod state;
+mod summary;
+mod task;
+
+pub use flowmacros::{flow, task};
+pub use uuid::Uuid;
+
+pub use call::WithRun;
+pub use clock::Timestamp;
+pub use context::spawn;
+pub use error::TimeoutError;
+pub use flow::{FlowBody, FlowCall};
+pub use hooks::{Hook, RunInfo, RunKind, StateHook};
+pub use logging::init_logging;
+pub use names::TaskRunName;
+pub use outcome::TaskError;
+pub use record::{CacheStatus, FlowRunRecord, History, TaskRunRecord};
+pub use retry::RetryPolicy;
+pub use state::{State, StateKind};
+pub use summary::Summary;
+pub use task::{TaskBody, TaskCall};
+
+/// The names most flows need: `use flowcore::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        FlowRunRecord, RunInfo, State, StateKind, TaskRunRecord, TimeoutError, flow, task,
+    };
+}
+
+/// What the macros' generated code uses. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private;

@@ -1,0 +1,163 @@
+//! Prefect-style console logs.
+//!
+//! [`init_logging`] prints lines like
+//!
+//! ```text
+//! 18:02:00.123 | INFO    | Flow run 'enchanted-peacock' - Beginning flow run 'enchanted-peacock' for flow 'etl'
+//! 18:02:00.140 | INFO    | Task run 'extract-a8e' - Finished in state Completed()
+//! 18:02:01.002 | WARN    | Task run 'get_data-3f1' - Attempt 1/11 failed: connection refused. Retrying in 15s
+//! ```
+//!
+//! Every task run and flow run is a tracing span, so a `tracing::info!` inside a task is
+//! printed with that task run's name. To combine flowcore's format with your own subscriber
+//! setup, add [`layer()`] to a `tracing_subscriber::registry()`.
+
+use std::fmt;
+use std::io::IsTerminal as _;
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::state::{State, StateKind};
+
+/// Installs a global subscriber printing Prefect-style lines to stdout, filtered by
+/// `RUST_LOG` (default `info`). Does nothing if a global subscriber is already set, so it is
+/// safe to call from every example and test.
+///
+/// An invalid `RUST_LOG` is reported on stderr and `info` is used instead.
+///
+/// ```
+/// flowcore::init_logging();
+/// flowcore::init_logging(); // a second call is harmless
+/// ```
+pub fn init_logging() {
+    let filter = EnvFilter::builder()
+        .with_default_directive(Level::INFO.into())
+        .from_env()
+        .unwrap_or_else(|e| {
+            eprintln!("flowcore: ignoring RUST_LOG ({e}); logging at info");
+            EnvFilter::new("info")
+        });
+    let _ = tracing_subscriber::registry()
+        .with(layer().with_filter(filter))
+        .try_init();
+}
+
+/// flowcore's console format as a layer, for building your own subscriber.
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// let subscriber = tracing_subscriber::registry().with(flowcore::logging::layer());
+/// tracing::subscriber::with_default(subscriber, || tracing::info!("hello"));
+/// ```
+pub fn layer<S>() -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    RunLabels.and_then(
+        tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .event_format(PrefectFormat { ansi }),
+    )
+}
+
+/// Logs a run's final state at a level that matches it.
+pub(crate) fn log_final_state(state: &State) {
+    match state.kind {
+        StateKind::Completed | StateKind::Cached => {
+            tracing::info!(target: "flowcore", "Finished in state {state}")
+        }
+        StateKind::Cancelled => tracing::warn!(target: "flowcore", "Finished in state {state}"),
+        _ => tracing::error!(target: "flowcore", "Finished in state {state}"),
+    }
+}
+
+/// `Task run 'extract-a8e'`, stored on the run's span when it is created.
+struct RunLabel(String);
+
+/// Attaches a [`RunLabel`] to each task run and flow run span.
+struct RunLabels;
+
+impl<S> Layer<S> for RunLabels
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let meta = attrs.metadata();
+        let kind = match (meta.target(), meta.name()) {
+            ("flowcore", "task_run") => "Task run",
+            ("flowcore", "flow_run") => "Flow run",
+            _ => return,
+        };
+        let mut run = RunField(None);
+        attrs.record(&mut run);
+        if let (Some(name), Some(span)) = (run.0, ctx.span(id)) {
+            span.extensions_mut()
+                .insert(RunLabel(format!("{kind} '{name}'")));
+        }
+    }
+}
+
+struct RunField(Option<String>);
+
+impl Visit for RunField {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "run" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
+/// `HH:MM:SS.mmm | LEVEL   | Task run 'x' - message`, in local time like Prefect.
+struct PrefectFormat {
+    ansi: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for PrefectFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        write!(writer, "{} | ", chrono::Local::now().format("%H:%M:%S%.3f"))?;
+        let level = meta.level();
+        if self.ansi {
+            let colour = match *level {
+                Level::ERROR => "31",
+                Level::WARN => "33",
+                Level::INFO => "36",
+                Level::DEBUG => "34",
+                Level::TRACE => "35",
+            };
+            write!(writer, "\x1b[{colour}m{level:<7}\x1b[0m | ")?;
+        } else {
+            write!(writer, "{level:<7} | ")?;
+        }
+        let label = ctx.event_scope().and_then(|scope| {
+            scope
+                .into_iter()
+                .find_map(|span| span.extensions().get::<RunLabel>().map(|l| l.0.clone()))
+        });
+        match label {
+            Some(label) => write!(writer, "{label} - ")?,
+            None => write!(writer, "{} - ", meta.target())?,
+        }
+        ctx.format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}

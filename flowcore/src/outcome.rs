@@ -1,0 +1,75 @@
+//! Whether a finished attempt succeeded, decided by the body's declared output type.
+
+use std::convert::Infallible;
+use std::fmt::Display;
+
+/// How a task's or flow's output is judged. The macros pick [`Fallible`] when the function
+/// returns a `Result` (`Err` is a failure) and [`Plain`] otherwise (only a panic is one).
+#[doc(hidden)]
+pub trait Outcome<R> {
+    /// What a failed attempt carries.
+    type Error;
+    /// What a cached result stores: the `Ok` value, never an error.
+    type Value;
+
+    fn error(out: &R) -> Option<&Self::Error>;
+    fn message(error: &Self::Error) -> String;
+    fn value(out: &R) -> Option<&Self::Value>;
+    fn from_value(value: Self::Value) -> R;
+}
+
+/// Any output: only a panic fails.
+#[doc(hidden)]
+pub struct Plain;
+
+impl<R> Outcome<R> for Plain {
+    type Error = Infallible;
+    type Value = R;
+
+    fn error(_: &R) -> Option<&Infallible> {
+        None
+    }
+    fn message(error: &Infallible) -> String {
+        match *error {}
+    }
+    fn value(out: &R) -> Option<&R> {
+        Some(out)
+    }
+    fn from_value(value: R) -> R {
+        value
+    }
+}
+
+/// A `Result`: `Err` fails the attempt.
+#[doc(hidden)]
+pub struct Fallible;
+
+impl<T, E: TaskError> Outcome<Result<T, E>> for Fallible {
+    type Error = E;
+    type Value = T;
+
+    fn error(out: &Result<T, E>) -> Option<&E> {
+        out.as_ref().err()
+    }
+    fn message(error: &E) -> String {
+        // `{:#}` gives anyhow's "context: cause" chain; other errors ignore the flag.
+        format!("{error:#}")
+    }
+    fn value(out: &Result<T, E>) -> Option<&T> {
+        out.as_ref().ok()
+    }
+    fn from_value(value: T) -> Result<T, E> {
+        Ok(value)
+    }
+}
+
+/// The error type of a task or flow returning `Result<T, E>`: anything `Display`, whose text
+/// becomes the failed state's message.
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` of a task or flow must implement `Display`",
+    label = "`{Self}` does not implement `Display`",
+    note = "flowcore records the error's text as the run's message: implement `Display` for it, or return `anyhow::Error`"
+)]
+pub trait TaskError: Display {}
+
+impl<E: Display + ?Sized> TaskError for E {}

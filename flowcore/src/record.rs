@@ -1,0 +1,256 @@
+//! The records of finished runs: what the program can read, serialize and keep.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::clock::Timestamp;
+use crate::names::TaskRunName;
+use crate::state::{State, StateKind};
+use crate::summary::Summary;
+
+/// A run's states, oldest first. Never empty: every run starts `Pending`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct History(Vec<State>);
+
+impl History {
+    /// A history that entered Pending at `at`, with room for the usual Running and final
+    /// state.
+    pub(crate) fn starting_at(at: Timestamp) -> Self {
+        let mut states = Vec::with_capacity(3);
+        states.push(State::new(StateKind::Pending, at, None));
+        History(states)
+    }
+
+    pub(crate) fn push(&mut self, state: State) {
+        self.0.push(state);
+    }
+
+    /// The latest state.
+    pub fn current(&self) -> &State {
+        self.0.last().expect("a run's history starts with Pending")
+    }
+
+    /// When the first attempt started running; `None` if the run never ran (a cache hit).
+    pub fn started_at(&self) -> Option<Timestamp> {
+        self.0
+            .iter()
+            .find(|s| s.kind == StateKind::Running)
+            .map(|s| s.at)
+    }
+
+    /// When the run reached its final state; `None` while it is still going.
+    pub fn ended_at(&self) -> Option<Timestamp> {
+        let last = self.current();
+        last.is_final().then_some(last.at)
+    }
+
+    /// Time from the first attempt's start to the final state (zero for a cache hit); `None`
+    /// while the run is still going.
+    pub fn duration(&self) -> Option<Duration> {
+        let end = self.ended_at()?;
+        Some(
+            self.started_at()
+                .map_or(Duration::ZERO, |s| end.duration_since(s)),
+        )
+    }
+
+    /// The error message of a failed run.
+    pub fn error(&self) -> Option<&str> {
+        let last = self.current();
+        if last.is_failed() || last.kind == StateKind::Crashed {
+            Some(last.message())
+        } else {
+            None
+        }
+    }
+
+    /// The kinds of states in order, handy in tests: `[Pending, Running, Completed]`.
+    pub fn kinds(&self) -> Vec<StateKind> {
+        self.0.iter().map(|s| s.kind).collect()
+    }
+}
+
+impl Deref for History {
+    type Target = [State];
+
+    fn deref(&self) -> &[State] {
+        &self.0
+    }
+}
+
+/// Whether a cached task's result came from the cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStatus {
+    /// The task has no `cache_for`.
+    #[default]
+    Off,
+    /// No valid entry: the body ran and its result was stored.
+    Miss,
+    /// A valid entry: the body did not run.
+    Hit,
+    /// `refresh_cache = true`: the body ran and replaced the entry.
+    Refreshed,
+}
+
+impl CacheStatus {
+    /// `"hit"`, `"miss"`, `"refreshed"`, or `""` when caching is off.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Off => "",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Hit => "hit",
+            CacheStatus::Refreshed => "refreshed",
+        }
+    }
+}
+
+/// Everything recorded about one task run.
+///
+/// Serializes to JSON with its derived fields (`name`, `state`, `duration_secs`, `error`) as
+/// well as the stored ones, for scripts that read the record.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct TaskRunRecord {
+    /// The task run's id.
+    pub id: Uuid,
+    /// The task's name, from `#[task(name = …)]` or the function.
+    pub task: Cow<'static, str>,
+    /// The flow run it ran in; `None` for a task called outside any flow.
+    pub flow_run_id: Option<Uuid>,
+    /// The task's tags.
+    #[serde(default)]
+    pub tags: Cow<'static, [Cow<'static, str>]>,
+    /// Every state, oldest first.
+    pub history: History,
+    /// Attempts made (0 for a cache hit).
+    pub attempts: u32,
+    /// Whether the result came from the cache.
+    #[serde(default)]
+    pub cache: CacheStatus,
+}
+
+impl TaskRunRecord {
+    /// The run's name, `"extract-a8e"`: the task's name and the first digits of the id.
+    pub fn name(&self) -> TaskRunName<'_> {
+        TaskRunName {
+            task: &self.task,
+            id: self.id,
+        }
+    }
+
+    /// The latest state.
+    pub fn state(&self) -> &State {
+        self.history.current()
+    }
+
+    /// See [`History::duration`].
+    pub fn duration(&self) -> Option<Duration> {
+        self.history.duration()
+    }
+
+    /// See [`History::error`].
+    pub fn error(&self) -> Option<&str> {
+        self.history.error()
+    }
+}
+
+impl Serialize for TaskRunRecord {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Repr<'a> {
+            id: Uuid,
+            name: String,
+            task: &'a str,
+            flow_run_id: Option<Uuid>,
+            tags: &'a [Cow<'static, str>],
+            state: StateKind,
+            attempts: u32,
+            cache: CacheStatus,
+            duration_secs: Option<f64>,
+            error: Option<&'a str>,
+            history: &'a History,
+        }
+        Repr {
+            id: self.id,
+            name: self.name().to_string(),
+            task: &self.task,
+            flow_run_id: self.flow_run_id,
+            tags: &self.tags,
+            state: self.state().kind,
+            attempts: self.attempts,
+            cache: self.cache,
+            duration_secs: self.duration().map(|d| d.as_secs_f64()),
+            error: self.error(),
+            history: &self.history,
+        }
+        .serialize(s)
+    }
+}
+
+/// Everything recorded about one flow run: its states and all its task runs and subflow runs.
+///
+/// Get it with [`FlowCall::with_run`](crate::FlowCall::with_run).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FlowRunRecord {
+    /// The flow run's id.
+    pub id: Uuid,
+    /// Its readable name, `"enchanted-peacock"`.
+    pub name: String,
+    /// The flow's name, from `#[flow(name = …)]` or the function.
+    pub flow: Cow<'static, str>,
+    /// For a subflow, the run of the flow that called it.
+    pub parent_id: Option<Uuid>,
+    /// Every state of the flow run, oldest first.
+    pub history: History,
+    /// Attempts of the flow's body.
+    pub attempts: u32,
+    /// Task runs in the order they finished.
+    pub task_runs: Vec<TaskRunRecord>,
+    /// Flow runs started from this one, in the order they finished.
+    pub subflow_runs: Vec<FlowRunRecord>,
+}
+
+impl FlowRunRecord {
+    /// The latest state.
+    pub fn state(&self) -> &State {
+        self.history.current()
+    }
+
+    /// See [`History::duration`].
+    pub fn duration(&self) -> Option<Duration> {
+        self.history.duration()
+    }
+
+    /// See [`History::error`].
+    pub fn error(&self) -> Option<&str> {
+        self.history.error()
+    }
+
+    /// The task runs of the task named `task`, in the order they finished.
+    pub fn task_runs_of<'a>(&'a self, task: &'a str) -> impl Iterator<Item = &'a TaskRunRecord> {
+        self.task_runs.iter().filter(move |r| r.task == task)
+    }
+
+    /// How many task runs ended in each state.
+    pub fn task_run_counts(&self) -> BTreeMap<StateKind, usize> {
+        let mut counts = BTreeMap::new();
+        for run in &self.task_runs {
+            *counts.entry(run.state().kind).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The end-of-run summary: a table of task runs, counts per state, total time.
+    /// It is what the flow logs when it finishes; `to_string()` renders it.
+    pub fn summary(&self) -> Summary<'_> {
+        Summary::new(self)
+    }
+}

@@ -1,0 +1,158 @@
+//! The states a task run or flow run passes through.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+
+/// What a run is doing, or how it ended.
+///
+/// A task run starts `Pending`, is `Running` during each attempt and `Retrying` while it waits
+/// before the next one, and ends in exactly one final state: `Completed`, `Cached`, `Failed`,
+/// `TimedOut`, `Cancelled` or `Crashed`.
+///
+/// ```
+/// use flowcore::StateKind;
+///
+/// assert!(StateKind::TimedOut.is_failed());
+/// assert!(StateKind::Cached.is_completed());
+/// assert!(!StateKind::Retrying.is_final());
+/// assert_eq!(StateKind::TimedOut.to_string(), "TimedOut");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum StateKind {
+    /// Created, not started yet.
+    Pending,
+    /// An attempt is running.
+    Running,
+    /// An attempt failed and the run waits before the next one.
+    Retrying,
+    /// Finished successfully.
+    Completed,
+    /// Finished by returning a cached result; the body did not run.
+    Cached,
+    /// Finished with an error or a panic, after any retries.
+    Failed,
+    /// The last attempt ran out of time.
+    TimedOut,
+    /// The run's future was dropped before it finished (a flow timeout, Ctrl-C, `select!`).
+    Cancelled,
+    /// The process running it died; set by the run store, never by a live process.
+    Crashed,
+}
+
+impl StateKind {
+    /// Every state, in the order a run can pass through them.
+    pub const ALL: [StateKind; 9] = [
+        StateKind::Pending,
+        StateKind::Running,
+        StateKind::Retrying,
+        StateKind::Completed,
+        StateKind::Cached,
+        StateKind::Failed,
+        StateKind::TimedOut,
+        StateKind::Cancelled,
+        StateKind::Crashed,
+    ];
+
+    /// The state's name, as shown in logs and summaries.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StateKind::Pending => "Pending",
+            StateKind::Running => "Running",
+            StateKind::Retrying => "Retrying",
+            StateKind::Completed => "Completed",
+            StateKind::Cached => "Cached",
+            StateKind::Failed => "Failed",
+            StateKind::TimedOut => "TimedOut",
+            StateKind::Cancelled => "Cancelled",
+            StateKind::Crashed => "Crashed",
+        }
+    }
+
+    /// `true` once the run is over: nothing follows a final state.
+    pub const fn is_final(self) -> bool {
+        !matches!(
+            self,
+            StateKind::Pending | StateKind::Running | StateKind::Retrying
+        )
+    }
+
+    /// `true` for `Failed` and `TimedOut`: the run ended in an error (as in Prefect, where
+    /// `TimedOut` is a kind of failure).
+    pub const fn is_failed(self) -> bool {
+        matches!(self, StateKind::Failed | StateKind::TimedOut)
+    }
+
+    /// `true` for `Completed` and `Cached`: the run produced its result.
+    pub const fn is_completed(self) -> bool {
+        matches!(self, StateKind::Completed | StateKind::Cached)
+    }
+}
+
+impl fmt::Display for StateKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// One entry of a run's state history: which state, when, and why.
+///
+/// Displays the way Prefect prints states: `Completed()`, `Failed('status code 503')`.
+///
+/// ```
+/// use flowcore::{State, StateKind, Timestamp};
+///
+/// let s = State::new(StateKind::Failed, Timestamp::now(), Some("status code 503".into()));
+/// assert!(s.is_failed());
+/// assert_eq!(s.to_string(), "Failed('status code 503')");
+/// assert_eq!(State::new(StateKind::Completed, Timestamp::now(), None).to_string(), "Completed()");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Which state.
+    pub kind: StateKind,
+    /// When the run entered it.
+    pub at: Timestamp,
+    /// Why: the error text, `"attempt 2/11"`, `"cache hit"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl State {
+    /// A state entered at `at`.
+    pub fn new(kind: StateKind, at: Timestamp, message: Option<String>) -> Self {
+        State { kind, at, message }
+    }
+
+    /// The message, or `""`.
+    pub fn message(&self) -> &str {
+        self.message.as_deref().unwrap_or("")
+    }
+
+    /// See [`StateKind::is_final`].
+    pub fn is_final(&self) -> bool {
+        self.kind.is_final()
+    }
+
+    /// See [`StateKind::is_failed`].
+    pub fn is_failed(&self) -> bool {
+        self.kind.is_failed()
+    }
+
+    /// See [`StateKind::is_completed`].
+    pub fn is_completed(&self) -> bool {
+        self.kind.is_completed()
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.message {
+            Some(m) => write!(f, "{}('{}')", self.kind, m),
+            None => write!(f, "{}()", self.kind),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The table a flow run logs when it finishes.
+
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+use crate::record::FlowRunRecord;
+use crate::state::StateKind;
+
+/// Rows shown before the table is cut short; the record keeps every run.
+const MAX_ROWS: usize = 100;
+
+/// A flow run's summary, rendered by `Display`:
+///
+/// ```text
+/// Flow run 'enchanted-peacock' for flow 'etl': Completed — 1 task run failed and was handled
+/// Task run       State      Attempts  Duration  Cache  Error
+/// extract-a8e    Completed         1    12.0ms  miss
+/// load-77c       Failed            3     2.31s         disk full
+/// 2 task runs: 1 Completed, 1 Failed · total 2.41s
+/// ```
+pub struct Summary<'a> {
+    run: &'a FlowRunRecord,
+}
+
+impl<'a> Summary<'a> {
+    pub(crate) fn new(run: &'a FlowRunRecord) -> Self {
+        Summary { run }
+    }
+
+    /// The first line's verdict: `"Completed"`, `"Completed — 1 task run failed and was
+    /// handled"`, `"Failed: disk full"`.
+    pub fn headline(&self) -> String {
+        let state = self.run.state();
+        let failed = self
+            .run
+            .task_runs
+            .iter()
+            .filter(|r| r.state().is_failed())
+            .count();
+        match state.kind {
+            StateKind::Completed if failed == 1 => {
+                "Completed — 1 task run failed and was handled".to_owned()
+            }
+            StateKind::Completed if failed > 1 => {
+                format!("Completed — {failed} task runs failed and were handled")
+            }
+            kind => match &state.message {
+                Some(message) if kind.is_failed() || kind == StateKind::Cancelled => {
+                    format!("{kind}: {message}")
+                }
+                _ => kind.to_string(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let run = self.run;
+        writeln!(
+            f,
+            "Flow run '{}' for flow '{}': {}",
+            run.name,
+            run.flow,
+            self.headline()
+        )?;
+
+        let header = [
+            "Task run", "State", "Attempts", "Duration", "Cache", "Error",
+        ];
+        let rows: Vec<[String; 6]> = run
+            .task_runs
+            .iter()
+            .take(MAX_ROWS)
+            .map(|r| {
+                [
+                    r.name().to_string(),
+                    r.state().kind.to_string(),
+                    r.attempts.to_string(),
+                    r.duration().map(format_duration).unwrap_or_default(),
+                    r.cache.as_str().to_owned(),
+                    r.error().unwrap_or_default().to_owned(),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            let mut widths = header.map(str::len);
+            for row in &rows {
+                for (w, cell) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+            write_row(f, &widths, &header.map(str::to_owned))?;
+            for row in &rows {
+                write_row(f, &widths, row)?;
+            }
+            if run.task_runs.len() > MAX_ROWS {
+                writeln!(f, "… and {} more task runs", run.task_runs.len() - MAX_ROWS)?;
+            }
+        }
+        for sub in &run.subflow_runs {
+            writeln!(
+                f,
+                "Subflow run '{}' for flow '{}': {}",
+                sub.name,
+                sub.flow,
+                sub.summary().headline()
+            )?;
+        }
+
+        let mut counts = String::new();
+        for (kind, n) in run.task_run_counts() {
+            let sep = if counts.is_empty() { "" } else { ", " };
+            write!(counts, "{sep}{n} {kind}")?;
+        }
+        let n = run.task_runs.len();
+        let plural = if n == 1 { "" } else { "s" };
+        let total = run.duration().map(format_duration).unwrap_or_default();
+        if counts.is_empty() {
+            write!(f, "0 task runs · total {total}")
+        } else {
+            write!(f, "{n} task run{plural}: {counts} · total {total}")
+        }
+    }
+}
+
+/// Numbers right-aligned, text left-aligned, two spaces between columns.
+fn write_row(f: &mut fmt::Formatter<'_>, widths: &[usize; 6], cells: &[String; 6]) -> fmt::Result {
+    let mut line = String::new();
+    for (i, (cell, &w)) in cells.iter().zip(widths).enumerate() {
+        if i > 0 {
+            line.push_str("  ");
+        }
+        if i == 2 || i == 3 {
+            write!(line, "{cell:>w$}")?;
+        } else {
+            write!(line, "{cell:<w$}")?;
+        }
+    }
+    writeln!(f, "{}", line.trim_end())
+}
+
+/// `850µs`, `12.3ms`, `2.41s`, `3m 20s`.
+pub(crate) fn format_duration(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{}µs", d.as_micros())
+    } else if d < Duration::from_secs(1) {
+        format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+    } else if d < Duration::from_secs(60) {
+        format!("{:.2}s", d.as_secs_f64())
+    } else {
+        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(format_duration(Duration::from_micros(850)), "850µs");
+        assert_eq!(format_duration(Duration::from_micros(12_340)), "12.3ms");
+        assert_eq!(format_duration(Duration::from_millis(2_414)), "2.41s");
+        assert_eq!(format_duration(Duration::from_secs(200)), "3m 20s");
+    }
+}

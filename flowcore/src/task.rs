@@ -1,0 +1,268 @@
+//! Task calls and task runs.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::panic::resume_unwind;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tracing::Instrument as _;
+
+use crate::attempt::{Attempts, Behaviour, Ending, LiveRun, attempt_loop};
+use crate::cache::Cache;
+use crate::call::{Finished, RunFuture, WithRun, poll_output};
+use crate::clock::Timestamp;
+use crate::context::FlowContext;
+use crate::hooks::{Hooks, RunInfo, RunKind};
+use crate::logging::log_final_state;
+use crate::names::new_run_id;
+use crate::outcome::Outcome;
+use crate::record::{CacheStatus, History, TaskRunRecord};
+use crate::retry::RetryPolicy;
+use crate::state::{State, StateKind};
+
+/// A task's settings from `#[task(...)]`, fixed at compile time.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct TaskSpec {
+    pub name: &'static str,
+    pub retry: RetryPolicy,
+    pub refresh_cache: bool,
+    pub tags: &'static [Cow<'static, str>],
+    pub hooks: Hooks,
+}
+
+/// The future of a task run, as `#[task]` builds it; its `Output` is the task function's
+/// declared return type.
+pub trait TaskBody: RunFuture<Record = TaskRunRecord> {}
+
+impl<B: RunFuture<Record = TaskRunRecord>> TaskBody for B {}
+
+pin_project! {
+    /// A call of a `#[task]` function. Await it to run the task and get exactly the function's
+    /// declared output, so `?` works as for any `async fn`.
+    ///
+    /// The call belongs to the flow run it was made in. That is read when the function is
+    /// *called*, so `tokio::spawn(task(x))` and `join_all` keep it attached to the flow.
+    ///
+    /// ```
+    /// use flowcore::task;
+    ///
+    /// #[task(retries = 2)]
+    /// async fn add(a: u32, b: u32) -> u32 {
+    ///     a + b
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// assert_eq!(add(1, 2).await, 3);
+    ///
+    /// let (sum, run) = add(2, 2).with_run().await;
+    /// assert_eq!(sum, 4);
+    /// assert_eq!(run.state().kind, flowcore::StateKind::Completed);
+    /// # }
+    /// ```
+    #[must_use = "a task call does nothing until it is awaited"]
+    pub struct TaskCall<B> {
+        #[pin]
+        body: B,
+    }
+}
+
+impl<B: TaskBody> TaskCall<B> {
+    #[doc(hidden)]
+    pub fn new(body: B) -> Self {
+        TaskCall { body }
+    }
+
+    /// Runs the task and returns its output together with the task run's record.
+    pub fn with_run(self) -> WithRun<B> {
+        WithRun::new(self.body)
+    }
+}
+
+impl<B: TaskBody> Future for TaskCall<B> {
+    type Output = B::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<B::Output> {
+        poll_output(self.project().body, cx)
+    }
+}
+
+/// Starts a task call: what a `#[task]` function's body calls. The flow run it belongs to and
+/// the Pending time are read now, at the call; the run begins at the first poll.
+#[doc(hidden)]
+pub fn run_task<K, R, A>(
+    spec: &'static TaskSpec,
+    attempts: A,
+    behaviour: Behaviour<R, K::Error>,
+    cache: Option<Cache<R>>,
+) -> impl Future<Output = Finished<R, TaskRunRecord>>
+where
+    K: Outcome<R>,
+    A: Attempts<Output = R>,
+{
+    let flow = FlowContext::current();
+    let called_at = Timestamp::now();
+    async move {
+        let run = LiveTaskRun::new(spec, flow, called_at);
+        let span = tracing::info_span!(target: "flowcore", "task_run", run = %run.record().name());
+        drive::<K, R, A>(run, attempts, behaviour, cache)
+            .instrument(span)
+            .await
+    }
+}
+
+async fn drive<K, R, A>(
+    mut run: LiveTaskRun,
+    mut attempts: A,
+    behaviour: Behaviour<R, K::Error>,
+    cache: Option<Cache<R>>,
+) -> Finished<R, TaskRunRecord>
+where
+    K: Outcome<R>,
+    A: Attempts<Output = R>,
+{
+    let spec = run.spec;
+    tracing::info!(
+        target: "flowcore",
+        "Beginning task run '{}' for task '{}'",
+        run.record().name(),
+        spec.name
+    );
+    if let Some(cache) = &cache {
+        if !spec.refresh_cache
+            && let Some(out) = cache.lookup(Timestamp::now())
+        {
+            run.record_mut().cache = CacheStatus::Hit;
+            run.transition(StateKind::Cached, Some("cache hit".to_owned()));
+            return run.finish(out);
+        }
+        run.record_mut().cache = if spec.refresh_cache {
+            CacheStatus::Refreshed
+        } else {
+            CacheStatus::Miss
+        };
+    }
+    match attempt_loop::<K, R, A>(&mut run, &spec.retry, &mut attempts, &behaviour).await {
+        Ending::Output(out) => {
+            if let Some(cache) = &cache
+                && run.history().current().kind == StateKind::Completed
+            {
+                cache.store(&out, Timestamp::now());
+            }
+            run.finish(out)
+        }
+        Ending::Panicked(panic) => {
+            run.abandon();
+            resume_unwind(panic)
+        }
+    }
+}
+
+/// A task run in progress. Dropped before it finishes, it records `Cancelled`.
+struct LiveTaskRun {
+    spec: &'static TaskSpec,
+    flow: Option<Arc<FlowContext>>,
+    /// Taken when the run finishes.
+    record: Option<TaskRunRecord>,
+}
+
+impl LiveTaskRun {
+    fn new(spec: &'static TaskSpec, flow: Option<Arc<FlowContext>>, called_at: Timestamp) -> Self {
+        let record = TaskRunRecord {
+            id: new_run_id(),
+            task: Cow::Borrowed(spec.name),
+            flow_run_id: flow.as_ref().map(|f| f.id),
+            tags: Cow::Borrowed(spec.tags),
+            history: History::starting_at(called_at),
+            attempts: 0,
+            cache: CacheStatus::Off,
+        };
+        LiveTaskRun {
+            spec,
+            flow,
+            record: Some(record),
+        }
+    }
+
+    fn record(&self) -> &TaskRunRecord {
+        self.record
+            .as_ref()
+            .expect("a finished run records nothing more")
+    }
+
+    fn record_mut(&mut self) -> &mut TaskRunRecord {
+        self.record
+            .as_mut()
+            .expect("a finished run records nothing more")
+    }
+
+    /// The run ended normally: the call hands the record on.
+    fn finish<R>(&mut self, output: R) -> Finished<R, TaskRunRecord> {
+        Finished {
+            output,
+            record: self.record.take().expect("a run finishes once"),
+            parent: self.flow.take(),
+        }
+    }
+
+    /// The run ended by a panic or by being dropped: no call will hand the record on.
+    fn abandon(&mut self) {
+        let record = self.record.take().expect("a run finishes once");
+        if let Some(flow) = &self.flow {
+            flow.add_task_run(record);
+        }
+    }
+}
+
+impl LiveRun for LiveTaskRun {
+    fn history(&self) -> &History {
+        &self.record().history
+    }
+
+    fn enter(&mut self, state: State) {
+        if state.is_final() {
+            log_final_state(&state);
+        }
+        let hooks = &self.spec.hooks;
+        let record = self.record_mut();
+        record.history.push(state);
+        if hooks.is_empty() {
+            return;
+        }
+        let states = &record.history[..];
+        let [.., old, new] = states else {
+            unreachable!("a transition follows at least the Pending state")
+        };
+        let info = RunInfo {
+            kind: RunKind::Task,
+            id: record.id,
+            label: &record.task,
+            flow_run_name: None,
+            flow_run_id: record.flow_run_id,
+            attempt: record.attempts,
+            history: states,
+            tags: &record.tags,
+        };
+        hooks.fire(&info, old, new);
+    }
+
+    fn set_attempts(&mut self, attempts: u32) {
+        self.record_mut().attempts = attempts;
+    }
+}
+
+impl Drop for LiveTaskRun {
+    fn drop(&mut self) {
+        if self.record.is_some() {
+            self.transition(
+                StateKind::Cancelled,
+                Some("the task run was dropped before it finished".to_owned()),
+            );
+            self.abandon();
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The `#[task]` and `#[flow]` attributes of [flowcore](https://docs.rs/flowcore).
+//!
+//! Use them through `flowcore` (`use flowcore::{task, flow};`); the code they generate refers
+//! to `::flowcore`. Each attribute runs three stages: [`args`] parses the arguments into a typed
+//! struct, [`signature`] and [`validate`] check the function and the arguments together, and
+//! [`expand`] writes the wrapper. Every problem found is reported, each at its own tokens.
+
+use proc_macro::TokenStream;
+use syn::ItemFn;
+
+mod args;
+mod duration;
+mod errors;
+mod expand;
+mod lifetimes;
+mod signature;
+mod validate;
+
+use args::Macro;
+
+/// Turns an `async fn` into a tracked task.
+///
+/// Calling the function returns a [`TaskCall`]; awaiting it runs the task and gives exactly the
+/// declared output. Inside a flow the task run belongs to the flow run; outside, it is a
+/// standalone task run. A `Result` output fails the run on `Err` (after retries); any other
+/// output fails only on a panic, which is recorded and then goes on to the caller.
+///
+/// Every argument is optional:
+///
+/// | argument | meaning |
+/// |---|---|
+/// | `name = "extract"` | the task's name (default: the function's) |
+/// | `retries = 10` | attempts after the first; the arguments must then be `Clone` |
+/// | `retry_delay = "15s"` or `["1s", "10s", "1m"]` | delay before each retry (a list's last entry repeats) |
+/// | `retry_backoff = 2.0` | multiply the delay after each retry |
+/// | `retry_jitter = 0.2` | move each delay randomly by up to ±20 % |
+/// | `retry_if = path` | `fn(&E) -> bool`: errors for which it returns `false` are not retried |
+/// | `timeout = "30s"` | an attempt running longer is cancelled and counts as `TimedOut`; needs `Result<T, E>` with `E: From<TimeoutError>` |
+/// | `cache_for = "1d"` | reuse the result of a call with the same arguments for this long |
+/// | `cache_key = path` | compute the cache key from references to the arguments instead |
+/// | `refresh_cache = true` | always run and replace the cached result |
+/// | `tags = ["db", "http"]` | labels on every run |
+/// | `on_state = f` or `[f, g]` | `fn(&RunInfo, &State, &State)`, called on every transition |
+/// | `on_failure = f`, `on_completion = f` | `fn(&RunInfo, &State)`, called on the final state |
+///
+/// Durations are humantime strings ("250ms", "15s", "1h 30m", "1d"), checked at compile time.
+///
+/// ```
+/// use flowcore::{task, RunInfo, State};
+///
+/// fn alert_failed(run: &RunInfo, _old: &State, new: &State) {
+///     if new.is_failed() {
+///         println!("Failed! {}", run.name());
+///     }
+/// }
+///
+/// #[task(retries = 10, retry_delay = "15s", on_state = alert_failed, tags = ["http"])]
+/// async fn get_data(topic: String) -> Result<String, std::io::Error> {
+///     Ok(format!("a photo of {topic}"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), std::io::Error> {
+/// let photo = get_data("cats".into()).await?;
+/// assert_eq!(photo, "a photo of cats");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A task is a free function: no `self`, no `impl Trait` arguments (use a named type
+/// parameter). Argument types with lifetimes hidden in a path (`Cow<str>`) need them written
+/// out (`Cow<'_, str>`).
+///
+/// [`TaskCall`]: https://docs.rs/flowcore/latest/flowcore/struct.TaskCall.html
+#[proc_macro_attribute]
+pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
+    attribute(args, item, Macro::Task)
+}
+
+/// Turns an `async fn` into a flow: each call is a tracked flow run whose task runs, subflow
+/// runs, states and summary are recorded.
+///
+/// Arguments: `name`, `retries`, `retry_delay`, `retry_backoff`, `retry_jitter`, `retry_if`,
+/// `timeout`, `on_state`, `on_failure`, `on_completion`, with the meanings they have on
+/// [`macro@task`]. A flow's final state is `Failed` if its body returns `Err` or panics,
+/// `TimedOut` on timeout, `Cancelled` if its future is dropped, and `Completed` otherwise, even
+/// when task runs inside it failed and the body handled them.
+///
+/// ```
+/// use flowcore::{flow, task};
+///
+/// #[task]
+/// async fn say_hello(name: &str) {
+///     println!("Hello, {name}!");
+/// }
+///
+/// #[flow(name = "hello")]
+/// async fn hello_flow() {
+///     say_hello("world").await;
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let ((), run) = hello_flow().with_run().await;
+/// assert!(run.state().is_completed());
+/// # }
+/// ```
+#[proc_macro_attribute]
+pub fn flow(args: TokenStream, item: TokenStream) -> TokenStream {
+    attribute(args, item, Macro::Flow)
+}
+
+fn attribute(args: TokenStream, item: TokenStream, which: Macro) -> TokenStream {
+    let item_tokens = proc_macro2::TokenStream::from(item);
+    let function = match syn::parse2::<ItemFn>(item_tokens.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            let message = format!("{} goes on an `async fn`", which.attr());
+            let error = syn::Error::new(proc_macro2::Span::call_site(), message);
+            return combine(error, item_tokens);
+        }
+    };
+    let parsed = args::parse(args.into(), which);
+    let analyzed = signature::analyze(function.clone(), which);
+    let result = match (parsed, analyzed) {
+        (Ok(args), Ok(function)) => validate::validate(&args, &function, which)
+            .map(|()| expand::expand(args, function, which)),
+        (Err(mut a), Err(b)) => {
+            a.combine(b);
+            Err(a)
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    match result {
+        Ok(tokens) => tokens.into(),
+        // Emitting the function unchanged beside the errors keeps other errors (and IDEs) from
+        // complaining that it does not exist.
+        Err(error) => combine(error, quote::quote!(#function)),
+    }
+}
+
+fn combine(error: syn::Error, tokens: proc_macro2::TokenStream) -> TokenStream {
+    let mut out = error.to_compile_error();
+    out.extend(tokens);
+    out.into()
+}

@@ -1,0 +1,68 @@
+//! Stage 2b: checks that need several arguments, or the arguments and the function together.
+
+use crate::args::{Args, Macro};
+use crate::errors::Errors;
+use crate::signature::Function;
+
+pub(crate) fn validate(args: &Args, function: &Function, which: Macro) -> syn::Result<()> {
+    let mut errors = Errors::default();
+    let noun = which.noun();
+
+    let retries = args.retries.as_ref().map_or(0, |r| r.value);
+    if retries == 0 {
+        let fix = match &args.retries {
+            Some(_) => "with `retries = 0`; set `retries` above 0 or remove it",
+            None => "without retries; add `retries = 3`",
+        };
+        let retry_keys = [
+            args.retry_delay.as_ref().map(|s| &s.key),
+            args.retry_backoff.as_ref().map(|s| &s.key),
+            args.retry_jitter.as_ref().map(|s| &s.key),
+            args.retry_if.as_ref().map(|s| &s.key),
+        ];
+        for key in retry_keys.into_iter().flatten() {
+            errors.at(key, format!("`{key}` has no effect {fix}"));
+        }
+    }
+    if let (Some(backoff), Some(delay)) = (&args.retry_backoff, &args.retry_delay)
+        && delay.value.is_list
+    {
+        errors.at(
+            &backoff.key,
+            "`retry_backoff` cannot be combined with a list of delays: give one `retry_delay` to multiply, or list every delay",
+        );
+    }
+    if let Some(retry_if) = &args.retry_if
+        && !function.fallible
+    {
+        errors.at(
+            &retry_if.key,
+            format!("`retry_if` needs a {noun} that returns `Result`: it decides which errors are retried"),
+        );
+    }
+    if let Some(timeout) = &args.timeout
+        && !function.fallible
+    {
+        errors.at(
+            &timeout.key,
+            format!(
+                "`timeout` needs a {noun} that returns `Result<T, E>` with `E: From<flowcore::TimeoutError>`, so the timeout can be returned as an error (`anyhow::Error` works as is)"
+            ),
+        );
+    }
+    if args.cache_for.is_none() {
+        if let Some(key) = &args.cache_key {
+            errors.at(
+                &key.key,
+                "`cache_key` has no effect without `cache_for`; add `cache_for = \"1d\"`",
+            );
+        }
+        if let Some(refresh) = &args.refresh_cache {
+            errors.at(
+                &refresh.key,
+                "`refresh_cache` has no effect without `cache_for`; add `cache_for = \"1d\"`",
+            );
+        }
+    }
+    errors.finish(())
+}

@@ -1,0 +1,1 @@
+//! Examples, tests and benchmarks for flowcore live in this package.
