@@ -53,18 +53,23 @@ where
     }
 }
 
-/// A body that may run again: each attempt gets a clone of the arguments, except the last,
-/// which gets the originals.
+/// A body that may run again: each attempt gets a copy of the arguments, made by `copy`,
+/// except the last, which gets the originals.
+///
+/// `copy` is built by the macros from one `Clone` call per argument, each naming the
+/// argument's type, so an argument that is not `Clone` is reported at its own type.
 #[doc(hidden)]
 pub struct Repeat<A, F> {
     args: Option<A>,
+    copy: fn(&A) -> A,
     body: F,
 }
 
 impl<A, F> Repeat<A, F> {
-    pub fn new(args: A, body: F) -> Self {
+    pub fn new(args: A, copy: fn(&A) -> A, body: F) -> Self {
         Repeat {
             args: Some(args),
+            copy,
             body,
         }
     }
@@ -72,7 +77,6 @@ impl<A, F> Repeat<A, F> {
 
 impl<A, F, Fut> Attempts for Repeat<A, F>
 where
-    A: Clone,
     F: FnMut(A) -> Fut,
     Fut: Future,
 {
@@ -83,7 +87,7 @@ where
         let args = if last {
             self.args.take()
         } else {
-            self.args.clone()
+            self.args.as_ref().map(self.copy)
         };
         (self.body)(args.expect("no attempt follows the last one"))
     }

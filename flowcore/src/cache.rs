@@ -51,16 +51,25 @@ pub(crate) fn put(key: String, json: String, expires_at: Timestamp) {
 /// assert_eq!(flowcore::cache::clear_task("never-cached"), 0);
 /// ```
 pub fn clear_task(task: &str) -> usize {
-    let before = ENTRIES.len();
-    ENTRIES.retain(|key, _| task_of(key) != task);
-    before - ENTRIES.len()
+    // Counted as removed, not as a difference of lengths: other threads may store entries
+    // meanwhile.
+    let mut removed = 0;
+    ENTRIES.retain(|key, _| {
+        let keep = task_of(key) != Some(task);
+        removed += usize::from(!keep);
+        keep
+    });
+    removed
 }
 
 /// Removes every cached result; returns how many there were.
 pub fn clear() -> usize {
-    let before = ENTRIES.len();
-    ENTRIES.clear();
-    before
+    let mut removed = 0;
+    ENTRIES.retain(|_, _| {
+        removed += 1;
+        false
+    });
+    removed
 }
 
 /// The number of cached results, expired ones included until they are next looked up.
@@ -68,8 +77,16 @@ pub fn len() -> usize {
     ENTRIES.len()
 }
 
-fn task_of(key: &str) -> &str {
-    key.rsplit_once(':').map_or(key, |(task, _)| task)
+/// An entry's key: `"{len}:{task}:{key}"`. The task name's length comes first, so that a `:`
+/// in a task's name or in a `cache_key` result (a URL) can neither make two tasks' keys equal
+/// nor hide the task's name from [`clear_task`].
+fn entry_key(task: &str, key: impl std::fmt::Display) -> String {
+    format!("{}:{task}:{key}", task.len())
+}
+
+fn task_of(key: &str) -> Option<&str> {
+    let (len, rest) = key.split_once(':')?;
+    rest.get(..len.parse().ok()?)
 }
 
 /// How one call of a cached task reads and writes the cache.
@@ -82,28 +99,14 @@ pub struct Cache<R> {
 }
 
 impl<R> Cache<R> {
-    /// Keyed by the task's name and a hash of `args` (the call's arguments, by reference).
-    pub fn by_args<K, A>(task: &str, ttl: Duration, args: &A) -> Self
-    where
-        K: Outcome<R>,
-        K::Value: Serialize + DeserializeOwned,
-        A: Serialize + ?Sized,
-    {
-        let mut hasher = HashWriter(Xxh3::new());
-        // Serializing into a hasher cannot fail on I/O; a Serialize impl that errors still
-        // yields a key (of what it wrote), which is no worse than a custom key function.
-        let _ = serde_json::to_writer(&mut hasher, args);
-        let key = format!("{task}:{:032x}", hasher.0.digest128());
-        Self::with_key::<K>(key, ttl)
-    }
-
-    /// Keyed by the task's name and the string its `cache_key` function returned.
-    pub fn by_key<K>(task: &str, ttl: Duration, key: impl std::fmt::Display) -> Self
+    /// Keyed by the task's name and `key`: an [`ArgsKey`] of the call's arguments, or what the
+    /// task's `cache_key` function returned.
+    pub fn new<K>(task: &str, ttl: Duration, key: impl std::fmt::Display) -> Self
     where
         K: Outcome<R>,
         K::Value: Serialize + DeserializeOwned,
     {
-        Self::with_key::<K>(format!("{task}:{key}"), ttl)
+        Self::with_key::<K>(entry_key(task, key), ttl)
     }
 
     fn with_key<K>(key: String, ttl: Duration) -> Self
@@ -135,6 +138,46 @@ impl<R> Cache<R> {
     }
 }
 
+/// An argument of a task with `cache_for` and no `cache_key`: part of the cache key.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` must implement `serde::Serialize`: with `cache_for`, the arguments make the cache key",
+    label = "not `Serialize`",
+    note = "derive `Serialize` for it, or set `cache_key = key_fn` (`fn(&A, &B, …) -> impl Display`) to compute the key yourself"
+)]
+pub trait CacheArg {
+    /// Writes the argument as JSON, the text the key is a hash of.
+    fn write_json(&self, out: &mut dyn std::io::Write);
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + ?Sized> CacheArg for T {
+    fn write_json(&self, out: &mut dyn std::io::Write) {
+        // Writing into a hasher cannot fail on I/O; a `Serialize` impl that errors still
+        // yields a key (of what it wrote), which is no worse than a custom key function.
+        let _ = serde_json::to_writer(out, self);
+    }
+}
+
+/// The default key of a call: the xxh3-128 hash of its arguments written as a JSON array.
+#[doc(hidden)]
+pub struct ArgsKey<'a>(pub &'a [&'a dyn CacheArg]);
+
+impl std::fmt::Display for ArgsKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut hasher = HashWriter(Xxh3::new());
+        hasher.0.update(b"[");
+        for (i, arg) in self.0.iter().enumerate() {
+            if i > 0 {
+                hasher.0.update(b",");
+            }
+            arg.write_json(&mut hasher);
+        }
+        hasher.0.update(b"]");
+        write!(f, "{:032x}", hasher.0.digest128())
+    }
+}
+
 struct HashWriter(Xxh3);
 
 impl std::io::Write for HashWriter {
@@ -153,19 +196,32 @@ mod tests {
     use super::*;
     use crate::outcome::Plain;
 
+    fn key_of(args: &[&dyn CacheArg]) -> String {
+        Cache::<u32>::new::<Plain>("t", Duration::ZERO, ArgsKey(args)).key
+    }
+
     #[test]
     fn same_arguments_same_key() {
-        let a = Cache::<u32>::by_args::<Plain, _>("t", Duration::ZERO, &(&"x", &1));
-        let b = Cache::<u32>::by_args::<Plain, _>("t", Duration::ZERO, &("x".to_owned(), 1));
-        let c = Cache::<u32>::by_args::<Plain, _>("t", Duration::ZERO, &("y", 1));
-        assert_eq!(a.key, b.key);
-        assert_ne!(a.key, c.key);
-        assert!(a.key.starts_with("t:"));
+        let a = key_of(&[&"x", &1]);
+        let b = key_of(&[&"x".to_owned(), &1]);
+        let c = key_of(&[&"y", &1]);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.starts_with("1:t:"));
+    }
+
+    #[test]
+    fn colons_in_names_and_keys_stay_apart() {
+        let a = Cache::<u32>::new::<Plain>("a", Duration::ZERO, "b:c");
+        let b = Cache::<u32>::new::<Plain>("a:b", Duration::ZERO, "c");
+        assert_ne!(a.key, b.key);
+        assert_eq!(task_of(&a.key), Some("a"));
+        assert_eq!(task_of(&b.key), Some("a:b"));
     }
 
     #[test]
     fn entries_expire() {
-        let cache = Cache::<u32>::by_key::<Plain>("expiring", Duration::from_secs(10), "k");
+        let cache = Cache::<u32>::new::<Plain>("expiring", Duration::from_secs(10), "k");
         let t0 = Timestamp::from_micros(0);
         cache.store(&7, t0);
         assert_eq!(cache.lookup(t0), Some(7));

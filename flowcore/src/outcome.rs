@@ -52,8 +52,7 @@ impl<T, E: TaskError> Outcome<Result<T, E>> for Fallible {
         out.as_ref().err()
     }
     fn message(error: &E) -> String {
-        // `{:#}` gives anyhow's "context: cause" chain; other errors ignore the flag.
-        format!("{error:#}")
+        error.text()
     }
     fn value(out: &Result<T, E>) -> Option<&T> {
         out.as_ref().ok()
@@ -63,13 +62,24 @@ impl<T, E: TaskError> Outcome<Result<T, E>> for Fallible {
     }
 }
 
-/// The error type of a task or flow returning `Result<T, E>`: anything `Display`, whose text
-/// becomes the failed state's message.
+/// The error type `E` of a task or flow returning `Result<T, E>`: anything `Display`, whose
+/// text becomes the failed state's message.
 #[diagnostic::on_unimplemented(
     message = "the error type `{Self}` of a task or flow must implement `Display`",
     label = "`{Self}` does not implement `Display`",
-    note = "flowcore records the error's text as the run's message: implement `Display` for it, or return `anyhow::Error`"
+    note = "the error's text becomes the failed run's message: implement `Display` for it (`thiserror` derives it), or return `anyhow::Error`"
 )]
-pub trait TaskError: Display {}
+pub trait TaskError {
+    /// The text recorded as the failed state's message.
+    fn text(&self) -> String;
+}
 
-impl<E: Display + ?Sized> TaskError for E {}
+// `do_not_recommend`: a missing `Display` is reported as a missing `TaskError`, with the
+// message above, rather than with `Display`'s own.
+#[diagnostic::do_not_recommend]
+impl<E: Display + ?Sized> TaskError for E {
+    fn text(&self) -> String {
+        // `{:#}` gives anyhow's "context: cause" chain; other errors ignore the flag.
+        format!("{self:#}")
+    }
+}

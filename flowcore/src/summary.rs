@@ -84,15 +84,19 @@ impl fmt::Display for Summary<'_> {
             })
             .collect();
         if !rows.is_empty() {
+            // The Cache and Error columns only when some run has something to show in them.
+            let shown: Vec<usize> = (0..header.len())
+                .filter(|&c| c < 4 || rows.iter().any(|row| !row[c].is_empty()))
+                .collect();
             let mut widths = header.map(str::len);
             for row in &rows {
                 for (w, cell) in widths.iter_mut().zip(row) {
                     *w = (*w).max(cell.chars().count());
                 }
             }
-            write_row(f, &widths, &header.map(str::to_owned))?;
+            write_row(f, &widths, &header.map(str::to_owned), &shown)?;
             for row in &rows {
-                write_row(f, &widths, row)?;
+                write_row(f, &widths, row, &shown)?;
             }
             if run.task_runs.len() > MAX_ROWS {
                 writeln!(f, "… and {} more task runs", run.task_runs.len() - MAX_ROWS)?;
@@ -124,10 +128,16 @@ impl fmt::Display for Summary<'_> {
     }
 }
 
-/// Numbers right-aligned, text left-aligned, two spaces between columns.
-fn write_row(f: &mut fmt::Formatter<'_>, widths: &[usize; 6], cells: &[String; 6]) -> fmt::Result {
+/// The `shown` columns; numbers right-aligned, text left-aligned, two spaces between.
+fn write_row(
+    f: &mut fmt::Formatter<'_>,
+    widths: &[usize; 6],
+    cells: &[String; 6],
+    shown: &[usize],
+) -> fmt::Result {
     let mut line = String::new();
-    for (i, (cell, &w)) in cells.iter().zip(widths).enumerate() {
+    for &i in shown {
+        let (cell, w) = (&cells[i], widths[i]);
         if i > 0 {
             line.push_str("  ");
         }

@@ -97,23 +97,29 @@ const KEYS: &[(&str, bool, &str)] = &[
     ),
 ];
 
-fn example(key: &str) -> &'static str {
-    KEYS.iter()
+/// How `key` is written, in backticks: "`retries = 3`", "`on_state = f` or `on_state = [a, b]`".
+fn example(key: &str) -> String {
+    let text = KEYS
+        .iter()
         .find(|(k, _, _)| *k == key)
-        .map_or("", |(_, _, e)| e)
+        .map_or("", |(_, _, e)| e);
+    format!("`{}`", text.replace(" or ", "` or `"))
 }
 
 /// Parses the attribute's tokens; reports every problem, not only the first.
 pub(crate) fn parse(tokens: proc_macro2::TokenStream, which: Macro) -> syn::Result<Args> {
     let metas = syn::parse::Parser::parse2(
         Punctuated::<Meta, Token![,]>::parse_terminated,
-        tokens,
+        tokens.clone(),
     )
     .map_err(|e| {
+        if let Some(hint) = syntax_hint(&tokens, which) {
+            return hint;
+        }
         syn::Error::new(
             e.span(),
             format!(
-                "{e}; {} takes `key = value` arguments separated by commas, e.g. {}(retries = 3, retry_delay = \"15s\")",
+                "{e}: {} takes `key = value` arguments separated by commas, e.g. `#[{}(retries = 3, retry_delay = \"15s\")]`",
                 which.attr(),
                 which.noun()
             ),
@@ -141,7 +147,7 @@ pub(crate) fn parse(tokens: proc_macro2::TokenStream, which: Macro) -> syn::Resu
             errors.at(
                 &key,
                 format!(
-                    "`{name}` is not supported on #[flow]; {}",
+                    "`{name}` is not supported on #[flow]: {}",
                     task_only_reason(&name)
                 ),
             );
@@ -157,7 +163,7 @@ pub(crate) fn parse(tokens: proc_macro2::TokenStream, which: Macro) -> syn::Resu
             other => {
                 errors.at(
                     &other,
-                    format!("`{name}` needs a value: `{}`", example(&name)),
+                    format!("`{name}` needs a value: {}", example(&name)),
                 );
                 continue;
             }
@@ -169,13 +175,52 @@ pub(crate) fn parse(tokens: proc_macro2::TokenStream, which: Macro) -> syn::Resu
     errors.finish(args)
 }
 
+/// A clearer error for two common slips: `key: value`, and a bare string for the name.
+fn syntax_hint(tokens: &proc_macro2::TokenStream, which: Macro) -> Option<syn::Error> {
+    use proc_macro2::{Spacing, TokenTree};
+
+    let trees: Vec<TokenTree> = tokens.clone().into_iter().collect();
+    if let [TokenTree::Literal(lit), ..] = trees.as_slice()
+        && lit.to_string().starts_with('"')
+    {
+        return Some(syn::Error::new(
+            lit.span(),
+            format!("to name the {}, write `name = {lit}`", which.noun()),
+        ));
+    }
+    for (i, pair) in trees.windows(3).enumerate() {
+        // A known key at the start of an argument, then a `:` that does not begin a path.
+        let starts_argument =
+            i == 0 || matches!(&trees[i - 1], TokenTree::Punct(p) if p.as_char() == ',');
+        if let [TokenTree::Ident(key), TokenTree::Punct(colon), next] = pair
+            && starts_argument
+            && KEYS.iter().any(|(k, _, _)| key == k)
+            && colon.as_char() == ':'
+            && colon.spacing() == Spacing::Alone
+        {
+            let value = match next {
+                TokenTree::Literal(_) | TokenTree::Ident(_) => next.to_string(),
+                _ => "…".to_owned(),
+            };
+            return Some(syn::Error::new(
+                colon.span(),
+                format!("write `=` between a key and its value: `{key} = {value}`"),
+            ));
+        }
+    }
+    None
+}
+
 impl Args {
     fn set(&mut self, key: Ident, name: &str, value: Expr) -> syn::Result<()> {
         match name {
             "name" => {
                 let lit = string(&value, name)?;
                 if lit.value().trim().is_empty() {
-                    return Err(syn::Error::new(lit.span(), "the name must not be empty"));
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "the name must not be empty; remove `name` to use the function's name",
+                    ));
                 }
                 self.name = Some(lit);
             }
@@ -186,7 +231,7 @@ impl Args {
                 if backoff <= 0.0 {
                     return Err(syn::Error::new_spanned(
                         &value,
-                        "retry_backoff must be greater than 0 (2.0 doubles the delay after each retry)",
+                        "`retry_backoff` must be greater than 0: 2.0 doubles the delay after each retry, 1.0 keeps it",
                     ));
                 }
                 self.retry_backoff = Some(setting(key, backoff));
@@ -196,7 +241,7 @@ impl Args {
                 if !(0.0..=1.0).contains(&jitter) {
                     return Err(syn::Error::new_spanned(
                         &value,
-                        "retry_jitter must be between 0 and 1 (0.2 moves each delay by up to ±20 %)",
+                        "`retry_jitter` must be between 0 and 1: 0.2 moves each delay randomly by up to ±20 %",
                     ));
                 }
                 self.retry_jitter = Some(setting(key, jitter));
@@ -251,8 +296,8 @@ fn unknown_key_message(name: &str, which: Macro) -> String {
 
 fn task_only_reason(name: &str) -> &'static str {
     match name {
-        "tags" => "only tasks have tags",
-        _ => "only tasks cache their results; cache inside the flow's tasks",
+        "tags" => "only task runs carry tags; put them on the flow's tasks",
+        _ => "only tasks cache their results; put `cache_for` on the flow's tasks",
     }
 }
 
@@ -264,9 +309,15 @@ fn lit(value: &Expr) -> Option<&Lit> {
     }
 }
 
+/// `-1` or `-0.5`: syn reads a minus sign before a literal into the literal itself (its span is
+/// then the minus sign's), but `-(1)` is a unary expression.
 fn is_negative_number(value: &Expr) -> bool {
-    matches!(value, Expr::Unary(ExprUnary { op: UnOp::Neg(_), expr, .. })
-        if matches!(lit(expr), Some(Lit::Int(_) | Lit::Float(_))))
+    match lit(value) {
+        Some(Lit::Int(int)) => int.base10_digits().starts_with('-'),
+        Some(Lit::Float(float)) => float.base10_digits().starts_with('-'),
+        _ => matches!(value, Expr::Unary(ExprUnary { op: UnOp::Neg(_), expr, .. })
+            if matches!(lit(expr), Some(Lit::Int(_) | Lit::Float(_)))),
+    }
 }
 
 fn string(value: &Expr, key: &str) -> syn::Result<LitStr> {
@@ -274,7 +325,7 @@ fn string(value: &Expr, key: &str) -> syn::Result<LitStr> {
         Some(Lit::Str(s)) => Ok(s.clone()),
         _ => Err(syn::Error::new_spanned(
             value,
-            format!("expected a string: `{}`", example(key)),
+            format!("expected a string: {}", example(key)),
         )),
     }
 }
@@ -283,7 +334,10 @@ fn count(value: &Expr, key: &str) -> syn::Result<u32> {
     if is_negative_number(value) {
         return Err(syn::Error::new_spanned(
             value,
-            format!("`{key}` cannot be negative: `{}`", example(key)),
+            format!(
+                "`{key}` cannot be negative: it counts the attempts after the first, e.g. {}",
+                example(key)
+            ),
         ));
     }
     match lit(value) {
@@ -295,7 +349,7 @@ fn count(value: &Expr, key: &str) -> syn::Result<u32> {
         }),
         _ => Err(syn::Error::new_spanned(
             value,
-            format!("expected a whole number: `{}`", example(key)),
+            format!("expected a whole number: {}", example(key)),
         )),
     }
 }
@@ -315,7 +369,7 @@ fn float(value: &Expr, key: &str) -> syn::Result<f64> {
         _ => {
             return Err(syn::Error::new_spanned(
                 value,
-                format!("expected a number: `{}`", example(key)),
+                format!("expected a number: {}", example(key)),
             ));
         }
     }?;
@@ -327,7 +381,7 @@ fn boolean(value: &Expr, key: &str) -> syn::Result<bool> {
         Some(Lit::Bool(b)) => Ok(b.value),
         _ => Err(syn::Error::new_spanned(
             value,
-            format!("expected `true` or `false`: `{}`", example(key)),
+            format!("expected `true` or `false`: {}", example(key)),
         )),
     }
 }
@@ -344,16 +398,25 @@ fn duration_value(value: &Expr, key: &str) -> syn::Result<Duration> {
             }
             Ok(d)
         }
-        Some(Lit::Int(_) | Lit::Float(_)) => Err(syn::Error::new_spanned(
+        Some(Lit::Int(int)) => {
+            let n = int.base10_digits();
+            Err(syn::Error::new_spanned(
+                value,
+                format!(
+                    "a duration is a string with a unit: `{key} = \"{n}s\"` (or \"{n}ms\", \"{n}m\", \"{n}h\")"
+                ),
+            ))
+        }
+        Some(Lit::Float(_)) => Err(syn::Error::new_spanned(
             value,
             format!(
-                "write the duration as a string with a unit: `{}`",
+                "a duration is a string with a unit: {}; write fractions in a smaller unit (\"1500ms\")",
                 example(key)
             ),
         )),
         _ => Err(syn::Error::new_spanned(
             value,
-            format!("expected a duration string: `{}`", example(key)),
+            format!("expected a duration string: {}", example(key)),
         )),
     }
 }
@@ -363,7 +426,7 @@ fn delays(value: &Expr) -> syn::Result<Delays> {
         Some(Lit::Str(s)) => duration::parse(s),
         _ => Err(syn::Error::new_spanned(
             e,
-            format!("expected a duration string: `{}`", example("retry_delay")),
+            format!("expected a duration string: {}", example("retry_delay")),
         )),
     };
     match value {
@@ -405,7 +468,7 @@ fn tags(value: &Expr) -> syn::Result<Vec<LitStr>> {
         match lit(e) {
             Some(Lit::Str(s)) if !s.value().trim().is_empty() => tags.push(s.clone()),
             Some(Lit::Str(s)) => errors.at(s, "a tag must not be empty"),
-            _ => errors.at(e, format!("expected a string tag: `{}`", example("tags"))),
+            _ => errors.at(e, format!("expected a string tag: {}", example("tags"))),
         }
     }
     errors.finish(tags)
@@ -418,7 +481,7 @@ fn function(value: Expr, key: &str) -> syn::Result<Expr> {
         Expr::Group(group) => function(*group.expr, key),
         other => Err(syn::Error::new_spanned(
             &other,
-            format!("expected a function path: `{}`", example(key)),
+            format!("expected a function path or a closure: {}", example(key)),
         )),
     }
 }

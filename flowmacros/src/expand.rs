@@ -16,6 +16,10 @@
 //!
 //! The wrapper is a plain `fn`, not an `async fn`, so the call (not its first poll) records
 //! which flow run it belongs to.
+//!
+//! Trait bounds the user's types must meet are checked by calls that name those types, written
+//! with their spans (`quote_spanned!`), so rustc reports a missing trait at the user's argument
+//! or return type; see `flowcore::__private` for how each check avoids a second error.
 
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{quote, quote_spanned};
@@ -44,6 +48,8 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
     let where_clause = &generics.where_clause;
     let Parts {
         kind,
+        cache_kind,
+        call_span,
         retry,
         hooks,
         checks,
@@ -52,30 +58,38 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
     } = &parts;
     let spec = Ident::new("SPEC", Span::mixed_site());
 
-    let (call_type, body_trait, spec_type, spec_extra, start) = match which {
+    // The cache borrows the arguments, so it is made before the attempts take them.
+    let cache_var = Ident::new("cache", Span::mixed_site());
+    let (call_type, body_trait, spec_type, spec_extra, prepare, start) = match which {
         Macro::Task => {
             let refresh = args.refresh_cache.as_ref().is_some_and(|r| r.value);
             let tags = args.tags.iter();
-            let cache = cache(&args, &function, kind);
+            let cache = cache(&args, &function, cache_kind, *call_span);
             (
-                quote!(::flowcore::TaskCall),
-                quote!(::flowcore::TaskBody),
+                quote_spanned!(*call_span=> ::flowcore::TaskCall),
+                quote_spanned!(*call_span=> ::flowcore::TaskBody),
                 quote!(::flowcore::__private::TaskSpec),
                 quote! {
                     refresh_cache: #refresh,
                     tags: &[#(::flowcore::__private::Cow::Borrowed(#tags)),*],
                 },
+                // `cache_key = |a| …` is called where it is written.
                 quote! {
-                    ::flowcore::__private::run_task::<#kind, #output, _>(&#spec, #attempts, #behaviour, #cache)
+                    #[allow(clippy::redundant_closure_call)]
+                    let #cache_var = #cache;
+                },
+                quote_spanned! {*call_span=>
+                    ::flowcore::__private::run_task::<#kind, #output, _>(&#spec, #attempts, #behaviour, #cache_var)
                 },
             )
         }
         Macro::Flow => (
-            quote!(::flowcore::FlowCall),
-            quote!(::flowcore::FlowBody),
+            quote_spanned!(*call_span=> ::flowcore::FlowCall),
+            quote_spanned!(*call_span=> ::flowcore::FlowBody),
             quote!(::flowcore::__private::FlowSpec),
             quote!(),
-            quote! {
+            quote!(),
+            quote_spanned! {*call_span=>
                 ::flowcore::__private::run_flow::<#kind, #output, _>(&#spec, #attempts, #behaviour)
             },
         ),
@@ -85,12 +99,18 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
         .as_ref()
         .map_or_else(|| ident.to_string(), |n| n.value());
 
+    let call = quote_spanned!(*call_span=> #call_type::new(#start));
+    let returns = quote_spanned! {*call_span=>
+        -> #call_type<impl #body_trait<Output = #output> + use<#(#captures),*>>
+    };
     quote! {
         #(#outer_attrs)*
         #vis fn #ident #generics (#(#names: #types),*)
-            -> #call_type<impl #body_trait<Output = #output> + use<#(#captures),*>>
+            #returns
             #where_clause
         {
+            // The attribute requires an `async fn`, with or without an `.await` in it.
+            #[allow(clippy::unused_async)]
             #body
 
             static #spec: #spec_type = #spec_type {
@@ -100,7 +120,9 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                 hooks: #hooks,
             };
             #(#checks)*
-            #call_type::new(#start)
+            #prepare
+            #call
+
         }
     }
 }
@@ -109,6 +131,11 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
 struct Parts {
     /// `Fallible` or `Plain`: how the output is judged.
     kind: TokenStream,
+    /// `kind` again, written at the cached value's type (see [`cache`]).
+    cache_kind: TokenStream,
+    /// Where errors about the start of the run go: at `E` of `Result<T, E>`, the only type
+    /// the runtime's bounds there can fail for (when `E` is not `Display`).
+    call_span: Span,
     retry: TokenStream,
     hooks: TokenStream,
     /// Assertions that turn a missing trait into an error at the user's type.
@@ -120,10 +147,43 @@ struct Parts {
 impl Parts {
     fn new(args: &Args, function: &Function) -> Self {
         let output = &function.output;
-        let kind = if function.fallible {
-            quote_spanned!(output.span()=> ::flowcore::__private::Fallible)
+        // For `Result<T, E>`: `E` as written, else as the output's associated type.
+        let (error_type, error_span) = match &function.err_type {
+            Some(e) => (Some(quote!(#e)), e.span()),
+            None if function.fallible => {
+                // From the output's first token to its last, so rustc underlines all of it.
+                let (first, last) = outer_spans(output);
+                let open = quote_spanned!(first=> <);
+                let error = quote_spanned!(last=> Error);
+                (
+                    Some(quote! {
+                        #open #output as ::flowcore::__private::ResultError>::#error
+                    }),
+                    output.span(),
+                )
+            }
+            None => (None, output.span()),
+        };
+        // `Fallible` judges a `Result`; its bound on `E` is reported with flowcore's message.
+        // Written at `E`, so rustc points there.
+        let kind_at = |span: Span| match &error_type {
+            Some(_) => quote_spanned!(span=> ::flowcore::__private::Fallible),
+            None => quote!(::flowcore::__private::Plain),
+        };
+        let kind = kind_at(error_span);
+        // The stored value: the output, or the `T` of `Result<T, E>`.
+        let cache_value = if function.fallible {
+            function.ok_type.as_ref()
         } else {
-            quote!(::flowcore::__private::Plain)
+            Some(output)
+        };
+        // The cache's own `Serialize` bounds on the value then fail where `assert_cache_value`
+        // does, and rustc reports the failure once.
+        let cache_kind = kind_at(cache_value.map_or(output.span(), |t| t.span()));
+        let call_span = if function.fallible {
+            error_span
+        } else {
+            Span::call_site()
         };
         let retries = args.retries.as_ref().map_or(0, |r| r.value);
 
@@ -143,35 +203,36 @@ impl Parts {
             }
         };
 
-        let on_state = args.on_state.iter();
-        let on_failure = args.on_failure.iter();
-        let on_completion = args.on_completion.iter();
+        // Each hook is coerced where it is written, so a wrong signature is reported there.
+        let on_state = args
+            .on_state
+            .iter()
+            .map(|f| quote_spanned!(f.span()=> ::flowcore::__private::state_hook(#f)));
+        let on_failure = args
+            .on_failure
+            .iter()
+            .map(|f| quote_spanned!(f.span()=> ::flowcore::__private::hook(#f)));
+        let on_completion = args
+            .on_completion
+            .iter()
+            .map(|f| quote_spanned!(f.span()=> ::flowcore::__private::hook(#f)));
         let hooks = quote! {
             ::flowcore::__private::Hooks {
-                on_state: &[#(::flowcore::__private::state_hook(#on_state)),*],
-                on_failure: &[#(::flowcore::__private::hook(#on_failure)),*],
-                on_completion: &[#(::flowcore::__private::hook(#on_completion)),*],
+                on_state: &[#(#on_state),*],
+                on_failure: &[#(#on_failure),*],
+                on_completion: &[#(#on_completion),*],
             }
         };
 
         let mut checks = Vec::new();
-        if retries > 0 {
-            for arg in &function.args {
-                let ty = &arg.ty;
-                checks.push(
-                    quote_spanned!(ty.span()=> ::flowcore::__private::assert_retry_arg::<#ty>();),
-                );
-            }
-        }
         if args.cache_for.is_some() {
-            if args.cache_key.is_none() {
-                for arg in &function.args {
-                    let ty = &arg.ty;
-                    checks.push(quote_spanned!(ty.span()=> ::flowcore::__private::assert_cache_arg::<#ty>();));
-                }
-            }
-            checks.push(quote_spanned! {output.span()=>
-                ::flowcore::__private::assert_cache_output::<#kind, #output>();
+            checks.push(match cache_value {
+                Some(t) => quote_spanned! {t.span()=>
+                    ::flowcore::__private::assert_cache_value::<#t>();
+                },
+                None => quote_spanned! {output.span()=>
+                    ::flowcore::__private::assert_cache_output::<#kind, #output>();
+                },
             });
         }
 
@@ -183,13 +244,24 @@ impl Parts {
         } else {
             quote!(::<#(#type_params),*>)
         };
-        let strategy = if retries > 0 {
-            quote!(::flowcore::__private::Repeat)
+        let attempts = if retries > 0 {
+            // Each argument is copied by a call naming its type, so one that is not `Clone`
+            // is reported at its type.
+            let copies = function.args.iter().map(|a| {
+                let (name, ty) = (&a.name, &a.ty);
+                quote_spanned!(ty.span()=> ::flowcore::__private::retry_clone::<#ty>(#name))
+            });
+            quote! {
+                ::flowcore::__private::Repeat::new(
+                    (#(#names,)*),
+                    |(#(#names,)*)| (#(#copies,)*),
+                    |(#(#names,)*)| #ident #turbofish (#(#names),*),
+                )
+            }
         } else {
-            quote!(::flowcore::__private::Once)
-        };
-        let attempts = quote! {
-            #strategy::new((#(#names,)*), |(#(#names,)*)| #ident #turbofish (#(#names),*))
+            quote! {
+                ::flowcore::__private::Once::new((#(#names,)*), |(#(#names,)*)| #ident #turbofish (#(#names),*))
+            }
         };
 
         let retry_if = match &args.retry_if {
@@ -204,10 +276,19 @@ impl Parts {
         let timeout = match &args.timeout {
             Some(setting) => {
                 let after = duration::tokens(setting.value);
+                // Naming `E` puts a missing `From<TimeoutError>` at the error type.
+                let error = match &error_type {
+                    Some(e) => quote_spanned! {error_span=>
+                        ::flowcore::__private::timeout_error::<_, #e>
+                    },
+                    None => {
+                        quote_spanned!(setting.key.span()=> ::flowcore::__private::timeout_error)
+                    }
+                };
                 quote_spanned! {setting.key.span()=>
                     ::core::option::Option::Some(::flowcore::__private::Timeout {
                         after: #after,
-                        error: ::flowcore::__private::timeout_error,
+                        error: #error,
                     })
                 }
             }
@@ -219,6 +300,8 @@ impl Parts {
 
         Parts {
             kind,
+            cache_kind,
+            call_span,
             retry,
             hooks,
             checks,
@@ -228,8 +311,9 @@ impl Parts {
     }
 }
 
-/// `Some(Cache::…)` for a task with `cache_for`, else `None`.
-fn cache(args: &Args, function: &Function, kind: &TokenStream) -> TokenStream {
+/// `Some(Cache::…)` for a task with `cache_for`, else `None`. `kind` is written at the cached
+/// value's type and the call at `call_span`, where the same bounds fail for the run itself.
+fn cache(args: &Args, function: &Function, kind: &TokenStream, call_span: Span) -> TokenStream {
     let Some(cache_for) = &args.cache_for else {
         return quote!(::core::option::Option::None);
     };
@@ -238,16 +322,44 @@ fn cache(args: &Args, function: &Function, kind: &TokenStream) -> TokenStream {
         .name
         .as_ref()
         .map_or_else(|| function.ident().to_string(), |n| n.value());
-    let names = function.args.iter().map(|a| &a.name);
-    match &args.cache_key {
+    let key = match &args.cache_key {
         Some(key_fn) => {
             let f = &key_fn.value;
-            quote! {
-                ::core::option::Option::Some(::flowcore::__private::Cache::by_key::<#kind>(#name, #ttl, #f(#(&#names),*)))
-            }
+            // The call and its arguments are written at the function's path, so a wrong
+            // signature is reported there.
+            let names = function.args.iter().map(|a| {
+                let mut name = a.name.clone();
+                name.set_span(f.span());
+                name
+            });
+            // A closure is called as `(|a| …)(&a)`.
+            let callee = match f {
+                syn::Expr::Closure(_) => quote_spanned!(f.span()=> (#f)),
+                _ => quote!(#f),
+            };
+            quote_spanned!(f.span()=> #callee(#(&#names),*))
         }
-        None => quote! {
-            ::core::option::Option::Some(::flowcore::__private::Cache::by_args::<#kind, _>(#name, #ttl, &(#(&#names,)*)))
-        },
-    }
+        None => {
+            // Each argument goes into the key through a call naming its type, so one that is
+            // not `Serialize` is reported at its type.
+            let parts = function.args.iter().map(|a| {
+                let (name, ty) = (&a.name, &a.ty);
+                quote_spanned!(ty.span()=> ::flowcore::__private::cache_arg::<#ty>(&#name))
+            });
+            quote!(::flowcore::__private::ArgsKey(&[#(#parts),*]))
+        }
+    };
+    let by_key = quote_spanned! {call_span=>
+        ::flowcore::__private::Cache::new::<#kind>(#name, #ttl, #key)
+    };
+    quote!(::core::option::Option::Some(#by_key))
+}
+
+/// The spans of a type's first and last tokens.
+fn outer_spans(ty: &syn::Type) -> (Span, Span) {
+    use quote::ToTokens as _;
+    let tokens: Vec<_> = ty.to_token_stream().into_iter().collect();
+    let first = tokens.first().map_or_else(Span::call_site, |t| t.span());
+    let last = tokens.last().map_or(first, |t| t.span());
+    (first, last)
 }

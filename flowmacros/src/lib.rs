@@ -114,11 +114,7 @@ fn attribute(args: TokenStream, item: TokenStream, which: Macro) -> TokenStream 
     let item_tokens = proc_macro2::TokenStream::from(item);
     let function = match syn::parse2::<ItemFn>(item_tokens.clone()) {
         Ok(f) => f,
-        Err(_) => {
-            let message = format!("{} goes on an `async fn`", which.attr());
-            let error = syn::Error::new(proc_macro2::Span::call_site(), message);
-            return combine(error, item_tokens);
-        }
+        Err(_) => return combine(not_a_function(&item_tokens, which), item_tokens),
     };
     let parsed = args::parse(args.into(), which);
     let analyzed = signature::analyze(function.clone(), which);
@@ -136,6 +132,45 @@ fn attribute(args: TokenStream, item: TokenStream, which: Macro) -> TokenStream 
         // Emitting the function unchanged beside the errors keeps other errors (and IDEs) from
         // complaining that it does not exist.
         Err(error) => combine(error, quote::quote!(#function)),
+    }
+}
+
+/// The error for an attribute on something other than a function, at the item's keyword and
+/// name.
+fn not_a_function(item: &proc_macro2::TokenStream, which: Macro) -> syn::Error {
+    use syn::Item;
+
+    let at = |keyword: &dyn quote::ToTokens, ident: &dyn quote::ToTokens, what: &str| {
+        let mut tokens = keyword.to_token_stream();
+        ident.to_tokens(&mut tokens);
+        syn::Error::new_spanned(
+            tokens,
+            format!("{} goes on an `async fn`, not on {what}", which.attr()),
+        )
+    };
+    match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Struct(i)) => at(&i.struct_token, &i.ident, "a struct"),
+        Ok(Item::Enum(i)) => at(&i.enum_token, &i.ident, "an enum"),
+        Ok(Item::Union(i)) => at(&i.union_token, &i.ident, "a union"),
+        Ok(Item::Trait(i)) => at(
+            &i.trait_token,
+            &i.ident,
+            "a trait; put it on a free `async fn`",
+        ),
+        Ok(Item::Impl(i)) => at(
+            &i.impl_token,
+            &i.self_ty,
+            "an `impl` block; a task or flow is a free `async fn`",
+        ),
+        Ok(Item::Mod(i)) => at(&i.mod_token, &i.ident, "a module"),
+        Ok(Item::Const(i)) => at(&i.const_token, &i.ident, "a constant"),
+        Ok(Item::Static(i)) => at(&i.static_token, &i.ident, "a static"),
+        Ok(Item::Type(i)) => at(&i.type_token, &i.ident, "a type alias"),
+        Ok(Item::Use(i)) => at(&i.use_token, &i.tree, "a `use` item"),
+        _ => syn::Error::new(
+            proc_macro2::Span::call_site(),
+            format!("{} goes on an `async fn` with a body", which.attr()),
+        ),
     }
 }
 

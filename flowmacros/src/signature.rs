@@ -4,8 +4,8 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens as _, format_ident};
 use syn::visit::Visit;
 use syn::{
-    Attribute, FnArg, GenericParam, Generics, Ident, ItemFn, Pat, ReturnType, Safety, Signature,
-    Type, TypeImplTrait, Visibility, parse_quote,
+    Attribute, FnArg, GenericArgument, GenericParam, Generics, Ident, ItemFn, Pat, PathArguments,
+    ReturnType, Safety, Signature, Type, TypeImplTrait, Visibility, parse_quote,
 };
 
 use crate::args::Macro;
@@ -32,6 +32,10 @@ pub(crate) struct Function {
     pub output: Type,
     /// `true` when the output is a `Result`: `Err` fails the run.
     pub fallible: bool,
+    /// For a `Result` output, its `T` and `E` where they are written out (`io::Result<T>` has
+    /// no `E`): the expansion puts checks about them at these types.
+    pub ok_type: Option<Type>,
+    pub err_type: Option<Type>,
     /// The user's function, unchanged apart from the attributes it keeps: the body that runs.
     pub body: ItemFn,
 }
@@ -138,6 +142,10 @@ pub(crate) fn analyze(item: ItemFn, which: Macro) -> syn::Result<Function> {
         }
     };
     let fallible = is_result(&output);
+    let (ok_type, err_type) = match result_args(&output) {
+        Some((ok, err)) if fallible => (ok.cloned(), err.cloned()),
+        _ => (None, None),
+    };
 
     let (outer_attrs, inner_attrs) = split_attrs(&item.attrs);
     let mut body = item;
@@ -150,6 +158,8 @@ pub(crate) fn analyze(item: ItemFn, which: Macro) -> syn::Result<Function> {
         args,
         output,
         fallible,
+        ok_type,
+        err_type,
         body,
     })
 }
@@ -196,6 +206,26 @@ fn is_result(ty: &Type) -> bool {
         Type::Group(g) => is_result(&g.elem),
         Type::Paren(p) => is_result(&p.elem),
         _ => false,
+    }
+}
+
+/// The type arguments written on a `…Result<…>` path: `(T, E)`, either possibly absent.
+fn result_args(ty: &Type) -> Option<(Option<&Type>, Option<&Type>)> {
+    match ty {
+        Type::Path(p) => {
+            let last = p.path.segments.last()?;
+            let PathArguments::AngleBracketed(args) = &last.arguments else {
+                return Some((None, None));
+            };
+            let mut types = args.args.iter().filter_map(|a| match a {
+                GenericArgument::Type(t) => Some(t),
+                _ => None,
+            });
+            Some((types.next(), types.next()))
+        }
+        Type::Group(g) => result_args(&g.elem),
+        Type::Paren(p) => result_args(&p.elem),
+        _ => None,
     }
 }
 

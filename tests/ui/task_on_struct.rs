@@ -1,0 +1,8 @@
+use flowcore::task;
+
+#[task]
+struct Fetch {
+    url: String,
+}
+
+fn main() {}
