@@ -10,6 +10,8 @@ use futures_util::FutureExt as _;
 
 use crate::clock::Timestamp;
 use crate::error::TimeoutError;
+use crate::hooks::{Hooks, RunInfo};
+use crate::logging::log_final_state;
 use crate::outcome::Outcome;
 use crate::panic::panic_message;
 use crate::record::History;
@@ -111,13 +113,26 @@ pub struct Behaviour<R, E> {
 pub(crate) trait LiveRun {
     fn history(&self) -> &History;
 
-    /// Records `state`, fires the hooks and logs the final state.
-    fn enter(&mut self, state: State);
+    fn push(&mut self, state: State);
 
     fn set_attempts(&mut self, attempts: u32);
 
+    fn hooks(&self) -> &'static Hooks;
+
+    /// What the hooks are told about the run, its history included.
+    fn info(&self) -> RunInfo<'_>;
+
+    /// Records a new state, logs it if it is final, and fires the hooks.
     fn transition(&mut self, kind: StateKind, message: Option<String>) {
-        self.enter(State::new(kind, Timestamp::now(), message));
+        let state = State::new(kind, Timestamp::now(), message);
+        if state.is_final() {
+            log_final_state(&state);
+        }
+        self.push(state);
+        let hooks = self.hooks();
+        if !hooks.is_empty() {
+            hooks.fire(&self.info());
+        }
     }
 }
 

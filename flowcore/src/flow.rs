@@ -16,7 +16,6 @@ use crate::call::{Finished, RunFuture, WithRun, poll_output};
 use crate::clock::Timestamp;
 use crate::context::FlowContext;
 use crate::hooks::{Hooks, RunInfo, RunKind};
-use crate::logging::log_final_state;
 use crate::names::{flow_run_name, new_run_id};
 use crate::outcome::Outcome;
 use crate::record::{FlowRunRecord, History};
@@ -223,34 +222,29 @@ impl LiveRun for LiveFlowRun {
         &self.history
     }
 
-    fn enter(&mut self, state: State) {
-        if state.is_final() {
-            log_final_state(&state);
-        }
+    fn push(&mut self, state: State) {
         self.history.push(state);
-        let hooks = &self.spec.hooks;
-        if hooks.is_empty() {
-            return;
-        }
-        let states = &self.history[..];
-        let [.., old, new] = states else {
-            unreachable!("a transition follows at least the Pending state")
-        };
-        let info = RunInfo {
+    }
+
+    fn set_attempts(&mut self, attempts: u32) {
+        self.attempts = attempts;
+    }
+
+    fn hooks(&self) -> &'static Hooks {
+        &self.spec.hooks
+    }
+
+    fn info(&self) -> RunInfo<'_> {
+        RunInfo {
             kind: RunKind::Flow,
             id: self.context.id,
             label: self.spec.name,
             flow_run_name: Some(&self.context.name),
             flow_run_id: self.parent.as_ref().map(|p| p.id),
             attempt: self.attempts,
-            history: states,
+            history: &self.history,
             tags: &[],
-        };
-        hooks.fire(&info, old, new);
-    }
-
-    fn set_attempts(&mut self, attempts: u32) {
-        self.attempts = attempts;
+        }
     }
 }
 

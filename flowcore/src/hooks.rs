@@ -50,9 +50,12 @@ impl Hooks {
         self.on_state.is_empty() && self.on_failure.is_empty() && self.on_completion.is_empty()
     }
 
-    /// Calls the hooks for one transition. A panicking hook is logged and skipped: a bug in
-    /// an alert must not corrupt the run's record.
-    pub(crate) fn fire(&self, run: &RunInfo<'_>, old: &State, new: &State) {
+    /// Calls the hooks for the run's latest transition. A panicking hook is logged and
+    /// skipped: a bug in an alert must not corrupt the run's record.
+    pub(crate) fn fire(&self, run: &RunInfo<'_>) {
+        let [.., old, new] = run.history else {
+            return; // Pending alone: no transition yet.
+        };
         for hook in self.on_state {
             guard(|| hook(run, old, new));
         }

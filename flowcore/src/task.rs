@@ -16,7 +16,6 @@ use crate::call::{Finished, RunFuture, WithRun, poll_output};
 use crate::clock::Timestamp;
 use crate::context::FlowContext;
 use crate::hooks::{Hooks, RunInfo, RunKind};
-use crate::logging::log_final_state;
 use crate::names::new_run_id;
 use crate::outcome::Outcome;
 use crate::record::{CacheStatus, History, TaskRunRecord};
@@ -223,35 +222,30 @@ impl LiveRun for LiveTaskRun {
         &self.record().history
     }
 
-    fn enter(&mut self, state: State) {
-        if state.is_final() {
-            log_final_state(&state);
-        }
-        let hooks = &self.spec.hooks;
-        let record = self.record_mut();
-        record.history.push(state);
-        if hooks.is_empty() {
-            return;
-        }
-        let states = &record.history[..];
-        let [.., old, new] = states else {
-            unreachable!("a transition follows at least the Pending state")
-        };
-        let info = RunInfo {
+    fn push(&mut self, state: State) {
+        self.record_mut().history.push(state);
+    }
+
+    fn set_attempts(&mut self, attempts: u32) {
+        self.record_mut().attempts = attempts;
+    }
+
+    fn hooks(&self) -> &'static Hooks {
+        &self.spec.hooks
+    }
+
+    fn info(&self) -> RunInfo<'_> {
+        let record = self.record();
+        RunInfo {
             kind: RunKind::Task,
             id: record.id,
             label: &record.task,
             flow_run_name: None,
             flow_run_id: record.flow_run_id,
             attempt: record.attempts,
-            history: states,
+            history: &record.history,
             tags: &record.tags,
-        };
-        hooks.fire(&info, old, new);
-    }
-
-    fn set_attempts(&mut self, attempts: u32) {
-        self.record_mut().attempts = attempts;
+        }
     }
 }
 

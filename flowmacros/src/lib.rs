@@ -34,7 +34,7 @@ use args::Macro;
 /// | `retry_delay = "15s"` or `["1s", "10s", "1m"]` | delay before each retry (a list's last entry repeats) |
 /// | `retry_backoff = 2.0` | multiply the delay after each retry |
 /// | `retry_jitter = 0.2` | move each delay randomly by up to ±20 % |
-/// | `retry_if = path` | `fn(&E) -> bool`: errors for which it returns `false` are not retried |
+/// | `retry_if = path` | `fn(&E) -> bool`: errors for which it returns `false` are not retried; a timed-out attempt is always retried while retries remain |
 /// | `timeout = "30s"` | an attempt running longer is cancelled and counts as `TimedOut`; needs `Result<T, E>` with `E: From<TimeoutError>` |
 /// | `cache_for = "1d"` | reuse the result of a call with the same arguments for this long |
 /// | `cache_key = path` | compute the cache key from references to the arguments instead |
