@@ -65,8 +65,40 @@ where
     // https://no-color.org: a NO_COLOR that is set and not empty turns colour off.
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let ansi = std::io::stdout().is_terminal() && !no_color;
+    layer_to(std::io::stdout, ansi)
+}
+
+/// flowcore's console format as a layer writing to `writer` (a file, a buffer in a test),
+/// with ANSI colours or without.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// #[derive(Clone, Default)]
+/// struct Buffer(Arc<Mutex<Vec<u8>>>);
+/// impl std::io::Write for Buffer {
+///     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> { self.0.lock().unwrap().write(b) }
+///     fn flush(&mut self) -> std::io::Result<()> { Ok(()) }
+/// }
+///
+/// let buffer = Buffer::default();
+/// let out = buffer.clone();
+/// let subscriber = tracing_subscriber::registry()
+///     .with(flowcore::logging::layer_to(move || out.clone(), false));
+/// tracing::subscriber::with_default(subscriber, || tracing::warn!("disk almost full"));
+/// let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+/// assert!(text.contains(" | WARN    | "), "{text}");
+/// assert!(text.ends_with(" - disk almost full\n"), "{text}");
+/// ```
+pub fn layer_to<S, W>(writer: W, ansi: bool) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     RunLabels.and_then(
         tracing_subscriber::fmt::layer()
+            .with_writer(writer)
             .with_ansi(ansi)
             .event_format(PrefectFormat { ansi }),
     )
