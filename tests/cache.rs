@@ -1,8 +1,10 @@
 //! Cached task results: misses, hits that skip the body, keys by arguments or by a key
 //! function, expiry on tokio's clock, refresh, failures never cached, and clearing.
 //!
-//! The cache is global to the process, so each test uses task names no other test uses; the
-//! tests of `clear` and `len` take the write half of `CACHE_LOCK`, the others the read half.
+//! These tests pin the cache's semantics, not its persistence (tests/store.rs does that), so
+//! this binary records to a fresh in-memory store. The cache is global to the process, so each
+//! test uses task names no other test uses; the tests of `clear` and `entries` take the write
+//! half of `CACHE_LOCK`, the others the read half.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -14,6 +16,21 @@ use tokio::sync::RwLock;
 
 static CACHE_LOCK: RwLock<()> = RwLock::const_new(());
 
+fn memory_store() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| flowcore::Store::memory().install().unwrap());
+}
+
+async fn shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    memory_store();
+    CACHE_LOCK.read().await
+}
+
+async fn exclusive() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    memory_store();
+    CACHE_LOCK.write().await
+}
+
 static SQUARE_CALLS: AtomicUsize = AtomicUsize::new(0);
 
 #[task(cache_for = "1d")]
@@ -24,7 +41,7 @@ async fn cached_square(x: u64) -> u64 {
 
 #[tokio::test]
 async fn a_second_call_with_the_same_arguments_is_a_hit_that_skips_the_body() {
-    let _shared = CACHE_LOCK.read().await;
+    let _shared = shared().await;
     let (first, miss) = cached_square(12).with_run().await;
     assert_eq!(first, 144);
     assert_eq!(miss.cache, CacheStatus::Miss);
@@ -56,7 +73,7 @@ async fn cached_concat(a: &str, n: u32) -> String {
 
 #[tokio::test]
 async fn different_arguments_miss() {
-    let _shared = CACHE_LOCK.read().await;
+    let _shared = shared().await;
     let mut statuses = Vec::new();
     for (a, n) in [("ab", 2), ("ab", 3), ("ba", 2), ("ab", 2), ("ba", 2)] {
         let (out, run) = cached_concat(a, n).with_run().await;
@@ -77,7 +94,7 @@ async fn cached_expiring(x: usize) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn an_entry_expires_after_cache_for_on_tokios_clock() {
-    let _shared = CACHE_LOCK.read().await;
+    let _shared = shared().await;
     let day = Duration::from_secs(24 * 60 * 60);
     assert_eq!(cached_expiring(1).await, 1001);
 
@@ -113,7 +130,7 @@ async fn exchange_rate_fresh(currency: &str) -> usize {
 
 #[tokio::test]
 async fn refresh_cache_always_runs_and_replaces_the_entry() {
-    let _shared = CACHE_LOCK.read().await;
+    let _shared = shared().await;
     let (out, run) = exchange_rate("EUR").with_run().await;
     assert_eq!((out, run.cache), (103, CacheStatus::Miss));
     let (out, run) = exchange_rate("EUR").with_run().await;
@@ -145,7 +162,7 @@ async fn cached_flaky(id: u32) -> Result<String, String> {
 
 #[tokio::test]
 async fn a_failed_result_is_not_cached_and_an_ok_one_is() {
-    let _shared = CACHE_LOCK.read().await;
+    let _shared = shared().await;
     let (out, run) = cached_flaky(8).with_run().await;
     assert_eq!(out, Err("fetching 8 failed".to_owned()));
     assert_eq!((run.state().kind, run.cache), (Failed, CacheStatus::Miss));
@@ -177,7 +194,7 @@ async fn cached_after_retries(id: u32) -> Result<u32, String> {
 
 #[tokio::test]
 async fn a_result_that_succeeded_after_retries_is_cached() {
-    let _shared = CACHE_LOCK.read().await;
+    let _shared = shared().await;
     let (out, run) = cached_after_retries(41).with_run().await;
     assert_eq!((out, run.attempts), (Ok(42), 3));
     let (out, run) = cached_after_retries(41).with_run().await;
@@ -215,7 +232,7 @@ async fn cached_profile(user: u32, verbose: bool, client: Client) -> String {
 
 #[tokio::test]
 async fn a_cache_key_function_decides_what_counts_as_the_same_call() {
-    let _shared = CACHE_LOCK.read().await;
+    let _shared = shared().await;
     let eu = Client { region: "eu" };
     let us = Client { region: "us" };
     let (a, run_a) = cached_profile(1, true, eu).with_run().await;
@@ -251,15 +268,15 @@ async fn cached_to_keep(x: u32) -> u32 {
 
 #[tokio::test]
 async fn clear_task_removes_only_that_tasks_entries() {
-    let _shared = CACHE_LOCK.read().await;
+    let _shared = shared().await;
     for x in [1, 2, 3, 1] {
         cached_to_clear(x).await;
     }
     assert_eq!(cached_to_keep(5).await, 5);
     assert_eq!(CLEARED_CALLS.load(Ordering::SeqCst), 3);
 
-    assert_eq!(flowcore::cache::clear_task("cached_to_clear"), 3);
-    assert_eq!(flowcore::cache::clear_task("cached_to_clear"), 0);
+    assert_eq!(flowcore::cache::clear_task("cached_to_clear").unwrap(), 3);
+    assert_eq!(flowcore::cache::clear_task("cached_to_clear").unwrap(), 0);
 
     let (out, run) = cached_to_clear(2).with_run().await;
     assert_eq!((out, run.cache), (12, CacheStatus::Miss));
@@ -279,7 +296,7 @@ async fn cached_download(url: &str) -> usize {
 
 #[tokio::test]
 async fn clear_task_finds_entries_whose_key_contains_a_colon() {
-    let _shared = CACHE_LOCK.read().await;
+    let _shared = shared().await;
     assert_eq!(cached_download("https://example.com/a").await, 21);
     assert_eq!(cached_download("https://example.com/b").await, 21);
     assert_eq!(
@@ -290,7 +307,7 @@ async fn clear_task_finds_entries_whose_key_contains_a_colon() {
             .cache,
         CacheStatus::Hit
     );
-    assert_eq!(flowcore::cache::clear_task("cached_download"), 2);
+    assert_eq!(flowcore::cache::clear_task("cached_download").unwrap(), 2);
     assert_eq!(
         cached_download("https://example.com/a")
             .with_run()
@@ -322,7 +339,7 @@ async fn cached_report(title: &str, rows: u32) -> Result<Report, String> {
 
 #[tokio::test]
 async fn a_structured_result_comes_back_from_the_cache_equal() {
-    let _shared = CACHE_LOCK.read().await;
+    let _shared = shared().await;
     let first = cached_report("weekly", 5).await;
     let (second, run) = cached_report("weekly", 5).with_run().await;
     assert_eq!(run.cache, CacheStatus::Hit);
@@ -346,7 +363,7 @@ async fn flow_using_the_cache(x: u32) -> u32 {
 
 #[tokio::test]
 async fn a_result_cached_in_one_flow_run_is_a_hit_in_the_next() {
-    let _shared = CACHE_LOCK.read().await;
+    let _shared = shared().await;
     let (out, first) = flow_using_the_cache(6).with_run().await;
     assert_eq!(out, 84);
     let (out, second) = flow_using_the_cache(6).with_run().await;
@@ -381,7 +398,7 @@ async fn never_cached(x: u32) -> u32 {
 
 #[tokio::test]
 async fn a_task_without_cache_for_reports_cache_off() {
-    let _shared = CACHE_LOCK.read().await;
+    let _shared = shared().await;
     let (_, run) = never_cached(1).with_run().await;
     assert_eq!(run.cache, CacheStatus::Off);
     let (_, run) = never_cached(1).with_run().await;
@@ -398,20 +415,20 @@ async fn cached_for_clear_all(x: u32) -> u32 {
 }
 
 #[tokio::test]
-async fn clear_empties_the_cache_and_len_counts_entries() {
-    let _exclusive = CACHE_LOCK.write().await;
-    flowcore::cache::clear();
-    assert_eq!(flowcore::cache::len(), 0);
+async fn clear_empties_the_cache_and_entries_lists_them() {
+    let _exclusive = exclusive().await;
+    flowcore::cache::clear().unwrap();
+    assert_eq!(flowcore::cache::entries().unwrap().len(), 0);
     cached_for_clear_all(1).await;
     cached_for_clear_all(2).await;
     cached_for_clear_all(1).await;
-    assert_eq!(flowcore::cache::len(), 2);
-    assert_eq!(flowcore::cache::clear(), 2);
-    assert_eq!(flowcore::cache::len(), 0);
+    assert_eq!(flowcore::cache::entries().unwrap().len(), 2);
+    assert_eq!(flowcore::cache::clear().unwrap(), 2);
+    assert_eq!(flowcore::cache::entries().unwrap().len(), 0);
     let (_, run) = cached_for_clear_all(1).with_run().await;
     assert_eq!(run.cache, CacheStatus::Miss);
     assert_eq!(GLOBAL_CALLS.load(Ordering::SeqCst), 3);
-    assert_eq!(flowcore::cache::len(), 1);
+    assert_eq!(flowcore::cache::entries().unwrap().len(), 1);
 }
 
 #[task(cache_for = "1d", refresh_cache = true)]
@@ -426,7 +443,7 @@ async fn race_target(i: u32) -> u32 {
 
 #[tokio::test]
 async fn clear_task_counts_exactly_while_other_tasks_store_results() {
-    let _shared = CACHE_LOCK.read().await;
+    let _shared = shared().await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let stop = std::sync::Arc::clone(&stop);
@@ -441,7 +458,7 @@ async fn clear_task_counts_exactly_while_other_tasks_store_results() {
                 rt.block_on(race_other(i % 100));
                 i += 1;
                 if i % 100 == 0 {
-                    assert!(flowcore::cache::clear_task("race_other") <= 100);
+                    assert!(flowcore::cache::clear_task("race_other").unwrap() <= 100);
                 }
             }
             i
@@ -449,13 +466,17 @@ async fn clear_task_counts_exactly_while_other_tasks_store_results() {
     };
     for i in 0..2000 {
         race_target(i).await;
-        assert_eq!(flowcore::cache::clear_task("race_target"), 1, "round {i}");
+        assert_eq!(
+            flowcore::cache::clear_task("race_target").unwrap(),
+            1,
+            "round {i}"
+        );
     }
     stop.store(true, Ordering::SeqCst);
     let written = writer.join().unwrap();
     assert!(written > 0);
     assert_eq!(
-        flowcore::cache::clear_task("race_other"),
+        flowcore::cache::clear_task("race_other").unwrap(),
         (written % 100) as usize
     );
 }
@@ -470,7 +491,7 @@ async fn cached_owned(name: String, ids: Vec<u32>) -> String {
 
 #[tokio::test]
 async fn owned_arguments_are_keyed_by_value() {
-    let _shared = CACHE_LOCK.read().await;
+    let _shared = shared().await;
     let (a, run_a) = cached_owned("batch".to_owned(), vec![1, 2, 3])
         .with_run()
         .await;

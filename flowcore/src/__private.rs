@@ -20,6 +20,9 @@ use crate::state::State;
 pub use crate::attempt::{Behaviour, Once, Repeat, Timeout};
 pub use crate::cache::{ArgsKey, Cache, CacheArg};
 pub use crate::call::{Finished, Record, RunFuture};
+pub use crate::codec::{
+    ArgProbe, Codec, NotRecordable, NotStorable, Probe, Recordable, Storable, parameters,
+};
 pub use crate::flow::{FlowSpec, run_flow};
 pub use crate::hooks::{Hook, Hooks, StateHook};
 pub use crate::outcome::{Fallible, Outcome, Plain};

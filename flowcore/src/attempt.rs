@@ -17,6 +17,7 @@ use crate::panic::panic_message;
 use crate::record::History;
 use crate::retry::RetryPolicy;
 use crate::state::{State, StateKind};
+use crate::store::{Event, Store};
 
 /// Makes the future of each attempt.
 #[doc(hidden)]
@@ -122,12 +123,20 @@ pub(crate) trait LiveRun {
     /// What the hooks are told about the run, its history included.
     fn info(&self) -> RunInfo<'_>;
 
-    /// Records a new state, logs it if it is final, and fires the hooks.
+    /// The store the run records to.
+    fn store(&self) -> &'static Store;
+
+    /// What the store is told when the run enters `state`, before it is pushed.
+    fn transition_event(&self, state: &State) -> Event;
+
+    /// Records a new state (here and in the store), logs it if it is final, and fires the
+    /// hooks.
     fn transition(&mut self, kind: StateKind, message: Option<String>) {
         let state = State::new(kind, Timestamp::now(), message);
         if state.is_final() {
             log_final_state(&state);
         }
+        self.store().send(self.transition_event(&state));
         self.push(state);
         let hooks = self.hooks();
         if !hooks.is_empty() {

@@ -5,97 +5,59 @@
 //! has an unexpired entry returns the stored result without running the body and ends in
 //! state `Cached`. Results are stored as JSON text, and only successful ones (`Ok` values).
 //!
-//! Entries live in this process's memory. Expiry follows tokio's clock, like every timestamp
-//! in flowcore, so tests can step over a day with `tokio::time::advance`.
+//! Entries live in the run store ([`Store`](crate::Store)), so a result cached by one process is
+//! found by the next: with the default SQLite store, `cache_for = "1d"` means a rerun tomorrow
+//! morning still hits. Expiry follows tokio's clock, like every timestamp in flowcore, so tests
+//! can step over a day with `tokio::time::advance`.
 //!
 //! Hashing serialized arguments means a `HashMap` argument, whose order varies from run to
 //! run, gives varying keys: use a `BTreeMap`, or a `cache_key` function.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use dashmap::DashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::clock::Timestamp;
+use crate::codec::Codec;
 use crate::outcome::Outcome;
+use crate::store::{CacheEntry, Event, Store, StoreError};
 
-struct Entry {
-    json: String,
-    expires_at: Timestamp,
-}
-
-/// Sharded, so tasks on different threads rarely wait for each other.
-static ENTRIES: LazyLock<DashMap<String, Entry>> = LazyLock::new(DashMap::new);
-
-/// The stored result for `key`, if it has not expired.
-pub(crate) fn get(key: &str, now: Timestamp) -> Option<String> {
-    let entry = ENTRIES.get(key)?;
-    if entry.expires_at > now {
-        return Some(entry.json.clone());
-    }
-    drop(entry);
-    ENTRIES.remove_if(key, |_, e| e.expires_at <= now);
-    None
-}
-
-pub(crate) fn put(key: String, json: String, expires_at: Timestamp) {
-    ENTRIES.insert(key, Entry { json, expires_at });
-}
-
-/// Removes every cached result of the task named `task`; returns how many there were.
+/// Removes every cached result of the task named `task` from this process's store; returns
+/// how many there were.
 ///
 /// ```
-/// assert_eq!(flowcore::cache::clear_task("never-cached"), 0);
+/// # flowcore::Store::memory().install().unwrap();
+/// assert_eq!(flowcore::cache::clear_task("never-cached").unwrap(), 0);
 /// ```
-pub fn clear_task(task: &str) -> usize {
-    // Counted as removed, not as a difference of lengths: other threads may store entries
-    // meanwhile.
-    let mut removed = 0;
-    ENTRIES.retain(|key, _| {
-        let keep = task_of(key) != Some(task);
-        removed += usize::from(!keep);
-        keep
-    });
-    removed
+pub fn clear_task(task: &str) -> Result<usize, StoreError> {
+    Store::current().clear_cache(Some(task))
 }
 
-/// Removes every cached result; returns how many there were.
-pub fn clear() -> usize {
-    let mut removed = 0;
-    ENTRIES.retain(|_, _| {
-        removed += 1;
-        false
-    });
-    removed
+/// Removes every cached result from this process's store; returns how many there were.
+pub fn clear() -> Result<usize, StoreError> {
+    Store::current().clear_cache(None)
 }
 
-/// The number of cached results, expired ones included until they are next looked up.
-pub fn len() -> usize {
-    ENTRIES.len()
+/// Every cached result in this process's store.
+pub fn entries() -> Result<Vec<CacheEntry>, StoreError> {
+    Store::current().cache_entries()
 }
 
 /// An entry's key: `"{len}:{task}:{key}"`. The task name's length comes first, so that a `:`
-/// in a task's name or in a `cache_key` result (a URL) can neither make two tasks' keys equal
-/// nor hide the task's name from [`clear_task`].
+/// in a task's name or in a `cache_key` result (a URL) cannot make two tasks' keys equal.
 fn entry_key(task: &str, key: impl std::fmt::Display) -> String {
     format!("{}:{task}:{key}", task.len())
-}
-
-fn task_of(key: &str) -> Option<&str> {
-    let (len, rest) = key.split_once(':')?;
-    rest.get(..len.parse().ok()?)
 }
 
 /// How one call of a cached task reads and writes the cache.
 #[doc(hidden)]
 pub struct Cache<R> {
     pub(crate) key: String,
-    pub(crate) ttl: Duration,
-    encode: fn(&R) -> Option<String>,
-    decode: fn(&str) -> Option<R>,
+    task: String,
+    ttl: Duration,
+    codec: Codec<R>,
 }
 
 impl<R> Cache<R> {
@@ -106,34 +68,38 @@ impl<R> Cache<R> {
         K: Outcome<R>,
         K::Value: Serialize + DeserializeOwned,
     {
-        Self::with_key::<K>(entry_key(task, key), ttl)
-    }
-
-    fn with_key<K>(key: String, ttl: Duration) -> Self
-    where
-        K: Outcome<R>,
-        K::Value: Serialize + DeserializeOwned,
-    {
         Cache {
-            key,
+            key: entry_key(task, key),
+            task: task.to_owned(),
             ttl,
-            encode: |out| K::value(out).and_then(|v| serde_json::to_string(v).ok()),
-            decode: |json| serde_json::from_str(json).ok().map(K::from_value),
+            codec: Codec::of::<K>(),
         }
     }
 
     /// The cached output, if there is a live entry that still decodes to the output type.
-    pub(crate) fn lookup(&self, now: Timestamp) -> Option<R> {
-        (self.decode)(&get(&self.key, now)?)
+    pub(crate) async fn lookup(&self, store: &Store) -> Option<R> {
+        self.codec
+            .decode(&store.cache_get(&self.key, Timestamp::now()).await?)
     }
 
-    /// Stores a successful output.
-    pub(crate) fn store(&self, out: &R, now: Timestamp) {
-        if let Some(json) = (self.encode)(out) {
-            let expires_at = now
+    /// Stores a successful output, and waits until it is committed: the next call, in this
+    /// process or another, finds it.
+    pub(crate) async fn store(&self, store: &Store, out: &R) {
+        let Some(json) = self.codec.encode(out) else {
+            return;
+        };
+        let now = Timestamp::now();
+        store.send(Event::CachePut {
+            key: self.key.clone(),
+            task: self.task.clone(),
+            json,
+            created_at: now,
+            expires_at: now
                 .checked_add(self.ttl)
-                .unwrap_or(Timestamp::from_micros(i64::MAX));
-            put(self.key.clone(), json, expires_at);
+                .unwrap_or(Timestamp::from_micros(i64::MAX)),
+        });
+        if let Err(e) = store.flush().await {
+            tracing::warn!(target: "flowcore", "Could not store the cached result: {e}");
         }
     }
 }
@@ -215,20 +181,18 @@ mod tests {
         let a = Cache::<u32>::new::<Plain>("a", Duration::ZERO, "b:c");
         let b = Cache::<u32>::new::<Plain>("a:b", Duration::ZERO, "c");
         assert_ne!(a.key, b.key);
-        assert_eq!(task_of(&a.key), Some("a"));
-        assert_eq!(task_of(&b.key), Some("a:b"));
     }
 
-    #[test]
-    fn entries_expire() {
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire() {
+        let store = Store::memory();
         let cache = Cache::<u32>::new::<Plain>("expiring", Duration::from_secs(10), "k");
-        let t0 = Timestamp::from_micros(0);
-        cache.store(&7, t0);
-        assert_eq!(cache.lookup(t0), Some(7));
-        let later = t0.checked_add(Duration::from_secs(10)).unwrap();
-        assert_eq!(cache.lookup(later), None);
+        cache.store(&store, &7).await;
+        assert_eq!(cache.lookup(&store).await, Some(7));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(cache.lookup(&store).await, None);
         assert_eq!(
-            clear_task("expiring"),
+            store.cache_entries().unwrap().len(),
             0,
             "the expired entry was removed on lookup"
         );

@@ -57,6 +57,16 @@ impl Timestamp {
         Timestamp(wall.saturating_add(offset))
     }
 
+    /// The system's wall clock, whatever tokio's clock says: for heartbeats and cache expiry
+    /// between processes.
+    pub fn wall_now() -> Self {
+        Timestamp(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, micros),
+        )
+    }
+
     /// The timestamp `us` microseconds after the Unix epoch.
     pub const fn from_micros(us: i64) -> Self {
         Timestamp(us)

@@ -5,13 +5,16 @@
 //! first polled: `tokio::spawn(extract(url))` and `join_all` keep the run attached to the
 //! flow that called it.
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::task::futures::TaskLocalFuture;
 use uuid::Uuid;
 
 use crate::record::{FlowRunRecord, TaskRunRecord};
+use crate::store::PriorRun;
 
 tokio::task_local! {
     static CURRENT_FLOW: Arc<FlowContext>;
@@ -23,6 +26,11 @@ tokio::task_local! {
 pub struct FlowContext {
     pub(crate) id: Uuid,
     pub(crate) name: String,
+    /// Task and subflow calls made so far: each call's position, by which a resumed run
+    /// finds what the crashed one did at the same point.
+    calls: AtomicU32,
+    /// For a resumed run: what the earlier attempt did at each call position.
+    prior: BTreeMap<u32, PriorRun>,
     finished: Mutex<Finished>,
 }
 
@@ -33,12 +41,24 @@ struct Finished {
 }
 
 impl FlowContext {
-    pub(crate) fn new(id: Uuid, name: String) -> Self {
+    pub(crate) fn new(id: Uuid, name: String, prior: BTreeMap<u32, PriorRun>) -> Self {
         FlowContext {
             id,
             name,
+            calls: AtomicU32::new(0),
+            prior,
             finished: Mutex::new(Finished::default()),
         }
+    }
+
+    /// The position of a new call in this flow run.
+    pub(crate) fn next_call(&self) -> u32 {
+        self.calls.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// What an earlier attempt of this flow run did at call position `seq`.
+    pub(crate) fn prior(&self, seq: u32) -> Option<&PriorRun> {
+        self.prior.get(&seq)
     }
 
     /// The flow run this code runs in, if any.

@@ -14,13 +14,16 @@ use tracing::Instrument as _;
 use crate::attempt::{Attempts, Behaviour, Ending, LiveRun, attempt_loop};
 use crate::call::{Finished, RunFuture, WithRun, poll_output};
 use crate::clock::Timestamp;
+use crate::codec::Codec;
 use crate::context::FlowContext;
 use crate::hooks::{Hooks, RunInfo, RunKind};
 use crate::names::{flow_run_name, new_run_id};
 use crate::outcome::Outcome;
-use crate::record::{FlowRunRecord, History};
+use crate::record::{CacheStatus, FlowRunRecord, History};
+use crate::resume;
 use crate::retry::RetryPolicy;
 use crate::state::{State, StateKind};
+use crate::store::{Event, ResumePoint, Store};
 
 /// A flow's settings from `#[flow(...)]`, fixed at compile time.
 #[doc(hidden)]
@@ -100,21 +103,76 @@ pub fn run_flow<K, R, A>(
     spec: &'static FlowSpec,
     attempts: A,
     behaviour: Behaviour<R, K::Error>,
+    codec: Option<Codec<R>>,
+    parameters: Option<String>,
 ) -> impl Future<Output = Finished<R, FlowRunRecord>>
 where
     K: Outcome<R>,
     A: Attempts<Output = R>,
 {
     let parent = FlowContext::current();
+    let call_seq = parent.as_ref().map(|p| p.next_call());
+    let resuming = resume::requested(spec.name);
     let called_at = Timestamp::now();
     async move {
-        let context = Arc::new(FlowContext::new(new_run_id(), flow_run_name()));
-        let span = tracing::info_span!(target: "flowcore", "flow_run", run = %context.name);
+        let store = Store::current();
+        store.throttle().await;
+        let earlier = match resuming {
+            Some(point) => Earlier::Resume(point),
+            None => Earlier::find(store, parent.as_deref(), call_seq, spec.name).await,
+        };
+        let resumed = matches!(earlier, Earlier::Resume(_));
+        let (context, history, attempts_before, reused) = match earlier {
+            Earlier::None => (
+                FlowContext::new(new_run_id(), flow_run_name(), Default::default()),
+                History::starting_at(called_at),
+                0,
+                None,
+            ),
+            Earlier::Completed { name, output } => (
+                FlowContext::new(new_run_id(), flow_run_name(), Default::default()),
+                History::starting_at(called_at),
+                0,
+                Some((name, output)),
+            ),
+            Earlier::Resume(point) => {
+                let mut history = History::from_states(point.history);
+                let note = format!("resumed after {}", history.current().kind);
+                history.push(State::new(StateKind::Pending, Timestamp::now(), Some(note)));
+                (
+                    FlowContext::new(point.id, point.name, point.prior),
+                    history,
+                    point.attempts,
+                    None,
+                )
+            }
+        };
+        let context = Arc::new(context);
+        let pending = history.current().clone();
+        store.send(Event::FlowRunCreated {
+            id: context.id,
+            name: context.name.clone(),
+            flow: Cow::Borrowed(spec.name),
+            parent_id: parent.as_ref().map(|p| p.id),
+            parameters,
+            call_seq,
+            seq: history.len() as u32 - 1,
+            state: pending,
+            resumed,
+        });
+        let span = tracing::info_span!(
+            target: "flowcore",
+            "flow_run",
+            run = %context.name,
+            id = %context.id,
+        );
         let run = LiveFlowRun {
             spec,
+            store,
             parent,
-            history: History::starting_at(called_at),
-            attempts: 0,
+            history,
+            attempts_before,
+            attempts: attempts_before,
             finished: false,
             context: Arc::clone(&context),
         };
@@ -122,9 +180,53 @@ where
             context,
             inner: attempts,
         };
-        drive::<K, R, _>(run, attempts, behaviour)
+        drive::<K, R, _>(run, attempts, behaviour, codec, reused)
             .instrument(span)
             .await
+    }
+}
+
+/// What an earlier attempt of a resumed flow run did where this flow is called.
+enum Earlier {
+    None,
+    /// The subflow completed: its output is reused.
+    Completed {
+        name: String,
+        output: String,
+    },
+    /// The flow run did not complete: this call continues it.
+    Resume(ResumePoint),
+}
+
+impl Earlier {
+    async fn find(
+        store: &Store,
+        parent: Option<&FlowContext>,
+        call_seq: Option<u32>,
+        flow: &str,
+    ) -> Earlier {
+        let Some(prior) = parent.zip(call_seq).and_then(|(p, seq)| p.prior(seq)) else {
+            return Earlier::None;
+        };
+        if prior.kind != RunKind::Flow || prior.name != flow {
+            return Earlier::None;
+        }
+        if let (StateKind::Completed, Some(output)) = (prior.state, &prior.output) {
+            let name = store
+                .flow_run_name(prior.id)
+                .unwrap_or_else(|| prior.id.to_string());
+            return Earlier::Completed {
+                name,
+                output: output.clone(),
+            };
+        }
+        match store.resume_point_async(prior.id).await {
+            Ok(point) => Earlier::Resume(point),
+            Err(e) => {
+                tracing::warn!(target: "flowcore", "Running subflow '{flow}' afresh: {e}");
+                Earlier::None
+            }
+        }
     }
 }
 
@@ -132,6 +234,8 @@ async fn drive<K, R, A>(
     mut run: LiveFlowRun,
     mut attempts: A,
     behaviour: Behaviour<R, K::Error>,
+    codec: Option<Codec<R>>,
+    reused: Option<(String, String)>,
 ) -> Finished<R, FlowRunRecord>
 where
     K: Outcome<R>,
@@ -144,8 +248,26 @@ where
         run.context.name,
         spec.name
     );
+    if let Some((earlier, json)) = reused
+        && let Some(out) = codec.as_ref().and_then(|c| c.decode(&json))
+    {
+        let message = format!("output reused from flow run '{earlier}' of the resumed flow run");
+        run.transition(StateKind::Cached, Some(message));
+        return run.finish(out).await;
+    }
     match attempt_loop::<K, R, A>(&mut run, &spec.retry, &mut attempts, &behaviour).await {
-        Ending::Output(out) => run.finish(out),
+        Ending::Output(out) => {
+            if run.history.current().kind == StateKind::Completed
+                && let Some(json) = codec.as_ref().and_then(|c| c.encode(&out))
+            {
+                run.store.send(Event::Output {
+                    kind: RunKind::Flow,
+                    id: run.context.id,
+                    json,
+                });
+            }
+            run.finish(out).await
+        }
         Ending::Panicked(panic) => {
             run.abandon();
             resume_unwind(panic)
@@ -171,20 +293,28 @@ impl<A: Attempts> Attempts for InFlow<A> {
 /// A flow run in progress. Dropped before it finishes, it records `Cancelled`.
 struct LiveFlowRun {
     spec: &'static FlowSpec,
+    store: &'static Store,
     parent: Option<Arc<FlowContext>>,
     context: Arc<FlowContext>,
     history: History,
+    /// Attempts made before this process resumed the run.
+    attempts_before: u32,
     attempts: u32,
     finished: bool,
 }
 
 impl LiveFlowRun {
-    /// The run ended normally: gathers its task runs and subflow runs into the record and
-    /// logs the summary; the call hands the record on.
-    fn finish<R>(&mut self, output: R) -> Finished<R, FlowRunRecord> {
+    /// The run ended normally: gathers its task runs and subflow runs into the record, logs
+    /// the summary, and returns once the final state is committed; the call hands the record
+    /// on.
+    async fn finish<R>(&mut self, output: R) -> Finished<R, FlowRunRecord> {
+        let record = self.record();
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(target: "flowcore", "The flow run's final state was not recorded: {e}");
+        }
         Finished {
             output,
-            record: self.record(),
+            record,
             parent: self.parent.take(),
         }
     }
@@ -227,11 +357,26 @@ impl LiveRun for LiveFlowRun {
     }
 
     fn set_attempts(&mut self, attempts: u32) {
-        self.attempts = attempts;
+        self.attempts = self.attempts_before + attempts;
     }
 
     fn hooks(&self) -> &'static Hooks {
         &self.spec.hooks
+    }
+
+    fn store(&self) -> &'static Store {
+        self.store
+    }
+
+    fn transition_event(&self, state: &State) -> Event {
+        Event::Transition {
+            kind: RunKind::Flow,
+            id: self.context.id,
+            seq: self.history.len() as u32,
+            state: state.clone(),
+            attempts: self.attempts,
+            cache: CacheStatus::Off,
+        }
     }
 
     fn info(&self) -> RunInfo<'_> {

@@ -25,7 +25,11 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use uuid::Uuid;
+
+use crate::clock::Timestamp;
 use crate::state::{State, StateKind};
+use crate::store::{Event as StoreEvent, Store};
 
 /// Installs a global subscriber printing Prefect-style lines to stdout, filtered by
 /// `RUST_LOG` (default `info`). Does nothing if a global subscriber is already set, so it is
@@ -96,7 +100,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    RunLabels.and_then(
+    RunLabels.and_then(StoredLogs).and_then(
         tracing_subscriber::fmt::layer()
             .with_writer(writer)
             .with_ansi(ansi)
@@ -115,8 +119,11 @@ pub(crate) fn log_final_state(state: &State) {
     }
 }
 
-/// `Task run 'extract-a8e'`, stored on the run's span when it is created.
-struct RunLabel(String);
+/// `Task run 'extract-a8e'` and the run's id, stored on the run's span when it is created.
+struct RunLabel {
+    label: String,
+    id: Uuid,
+}
 
 /// Attaches a [`RunLabel`] to each task run and flow run span.
 struct RunLabels;
@@ -132,21 +139,83 @@ where
             ("flowcore", "flow_run") => "Flow run",
             _ => return,
         };
-        let mut run = RunField(None);
+        let mut run = RunFields::default();
         attrs.record(&mut run);
-        if let (Some(name), Some(span)) = (run.0, ctx.span(id)) {
-            span.extensions_mut()
-                .insert(RunLabel(format!("{kind} '{name}'")));
+        if let (Some(name), Some(run_id), Some(span)) = (run.name, run.id, ctx.span(id)) {
+            span.extensions_mut().insert(RunLabel {
+                label: format!("{kind} '{name}'"),
+                id: run_id,
+            });
         }
     }
 }
 
-struct RunField(Option<String>);
+#[derive(Default)]
+struct RunFields {
+    name: Option<String>,
+    id: Option<Uuid>,
+}
 
-impl Visit for RunField {
+impl Visit for RunFields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "run" {
-            self.0 = Some(format!("{value:?}"));
+        match field.name() {
+            "run" => self.name = Some(format!("{value:?}")),
+            "id" => self.id = Uuid::parse_str(&format!("{value:?}")).ok(),
+            _ => {}
+        }
+    }
+}
+
+/// Sends each event written inside a run to the run store, as one of the run's log lines.
+struct StoredLogs;
+
+impl<S> Layer<S> for StoredLogs
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(store) = Store::current_if_open() else {
+            return;
+        };
+        let Some(run_id) = ctx.event_scope(event).and_then(|scope| {
+            scope
+                .into_iter()
+                .find_map(|span| span.extensions().get::<RunLabel>().map(|l| l.id))
+        }) else {
+            return;
+        };
+        let mut message = MessageText(String::new());
+        event.record(&mut message);
+        store.send(StoreEvent::Log {
+            run_id,
+            at: Timestamp::now(),
+            level: event.metadata().level().as_str(),
+            message: message.0,
+        });
+    }
+}
+
+/// An event's message followed by its other fields as `key=value`.
+struct MessageText(String);
+
+impl Visit for MessageText {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        use std::fmt::Write as _;
+        let sep = if self.0.is_empty() { "" } else { " " };
+        let _ = if field.name() == "message" {
+            write!(self.0, "{sep}{value:?}")
+        } else {
+            write!(self.0, "{sep}{}={value:?}", field.name())
+        };
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            let sep = if self.0.is_empty() { "" } else { " " };
+            self.0.push_str(sep);
+            self.0.push_str(value);
+        } else {
+            self.record_debug(field, &value);
         }
     }
 }
@@ -185,7 +254,7 @@ where
         let label = ctx.event_scope().and_then(|scope| {
             scope
                 .into_iter()
-                .find_map(|span| span.extensions().get::<RunLabel>().map(|l| l.0.clone()))
+                .find_map(|span| span.extensions().get::<RunLabel>().map(|l| l.label.clone()))
         });
         match label {
             Some(label) => write!(writer, "{label} - ")?,

@@ -27,13 +27,24 @@ impl History {
         History(states)
     }
 
+    /// A history read back from a store.
+    pub(crate) fn from_states(states: Vec<State>) -> Self {
+        History(states)
+    }
+
     pub(crate) fn push(&mut self, state: State) {
         self.0.push(state);
     }
 
-    /// The latest state.
+    /// The latest state. A history read back from a damaged store could be empty; it then
+    /// reads as Pending.
     pub fn current(&self) -> &State {
-        self.0.last().expect("a run's history starts with Pending")
+        static EMPTY: State = State {
+            kind: StateKind::Pending,
+            at: Timestamp::from_micros(0),
+            message: None,
+        };
+        self.0.last().unwrap_or(&EMPTY)
     }
 
     /// When the first attempt started running; `None` if the run never ran (a cache hit).
@@ -97,16 +108,19 @@ pub enum CacheStatus {
     Hit,
     /// `refresh_cache = true`: the body ran and replaced the entry.
     Refreshed,
+    /// A resumed flow run reused the output of this task's completed run: the body did not run.
+    Resumed,
 }
 
 impl CacheStatus {
-    /// `"hit"`, `"miss"`, `"refreshed"`, or `""` when caching is off.
+    /// `"hit"`, `"miss"`, `"refreshed"`, `"resumed"`, or `""` when caching is off.
     pub fn as_str(self) -> &'static str {
         match self {
             CacheStatus::Off => "",
             CacheStatus::Miss => "miss",
             CacheStatus::Hit => "hit",
             CacheStatus::Refreshed => "refreshed",
+            CacheStatus::Resumed => "resumed",
         }
     }
 }

@@ -92,6 +92,28 @@ impl StateKind {
     }
 }
 
+impl std::str::FromStr for StateKind {
+    type Err = String;
+
+    /// Parses a state's name, in any case: `"failed"`, `"TimedOut"`.
+    ///
+    /// ```
+    /// use flowcore::StateKind;
+    ///
+    /// assert_eq!("timedout".parse::<StateKind>(), Ok(StateKind::TimedOut));
+    /// assert!("finished".parse::<StateKind>().unwrap_err().contains("Completed"));
+    /// ```
+    fn from_str(s: &str) -> Result<Self, String> {
+        StateKind::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                let names: Vec<&str> = StateKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown state {s:?}; expected one of: {}", names.join(", "))
+            })
+    }
+}
+
 impl fmt::Display for StateKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())

@@ -14,13 +14,15 @@ use crate::attempt::{Attempts, Behaviour, Ending, LiveRun, attempt_loop};
 use crate::cache::Cache;
 use crate::call::{Finished, RunFuture, WithRun, poll_output};
 use crate::clock::Timestamp;
+use crate::codec::Codec;
 use crate::context::FlowContext;
 use crate::hooks::{Hooks, RunInfo, RunKind};
-use crate::names::new_run_id;
+use crate::names::{TaskRunName, new_run_id};
 use crate::outcome::Outcome;
 use crate::record::{CacheStatus, History, TaskRunRecord};
 use crate::retry::RetryPolicy;
 use crate::state::{State, StateKind};
+use crate::store::{Event, Store};
 
 /// A task's settings from `#[task(...)]`, fixed at compile time.
 #[doc(hidden)]
@@ -98,17 +100,26 @@ pub fn run_task<K, R, A>(
     attempts: A,
     behaviour: Behaviour<R, K::Error>,
     cache: Option<Cache<R>>,
+    codec: Option<Codec<R>>,
 ) -> impl Future<Output = Finished<R, TaskRunRecord>>
 where
     K: Outcome<R>,
     A: Attempts<Output = R>,
 {
     let flow = FlowContext::current();
+    let call_seq = flow.as_ref().map(|f| f.next_call());
     let called_at = Timestamp::now();
     async move {
-        let run = LiveTaskRun::new(spec, flow, called_at);
-        let span = tracing::info_span!(target: "flowcore", "task_run", run = %run.record().name());
-        drive::<K, R, A>(run, attempts, behaviour, cache)
+        let store = Store::current();
+        store.throttle().await;
+        let run = LiveTaskRun::new(spec, store, flow, call_seq, called_at);
+        let span = tracing::info_span!(
+            target: "flowcore",
+            "task_run",
+            run = %run.record().name(),
+            id = %run.record().id,
+        );
+        drive::<K, R, A>(run, attempts, behaviour, cache, codec)
             .instrument(span)
             .await
     }
@@ -119,6 +130,7 @@ async fn drive<K, R, A>(
     mut attempts: A,
     behaviour: Behaviour<R, K::Error>,
     cache: Option<Cache<R>>,
+    codec: Option<Codec<R>>,
 ) -> Finished<R, TaskRunRecord>
 where
     K: Outcome<R>,
@@ -131,13 +143,19 @@ where
         run.record().name(),
         spec.name
     );
+    if let Some((out, earlier)) = run.resumed_output(codec.as_ref()) {
+        run.record_mut().cache = CacheStatus::Resumed;
+        let message = format!("output reused from task run '{earlier}' of the resumed flow run");
+        run.transition(StateKind::Cached, Some(message));
+        return run.finish(out).await;
+    }
     if let Some(cache) = &cache {
         if !spec.refresh_cache
-            && let Some(out) = cache.lookup(Timestamp::now())
+            && let Some(out) = cache.lookup(run.store).await
         {
             run.record_mut().cache = CacheStatus::Hit;
             run.transition(StateKind::Cached, Some("cache hit".to_owned()));
-            return run.finish(out);
+            return run.finish(out).await;
         }
         run.record_mut().cache = if spec.refresh_cache {
             CacheStatus::Refreshed
@@ -147,12 +165,23 @@ where
     }
     match attempt_loop::<K, R, A>(&mut run, &spec.retry, &mut attempts, &behaviour).await {
         Ending::Output(out) => {
-            if let Some(cache) = &cache
-                && run.history().current().kind == StateKind::Completed
-            {
-                cache.store(&out, Timestamp::now());
+            if run.history().current().kind == StateKind::Completed {
+                if let Some(cache) = &cache {
+                    cache.store(run.store, &out).await;
+                }
+                // Inside a flow, kept for a resumed run of that flow to reuse.
+                if let (Some(codec), Some(_)) = (&codec, &run.flow)
+                    && let Some(json) = codec.encode(&out)
+                {
+                    let id = run.record().id;
+                    run.store.send(Event::Output {
+                        kind: RunKind::Task,
+                        id,
+                        json,
+                    });
+                }
             }
-            run.finish(out)
+            run.finish(out).await
         }
         Ending::Panicked(panic) => {
             run.abandon();
@@ -164,13 +193,21 @@ where
 /// A task run in progress. Dropped before it finishes, it records `Cancelled`.
 struct LiveTaskRun {
     spec: &'static TaskSpec,
+    store: &'static Store,
     flow: Option<Arc<FlowContext>>,
+    call_seq: Option<u32>,
     /// Taken when the run finishes.
     record: Option<TaskRunRecord>,
 }
 
 impl LiveTaskRun {
-    fn new(spec: &'static TaskSpec, flow: Option<Arc<FlowContext>>, called_at: Timestamp) -> Self {
+    fn new(
+        spec: &'static TaskSpec,
+        store: &'static Store,
+        flow: Option<Arc<FlowContext>>,
+        call_seq: Option<u32>,
+        called_at: Timestamp,
+    ) -> Self {
         let record = TaskRunRecord {
             id: new_run_id(),
             task: Cow::Borrowed(spec.name),
@@ -180,9 +217,19 @@ impl LiveTaskRun {
             attempts: 0,
             cache: CacheStatus::Off,
         };
+        store.send(Event::TaskRunCreated {
+            id: record.id,
+            flow_run_id: record.flow_run_id,
+            task: record.task.clone(),
+            tags: record.tags.clone(),
+            call_seq,
+            state: record.history.current().clone(),
+        });
         LiveTaskRun {
             spec,
+            store,
             flow,
+            call_seq,
             record: Some(record),
         }
     }
@@ -199,8 +246,32 @@ impl LiveTaskRun {
             .expect("a finished run records nothing more")
     }
 
-    /// The run ended normally: the call hands the record on.
-    fn finish<R>(&mut self, output: R) -> Finished<R, TaskRunRecord> {
+    /// In a resumed flow run, the output this task's call produced before, at the same
+    /// position, with the earlier run's name: if it completed and its output still decodes.
+    fn resumed_output<R>(&self, codec: Option<&Codec<R>>) -> Option<(R, String)> {
+        let earlier = self.flow.as_ref()?.prior(self.call_seq?)?;
+        if earlier.kind != RunKind::Task
+            || earlier.name != self.spec.name
+            || earlier.state != StateKind::Completed
+        {
+            return None;
+        }
+        let out = codec?.decode(earlier.output.as_deref()?)?;
+        let name = TaskRunName {
+            task: &earlier.name,
+            id: earlier.id,
+        };
+        Some((out, name.to_string()))
+    }
+
+    /// The run ended normally: the call hands the record on. A task run outside any flow
+    /// returns once its final state is committed.
+    async fn finish<R>(&mut self, output: R) -> Finished<R, TaskRunRecord> {
+        if self.flow.is_none()
+            && let Err(e) = self.store.flush().await
+        {
+            tracing::error!(target: "flowcore", "The task run's final state was not recorded: {e}");
+        }
         Finished {
             output,
             record: self.record.take().expect("a run finishes once"),
@@ -234,6 +305,22 @@ impl LiveRun for LiveTaskRun {
         &self.spec.hooks
     }
 
+    fn store(&self) -> &'static Store {
+        self.store
+    }
+
+    fn transition_event(&self, state: &State) -> Event {
+        let record = self.record();
+        Event::Transition {
+            kind: RunKind::Task,
+            id: record.id,
+            seq: record.history.len() as u32,
+            state: state.clone(),
+            attempts: record.attempts,
+            cache: record.cache,
+        }
+    }
+
     fn info(&self) -> RunInfo<'_> {
         let record = self.record();
         RunInfo {
@@ -252,10 +339,13 @@ impl LiveRun for LiveTaskRun {
 impl Drop for LiveTaskRun {
     fn drop(&mut self) {
         if self.record.is_some() {
-            self.transition(
-                StateKind::Cancelled,
-                Some("the task run was dropped before it finished".to_owned()),
-            );
+            // Dropped while waiting for its final state to be committed, it has one already.
+            if !self.history().current().is_final() {
+                self.transition(
+                    StateKind::Cancelled,
+                    Some("the task run was dropped before it finished".to_owned()),
+                );
+            }
             self.abandon();
         }
     }

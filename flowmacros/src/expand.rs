@@ -60,6 +60,21 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
 
     // The cache borrows the arguments, so it is made before the attempts take them.
     let cache_var = Ident::new("cache", Span::mixed_site());
+    // Whether outputs can be stored, for a resumed flow run to reuse them: `Some` exactly when
+    // the output (or the `T` of `Result<T, E>`) serializes; nothing is required of it.
+    // An output that borrows (`&'static str`) is never stored: the probe cannot see that
+    // it does not deserialize for every lifetime, and the compiler would reject the choice.
+    let codec = if borrows(output) {
+        quote!(::core::option::Option::None)
+    } else {
+        quote! {
+            {
+                #[allow(unused_imports)]
+                use ::flowcore::__private::{NotStorable as _, Storable as _};
+                (&&::flowcore::__private::Probe::<#kind, #output>::new()).codec()
+            }
+        }
+    };
     let (call_type, body_trait, spec_type, spec_extra, prepare, start) = match which {
         Macro::Task => {
             let refresh = args.refresh_cache.as_ref().is_some_and(|r| r.value);
@@ -79,20 +94,35 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                     let #cache_var = #cache;
                 },
                 quote_spanned! {*call_span=>
-                    ::flowcore::__private::run_task::<#kind, #output, _>(&#spec, #attempts, #behaviour, #cache_var)
+                    ::flowcore::__private::run_task::<#kind, #output, _>(&#spec, #attempts, #behaviour, #cache_var, #codec)
                 },
             )
         }
-        Macro::Flow => (
-            quote_spanned!(*call_span=> ::flowcore::FlowCall),
-            quote_spanned!(*call_span=> ::flowcore::FlowBody),
-            quote!(::flowcore::__private::FlowSpec),
-            quote!(),
-            quote!(),
-            quote_spanned! {*call_span=>
-                ::flowcore::__private::run_flow::<#kind, #output, _>(&#spec, #attempts, #behaviour)
-            },
-        ),
+        Macro::Flow => {
+            // The arguments that serialize, recorded as the run's parameters.
+            let params_var = Ident::new("parameters", Span::mixed_site());
+            let params = fn_args.iter().map(|a| {
+                let (name, ty) = (&a.name, &a.ty);
+                let key = name.to_string();
+                quote!((#key, (&&::flowcore::__private::ArgProbe::<#ty>::new()).json(&#name)))
+            });
+            (
+                quote_spanned!(*call_span=> ::flowcore::FlowCall),
+                quote_spanned!(*call_span=> ::flowcore::FlowBody),
+                quote!(::flowcore::__private::FlowSpec),
+                quote!(),
+                quote! {
+                    let #params_var = {
+                        #[allow(unused_imports)]
+                        use ::flowcore::__private::{NotRecordable as _, Recordable as _};
+                        ::flowcore::__private::parameters(&[#(#params),*])
+                    };
+                },
+                quote_spanned! {*call_span=>
+                    ::flowcore::__private::run_flow::<#kind, #output, _>(&#spec, #attempts, #behaviour, #codec, #params_var)
+                },
+            )
+        }
     };
     let name = args
         .name
@@ -362,4 +392,21 @@ fn outer_spans(ty: &syn::Type) -> (Span, Span) {
     let first = tokens.first().map_or_else(Span::call_site, |t| t.span());
     let last = tokens.last().map_or(first, |t| t.span());
     (first, last)
+}
+
+/// Whether a type mentions a reference or a lifetime.
+fn borrows(ty: &syn::Type) -> bool {
+    use syn::visit::Visit;
+    struct Finder(bool);
+    impl Visit<'_> for Finder {
+        fn visit_lifetime(&mut self, _: &syn::Lifetime) {
+            self.0 = true;
+        }
+        fn visit_type_reference(&mut self, _: &syn::TypeReference) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_type(ty);
+    finder.0
 }

@@ -1,0 +1,170 @@
+//! Outputs as JSON: for cached results and for the outputs a resumed flow run reuses.
+//!
+//! Whether an output can be stored is known only for the concrete type, so the macros ask
+//! with [`Probe`] (autoref specialisation): `(&&Probe::<K, R>::new()).codec()` is `Some` when
+//! the stored value (`R`, or `T` of `Result<T, E>`) is `Serialize + DeserializeOwned`, and
+//! `None` otherwise, without requiring it.
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::outcome::Outcome;
+
+/// How to store an output of type `R` and read it back.
+#[doc(hidden)]
+pub struct Codec<R> {
+    encode: fn(&R) -> Option<String>,
+    decode: fn(&str) -> Option<R>,
+}
+
+impl<R> Clone for Codec<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for Codec<R> {}
+
+impl<R> Codec<R> {
+    /// The codec of outputs judged by `K`: only successful values are stored.
+    pub fn of<K>() -> Self
+    where
+        K: Outcome<R>,
+        K::Value: Serialize + DeserializeOwned,
+    {
+        Codec {
+            encode: |out| K::value(out).and_then(|v| serde_json::to_string(v).ok()),
+            decode: |json| serde_json::from_str(json).ok().map(K::from_value),
+        }
+    }
+
+    /// The output as JSON; `None` for a failure or a value that will not serialize.
+    pub(crate) fn encode(&self, out: &R) -> Option<String> {
+        (self.encode)(out)
+    }
+
+    /// The output read back; `None` if the JSON no longer fits the type.
+    pub(crate) fn decode(&self, json: &str) -> Option<R> {
+        (self.decode)(json)
+    }
+}
+
+/// Asks, for concrete `K` and `R`, whether outputs can be stored.
+#[doc(hidden)]
+pub struct Probe<K, R>(PhantomData<fn() -> (K, R)>);
+
+impl<K, R> Probe<K, R> {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Probe(PhantomData)
+    }
+}
+
+/// Chosen by method resolution when the stored value is serializable.
+#[doc(hidden)]
+pub trait Storable<R> {
+    fn codec(&self) -> Option<Codec<R>>;
+}
+
+impl<K, R> Storable<R> for &Probe<K, R>
+where
+    K: Outcome<R>,
+    K::Value: Serialize + DeserializeOwned,
+{
+    fn codec(&self) -> Option<Codec<R>> {
+        Some(Codec::of::<K>())
+    }
+}
+
+/// The fallback: outputs of this type are not stored.
+#[doc(hidden)]
+pub trait NotStorable<R> {
+    fn codec(&self) -> Option<Codec<R>>;
+}
+
+impl<K, R> NotStorable<R> for Probe<K, R> {
+    fn codec(&self) -> Option<Codec<R>> {
+        None
+    }
+}
+
+/// Asks, for a concrete argument type, whether it can be recorded as a flow parameter.
+#[doc(hidden)]
+pub struct ArgProbe<T: ?Sized>(PhantomData<fn(&T)>);
+
+impl<T: ?Sized> ArgProbe<T> {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        ArgProbe(PhantomData)
+    }
+}
+
+#[doc(hidden)]
+pub trait Recordable<T: ?Sized> {
+    fn json(&self, arg: &T) -> Option<serde_json::Value>;
+}
+
+impl<T: Serialize + ?Sized> Recordable<T> for &ArgProbe<T> {
+    fn json(&self, arg: &T) -> Option<serde_json::Value> {
+        serde_json::to_value(arg).ok()
+    }
+}
+
+#[doc(hidden)]
+pub trait NotRecordable<T: ?Sized> {
+    fn json(&self, arg: &T) -> Option<serde_json::Value>;
+}
+
+impl<T: ?Sized> NotRecordable<T> for ArgProbe<T> {
+    fn json(&self, _: &T) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+/// A flow call's parameters as a JSON object; arguments that cannot be serialized are left
+/// out.
+#[doc(hidden)]
+pub fn parameters(args: &[(&str, Option<serde_json::Value>)]) -> Option<String> {
+    let object: serde_json::Map<String, serde_json::Value> = args
+        .iter()
+        .filter_map(|(name, value)| Some(((*name).to_owned(), value.clone()?)))
+        .collect();
+    serde_json::to_string(&object).ok()
+}
+
+#[cfg(test)]
+// The extra borrows are what picks the impl; clippy cannot know.
+#[allow(clippy::needless_borrow)]
+mod tests {
+    use super::*;
+    use crate::outcome::{Fallible, Plain};
+
+    struct Opaque;
+
+    #[test]
+    fn serializable_outputs_get_a_codec() {
+        #[allow(unused_imports)]
+        use super::{NotStorable as _, Storable as _};
+        let codec = (&&Probe::<Fallible, Result<u32, String>>::new())
+            .codec()
+            .unwrap();
+        assert_eq!(codec.encode(&Ok(7)).as_deref(), Some("7"));
+        assert_eq!(codec.encode(&Err("no".into())), None);
+        assert_eq!(codec.decode("7"), Some(Ok(7)));
+        assert!((&&Probe::<Plain, Opaque>::new()).codec().is_none());
+    }
+
+    #[test]
+    fn parameters_keep_what_serializes() {
+        #[allow(unused_imports)]
+        use super::{NotRecordable as _, Recordable as _};
+        let url = String::from("http://x");
+        let params = parameters(&[
+            ("url", (&&ArgProbe::<String>::new()).json(&url)),
+            ("conn", (&&ArgProbe::<Opaque>::new()).json(&Opaque)),
+        ]);
+        assert_eq!(params.as_deref(), Some(r#"{"url":"http://x"}"#));
+    }
+}

@@ -1,0 +1,55 @@
+//! What a kind of store must do: apply batches of events, and fetch rows.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use crate::clock::Timestamp;
+use crate::state::StateKind;
+use crate::store::StoreError;
+use crate::store::event::{Event, FlowRow, TaskRow};
+use crate::store::process::ProcessInfo;
+use crate::store::query::{CacheEntry, LogLine, RunFilter};
+
+/// A place runs are kept: in memory, in a SQLite file (and later PostgreSQL).
+///
+/// `write` is called by the store's writer thread only, with everything that arrived since
+/// the last call: one transaction per call is the group commit. The reads may be called from
+/// any thread.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Where it keeps runs, for messages: a path or `:memory:`.
+    fn describe(&self) -> String;
+
+    /// Applies every event of the batch at once, or none. `Flush` events are left to the
+    /// caller.
+    fn write(&self, batch: &[Event], process: &ProcessInfo) -> Result<(), StoreError>;
+
+    /// Records that `process` uses the store, for crash detection.
+    fn register_process(&self, process: &ProcessInfo) -> Result<(), StoreError>;
+
+    /// Marks Crashed the unfinished runs of processes that stopped; returns how many.
+    fn mark_crashed(&self, me: &ProcessInfo, now: Timestamp) -> Result<usize, StoreError>;
+
+    /// Whether reads may block on I/O (then async callers move them off the runtime).
+    fn reads_block(&self) -> bool;
+
+    /// Top-level and subflow runs matching `filter`, newest first.
+    fn flow_rows(&self, filter: &RunFilter) -> Result<Vec<FlowRow>, StoreError>;
+    fn flow_row(&self, id: Uuid) -> Result<Option<FlowRow>, StoreError>;
+    /// The newest flow run with this name.
+    fn flow_row_named(&self, name: &str) -> Result<Option<FlowRow>, StoreError>;
+    /// Subflow runs of `parent`, oldest first.
+    fn child_flows(&self, parent: Uuid) -> Result<Vec<FlowRow>, StoreError>;
+    /// Task runs of `flow_run`, in the order they were created.
+    fn task_rows(&self, flow_run: Uuid) -> Result<Vec<TaskRow>, StoreError>;
+    fn task_counts(&self, flow_run: Uuid) -> Result<BTreeMap<StateKind, usize>, StoreError>;
+    /// A run's states, in order.
+    fn states(&self, run: Uuid) -> Result<Vec<crate::state::State>, StoreError>;
+    /// Log lines of these runs, in the order they were written.
+    fn logs(&self, runs: &[Uuid]) -> Result<Vec<LogLine>, StoreError>;
+
+    fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError>;
+    fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError>;
+    /// Removes the cached results of `task`, or all; returns how many.
+    fn cache_clear(&self, task: Option<&str>) -> Result<usize, StoreError>;
+}

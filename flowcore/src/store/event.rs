@@ -1,0 +1,158 @@
+//! What runs tell the store, and the rows a backend keeps.
+
+use std::borrow::Cow;
+
+use uuid::Uuid;
+
+use crate::clock::Timestamp;
+use crate::hooks::RunKind;
+use crate::record::CacheStatus;
+use crate::state::{State, StateKind};
+use crate::store::StoreError;
+
+/// One thing that happened, sent to the store's writer. Runs send these as they go; the
+/// writer applies them in batches, one transaction each.
+pub(crate) enum Event {
+    /// A flow run began (or was resumed: then the row exists and only its state changes).
+    FlowRunCreated {
+        id: Uuid,
+        name: String,
+        flow: Cow<'static, str>,
+        parent_id: Option<Uuid>,
+        parameters: Option<String>,
+        call_seq: Option<u32>,
+        /// The first state recorded by this process, with its position in the history.
+        seq: u32,
+        state: State,
+        resumed: bool,
+    },
+    /// A task run began.
+    TaskRunCreated {
+        id: Uuid,
+        flow_run_id: Option<Uuid>,
+        task: Cow<'static, str>,
+        tags: Cow<'static, [Cow<'static, str>]>,
+        call_seq: Option<u32>,
+        state: State,
+    },
+    /// A run entered a new state; `seq` is its position in the run's history.
+    Transition {
+        kind: RunKind,
+        id: Uuid,
+        seq: u32,
+        state: State,
+        attempts: u32,
+        cache: CacheStatus,
+    },
+    /// A completed run's output, as JSON, so a resumed flow run can reuse it.
+    Output {
+        kind: RunKind,
+        id: Uuid,
+        json: String,
+    },
+    /// A log line written inside a run.
+    Log {
+        run_id: Uuid,
+        at: Timestamp,
+        level: &'static str,
+        message: String,
+    },
+    CachePut {
+        key: String,
+        task: String,
+        json: String,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    },
+    Heartbeat(Timestamp),
+    /// Answered once everything sent before it is committed.
+    Flush(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// A flow run as a backend keeps it.
+#[derive(Clone, Debug)]
+pub(crate) struct FlowRow {
+    pub id: Uuid,
+    pub name: String,
+    pub flow: String,
+    pub parent_id: Option<Uuid>,
+    pub parameters: Option<String>,
+    pub state: StateKind,
+    pub attempts: u32,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub error: Option<String>,
+    pub call_seq: Option<u32>,
+    pub output: Option<String>,
+}
+
+/// A task run as a backend keeps it.
+#[derive(Clone, Debug)]
+pub(crate) struct TaskRow {
+    pub id: Uuid,
+    pub flow_run_id: Option<Uuid>,
+    pub task: String,
+    pub tags: Vec<String>,
+    pub state: StateKind,
+    pub attempts: u32,
+    pub cache: CacheStatus,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub error: Option<String>,
+    pub call_seq: Option<u32>,
+    pub output: Option<String>,
+}
+
+/// How a transition changes a run's row: its current state and the derived columns.
+pub(crate) struct RowUpdate {
+    pub state: StateKind,
+    pub attempts: u32,
+    pub cache: CacheStatus,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub error: Option<String>,
+}
+
+impl RowUpdate {
+    pub(crate) fn from_state(state: &State, attempts: u32, cache: CacheStatus) -> Self {
+        RowUpdate {
+            state: state.kind,
+            attempts,
+            cache,
+            started_at: (state.kind == StateKind::Running).then_some(state.at),
+            ended_at: state.is_final().then_some(state.at),
+            error: (state.is_failed() || state.kind == StateKind::Crashed)
+                .then(|| state.message().to_owned()),
+        }
+    }
+
+    /// A later transition of the same run in the same batch: the latest state wins, the
+    /// first start is kept.
+    pub(crate) fn merge(&mut self, later: RowUpdate) {
+        let started_at = self.started_at.or(later.started_at);
+        *self = RowUpdate {
+            started_at,
+            ..later
+        };
+    }
+}
+
+/// The name of a cache status as stored.
+pub(crate) fn cache_name(c: CacheStatus) -> &'static str {
+    match c {
+        CacheStatus::Off => "off",
+        other => other.as_str(),
+    }
+}
+
+pub(crate) fn parse_cache(s: &str) -> CacheStatus {
+    match s {
+        "miss" => CacheStatus::Miss,
+        "hit" => CacheStatus::Hit,
+        "refreshed" => CacheStatus::Refreshed,
+        "resumed" => CacheStatus::Resumed,
+        _ => CacheStatus::Off,
+    }
+}

@@ -1,0 +1,411 @@
+//! The run store: where flow runs, task runs, every state transition, log lines and cached
+//! results are kept, so that they outlive the process.
+//!
+//! Two kinds: [`Store::sqlite`] (the default: a file, shared by every process on the machine)
+//! and [`Store::memory`] (this process only). Unless a program installs one with
+//! [`Store::install`], the first run opens the default store, `$FLOWCORE_HOME/flowcore.db`,
+//! with `FLOWCORE_HOME` defaulting to `~/.flowcore`.
+//!
+//! Runs never wait for the disk. They send what happens to a writer thread, which applies
+//! everything that arrived since its last commit in one transaction (group commit). When the
+//! writer falls behind, new task runs wait before starting (backpressure): nothing is dropped.
+//! A flow run, or a task run called outside any flow, returns only once its final state is
+//! committed. SQLite runs in WAL mode with `synchronous = NORMAL`: a committed run survives
+//! the process being killed; a power cut may lose the last commits, never corrupt the file.
+//!
+//! ```
+//! use flowcore::{flow, task, Store, StateKind};
+//!
+//! #[task]
+//! async fn double(x: u32) -> u32 {
+//!     x * 2
+//! }
+//!
+//! #[flow]
+//! async fn doubling() -> u32 {
+//!     double(21).await
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), flowcore::StoreError> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::sqlite(dir.path().join("flowcore.db"))?;
+//! store.clone().install()?;
+//!
+//! let (out, run) = doubling().with_run().await;
+//! let stored = store.flow_run(run.id)?.expect("durable when the flow call returns");
+//! assert_eq!(stored.state().kind, StateKind::Completed);
+//! assert_eq!(stored.task_runs[0].history.kinds(), run.task_runs[0].history.kinds());
+//! # Ok(())
+//! # }
+//! ```
+
+mod backend;
+mod error;
+mod event;
+mod memory;
+mod process;
+mod query;
+mod schema;
+mod sqlite;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+pub use error::StoreError;
+pub use query::{CacheEntry, FlowRunSummary, LogLine, RunFilter};
+
+pub(crate) use event::Event;
+pub(crate) use query::{PriorRun, ResumePoint};
+
+use crate::clock::Timestamp;
+use crate::record::FlowRunRecord;
+use backend::Backend;
+use memory::MemoryBackend;
+use process::ProcessInfo;
+use sqlite::SqliteBackend;
+
+/// Events waiting for the writer beyond which new runs wait before they start.
+const BACKLOG: usize = 100_000;
+
+/// Events the writer commits in one transaction at most.
+const MAX_BATCH: usize = 50_000;
+
+/// A run store. Cloning is cheap: clones share the store and its writer.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    events: Sender<Event>,
+    /// Notified after each commit, for runs waiting on a backlog.
+    committed: Arc<Notify>,
+    process: ProcessInfo,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.describe())
+    }
+}
+
+static GLOBAL: OnceLock<Store> = OnceLock::new();
+
+impl Store {
+    /// A store in this process's memory.
+    pub fn memory() -> Store {
+        Store::start(Arc::new(MemoryBackend::default()))
+            .expect("a memory store cannot fail to start")
+    }
+
+    /// The store in the SQLite file at `path`, created if there is none. A file that is not a
+    /// flowcore store, was written by a newer flowcore, or is damaged is refused with an error
+    /// naming it, and left untouched. Opening marks Crashed the unfinished runs of processes
+    /// that died.
+    pub fn sqlite(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let store = Store::start(Arc::new(SqliteBackend::open(path.as_ref())?))?;
+        store.mark_crashed()?;
+        Ok(store)
+    }
+
+    /// The default store: `$FLOWCORE_HOME/flowcore.db` (see [`Store::default_path`]).
+    pub fn open_default() -> Result<Store, StoreError> {
+        Store::sqlite(Store::default_path()?)
+    }
+
+    /// Where the default store lives: `$FLOWCORE_HOME/flowcore.db`, with `FLOWCORE_HOME`
+    /// defaulting to `$HOME/.flowcore`.
+    pub fn default_path() -> Result<PathBuf, StoreError> {
+        let home = match std::env::var_os("FLOWCORE_HOME").filter(|h| !h.is_empty()) {
+            Some(home) => PathBuf::from(home),
+            None => std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".flowcore"))
+                .ok_or(StoreError::NoHome)?,
+        };
+        Ok(home.join("flowcore.db"))
+    }
+
+    /// Makes this the store every run of this process records to. Call it before the first
+    /// run; afterwards the store in use stays, and this returns an error saying which it is.
+    pub fn install(self) -> Result<(), StoreError> {
+        let mut mine = Some(self);
+        let current = GLOBAL.get_or_init(|| mine.take().expect("taken once"));
+        match mine {
+            None => Ok(()),
+            Some(_) => Err(StoreError::AlreadyInstalled {
+                current: current.describe(),
+            }),
+        }
+    }
+
+    /// The store this process records to, opening the default one on first use. If that
+    /// cannot be opened, the error is printed and runs are kept in memory, so that a bad file
+    /// stops no flow.
+    pub fn current() -> &'static Store {
+        GLOBAL.get_or_init(|| {
+            Store::open_default().unwrap_or_else(|e| {
+                eprintln!("flowcore: {e}");
+                eprintln!("flowcore: runs of this process are kept in memory only");
+                Store::memory()
+            })
+        })
+    }
+
+    /// The store this process records to, if it has one yet.
+    pub(crate) fn current_if_open() -> Option<&'static Store> {
+        GLOBAL.get()
+    }
+
+    fn start(backend: Arc<dyn Backend>) -> Result<Store, StoreError> {
+        let process = ProcessInfo::current();
+        backend.register_process(&process)?;
+        let (events, receiver) = crossbeam_channel::unbounded();
+        let committed = Arc::new(Notify::new());
+        let writer = Writer {
+            backend: Arc::clone(&backend),
+            receiver,
+            committed: Arc::clone(&committed),
+            process: process.clone(),
+        };
+        let name = backend.describe();
+        std::thread::Builder::new()
+            .name("flowcore-store".to_owned())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Open {
+                path: PathBuf::from(name),
+                detail: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend,
+                events,
+                committed,
+                process,
+            }),
+        })
+    }
+
+    /// Creates a SQLite store at `path` with only the first `version` schema migrations, as
+    /// an older flowcore left it: for testing the migrations.
+    #[doc(hidden)]
+    pub fn create_sqlite_at_schema_version(path: &Path, version: usize) -> Result<(), StoreError> {
+        SqliteBackend::create_at_version(path, version)
+    }
+
+    /// Where this store keeps its runs: a file path, or `:memory:`.
+    pub fn describe(&self) -> String {
+        self.inner.backend.describe()
+    }
+
+    pub(crate) fn send(&self, event: Event) {
+        // The writer only stops with the process, so the channel never closes.
+        let _ = self.inner.events.send(event);
+    }
+
+    /// Waits while the writer is far behind: the backpressure that keeps a flow of a million
+    /// task runs from queueing a million records in memory.
+    pub(crate) async fn throttle(&self) {
+        if self.inner.events.len() <= BACKLOG {
+            return;
+        }
+        loop {
+            let committed = self.inner.committed.notified();
+            tokio::pin!(committed);
+            committed.as_mut().enable();
+            if self.inner.events.len() <= BACKLOG {
+                return;
+            }
+            committed.await;
+        }
+    }
+
+    /// Waits until everything sent so far is committed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (done, committed) = tokio::sync::oneshot::channel();
+        self.send(Event::Flush(done));
+        committed.await.unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    /// Marks Crashed the unfinished runs of processes that died; returns how many. Opening a
+    /// store does this, and so does every `flowcore` command.
+    pub fn mark_crashed(&self) -> Result<usize, StoreError> {
+        self.inner
+            .backend
+            .mark_crashed(&self.inner.process, Timestamp::wall_now())
+    }
+
+    /// Flow runs, newest first.
+    pub fn flow_runs(&self, filter: &RunFilter) -> Result<Vec<FlowRunSummary>, StoreError> {
+        let backend = &*self.inner.backend;
+        backend
+            .flow_rows(filter)?
+            .into_iter()
+            .map(|row| query::summary(backend, row))
+            .collect()
+    }
+
+    /// The whole record of a flow run, with its task runs and subflow runs.
+    pub fn flow_run(&self, id: Uuid) -> Result<Option<FlowRunRecord>, StoreError> {
+        let backend = &*self.inner.backend;
+        backend
+            .flow_row(id)?
+            .map(|row| query::flow_record(backend, row))
+            .transpose()
+    }
+
+    /// The id of the flow run with this name (the newest, if names repeat) or this id.
+    pub fn find_flow_run(&self, name_or_id: &str) -> Result<Uuid, StoreError> {
+        let backend = &*self.inner.backend;
+        let row = match Uuid::parse_str(name_or_id.trim()) {
+            Ok(id) => backend.flow_row(id)?,
+            Err(_) => backend.flow_row_named(name_or_id.trim())?,
+        };
+        row.map(|r| r.id)
+            .ok_or_else(|| StoreError::UnknownRun(name_or_id.to_owned()))
+    }
+
+    /// The parameters a flow run was called with, as JSON, where they were serializable.
+    pub fn parameters(&self, flow_run: Uuid) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(self
+            .inner
+            .backend
+            .flow_row(flow_run)?
+            .and_then(|r| r.parameters)
+            .and_then(|p| serde_json::from_str(&p).ok()))
+    }
+
+    /// The log lines of a flow run and of its task runs, in order.
+    pub fn logs(&self, flow_run: Uuid) -> Result<Vec<LogLine>, StoreError> {
+        let backend = &*self.inner.backend;
+        let mut runs = vec![flow_run];
+        runs.extend(backend.task_rows(flow_run)?.into_iter().map(|t| t.id));
+        backend.logs(&runs)
+    }
+
+    /// Every cached result, expired ones included until they are next looked up.
+    pub fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
+        self.inner.backend.cache_entries()
+    }
+
+    /// Removes the cached results of the task named `task`, or all of them; returns how many.
+    pub fn clear_cache(&self, task: Option<&str>) -> Result<usize, StoreError> {
+        self.inner.backend.cache_clear(task)
+    }
+
+    /// A live cached value, read off the runtime's threads when the read may block.
+    pub(crate) async fn cache_get(&self, key: &str, now: Timestamp) -> Option<String> {
+        let result = if self.inner.backend.reads_block() {
+            let backend = Arc::clone(&self.inner.backend);
+            let key = key.to_owned();
+            tokio::task::spawn_blocking(move || backend.cache_get(&key, now))
+                .await
+                .unwrap_or(Err(StoreError::WriterStopped))
+        } else {
+            self.inner.backend.cache_get(key, now)
+        };
+        result.unwrap_or_else(|e| {
+            tracing::warn!(target: "flowcore", "Cache lookup failed, running the task: {e}");
+            None
+        })
+    }
+
+    /// The flow run `id` as a point to resume from, if it ended in a way that can be resumed.
+    pub(crate) fn resume_point(&self, id: Uuid) -> Result<ResumePoint, StoreError> {
+        query::resume_point(&*self.inner.backend, id)
+    }
+
+    /// As [`Store::resume_point`], off the runtime's threads when reads block.
+    pub(crate) async fn resume_point_async(&self, id: Uuid) -> Result<ResumePoint, StoreError> {
+        if !self.inner.backend.reads_block() {
+            return self.resume_point(id);
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.resume_point(id))
+            .await
+            .unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    /// The name of the flow run `id`, if the store has it.
+    pub(crate) fn flow_run_name(&self, id: Uuid) -> Option<String> {
+        self.inner
+            .backend
+            .flow_row(id)
+            .ok()
+            .flatten()
+            .map(|r| r.name)
+    }
+}
+
+/// The writer thread: takes everything that arrived, commits it in one transaction, answers
+/// the flushes, and records a heartbeat every few seconds.
+struct Writer {
+    backend: Arc<dyn Backend>,
+    receiver: Receiver<Event>,
+    committed: Arc<Notify>,
+    process: ProcessInfo,
+}
+
+impl Writer {
+    fn run(self) {
+        let mut batch = Vec::with_capacity(1024);
+        let mut last_heartbeat = Instant::now();
+        loop {
+            match self.receiver.recv_timeout(process::HEARTBEAT) {
+                Ok(event) => batch.push(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while batch.len() < MAX_BATCH {
+                match self.receiver.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+            if last_heartbeat.elapsed() >= process::HEARTBEAT {
+                batch.push(Event::Heartbeat(Timestamp::wall_now()));
+                last_heartbeat = Instant::now();
+            }
+            let result = self.commit(&batch);
+            for event in batch.drain(..) {
+                if let Event::Flush(done) = event {
+                    let _ = done.send(result.clone());
+                }
+            }
+            self.committed.notify_waiters();
+        }
+    }
+
+    /// Commits the batch, waiting out other processes' locks; other errors are reported once
+    /// per batch and given to the flushes waiting on it.
+    fn commit(&self, batch: &[Event]) -> Result<(), StoreError> {
+        let mut waited = std::time::Duration::ZERO;
+        let mut pause = std::time::Duration::from_millis(10);
+        let mut warn_at = std::time::Duration::from_secs(10);
+        loop {
+            match self.backend.write(batch, &self.process) {
+                Err(StoreError::Busy { .. }) => {
+                    if waited >= warn_at {
+                        tracing::warn!(target: "flowcore", "The run store has been locked by another process for {}s; still waiting", waited.as_secs());
+                        warn_at += std::time::Duration::from_secs(10);
+                    }
+                    std::thread::sleep(pause);
+                    waited += pause;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                }
+                Err(e) => {
+                    eprintln!("flowcore: could not record runs: {e}");
+                    return Err(e);
+                }
+                Ok(()) => return Ok(()),
+            }
+        }
+    }
+}

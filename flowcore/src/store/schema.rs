@@ -1,0 +1,100 @@
+//! The run store's schema, as forward migrations.
+//!
+//! Migration N brings a store from schema version N - 1 to N (`PRAGMA user_version`). A store is
+//! only ever migrated forward, inside one transaction, and a store of a newer version is
+//! refused. The SQL keeps to what SQLite and PostgreSQL share: TEXT ids (UUIDs), BIGINT
+//! microsecond timestamps, `ON CONFLICT` upserts.
+
+/// `PRAGMA application_id` of a flowcore store: "flow" in ASCII. A SQLite file without it is
+/// somebody else's and is never written to.
+pub(crate) const APPLICATION_ID: i64 = 0x666c_6f77;
+
+/// Each migration's SQL, in order; the schema version is the number applied.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: runs, their states and the cache.
+    "CREATE TABLE flow_runs (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        flow TEXT NOT NULL,
+        parent_id TEXT,
+        parameters TEXT,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        started_at BIGINT,
+        ended_at BIGINT,
+        error TEXT
+    );
+    CREATE INDEX flow_runs_by_created ON flow_runs (created_at);
+    CREATE INDEX flow_runs_by_name ON flow_runs (name);
+    CREATE INDEX flow_runs_by_parent ON flow_runs (parent_id);
+    CREATE TABLE task_runs (
+        id TEXT PRIMARY KEY,
+        flow_run_id TEXT,
+        task TEXT NOT NULL,
+        tags TEXT NOT NULL DEFAULT '[]',
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        cache TEXT NOT NULL DEFAULT 'off',
+        created_at BIGINT NOT NULL,
+        started_at BIGINT,
+        ended_at BIGINT,
+        error TEXT
+    );
+    CREATE INDEX task_runs_by_flow_run ON task_runs (flow_run_id);
+    CREATE TABLE states (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        message TEXT,
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE TABLE cache (
+        key TEXT PRIMARY KEY,
+        task TEXT NOT NULL,
+        value TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX cache_by_task ON cache (task);",
+    // 2: crash detection (which process runs what, and its heartbeat) and log lines.
+    "CREATE TABLE processes (
+        id TEXT PRIMARY KEY,
+        pid BIGINT NOT NULL,
+        host TEXT NOT NULL,
+        start_ticks BIGINT,
+        started_at BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL,
+        ended_at BIGINT
+    );
+    ALTER TABLE flow_runs ADD COLUMN process_id TEXT;
+    ALTER TABLE task_runs ADD COLUMN process_id TEXT;
+    CREATE INDEX flow_runs_by_process_state ON flow_runs (process_id, state);
+    CREATE INDEX task_runs_by_process_state ON task_runs (process_id, state);
+    CREATE TABLE logs (
+        run_id TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        level TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX logs_by_run ON logs (run_id, at);",
+    // 3: resuming: each run's position among its flow run's calls, and its output.
+    "ALTER TABLE flow_runs ADD COLUMN call_seq INTEGER;
+    ALTER TABLE flow_runs ADD COLUMN output TEXT;
+    ALTER TABLE task_runs ADD COLUMN call_seq INTEGER;
+    ALTER TABLE task_runs ADD COLUMN output TEXT;",
+];
+
+/// The schema version this build writes.
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The tables of a flowcore store, to tell an empty file from somebody else's.
+pub(crate) const TABLES: &[&str] = &[
+    "cache",
+    "flow_runs",
+    "logs",
+    "processes",
+    "states",
+    "task_runs",
+];

@@ -1,0 +1,712 @@
+//! A store in a SQLite file: WAL mode, one writer connection for the group commits, a few
+//! reader connections, and a busy timeout so that several processes can share the file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use uuid::Uuid;
+
+use crate::clock::Timestamp;
+use crate::hooks::RunKind;
+use crate::record::CacheStatus;
+use crate::state::{State, StateKind};
+use crate::store::StoreError;
+use crate::store::backend::Backend;
+use crate::store::event::{Event, FlowRow, RowUpdate, TaskRow, cache_name, parse_cache};
+use crate::store::process::{self, ProcessInfo};
+use crate::store::query::{CacheEntry, LogLine, RunFilter};
+use crate::store::schema::{APPLICATION_ID, MIGRATIONS, TABLES, VERSION};
+
+/// How long a statement waits for another process's write lock before reporting busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) struct SqliteBackend {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    /// Idle reader connections; a read takes one or opens another.
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteBackend {
+    /// Opens the store at `path`, creating it (and its directory) if there is no file there.
+    /// An existing file is checked before anything is written to it: somebody else's file, a
+    /// newer schema or a damaged file is refused, untouched.
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        if path.is_dir() {
+            return Err(StoreError::Open {
+                path,
+                detail: "it is a directory; give the path of a file".to_owned(),
+            });
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: dir.to_path_buf(),
+                detail: e.to_string(),
+            })?;
+        }
+        let conn = connect(&path)?;
+        check(&conn, &path)?;
+        let err = |e| StoreError::sqlite(&path, e);
+        // Only now, with the file known to be ours or empty, does anything change on disk.
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        migrate(&conn, &path)?;
+        Ok(SqliteBackend {
+            path,
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Creates a store at `path` with only the first `version` migrations: for testing the
+    /// migrations themselves.
+    #[doc(hidden)]
+    pub fn create_at_version(path: &Path, version: usize) -> Result<(), StoreError> {
+        let conn = connect(path)?;
+        let err = |e| StoreError::sqlite(path, e);
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).map_err(err)?;
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(err)?;
+        conn.pragma_update(None, "user_version", version as i64)
+            .map_err(err)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        StoreError::sqlite(&self.path, e)
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => connect(&self.path)?,
+        };
+        let result = f(&conn).map_err(|e| self.err(e));
+        self.readers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+        result
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::sqlite(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| StoreError::sqlite(path, e))?;
+    Ok(conn)
+}
+
+/// Refuses a file that is not a flowcore store, is newer than this build, or is damaged.
+fn check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |e| StoreError::sqlite(path, e);
+    let app_id: i64 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(err)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .map_err(err)?;
+    let tables: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    if app_id == APPLICATION_ID {
+        if version > VERSION {
+            return Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                found: version,
+                known: VERSION,
+            });
+        }
+        return Ok(());
+    }
+    if app_id == 0 && version == 0 && tables.is_empty() {
+        return Ok(()); // a new, empty file
+    }
+    let reason = if app_id != 0 {
+        format!("its SQLite application id is {app_id:#x}")
+    } else {
+        let foreign: Vec<&str> = tables
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !TABLES.contains(t))
+            .collect();
+        format!(
+            "it holds tables flowcore did not create: {}",
+            if foreign.is_empty() {
+                tables.join(", ")
+            } else {
+                foreign.join(", ")
+            }
+        )
+    };
+    Err(StoreError::NotAStore {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// Applies the migrations the file lacks, in one transaction; another process may be doing
+/// the same, so the version is read again once the write lock is held.
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |e| StoreError::sqlite(path, e);
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    if version == VERSION {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+    let result = (|| {
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for sql in &MIGRATIONS[version.clamp(0, VERSION) as usize..] {
+            conn.execute_batch(sql)?;
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+        conn.pragma_update(None, "user_version", VERSION)?;
+        conn.execute_batch("COMMIT")
+    })();
+    if result.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result.map_err(err)
+}
+
+fn text(id: &Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+fn uuid_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Uuid> {
+    let s: String = row.get(i)?;
+    Uuid::parse_str(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn opt_uuid_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Uuid>> {
+    let s: Option<String> = row.get(i)?;
+    Ok(s.and_then(|s| Uuid::parse_str(&s).ok()))
+}
+
+fn kind_at(row: &Row<'_>, i: usize) -> rusqlite::Result<StateKind> {
+    let s: String = row.get(i)?;
+    s.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+fn ts(row: &Row<'_>, i: usize) -> rusqlite::Result<Timestamp> {
+    Ok(Timestamp::from_micros(row.get(i)?))
+}
+
+fn opt_ts(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Timestamp>> {
+    Ok(row.get::<_, Option<i64>>(i)?.map(Timestamp::from_micros))
+}
+
+const FLOW_COLUMNS: &str = "id, name, flow, parent_id, parameters, state, attempts, created_at, started_at, ended_at, error, call_seq, output";
+
+fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
+    Ok(FlowRow {
+        id: uuid_at(row, 0)?,
+        name: row.get(1)?,
+        flow: row.get(2)?,
+        parent_id: opt_uuid_at(row, 3)?,
+        parameters: row.get(4)?,
+        state: kind_at(row, 5)?,
+        attempts: row.get(6)?,
+        created_at: ts(row, 7)?,
+        started_at: opt_ts(row, 8)?,
+        ended_at: opt_ts(row, 9)?,
+        error: row.get(10)?,
+        call_seq: row.get(11)?,
+        output: row.get(12)?,
+    })
+}
+
+const TASK_COLUMNS: &str = "id, flow_run_id, task, tags, state, attempts, cache, created_at, started_at, ended_at, error, call_seq, output";
+
+fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
+    let tags: String = row.get(3)?;
+    let cache: String = row.get(6)?;
+    Ok(TaskRow {
+        id: uuid_at(row, 0)?,
+        flow_run_id: opt_uuid_at(row, 1)?,
+        task: row.get(2)?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        state: kind_at(row, 4)?,
+        attempts: row.get(5)?,
+        cache: parse_cache(&cache),
+        created_at: ts(row, 7)?,
+        started_at: opt_ts(row, 8)?,
+        ended_at: opt_ts(row, 9)?,
+        error: row.get(10)?,
+        call_seq: row.get(11)?,
+        output: row.get(12)?,
+    })
+}
+
+impl Backend for SqliteBackend {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn write(&self, batch: &[Event], process: &ProcessInfo) -> Result<(), StoreError> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        write_batch(&tx, batch, process).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn register_process(&self, p: &ProcessInfo) -> Result<(), StoreError> {
+        self.writer()
+            .execute(
+                "INSERT INTO processes (id, pid, host, start_ticks, started_at, heartbeat_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![
+                    text(&p.id),
+                    p.pid,
+                    p.host,
+                    p.start_ticks.map(|t| t as i64),
+                    p.started_at.as_micros()
+                ],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    fn mark_crashed(&self, me: &ProcessInfo, now: Timestamp) -> Result<usize, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let marked = mark_crashed(&tx, me, now).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(marked)
+    }
+
+    fn reads_block(&self) -> bool {
+        true
+    }
+
+    fn flow_rows(&self, filter: &RunFilter) -> Result<Vec<FlowRow>, StoreError> {
+        self.read(|c| {
+            let sql = format!(
+                "SELECT {FLOW_COLUMNS} FROM flow_runs
+                 WHERE (?1 IS NULL OR flow = ?1) AND (?2 IS NULL OR state = ?2)
+                 ORDER BY created_at DESC LIMIT ?3"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    filter.flow,
+                    filter.state.map(|s| s.as_str()),
+                    filter.limit as i64
+                ],
+                flow_row,
+            )?;
+            rows.collect()
+        })
+    }
+
+    fn flow_row(&self, id: Uuid) -> Result<Option<FlowRow>, StoreError> {
+        self.read(|c| {
+            let sql = format!("SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = ?1");
+            c.prepare_cached(&sql)?
+                .query_row([text(&id)], flow_row)
+                .optional()
+        })
+    }
+
+    fn flow_row_named(&self, name: &str) -> Result<Option<FlowRow>, StoreError> {
+        self.read(|c| {
+            let sql = format!(
+                "SELECT {FLOW_COLUMNS} FROM flow_runs WHERE name = ?1 ORDER BY created_at DESC LIMIT 1"
+            );
+            c.prepare_cached(&sql)?.query_row([name], flow_row).optional()
+        })
+    }
+
+    fn child_flows(&self, parent: Uuid) -> Result<Vec<FlowRow>, StoreError> {
+        self.read(|c| {
+            let sql = format!(
+                "SELECT {FLOW_COLUMNS} FROM flow_runs WHERE parent_id = ?1 ORDER BY created_at"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map([text(&parent)], flow_row)?;
+            rows.collect()
+        })
+    }
+
+    fn task_rows(&self, flow_run: Uuid) -> Result<Vec<TaskRow>, StoreError> {
+        self.read(|c| {
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM task_runs WHERE flow_run_id = ?1 ORDER BY created_at, rowid"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map([text(&flow_run)], task_row)?;
+            rows.collect()
+        })
+    }
+
+    fn task_counts(&self, flow_run: Uuid) -> Result<BTreeMap<StateKind, usize>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT state, COUNT(*) FROM task_runs WHERE flow_run_id = ?1 GROUP BY state",
+            )?;
+            let rows = stmt.query_map([text(&flow_run)], |r| {
+                Ok((kind_at(r, 0)?, r.get::<_, i64>(1)? as usize))
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn states(&self, run: Uuid) -> Result<Vec<State>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT kind, at, message FROM states WHERE run_id = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([text(&run)], |r| {
+                Ok(State::new(kind_at(r, 0)?, ts(r, 1)?, r.get(2)?))
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn logs(&self, runs: &[Uuid]) -> Result<Vec<LogLine>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT run_id, at, level, message FROM logs WHERE run_id = ?1 ORDER BY at, rowid",
+            )?;
+            let mut lines = Vec::new();
+            for run in runs {
+                let rows = stmt.query_map([text(run)], |r| {
+                    Ok(LogLine {
+                        run_id: uuid_at(r, 0)?,
+                        at: ts(r, 1)?,
+                        level: r.get(2)?,
+                        message: r.get(3)?,
+                    })
+                })?;
+                for line in rows {
+                    lines.push(line?);
+                }
+            }
+            lines.sort_by_key(|l| l.at);
+            Ok(lines)
+        })
+    }
+
+    fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT value FROM cache WHERE key = ?1 AND expires_at > ?2")?
+                .query_row(params![key, now.as_micros()], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT task, key, created_at, expires_at, LENGTH(value) FROM cache ORDER BY task, created_at",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(CacheEntry {
+                    task: r.get(0)?,
+                    key: r.get(1)?,
+                    created_at: ts(r, 2)?,
+                    expires_at: ts(r, 3)?,
+                    size: r.get::<_, i64>(4)? as usize,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn cache_clear(&self, task: Option<&str>) -> Result<usize, StoreError> {
+        self.writer()
+            .execute("DELETE FROM cache WHERE ?1 IS NULL OR task = ?1", [task])
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// One group commit: inserts first, then each touched run's row updated once.
+fn write_batch(
+    tx: &rusqlite::Transaction<'_>,
+    batch: &[Event],
+    process: &ProcessInfo,
+) -> rusqlite::Result<()> {
+    let process_id = text(&process.id);
+    let mut updates: HashMap<(RunKind, Uuid), RowUpdate> = HashMap::new();
+    let mut insert_state =
+        tx.prepare_cached("INSERT OR REPLACE INTO states (run_id, seq, kind, at, message) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    let mut add_state = |id: &Uuid, seq: u32, state: &State| {
+        insert_state.execute(params![
+            text(id),
+            seq,
+            state.kind.as_str(),
+            state.at.as_micros(),
+            state.message
+        ])
+    };
+    for event in batch {
+        match event {
+            Event::FlowRunCreated {
+                id,
+                name,
+                flow,
+                parent_id,
+                parameters,
+                call_seq,
+                seq,
+                state,
+                resumed,
+            } => {
+                if *resumed {
+                    tx.prepare_cached("UPDATE flow_runs SET process_id = ?2 WHERE id = ?1")?
+                        .execute(params![text(id), process_id])?;
+                } else {
+                    tx.prepare_cached(
+                        "INSERT INTO flow_runs (id, name, flow, parent_id, parameters, state, created_at, process_id, call_seq)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )?
+                    .execute(params![
+                        text(id),
+                        name,
+                        flow,
+                        parent_id.as_ref().map(text),
+                        parameters,
+                        state.kind.as_str(),
+                        state.at.as_micros(),
+                        process_id,
+                        call_seq
+                    ])?;
+                }
+                add_state(id, *seq, state)?;
+                let update = RowUpdate::from_state(state, 0, CacheStatus::Off);
+                merge(&mut updates, RunKind::Flow, *id, update);
+            }
+            Event::TaskRunCreated {
+                id,
+                flow_run_id,
+                task,
+                tags,
+                call_seq,
+                state,
+            } => {
+                let tags = serde_json::to_string(&**tags).unwrap_or_else(|_| "[]".to_owned());
+                tx.prepare_cached(
+                    "INSERT INTO task_runs (id, flow_run_id, task, tags, state, created_at, process_id, call_seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    text(id),
+                    flow_run_id.as_ref().map(text),
+                    task,
+                    tags,
+                    state.kind.as_str(),
+                    state.at.as_micros(),
+                    process_id,
+                    call_seq
+                ])?;
+                add_state(id, 0, state)?;
+            }
+            Event::Transition {
+                kind,
+                id,
+                seq,
+                state,
+                attempts,
+                cache,
+            } => {
+                add_state(id, *seq, state)?;
+                merge(
+                    &mut updates,
+                    *kind,
+                    *id,
+                    RowUpdate::from_state(state, *attempts, *cache),
+                );
+            }
+            Event::Output { kind, id, json } => {
+                let sql = match kind {
+                    RunKind::Flow => "UPDATE flow_runs SET output = ?2 WHERE id = ?1",
+                    RunKind::Task => "UPDATE task_runs SET output = ?2 WHERE id = ?1",
+                };
+                tx.prepare_cached(sql)?.execute(params![text(id), json])?;
+            }
+            Event::Log {
+                run_id,
+                at,
+                level,
+                message,
+            } => {
+                tx.prepare_cached(
+                    "INSERT INTO logs (run_id, at, level, message) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![text(run_id), at.as_micros(), level, message])?;
+            }
+            Event::CachePut {
+                key,
+                task,
+                json,
+                created_at,
+                expires_at,
+            } => {
+                tx.prepare_cached(
+                    "INSERT INTO cache (key, task, value, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (key) DO UPDATE SET task = excluded.task, value = excluded.value,
+                         created_at = excluded.created_at, expires_at = excluded.expires_at",
+                )?
+                .execute(params![
+                    key,
+                    task,
+                    json,
+                    created_at.as_micros(),
+                    expires_at.as_micros()
+                ])?;
+            }
+            Event::Heartbeat(at) => {
+                tx.prepare_cached("UPDATE processes SET heartbeat_at = ?2 WHERE id = ?1")?
+                    .execute(params![process_id, at.as_micros()])?;
+            }
+            Event::Flush(_) => {}
+        }
+    }
+    for ((kind, id), u) in updates {
+        let sql = match kind {
+            RunKind::Flow => {
+                "UPDATE flow_runs SET state = ?2, attempts = MAX(attempts, ?3),
+                     started_at = COALESCE(started_at, ?4), ended_at = ?5, error = ?6 WHERE id = ?1"
+            }
+            RunKind::Task => {
+                "UPDATE task_runs SET state = ?2, attempts = ?3, started_at = COALESCE(started_at, ?4),
+                     ended_at = ?5, error = ?6, cache = ?7 WHERE id = ?1"
+            }
+        };
+        let mut stmt = tx.prepare_cached(sql)?;
+        let started = u.started_at.map(Timestamp::as_micros);
+        let ended = u.ended_at.map(Timestamp::as_micros);
+        match kind {
+            RunKind::Flow => stmt.execute(params![
+                text(&id),
+                u.state.as_str(),
+                u.attempts,
+                started,
+                ended,
+                u.error
+            ])?,
+            RunKind::Task => stmt.execute(params![
+                text(&id),
+                u.state.as_str(),
+                u.attempts,
+                started,
+                ended,
+                u.error,
+                cache_name(u.cache)
+            ])?,
+        };
+    }
+    Ok(())
+}
+
+fn merge(
+    updates: &mut HashMap<(RunKind, Uuid), RowUpdate>,
+    kind: RunKind,
+    id: Uuid,
+    update: RowUpdate,
+) {
+    match updates.get_mut(&(kind, id)) {
+        Some(earlier) => earlier.merge(update),
+        None => {
+            updates.insert((kind, id), update);
+        }
+    }
+}
+
+/// Marks Crashed the unfinished runs of processes that stopped: on this host when the process
+/// is gone, on other hosts when its heartbeat is older than [`process::STALE`].
+fn mark_crashed(
+    tx: &rusqlite::Transaction<'_>,
+    me: &ProcessInfo,
+    now: Timestamp,
+) -> rusqlite::Result<usize> {
+    let stale_before = now.as_micros() - process::STALE.as_micros() as i64;
+    let candidates: Vec<(String, i64, String, Option<i64>, i64)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, pid, host, start_ticks, heartbeat_at FROM processes
+             WHERE ended_at IS NULL AND id != ?1",
+        )?;
+        let rows = stmt.query_map([text(&me.id)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut marked = 0;
+    for (id, pid, host, ticks, heartbeat) in candidates {
+        // On this host the process table says; elsewhere only the heartbeat can.
+        let alive = (host == me.host)
+            .then(|| process::alive(pid as u32, ticks.map(|t| t as u64)))
+            .flatten();
+        let dead = alive.map_or(heartbeat < stale_before, |alive| !alive);
+        if !dead {
+            continue;
+        }
+        let message = process::crash_message(pid, &host, Timestamp::from_micros(heartbeat));
+        for table in ["flow_runs", "task_runs"] {
+            let runs: Vec<String> = {
+                let sql = format!(
+                    "SELECT id FROM {table} WHERE process_id = ?1 AND state IN ('Pending', 'Running', 'Retrying')"
+                );
+                let mut stmt = tx.prepare_cached(&sql)?;
+                let rows = stmt.query_map([&id], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for run in runs {
+                let seq: i64 = tx.query_row(
+                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM states WHERE run_id = ?1",
+                    [&run],
+                    |r| r.get(0),
+                )?;
+                tx.execute(
+                    "INSERT INTO states (run_id, seq, kind, at, message) VALUES (?1, ?2, 'Crashed', ?3, ?4)",
+                    params![run, seq, now.as_micros(), message],
+                )?;
+                let sql = format!(
+                    "UPDATE {table} SET state = 'Crashed', ended_at = ?2, error = ?3 WHERE id = ?1"
+                );
+                tx.execute(&sql, params![run, now.as_micros(), message])?;
+                marked += 1;
+            }
+        }
+        tx.execute(
+            "UPDATE processes SET ended_at = ?2 WHERE id = ?1",
+            params![id, now.as_micros()],
+        )?;
+    }
+    // Processes that ended cleanly leave nothing unfinished: forget them after a day.
+    tx.execute(
+        "DELETE FROM processes WHERE heartbeat_at < ?1 AND id != ?2",
+        params![now.as_micros() - 86_400_000_000, text(&me.id)],
+    )?;
+    Ok(marked)
+}
