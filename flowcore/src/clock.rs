@@ -57,8 +57,8 @@ impl Timestamp {
         Timestamp(wall.saturating_add(offset))
     }
 
-    /// The system's wall clock, whatever tokio's clock says: for heartbeats and cache expiry
-    /// between processes.
+    /// The system's wall clock, whatever tokio's clock says: for the heartbeats and crash
+    /// marks that tell live processes from dead ones.
     pub fn wall_now() -> Self {
         Timestamp(
             SystemTime::now()

@@ -211,7 +211,10 @@ impl Earlier {
         if prior.kind != RunKind::Flow || prior.name != flow {
             return Earlier::None;
         }
-        if let (StateKind::Completed, Some(output)) = (prior.state, &prior.output) {
+        // Completed, or itself reused by an earlier resume: its output is reused again.
+        if let (StateKind::Completed | StateKind::Cached, Some(output)) =
+            (prior.state, &prior.output)
+        {
             let name = store
                 .flow_run_name(prior.id)
                 .unwrap_or_else(|| prior.id.to_string());
@@ -251,6 +254,12 @@ where
     if let Some((earlier, json)) = reused
         && let Some(out) = codec.as_ref().and_then(|c| c.decode(&json))
     {
+        // Kept again, so that a later resume of the parent flow run reuses it once more.
+        run.store.send(Event::Output {
+            kind: RunKind::Flow,
+            id: run.context.id,
+            json,
+        });
         let message = format!("output reused from flow run '{earlier}' of the resumed flow run");
         run.transition(StateKind::Cached, Some(message));
         return run.finish(out).await;

@@ -56,7 +56,7 @@ mod resume;
 mod retry;
 mod state;
 pub mod store;
-mod summary;
+pub mod summary;
 mod task;
 
 pub use flowmacros::{flow, task};

@@ -1,4 +1,4 @@
-//! The table a flow run logs when it finishes.
+//! The table a flow run logs when it finishes, and how it writes durations.
 
 use std::fmt::{self, Write as _};
 use std::time::Duration;
@@ -150,8 +150,14 @@ fn write_row(
     writeln!(f, "{}", line.trim_end())
 }
 
-/// `850µs`, `12.3ms`, `2.41s`, `3m 20s`.
-pub(crate) fn format_duration(d: Duration) -> String {
+/// A duration as summaries print it: `850µs`, `12.3ms`, `2.41s`, `3m 20s`, `2h 5m 0s`,
+/// `1d 1h 1m 1s`.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(flowcore::summary::format_duration(Duration::from_millis(2_414)), "2.41s");
+/// ```
+pub fn format_duration(d: Duration) -> String {
     if d < Duration::from_millis(1) {
         format!("{}µs", d.as_micros())
     } else if d < Duration::from_secs(1) {
@@ -159,7 +165,13 @@ pub(crate) fn format_duration(d: Duration) -> String {
     } else if d < Duration::from_secs(60) {
         format!("{:.2}s", d.as_secs_f64())
     } else {
-        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+        let s = d.as_secs();
+        let (days, h, m, s) = (s / 86_400, s / 3_600 % 24, s / 60 % 60, s % 60);
+        match (days, h) {
+            (0, 0) => format!("{m}m {s}s"),
+            (0, _) => format!("{h}h {m}m {s}s"),
+            _ => format!("{days}d {h}h {m}m {s}s"),
+        }
     }
 }
 
@@ -173,5 +185,7 @@ mod tests {
         assert_eq!(format_duration(Duration::from_micros(12_340)), "12.3ms");
         assert_eq!(format_duration(Duration::from_millis(2_414)), "2.41s");
         assert_eq!(format_duration(Duration::from_secs(200)), "3m 20s");
+        assert_eq!(format_duration(Duration::from_secs(7_500)), "2h 5m 0s");
+        assert_eq!(format_duration(Duration::from_secs(90_061)), "1d 1h 1m 1s");
     }
 }

@@ -144,6 +144,8 @@ where
         spec.name
     );
     if let Some((out, earlier)) = run.resumed_output(codec.as_ref()) {
+        // Kept again, so that a later resume of this flow run reuses it once more.
+        run.keep_output(codec.as_ref(), &out);
         run.record_mut().cache = CacheStatus::Resumed;
         let message = format!("output reused from task run '{earlier}' of the resumed flow run");
         run.transition(StateKind::Cached, Some(message));
@@ -153,6 +155,7 @@ where
         if !spec.refresh_cache
             && let Some(out) = cache.lookup(run.store).await
         {
+            run.keep_output(codec.as_ref(), &out);
             run.record_mut().cache = CacheStatus::Hit;
             run.transition(StateKind::Cached, Some("cache hit".to_owned()));
             return run.finish(out).await;
@@ -169,17 +172,7 @@ where
                 if let Some(cache) = &cache {
                     cache.store(run.store, &out).await;
                 }
-                // Inside a flow, kept for a resumed run of that flow to reuse.
-                if let (Some(codec), Some(_)) = (&codec, &run.flow)
-                    && let Some(json) = codec.encode(&out)
-                {
-                    let id = run.record().id;
-                    run.store.send(Event::Output {
-                        kind: RunKind::Task,
-                        id,
-                        json,
-                    });
-                }
+                run.keep_output(codec.as_ref(), &out);
             }
             run.finish(out).await
         }
@@ -246,13 +239,27 @@ impl LiveTaskRun {
             .expect("a finished run records nothing more")
     }
 
+    /// Inside a flow, records the output for a resumed run of that flow to reuse.
+    fn keep_output<R>(&self, codec: Option<&Codec<R>>, out: &R) {
+        if let (Some(codec), Some(_)) = (codec, &self.flow)
+            && let Some(json) = codec.encode(out)
+        {
+            self.store.send(Event::Output {
+                kind: RunKind::Task,
+                id: self.record().id,
+                json,
+            });
+        }
+    }
+
     /// In a resumed flow run, the output this task's call produced before, at the same
-    /// position, with the earlier run's name: if it completed and its output still decodes.
+    /// position, with the earlier run's name: if it completed (or was itself reused or a cache
+    /// hit) and its output still decodes.
     fn resumed_output<R>(&self, codec: Option<&Codec<R>>) -> Option<(R, String)> {
         let earlier = self.flow.as_ref()?.prior(self.call_seq?)?;
         if earlier.kind != RunKind::Task
             || earlier.name != self.spec.name
-            || earlier.state != StateKind::Completed
+            || !matches!(earlier.state, StateKind::Completed | StateKind::Cached)
         {
             return None;
         }

@@ -73,8 +73,19 @@ pub enum StoreError {
         current: String,
     },
     /// No flow run has this name or id.
-    #[error("no flow run named or with id {0:?} in the run store")]
-    UnknownRun(String),
+    #[error("no flow run named or with id {run:?} in the run store {store}")]
+    UnknownRun {
+        /// The name or id asked for.
+        run: String,
+        /// Where the store keeps its runs.
+        store: String,
+    },
+    /// [`Store::open_existing`](crate::Store::open_existing) found no file.
+    #[error("no run store at {path}; run a flow first, or point --store / FLOWCORE_HOME at one")]
+    NoStore {
+        /// Where it looked.
+        path: PathBuf,
+    },
     /// A run that cannot be resumed.
     #[error("cannot resume flow run '{name}': {reason}")]
     CannotResume {

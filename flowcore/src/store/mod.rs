@@ -76,6 +76,9 @@ const BACKLOG: usize = 100_000;
 /// Events the writer commits in one transaction at most.
 const MAX_BATCH: usize = 50_000;
 
+/// The room the writer keeps for a batch between commits.
+const BATCH_CAPACITY: usize = 1024;
+
 /// A run store. Cloning is cheap: clones share the store and its writer.
 #[derive(Clone)]
 pub struct Store {
@@ -113,6 +116,20 @@ impl Store {
         let store = Store::start(Arc::new(SqliteBackend::open(path.as_ref())?))?;
         store.mark_crashed()?;
         Ok(store)
+    }
+
+    /// The store in the SQLite file at `path`, which must exist: for tools that read runs, so
+    /// that a mistyped path reports [`StoreError::NoStore`] instead of leaving an empty store
+    /// behind.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref();
+        // An error here (a directory that may not be read) is for `sqlite` to report.
+        if !path.try_exists().unwrap_or(true) {
+            return Err(StoreError::NoStore {
+                path: path.to_path_buf(),
+            });
+        }
+        Store::sqlite(path)
     }
 
     /// The default store: `$FLOWCORE_HOME/flowcore.db` (see [`Store::default_path`]).
@@ -252,6 +269,15 @@ impl Store {
             .collect()
     }
 
+    /// One flow run without its task runs, as [`Store::flow_runs`] lists it.
+    pub fn flow_run_summary(&self, id: Uuid) -> Result<Option<FlowRunSummary>, StoreError> {
+        let backend = &*self.inner.backend;
+        backend
+            .flow_row(id)?
+            .map(|row| query::summary(backend, row))
+            .transpose()
+    }
+
     /// The whole record of a flow run, with its task runs and subflow runs.
     pub fn flow_run(&self, id: Uuid) -> Result<Option<FlowRunRecord>, StoreError> {
         let backend = &*self.inner.backend;
@@ -268,8 +294,10 @@ impl Store {
             Ok(id) => backend.flow_row(id)?,
             Err(_) => backend.flow_row_named(name_or_id.trim())?,
         };
-        row.map(|r| r.id)
-            .ok_or_else(|| StoreError::UnknownRun(name_or_id.to_owned()))
+        row.map(|r| r.id).ok_or_else(|| StoreError::UnknownRun {
+            run: name_or_id.to_owned(),
+            store: self.describe(),
+        })
     }
 
     /// The parameters a flow run was called with, as JSON, where they were serializable.
@@ -355,7 +383,7 @@ struct Writer {
 
 impl Writer {
     fn run(self) {
-        let mut batch = Vec::with_capacity(1024);
+        let mut batch = Vec::with_capacity(BATCH_CAPACITY);
         let mut last_heartbeat = Instant::now();
         loop {
             match self.receiver.recv_timeout(process::HEARTBEAT) {
@@ -374,10 +402,18 @@ impl Writer {
                 last_heartbeat = Instant::now();
             }
             let result = self.commit(&batch);
-            for event in batch.drain(..) {
-                if let Event::Flush(done) = event {
-                    let _ = done.send(result.clone());
-                }
+            let flushes: Vec<_> = batch
+                .drain(..)
+                .filter_map(|event| match event {
+                    Event::Flush(done) => Some(done),
+                    _ => None,
+                })
+                .collect();
+            // A burst may have grown the batch to MAX_BATCH events (megabytes): that memory is
+            // given back before a flow run waiting on a flush returns.
+            batch.shrink_to(BATCH_CAPACITY);
+            for done in flushes {
+                let _ = done.send(result.clone());
             }
             self.committed.notify_waiters();
         }

@@ -44,19 +44,29 @@ pub(crate) fn alive(pid: u32, ticks: Option<u64>) -> Option<bool> {
     if !std::path::Path::new("/proc/self/stat").exists() {
         return None;
     }
-    match (start_ticks(pid), ticks) {
+    match (stat(pid), ticks) {
         (None, _) => Some(false),
-        (Some(now), Some(then)) => Some(now == then),
+        // Killed or exited, but not yet waited for by its parent: dead all the same.
+        (Some(('Z' | 'X' | 'x', _)), _) => Some(false),
+        (Some((_, now)), Some(then)) => Some(now == then),
         (Some(_), None) => Some(true),
     }
 }
 
 /// Field 22 of /proc/PID/stat: when the process started, in clock ticks after boot.
 fn start_ticks(pid: u32) -> Option<u64> {
+    stat(pid).map(|(_, ticks)| ticks)
+}
+
+/// Fields 3 and 22 of /proc/PID/stat: the process's state (`R`, `S`, `Z` for a zombie, …)
+/// and when it started, in clock ticks after boot.
+fn stat(pid: u32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ticks = fields.nth(18)?.parse().ok()?;
+    Some((state, ticks))
 }
 
 /// What a crashed run's message says about its process.

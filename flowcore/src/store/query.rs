@@ -49,6 +49,8 @@ pub struct FlowRunSummary {
     pub flow: String,
     /// For a subflow, the run that called it.
     pub parent_id: Option<Uuid>,
+    /// And that run's name.
+    pub parent_name: Option<String>,
     /// The current state.
     pub state: StateKind,
     /// When the run was created.
@@ -125,7 +127,10 @@ pub(crate) struct ResumePoint {
 pub(crate) fn resume_point(backend: &dyn Backend, id: Uuid) -> Result<ResumePoint, StoreError> {
     let row = backend
         .flow_row(id)?
-        .ok_or_else(|| StoreError::UnknownRun(id.to_string()))?;
+        .ok_or_else(|| StoreError::UnknownRun {
+            run: id.to_string(),
+            store: backend.describe(),
+        })?;
     let refuse = |reason: String| StoreError::CannotResume {
         name: row.name.clone(),
         reason,
@@ -154,7 +159,12 @@ pub(crate) fn resume_point(backend: &dyn Backend, id: Uuid) -> Result<ResumePoin
 }
 
 pub(crate) fn summary(backend: &dyn Backend, row: FlowRow) -> Result<FlowRunSummary, StoreError> {
+    let parent_name = match row.parent_id {
+        Some(parent) => backend.flow_row(parent)?.map(|p| p.name),
+        None => None,
+    };
     Ok(FlowRunSummary {
+        parent_name,
         task_runs: backend.task_counts(row.id)?,
         id: row.id,
         name: row.name,

@@ -52,8 +52,7 @@ impl SqliteBackend {
         check(&conn, &path)?;
         let err = |e| StoreError::sqlite(&path, e);
         // Only now, with the file known to be ours or empty, does anything change on disk.
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-            .map_err(err)?;
+        enable_wal(&conn, &path)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         migrate(&conn, &path)?;
@@ -112,23 +111,42 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Puts the file in WAL mode. Switching a new file to WAL needs it to itself, and SQLite
+/// answers busy at once, without waiting, while another process holds it (another process
+/// creating the same store at the same moment): so this waits, up to the busy timeout.
+fn enable_wal(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let start = std::time::Instant::now();
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())) {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && start.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            result => return result.map_err(|e| StoreError::sqlite(path, e)),
+        }
+    }
+}
+
 /// Refuses a file that is not a flowcore store, is newer than this build, or is damaged.
 fn check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let err = |e| StoreError::sqlite(path, e);
-    let app_id: i64 = conn
+    // One read transaction, so that all three come from one snapshot: another process may be
+    // creating the store right now, and its tables must not be seen without its application
+    // id. Dropped, the transaction ends; it wrote nothing.
+    let snapshot = conn.unchecked_transaction().map_err(err)?;
+    let app_id: i64 = snapshot
         .pragma_query_value(None, "application_id", |r| r.get(0))
         .map_err(err)?;
-    let version: i64 = conn
+    let version: i64 = snapshot
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(err)?;
-    let mut stmt = conn
+    let tables: Vec<String> = snapshot
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect())
         .map_err(err)?;
-    let tables: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .map_err(err)?
-        .collect::<Result<_, _>>()
-        .map_err(err)?;
+    drop(snapshot);
     if app_id == APPLICATION_ID {
         if version > VERSION {
             return Err(StoreError::NewerSchema {
@@ -144,6 +162,8 @@ fn check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     let reason = if app_id != 0 {
         format!("its SQLite application id is {app_id:#x}")
+    } else if tables.is_empty() {
+        format!("it has no tables but a schema version, {version}, that flowcore did not set")
     } else {
         let foreign: Vec<&str> = tables
             .iter()
