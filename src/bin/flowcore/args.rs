@@ -1,0 +1,123 @@
+//! The command line: every command, flag and value `flowcore` accepts, as clap types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use flowcore::StateKind;
+
+/// Reads the flowcore run store: flow runs, their task runs, states and logs, and cached
+/// results.
+#[derive(Debug, Parser)]
+#[command(name = "flowcore", version, arg_required_else_help = false)]
+pub struct Cli {
+    /// The run store to read, instead of $FLOWCORE_HOME/flowcore.db (~/.flowcore/flowcore.db
+    /// when FLOWCORE_HOME is not set).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub store: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The command groups.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Flow runs: list them, show one, print its summary.
+    #[command(subcommand, arg_required_else_help = false)]
+    Runs(RunsCommand),
+    /// Cached task results: list them, clear them.
+    #[command(subcommand, arg_required_else_help = false)]
+    Cache(CacheCommand),
+    /// The run store itself.
+    #[command(subcommand, arg_required_else_help = false)]
+    Store(StoreCommand),
+}
+
+/// `flowcore runs …`
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Lists flow runs, newest first, subflow runs under the run that called them.
+    Ls(RunsLs),
+    /// Shows everything recorded about one flow run.
+    Show(RunArg),
+    /// Prints a flow run's end-of-run summary, the table the flow logs when it finishes.
+    Summary(RunArg),
+}
+
+/// `flowcore runs ls`
+#[derive(Debug, Args)]
+pub struct RunsLs {
+    /// Only runs of this flow.
+    #[arg(long, value_name = "NAME")]
+    pub flow: Option<String>,
+
+    /// Only runs in this state: Pending, Running, Retrying, Completed, Cached, Failed,
+    /// TimedOut, Cancelled or Crashed (any case).
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<StateKind>,
+
+    /// At most this many runs.
+    // A u64 ranged parser, because clap has no ranged parser for usize; 0 would list nothing.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: u64,
+
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// A command about one flow run.
+#[derive(Debug, Args)]
+pub struct RunArg {
+    /// The flow run's name (the newest run of that name) or id.
+    #[arg(value_name = "RUN")]
+    pub run: String,
+
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// `flowcore cache …`
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Lists the cached task results, expired ones included until they are next looked up.
+    Ls(Output),
+    /// Removes the cached results of one task, or all of them.
+    Clear(CacheClear),
+}
+
+/// `flowcore cache clear`
+#[derive(Debug, Args)]
+pub struct CacheClear {
+    /// Only the results of this task (its name, as in `cache ls`); all of them without it.
+    #[arg(value_name = "TASK")]
+    pub task: Option<String>,
+
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// `flowcore store …`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Prints where the run store is, and whether it exists.
+    Path(Output),
+}
+
+/// How a command prints what it found.
+#[derive(Debug, Args)]
+pub struct Output {
+    /// Print JSON instead of a table, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+}

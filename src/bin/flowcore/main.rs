@@ -1,0 +1,157 @@
+//! `flowcore`: the command-line tool that reads the run store.
+//!
+//! ```text
+//! flowcore runs ls [--flow NAME] [--state STATE] [--limit N] [--json]
+//! flowcore runs show RUN [--json]
+//! flowcore runs summary RUN [--json]
+//! flowcore cache ls [--json]
+//! flowcore cache clear [TASK] [--json]
+//! flowcore store path [--json]
+//! ```
+//!
+//! Every command takes `--store PATH`. A failure is one line on stderr, `flowcore: …`, and
+//! exit code 1; a bad command line is clap's first line and exit code 2.
+
+mod args;
+mod cache;
+mod format;
+mod open;
+mod runs;
+mod store;
+mod style;
+mod table;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+use args::{CacheCommand, Cli, Command, RunsCommand, StoreCommand};
+use style::Style;
+
+/// Why a command failed, said in one line for `flowcore: …`.
+#[derive(Debug)]
+pub struct Failure(String);
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Failure {
+        Failure(message.into())
+    }
+}
+
+impl From<flowcore::StoreError> for Failure {
+    fn from(e: flowcore::StoreError) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Failure {
+    fn from(e: serde_json::Error) -> Failure {
+        Failure(format!("cannot write JSON: {e}"))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    let result = run(cli, Style::detect());
+    match result {
+        Ok(text) => print(&text),
+        Err(Failure(message)) => {
+            // Messages are one line by design; a newline inside one (from SQLite, say) must
+            // not break the promise that stderr holds a single line.
+            eprintln!("flowcore: {}", message.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the command and returns what it prints.
+fn run(cli: Cli, style: Style) -> Result<String, Failure> {
+    let path = open::store_path(cli.store.as_deref())?;
+    match cli.command {
+        Command::Runs(RunsCommand::Ls(args)) => runs::ls(&open::open(&path)?, &args, style),
+        Command::Runs(RunsCommand::Show(args)) => runs::show(&open::open(&path)?, &args, style),
+        Command::Runs(RunsCommand::Summary(args)) => runs::summary(&open::open(&path)?, &args),
+        Command::Cache(CacheCommand::Ls(output)) => cache::ls(&open::open(&path)?, &output),
+        Command::Cache(CacheCommand::Clear(args)) => cache::clear(&open::open(&path)?, &args),
+        Command::Store(StoreCommand::Path(output)) => store::path(&path, &output),
+    }
+}
+
+/// Help and version go to stdout with exit code 0, as clap prints them. Any other error is
+/// clap's message alone, on one line, with exit code 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            // A bad value's message already says what is valid; a bad word needs the help.
+            let hint = match e.kind() {
+                ErrorKind::InvalidValue | ErrorKind::ValueValidation => String::new(),
+                _ => format!(" (see '{} --help')", command_of(e)),
+            };
+            eprintln!("flowcore: {}{hint}", one_line(&e.to_string()));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The command the error is about, `flowcore runs ls`, from clap's usage line
+/// (`Usage: flowcore runs ls [OPTIONS]`), so that the hint points at the help that helps.
+fn command_of(e: &clap::Error) -> String {
+    let usage = match e.get(ContextKind::Usage) {
+        Some(ContextValue::StyledStr(usage)) => usage.to_string(),
+        _ => String::new(),
+    };
+    let words: Vec<&str> = usage
+        .split_whitespace()
+        .skip_while(|w| *w == "Usage:")
+        .take_while(|w| !w.starts_with(['[', '<', '-']))
+        .collect();
+    if words.is_empty() {
+        "flowcore".to_owned()
+    } else {
+        words.join(" ")
+    }
+}
+
+/// The first paragraph of clap's error, joined into one line, without `error: `. Usually that
+/// is its first line; a missing argument or subcommand continues on indented lines
+/// (`<RUN>`, `[subcommands: ls, show, summary]`) that say which. Clap's usage and tips
+/// follow after a blank line and are left out.
+fn one_line(clap_error: &str) -> String {
+    let words: Vec<&str> = clap_error
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let line = words.join(" ");
+    match line.strip_prefix("error: ") {
+        Some(rest) => rest.to_owned(),
+        None if line.is_empty() => "invalid command line".to_owned(),
+        None => line,
+    }
+}
+
+/// Writes the output. A reader that goes away (`flowcore runs ls | head -1`) is not an
+/// error worth a message.
+fn print(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flowcore: cannot write the output: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! `flowcore store path`: where the run store is.
+
+use std::path::Path;
+
+use crate::Failure;
+use crate::args::Output;
+use crate::format;
+
+/// `flowcore store path`. It does not open the store, so it works, and creates nothing,
+/// when there is none yet.
+pub fn path(path: &Path, output: &Output) -> Result<String, Failure> {
+    let exists = path.exists();
+    if output.json {
+        let json = serde_json::json!({ "path": path, "exists": exists });
+        return Ok(serde_json::to_string_pretty(&json)? + "\n");
+    }
+    let status = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {
+            // In WAL mode the newest commits sit in the -wal file beside it until a
+            // checkpoint: the store's size is both.
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            let wal = std::fs::metadata(wal).map_or(0, |m| m.len());
+            format!("exists, {}", format::size(meta.len() + wal))
+        }
+        Ok(_) => "exists, but is not a file".to_owned(),
+        Err(_) => "does not exist yet: the first flow run creates it".to_owned(),
+    };
+    Ok(format!("{}\n{status}\n", path.display()))
+}

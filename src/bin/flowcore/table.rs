@@ -1,0 +1,167 @@
+//! Plain-text tables: columns sized to their widest cell, two spaces apart, numbers
+//! right-aligned. Widths count what is visible, so coloured cells line up with plain ones.
+
+use flowcore::StateKind;
+
+use crate::style::Style;
+
+/// One cell: its text as printed (maybe with colour codes) and how wide it shows.
+pub struct Cell {
+    text: String,
+    width: usize,
+}
+
+impl Cell {
+    /// A cell without colour. Only its first line is kept: a table row is one line.
+    pub fn plain(text: impl AsRef<str>) -> Cell {
+        let text = crate::format::first_line(text.as_ref());
+        Cell {
+            width: text.chars().count(),
+            text,
+        }
+    }
+
+    /// A state's name in its colour.
+    pub fn state(kind: StateKind, style: Style) -> Cell {
+        Cell {
+            width: kind.as_str().len(),
+            text: style.state(kind),
+        }
+    }
+
+    /// Text already coloured, with the width it shows.
+    pub fn styled(text: String, width: usize) -> Cell {
+        Cell { text, width }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.width == 0
+    }
+}
+
+/// A column's heading and layout.
+pub struct Column {
+    name: &'static str,
+    right: bool,
+    optional: bool,
+}
+
+impl Column {
+    /// A left-aligned column.
+    pub fn left(name: &'static str) -> Column {
+        Column {
+            name,
+            right: false,
+            optional: false,
+        }
+    }
+
+    /// A right-aligned column, for numbers and durations.
+    pub fn right(name: &'static str) -> Column {
+        Column {
+            right: true,
+            ..Column::left(name)
+        }
+    }
+
+    /// Left out when no row has anything in it (a Cache column when nothing is cached).
+    pub fn optional(self) -> Column {
+        Column {
+            optional: true,
+            ..self
+        }
+    }
+}
+
+/// A table being filled row by row.
+pub struct Table {
+    columns: Vec<Column>,
+    rows: Vec<Vec<Cell>>,
+}
+
+impl Table {
+    pub fn new(columns: Vec<Column>) -> Table {
+        Table {
+            columns,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row; it must have a cell for each column.
+    pub fn row(&mut self, cells: Vec<Cell>) {
+        debug_assert_eq!(cells.len(), self.columns.len());
+        self.rows.push(cells);
+    }
+
+    /// The table, heading first, each line ending in a newline.
+    pub fn render(&self) -> String {
+        let shown: Vec<usize> = (0..self.columns.len())
+            .filter(|&c| !self.columns[c].optional || self.rows.iter().any(|r| !r[c].is_empty()))
+            .collect();
+        let widths: Vec<usize> = (0..self.columns.len())
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .map(|r| r[c].width)
+                    .chain([self.columns[c].name.chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let heading: Vec<Cell> = self.columns.iter().map(|c| Cell::plain(c.name)).collect();
+        let mut out = String::new();
+        for row in std::iter::once(&heading).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, &c) in shown.iter().enumerate() {
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                let pad = " ".repeat(widths[c].saturating_sub(row[c].width));
+                if self.columns[c].right {
+                    line.push_str(&pad);
+                    line.push_str(&row[c].text);
+                } else {
+                    line.push_str(&row[c].text);
+                    line.push_str(&pad);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_whatever_the_colours() {
+        let style = Style { colour: true };
+        let mut table = Table::new(vec![
+            Column::left("Name"),
+            Column::left("State"),
+            Column::right("Attempts"),
+            Column::left("Cache").optional(),
+        ]);
+        table.row(vec![
+            Cell::plain("extract-a8e"),
+            Cell::state(StateKind::Completed, style),
+            Cell::plain("1"),
+            Cell::plain(""),
+        ]);
+        table.row(vec![
+            Cell::plain("load"),
+            Cell::state(StateKind::Failed, style),
+            Cell::plain("12"),
+            Cell::plain(""),
+        ]);
+        assert_eq!(
+            table.render(),
+            "Name         State      Attempts\n\
+             extract-a8e  \x1b[32mCompleted\x1b[0m         1\n\
+             load         \x1b[31mFailed\x1b[0m           12\n"
+        );
+    }
+}
