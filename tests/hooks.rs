@@ -192,6 +192,8 @@ async fn hooked_cached(x: u32) -> u32 {
 
 #[tokio::test]
 async fn a_cache_hit_is_a_completion() {
+    // The cache persists in the run store between test runs: start from none.
+    flowcore::cache::clear_task("hooked_cached").unwrap();
     assert_eq!(hooked_cached(914).await, 2742);
     assert_eq!(hooked_cached(914).await, 2742);
     assert_eq!(CACHED_CALLS.load(Ordering::SeqCst), 1);

@@ -26,6 +26,14 @@ async fn report_upload(size: u32) -> Result<(), String> {
     Err(format!("disk full ({size} bytes left)"))
 }
 
+/// Records to a fresh in-memory store: these tests read the cache's hit and miss, which a
+/// store kept between test runs would change. Called first by every test of this binary,
+/// since a process installs one store before its first run.
+fn memory_store() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| flowcore::Store::memory().install().unwrap());
+}
+
 #[flow(name = "nightly-report")]
 async fn nightly_report(key: u32) -> u32 {
     // The cache is global to the process: each test passes its own key.
@@ -42,6 +50,7 @@ fn short_id(run: &TaskRunRecord) -> String {
 
 #[tokio::test(start_paused = true)]
 async fn the_summary_lists_every_task_run_with_counts_and_a_headline() {
+    memory_store();
     let (out, run) = nightly_report(1).with_run().await;
     assert_eq!(out, 32);
     let names: Vec<String> = run.task_runs.iter().map(|r| r.name().to_string()).collect();
@@ -74,6 +83,7 @@ async fn empty_flow() -> Result<(), String> {
 
 #[tokio::test(start_paused = true)]
 async fn a_summary_without_task_runs_shows_the_failure_and_zero_counts() {
+    memory_store();
     let (_, run) = empty_flow().with_run().await;
     assert_eq!(
         run.summary().to_string(),
@@ -96,6 +106,7 @@ async fn summary_parent() -> u32 {
 
 #[tokio::test(start_paused = true)]
 async fn a_summary_names_its_subflow_runs() {
+    memory_store();
     let (_, run) = summary_parent().with_run().await;
     let child = &run.subflow_runs[0];
     let extract = run.task_runs[0].name().to_string();
@@ -115,6 +126,7 @@ Subflow run '{}' for flow 'summary-child': Completed
 
 #[tokio::test(start_paused = true)]
 async fn run_names_are_adjective_animal_and_task_dash_id_prefix() {
+    memory_store();
     let mut flow_names = BTreeSet::new();
     for _ in 0..30 {
         let (_, run) = summary_child().with_run().await;
@@ -178,6 +190,7 @@ fn assert_rfc3339(text: &str) {
 
 #[tokio::test(start_paused = true)]
 async fn the_record_serializes_to_json_with_derived_fields() {
+    memory_store();
     let (_, run) = nightly_report(2).with_run().await;
     let json = serde_json::to_value(&run).unwrap();
 
@@ -298,6 +311,7 @@ async fn the_record_serializes_to_json_with_derived_fields() {
 
 #[tokio::test(start_paused = true)]
 async fn a_subflow_serializes_inside_its_parent_with_its_parent_id() {
+    memory_store();
     let (_, run) = summary_parent().with_run().await;
     let json = serde_json::to_value(&run).unwrap();
     let child = &json["subflow_runs"][0];

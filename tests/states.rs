@@ -181,6 +181,8 @@ async fn states_cached_lookup(key: &str) -> usize {
 
 #[tokio::test]
 async fn a_cache_hit_goes_straight_from_pending_to_cached() {
+    // The cache persists in the run store between test runs: start from none.
+    flowcore::cache::clear_task("states_cached_lookup").unwrap();
     let (first, miss) = states_cached_lookup("states-only-key").with_run().await;
     assert_eq!(miss.history.kinds(), [Pending, Running, Completed]);
     let (second, hit) = states_cached_lookup("states-only-key").with_run().await;

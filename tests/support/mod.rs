@@ -1,0 +1,374 @@
+//! Helpers shared by the run store's integration tests (tests/store.rs, tests/crash.rs,
+//! tests/store_files.rs): child processes, waiting with a deadline, and raw reads of a store
+//! file.
+//!
+//! A child process is the test binary itself, run with `--exact <child test>`: the child is an
+//! `#[ignore]`d test that does nothing unless its environment variable is set.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::ffi::OsStr;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How long any wait in these tests may take before the test fails. Generous: the tests run
+/// unoptimized, next to other test binaries, on small CI machines.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+
+/// The command that runs the `#[ignore]`d test `name` of this test binary in a new process,
+/// with `envs` set. Its stdout and stderr are piped.
+pub fn child<K, V>(name: &str, envs: impl IntoIterator<Item = (K, V)>) -> Command
+where
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--exact",
+        name,
+        "--nocapture",
+        "--include-ignored",
+        "--test-threads=1",
+    ])
+    .envs(envs)
+    // A child that panics says where, and a backtrace would only bury that.
+    .env_remove("RUST_BACKTRACE")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `cmd` to its end (with the deadline) and returns its output; fails, showing what the
+/// child printed, unless it exited 0.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "child {cmd:?} failed: {}\n{}",
+        out.status,
+        show(&out)
+    );
+    // A child whose name matched no test would "pass" having done nothing.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "child {cmd:?} ran no test:\n{}",
+        show(&out)
+    );
+    out
+}
+
+/// Runs `cmd` to its end, killing it if it outlives the deadline.
+pub fn run(cmd: &mut Command) -> Output {
+    let mut child = cmd.spawn().expect("spawn the child process");
+    let stdout = child.stdout.take().map(drain);
+    let stderr = child.stderr.take().map(drain);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            let out = Output {
+                status: child.wait().expect("reap the child"),
+                stdout: stdout.map(|h| h.join().unwrap()).unwrap_or_default(),
+                stderr: stderr.map(|h| h.join().unwrap()).unwrap_or_default(),
+            };
+            panic!(
+                "child {cmd:?} still ran after {DEADLINE:?}; killed it\n{}",
+                show(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.map(|h| h.join().unwrap()).unwrap_or_default(),
+        stderr: stderr.map(|h| h.join().unwrap()).unwrap_or_default(),
+    }
+}
+
+fn drain<R: std::io::Read + Send + 'static>(mut r: R) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// A child's stdout and stderr, for a failure message.
+pub fn show(out: &Output) -> String {
+    format!(
+        "--- stdout ---\n{}--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The value after the marker `key` on the first line of `stdout` that has it: the markers
+/// children print, `FLOW_RUN <id>`.
+pub fn marker(out: &Output, key: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| after(l, key))
+        .unwrap_or_else(|| panic!("no `{key} …` line in the child's output\n{}", show(out)))
+        .trim()
+        .to_owned()
+}
+
+/// What follows the marker `key` in a line of a child's output. The marker need not start the
+/// line: the test harness prints `test child_x ... ` before what the child prints.
+fn after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(key)?;
+    let rest = &line[at + key.len()..];
+    (rest.is_empty() || rest.starts_with(' ')).then_some(rest)
+}
+
+/// A child process that runs while the parent watches its stdout, line by line.
+pub struct Running {
+    pub child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every stdout line read so far.
+    seen: Vec<String>,
+    stdout_done: Option<std::thread::JoinHandle<()>>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Running {
+    /// Spawns `cmd` (made by [`child`]).
+    pub fn spawn(cmd: &mut Command) -> Running {
+        let mut child = cmd.spawn().expect("spawn the child process");
+        let stdout: ChildStdout = child.stdout.take().expect("a piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout_done = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = child.stderr.take().map(drain);
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+            stdout_done: Some(stdout_done),
+            stderr,
+        }
+    }
+
+    /// Waits (with the deadline) for a stdout line starting with `key`; returns the rest of
+    /// it, trimmed.
+    pub fn wait_for_line(&mut self, key: &str) -> String {
+        if let Some(rest) = self.seen.iter().find_map(|l| after(l, key)) {
+            return rest.trim().to_owned();
+        }
+        let start = Instant::now();
+        loop {
+            let left = DEADLINE.saturating_sub(start.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let rest = after(&line, key).map(|r| r.trim().to_owned());
+                    self.seen.push(line);
+                    if let Some(rest) = rest {
+                        return rest;
+                    }
+                }
+                Err(e) => {
+                    // Its stdout closed: it is exiting, give it a moment to say why.
+                    let mut status = None;
+                    for _ in 0..250 {
+                        status = self.child.try_wait().ok().flatten();
+                        if status.is_some() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let stderr = match (status, self.stderr.take()) {
+                        (Some(_), Some(h)) => {
+                            String::from_utf8_lossy(&h.join().unwrap()).into_owned()
+                        }
+                        _ => "(still running)".to_owned(),
+                    };
+                    panic!(
+                        "no `{key}` line from the child ({e:?}, exit status {status:?}); it printed:\n{}\n--- stderr ---\n{stderr}",
+                        self.seen.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    /// SIGKILLs the child (on Unix) and reaps it: a dead process, not a zombie.
+    pub fn kill(mut self) -> Output {
+        self.child.kill().expect("kill the child");
+        self.finish_unchecked()
+    }
+
+    /// SIGKILLs the child and waits until it is dead but not reaped: a zombie, as a process
+    /// whose parent has not waited for it yet is.
+    pub fn kill_leaving_a_zombie(&mut self) {
+        self.child.kill().expect("kill the child");
+        let pid = self.child.id();
+        wait_until("the killed child to be a zombie", None, || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let state = stat[stat.rfind(')')? + 1..].split_whitespace().next()?;
+            (state == "Z").then_some(())
+        });
+    }
+
+    /// Waits (with the deadline) for the child to exit; returns everything it printed.
+    pub fn finish_unchecked(mut self) -> Output {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the child") {
+                break status;
+            }
+            if start.elapsed() > DEADLINE {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "the child still ran after {DEADLINE:?}; killed it. Its stdout:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(h) = self.stdout_done.take() {
+            let _ = h.join();
+        }
+        self.seen.extend(self.lines.try_iter());
+        let mut stdout = self.seen.join("\n").into_bytes();
+        stdout.push(b'\n');
+        Output {
+            status,
+            stdout,
+            stderr: self
+                .stderr
+                .take()
+                .map(|h| h.join().unwrap())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// As [`Running::finish_unchecked`], failing unless the child exited 0.
+    pub fn finish(self) -> Output {
+        let out = self.finish_unchecked();
+        assert!(
+            out.status.success(),
+            "the child failed: {}\n{}",
+            out.status,
+            show(&out)
+        );
+        out
+    }
+}
+
+/// Polls `done` every 20 ms until it returns `Some`, failing with `what` after the deadline.
+/// `child`, if given, must stay alive meanwhile: its early exit fails the wait at once.
+pub fn wait_until<T>(
+    what: &str,
+    mut child: Option<&mut Child>,
+    mut done: impl FnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = done() {
+            return v;
+        }
+        if let Some(child) = child.as_deref_mut()
+            && let Some(status) = child.try_wait().expect("poll the child")
+        {
+            panic!("the child exited ({status}) while waiting for: {what}");
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "gave up after {DEADLINE:?} waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A read-only connection to a store file, as another program would open it.
+pub fn raw(path: &Path) -> rusqlite::Connection {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap_or_else(|e| panic!("open {} read-only: {e}", path.display()));
+    conn.busy_timeout(Duration::from_secs(30)).unwrap();
+    conn
+}
+
+/// One integer from a query on a store file.
+pub fn count(path: &Path, sql: &str, params: impl rusqlite::Params) -> i64 {
+    raw(path)
+        .query_row(sql, params, |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The lines of a marker file (none if it does not exist yet).
+pub fn lines(path: &Path) -> Vec<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.lines().map(str::to_owned).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("read {}: {e}", path.display()),
+    }
+}
+
+/// Appends a line to a marker file: what task bodies do to show that they ran.
+pub fn append_line(path: &Path, line: &str) {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    writeln!(f, "{line}").unwrap();
+}
+
+/// An environment variable as a path, if set.
+pub fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var).map(PathBuf::from)
+}
+
+/// A fresh directory for one test, under cargo's scratch directory for integration tests;
+/// removed when the returned guard drops.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("flowcore-store-test-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("create a temporary directory")
+}
+
+/// The store file of this test process's installed store: one per process, in a directory
+/// named after the pid. Directories left by earlier processes that are gone are removed, so
+/// that repeated runs do not pile up files.
+pub fn process_store_path(binary: &str) -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let prefix = format!("{binary}-store-");
+        if let Ok(entries) = std::fs::read_dir(base) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix(&prefix)
+                    && Path::new("/proc/self").exists()
+                    && !Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = base.join(format!("{prefix}{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("flowcore.db")
+    })
+}
