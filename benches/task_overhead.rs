@@ -4,12 +4,19 @@
 //! issue's target: under 1 µs of overhead per task call. Each sample runs one flow that calls
 //! the task `iters` times, so the time includes creating, recording and dropping every task
 //! run's record; the flow's own start and summary are spread over thousands of calls.
+//!
+//! The memory store is installed, so these numbers leave the disk out: `benches/store.rs`
+//! measures the SQLite store. The group `store_memory` measures task-run throughput with the
+//! memory store exactly as `store_sqlite` does there (`cargo bench --bench task_overhead --
+//! store_memory`): flows of `n` task runs, sequential and with `join_all`, and cache hits,
+//! reported in task runs per second.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use flowcore::{flow, task};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
+use flowcore::{Store, flow, task};
+use futures::future::join_all;
 
 async fn plain_add(a: u64, b: u64) -> u64 {
     a.wrapping_add(b)
@@ -87,5 +94,94 @@ fn task_call(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, task_call);
-criterion_main!(benches);
+#[task]
+async fn trivial(i: u64) -> u64 {
+    i
+}
+
+#[task(cache_for = "1d")]
+async fn cached(x: u64) -> u64 {
+    x
+}
+
+#[flow]
+async fn sequential(n: u64) -> u64 {
+    let mut acc = 0u64;
+    for i in 0..n {
+        acc = acc.wrapping_add(trivial(black_box(i)).await);
+    }
+    acc
+}
+
+#[flow]
+async fn concurrent(n: u64) -> u64 {
+    join_all((0..n).map(|i| trivial(black_box(i))))
+        .await
+        .into_iter()
+        .fold(0, u64::wrapping_add)
+}
+
+#[flow]
+async fn cache_hits(n: u64) -> u64 {
+    let mut acc = 0u64;
+    for _ in 0..n {
+        acc = acc.wrapping_add(cached(black_box(7)).await);
+    }
+    acc
+}
+
+/// The same workloads as `store_sqlite` in `benches/store.rs`, with the memory store.
+fn store_memory(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(cached(7)); // every later call hits
+
+    let mut group = c.benchmark_group("store_memory");
+    // A sample is whole flows of up to 10,000 task runs: few samples, each of equal size.
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    for n in [1_000u64, 10_000] {
+        group.throughput(Throughput::Elements(n));
+        group.bench_with_input(BenchmarkId::new("sequential", n), &n, |b, &n| {
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(sequential(n).await);
+                }
+                start.elapsed()
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("join_all", n), &n, |b, &n| {
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(concurrent(n).await);
+                }
+                start.elapsed()
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("cache_hit", n), &n, |b, &n| {
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(cache_hits(n).await);
+                }
+                start.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, task_call, store_memory);
+
+fn main() {
+    Store::memory()
+        .install()
+        .expect("installed before the first run");
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,17 +1,22 @@
-//! SCENARIOS 2: ETL into SQLite.
+//! SCENARIOS 2: ETL into SQLite, with a cache that outlives the process.
 //!
 //! `extract` fetches 10 consumer complaints as JSON over HTTP, `transform` keeps a few fields of
-//! each, `create_table` makes sure the SQLite table exists and `load` inserts the rows. `extract`
-//! is cached for a day, so the flow's second run (in the same process, for now) takes it from
-//! the cache: the task run ends in state Cached and the server is not asked again. The state
-//! handler `alert_failed` prints "Failed!" whenever a task run or the flow run fails.
+//! each, `create_table` makes sure the SQLite table exists and `load` inserts the rows. The
+//! state handler `alert_failed` prints "Failed!" whenever a task run or the flow run fails.
 //!
-//! The complaints service is a small server this program starts on 127.0.0.1; nothing leaves
-//! the machine.
+//! `extract` is cached for a day (`cache_for = "1d"`). Cached results live in the run store, a
+//! SQLite file shared by every process (`$FLOWCORE_HOME/flowcore.db`; under `cargo run` in this
+//! repository, `target/flowcore-home`), so running the example a second time the same day
+//! shows `extract` in state Cached, and the service is not called again.
+//!
+//! Unless `--source` names the complaints service, the program starts one itself on
+//! 127.0.0.1; nothing leaves the machine.
 //!
 //! ```sh
 //! cargo run --example etl                      # database in $TMPDIR/flowcore-examples/etl.db
-//! cargo run --example etl -- /path/to/etl.db   # or where you choose
+//! cargo run --example etl                      # again: extract is Cached, no request is made
+//! cargo run --example etl -- /path/to/etl.db   # the database where you choose
+//! cargo run --example etl -- --source http://127.0.0.1:8000/complaints   # another service
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -25,7 +30,7 @@ use axum::extract::State as Shared;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use flowcore::{RunInfo, State, flow, task};
+use flowcore::{RunInfo, State, StateKind, flow, task};
 use serde::{Deserialize, Serialize};
 
 /// One complaint as the service sends it.
@@ -63,17 +68,49 @@ fn alert_failed(run: &RunInfo, _old: &State, new: &State) {
     }
 }
 
-/// The service runs on this machine: never send its requests through an `HTTP_PROXY`.
-static HTTP: LazyLock<reqwest::Client> = LazyLock::new(|| {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("a plain HTTP client builds")
-});
+/// Calls `extract` makes to a service on this machine (the example's own, or a test's) never
+/// go through an `HTTP_PROXY`; calls to anywhere else use the proxy settings as usual.
+fn http_client(url: &str) -> &'static reqwest::Client {
+    static LOCAL: LazyLock<reqwest::Client> = LazyLock::new(|| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("a plain HTTP client builds")
+    });
+    static REMOTE: LazyLock<reqwest::Client> = LazyLock::new(reqwest::Client::new);
+    let local = reqwest::Url::parse(url).is_ok_and(|u| {
+        let host = u.host_str().unwrap_or_default();
+        host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    if local { &LOCAL } else { &REMOTE }
+}
 
-#[task(retries = 3, retry_delay = "1s", cache_for = "1d", on_state = alert_failed)]
+/// `extract`'s cache key: the dataset the URL asks for (its path and query), not the host.
+///
+/// Without a `cache_key`, the key is a hash of the arguments, here the whole URL. But this
+/// program starts its own complaints service on a port the system picks, a different one on
+/// every run, so a key holding the host and port would never match the next run's and the
+/// cache would never hit across runs. What identifies the records is the path and query
+/// (`/complaints`, `/complaints?state=CA`): the same dataset from whichever host serves it.
+/// The price: two different services serving the same path share one cache entry. Where
+/// that matters, keep the host in the key.
+fn dataset_key(url: &&str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(url) => match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        },
+        Err(_) => (*url).to_owned(),
+    }
+}
+
+#[task(retries = 3, retry_delay = "1s", cache_for = "1d", cache_key = dataset_key, on_state = alert_failed)]
 async fn extract(url: &str) -> anyhow::Result<Vec<Complaint>> {
-    let response = HTTP.get(url).send().await?.error_for_status()?;
+    let response = http_client(url).get(url).send().await?.error_for_status()?;
     Ok(response.json().await?)
 }
 
@@ -152,37 +189,102 @@ async fn etl(url: &str, db: PathBuf) -> anyhow::Result<usize> {
     load(db, rows).await
 }
 
+const USAGE: &str = "usage: etl [--source URL] [DATABASE]
+
+  DATABASE      the SQLite file to load the complaints into
+                (default: $TMPDIR/flowcore-examples/etl.db)
+  --source URL  the complaints service to extract from (default: one this program starts)";
+
+/// The command line: `[--source URL] [DATABASE]`.
+struct Args {
+    source: Option<String>,
+    db: PathBuf,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Args> {
+        let mut source = None;
+        let mut db = None;
+        let mut args = std::env::args_os().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.to_str() {
+                Some("-h" | "--help") => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                Some("--source") => {
+                    let url = args.next().context("--source needs a URL")?;
+                    let url = url
+                        .into_string()
+                        .ok()
+                        .context("--source: the URL is not UTF-8")?;
+                    source = Some(url);
+                }
+                Some(flag) if flag.starts_with("--source=") => {
+                    source = Some(flag["--source=".len()..].to_owned());
+                }
+                Some(flag) if flag.starts_with('-') => {
+                    anyhow::bail!("unknown option {flag}\n\n{USAGE}");
+                }
+                _ if db.is_some() => anyhow::bail!("more than one database given\n\n{USAGE}"),
+                _ => db = Some(PathBuf::from(arg)),
+            }
+        }
+        let db = db.unwrap_or_else(|| {
+            std::env::temp_dir()
+                .join("flowcore-examples")
+                .join("etl.db")
+        });
+        Ok(Args { source, db })
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     flowcore::init_logging();
+    let Args { source, db } = Args::parse()?;
 
-    let db = match std::env::args_os().nth(1) {
-        Some(path) => PathBuf::from(path),
-        None => std::env::temp_dir()
-            .join("flowcore-examples")
-            .join("etl.db"),
-    };
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     println!("SQLite database: {}", db.display());
+    // Where flowcore keeps the runs and the cached results (the default store, opened now).
+    println!("Run store: {}", flowcore::Store::current().describe());
+    let (url, requests) = match source {
+        Some(url) => {
+            println!("Complaints service: {url}");
+            (url, None)
+        }
+        None => {
+            let (url, requests) = start_complaints_server().await?;
+            println!("Complaints service: {url} (started by this program)");
+            (url, Some(requests))
+        }
+    };
+    println!();
 
-    let (url, requests) = start_complaints_server().await?;
-    println!("Complaints service: {url}");
-
-    println!("\nFirst run: extract calls the service.");
-    etl(&url, db.clone()).await?;
-
-    println!("\nSecond run: extract is cached for a day, so the service is not called again.");
     let (loaded, run) = etl(&url, db.clone()).with_run().await;
     loaded?;
-    if let Some(extract) = run.task_runs_of("extract").next() {
-        println!("extract in the second run: {}", extract.state());
-    }
 
-    let requests = requests.load(Ordering::SeqCst);
-    let plural = if requests == 1 { "" } else { "s" };
-    println!("\nThe complaints server received {requests} request{plural}");
+    println!();
+    if let Some(extract) = run.task_runs_of("extract").next() {
+        let state = extract.state();
+        if state.kind == StateKind::Cached {
+            println!(
+                "extract ended in state {state}: taken from the cache, the service was not called"
+            );
+        } else {
+            println!(
+                "extract ended in state {state}: fetched from the service and cached for a \
+                 day; run the example again to take it from the cache"
+            );
+        }
+    }
+    if let Some(requests) = requests {
+        let requests = requests.load(Ordering::SeqCst);
+        let plural = if requests == 1 { "" } else { "s" };
+        println!("The complaints service received {requests} request{plural}");
+    }
     let rows = count_rows(&db).await?;
     println!("{} holds {rows} rows in table complaints", db.display());
     Ok(())

@@ -3,13 +3,19 @@
 //!
 //! `cargo test` builds the examples before it runs the tests; with a target filter such as
 //! `cargo test --test examples` it does not, so build them first with `cargo build --examples`.
-//! Each example starts its own server on 127.0.0.1 and needs no network beyond it.
+//! Each example starts its own server on 127.0.0.1 (or uses the test's) and needs no network
+//! beyond it. Every run gets `FLOWCORE_HOME` set to a temporary directory of its test, so the
+//! examples' runs and cached results never land in, or come from, the repository's store.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
+
+use tempfile::TempDir;
 
 /// Longest any example may run; the slowest (monitor) takes about a second here.
 const TIME_LIMIT: Duration = Duration::from_secs(60);
@@ -105,10 +111,17 @@ impl Output {
     }
 }
 
-/// Runs an example with `args`, without colours, and waits at most [`TIME_LIMIT`].
-fn run_example(name: &str, args: &[&str]) -> Output {
+/// A temporary `FLOWCORE_HOME`: the run store of the example runs given it.
+fn flowcore_home() -> TempDir {
+    tempfile::tempdir().expect("a temporary directory")
+}
+
+/// Runs an example with `args` and `FLOWCORE_HOME=home`, without colours, and waits at most
+/// [`TIME_LIMIT`].
+fn run_example(name: &str, args: &[&str], home: &Path) -> Output {
     let mut child = Command::new(example_binary(name))
         .args(args)
+        .env("FLOWCORE_HOME", home)
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
         .env_remove("RUST_BACKTRACE")
@@ -153,7 +166,8 @@ fn run_example(name: &str, args: &[&str]) -> Output {
 
 #[test]
 fn hello_prints_the_greeting_and_the_runs_states() {
-    let out = run_example("hello", &[]);
+    let home = flowcore_home();
+    let out = run_example("hello", &[], home.path());
     out.assert_success("hello");
     out.assert_line(&["Hello, world!"]);
     out.assert_line(&[
@@ -171,77 +185,180 @@ fn hello_prints_the_greeting_and_the_runs_states() {
     );
 }
 
+/// The state `task` finished in, from the "Task run '<task>-…' - Finished in state …" log lines.
+fn finished_states<'a>(out: &'a Output, task: &str) -> Vec<&'a str> {
+    out.lines_with(&format!("Task run '{task}-"))
+        .into_iter()
+        .filter_map(|l| l.split_once("Finished in state ").map(|(_, state)| state))
+        .collect()
+}
+
+/// Starts a complaints service like the etl example's own on a free port of 127.0.0.1, in the
+/// background, serving 10 complaints of its own. Returns its URL and how many requests it
+/// has received.
+fn start_counting_server() -> (String, Arc<AtomicUsize>) {
+    let complaints: Vec<serde_json::Value> = (0..10)
+        .map(|i| {
+            serde_json::json!({
+                "complaint_id": 9_000_000 + i,
+                "date_received": format!("2024-03-{:02}", i + 1),
+                "product": "Debt collection",
+                "sub_product": if i % 2 == 0 { Some("Medical debt") } else { None },
+                "issue": "Attempts to collect debt not owed",
+                "sub_issue": null,
+                "company": format!("Company {i}"),
+                "state": "TX",
+                "zip_code": "75201",
+                "submitted_via": "Web",
+                "company_response": "Closed with explanation",
+                "timely": true,
+            })
+        })
+        .collect();
+    let body = serde_json::to_string(&complaints).unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&requests);
+    let app = axum::Router::new().route(
+        "/complaints",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let body = body.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        }),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/complaints", listener.local_addr().unwrap());
+    // The server lives as long as the test binary, on its own thread and runtime.
+    thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (url, requests)
+}
+
+fn count_complaints(db: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT COUNT(DISTINCT complaint_id) FROM complaints",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
 #[test]
-fn etl_loads_ten_rows_and_the_second_run_takes_extract_from_the_cache() {
+fn etl_run_twice_takes_extract_from_the_cache_the_second_time() {
+    let (url, requests) = start_counting_server();
+    let home = flowcore_home();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nested").join("complaints.db");
     let db_arg = db.to_str().expect("the temp path is UTF-8");
-    let out = run_example("etl", &[db_arg]);
-    out.assert_success("etl");
+    let args = ["--source", url.as_str(), db_arg];
 
-    out.assert_line(&["SQLite database: ", db_arg]);
-    let extract_ends = out.lines_with("Task run 'extract-");
-    let extract_ends: Vec<_> = extract_ends
-        .iter()
-        .filter(|l| l.contains("Finished in state"))
-        .collect();
-    assert_eq!(
-        extract_ends.len(),
-        2,
-        "extract runs once per flow run:\n{}",
-        out.stdout
-    );
+    let first = run_example("etl", &args, home.path());
+    first.assert_success("etl");
+    first.assert_line(&["SQLite database: ", db_arg]);
+    first.assert_line(&["Complaints service: ", &url]);
     assert!(
-        extract_ends[0].contains("Finished in state Completed()"),
-        "{}",
-        extract_ends[0]
+        !first.stdout.contains("started by this program"),
+        "with --source the example starts no service:\n{}",
+        first.stdout
     );
-    assert!(
-        extract_ends[1].contains("Finished in state Cached("),
-        "{}",
-        extract_ends[1]
-    );
-    out.assert_line(&["extract-", "Cached", "0", "hit"]);
-    out.assert_line(&["extract in the second run: Cached"]);
+    let store = home.path().join("flowcore.db");
+    first.assert_line(&["Run store: ", store.to_str().unwrap()]);
+    assert_eq!(finished_states(&first, "extract"), ["Completed()"]);
     for task in ["transform", "create_table", "load"] {
-        let done = out
-            .lines_with(&format!("Task run '{task}-"))
-            .into_iter()
-            .filter(|l| l.contains("Finished in state Completed()"))
-            .count();
-        assert_eq!(done, 2, "{task} completes in both runs:\n{}", out.stdout);
+        assert_eq!(finished_states(&first, task), ["Completed()"], "{task}");
     }
+    first.assert_line(&["for flow 'etl': Completed"]);
+    first.assert_line(&["extract ended in state Completed()", "cached for a day"]);
+    first.assert_line(&[db_arg, "holds 10 rows"]);
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+
+    // Another process, the same run store: extract's result comes from the cache.
+    let second = run_example("etl", &args, home.path());
+    second.assert_success("etl");
     assert_eq!(
-        out.lines_with("for flow 'etl': Completed").len(),
-        2,
+        finished_states(&second, "extract"),
+        ["Cached('cache hit')"],
         "{}",
-        out.stdout
+        second.stdout
     );
-    out.assert_line(&["The complaints server received 1 request"]);
-    out.assert_line(&[db_arg, "holds 10 rows"]);
-    assert!(!out.stdout.contains("Failed!"), "{}", out.stdout);
+    second.assert_line(&["extract-", "Cached", "0", "hit"]);
+    second.assert_line(&[
+        "extract ended in state Cached",
+        "the service was not called",
+    ]);
+    for task in ["transform", "create_table", "load"] {
+        assert_eq!(finished_states(&second, task), ["Completed()"], "{task}");
+    }
+    second.assert_line(&["for flow 'etl': Completed"]);
+    second.assert_line(&[db_arg, "holds 10 rows"]);
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        1,
+        "the second run did not call the service"
+    );
+    for out in [&first, &second] {
+        assert!(!out.stdout.contains("Failed!"), "{}", out.stdout);
+    }
 
-    // The database is there for the user to inspect, with one row per complaint.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let rows: i64 = conn
-        .query_row(
-            "SELECT COUNT(DISTINCT complaint_id) FROM complaints",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(rows, 10);
-    drop(conn);
+    // INSERT OR REPLACE keeps 10 rows, not 20; the database is there to inspect.
+    assert_eq!(count_complaints(&db), 10);
+}
 
-    // Run again: INSERT OR REPLACE keeps 10 rows, not 20.
-    let again = run_example("etl", &[db_arg]);
-    again.assert_success("etl");
-    again.assert_line(&[db_arg, "holds 10 rows"]);
+#[test]
+fn etl_with_its_own_service_hits_the_cache_though_the_port_changes() {
+    let home = flowcore_home();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("complaints.db");
+    let db_arg = db.to_str().expect("the temp path is UTF-8");
+
+    let first = run_example("etl", &[db_arg], home.path());
+    first.assert_success("etl");
+    first.assert_line(&[
+        "Complaints service: http://127.0.0.1:",
+        "started by this program",
+    ]);
+    assert_eq!(finished_states(&first, "extract"), ["Completed()"]);
+    first.assert_line(&["The complaints service received 1 request"]);
+
+    // A new service on another port: the cache key is the URL's path, so this is a hit.
+    let second = run_example("etl", &[db_arg], home.path());
+    second.assert_success("etl");
+    let port = |out: &Output| {
+        out.lines_with("Complaints service: ")
+            .first()
+            .map(|l| l.to_string())
+            .unwrap_or_default()
+    };
+    assert_ne!(
+        port(&first),
+        port(&second),
+        "each run starts its own service"
+    );
+    assert_eq!(finished_states(&second, "extract"), ["Cached('cache hit')"]);
+    second.assert_line(&["The complaints service received 0 requests"]);
+    second.assert_line(&[db_arg, "holds 10 rows"]);
+    assert_eq!(count_complaints(&db), 10);
 }
 
 #[test]
 fn retries_fails_twice_then_completes_on_the_third_attempt() {
-    let out = run_example("retries", &[]);
+    let home = flowcore_home();
+    let out = run_example("retries", &[], home.path());
     out.assert_success("retries");
     out.assert_line(&[
         "WARN",
@@ -265,7 +382,8 @@ fn retries_fails_twice_then_completes_on_the_third_attempt() {
 
 #[test]
 fn monitor_records_failed_checks_and_still_completes() {
-    let out = run_example("monitor", &["--interval", "100ms"]);
+    let home = flowcore_home();
+    let out = run_example("monitor", &["--interval", "100ms"], home.path());
     out.assert_success("monitor");
     let failed = out
         .lines_with("Task run 'check_status-")
@@ -288,4 +406,72 @@ fn monitor_records_failed_checks_and_still_completes() {
         "{}",
         out.stdout
     );
+}
+
+#[test]
+fn resume_continues_a_crashed_flow_run_without_redoing_its_completed_steps() {
+    let home = flowcore_home();
+    let crashed = run_example("resume", &["--crash-after", "2"], home.path());
+    assert!(
+        !crashed.status.success(),
+        "the process aborts after step 2, but exited with {}\n{}",
+        crashed.status,
+        crashed.stdout
+    );
+    let name_of = |out: &Output| {
+        out.lines_with("Flow run: ")
+            .first()
+            .and_then(|l| l.split_once("Flow run: "))
+            .map(|(_, name)| name.trim().to_owned())
+            .unwrap_or_else(|| panic!("no \"Flow run: NAME\" line:\n{}", out.stdout))
+    };
+    let name = name_of(&crashed);
+    let first_line = crashed
+        .stdout
+        .lines()
+        .position(|l| l.starts_with("Flow run: "));
+    let step_line = crashed
+        .stdout
+        .lines()
+        .position(|l| l.contains("step 1 running"));
+    assert!(
+        first_line < step_line,
+        "the name comes before the steps:\n{}",
+        crashed.stdout
+    );
+    let running = |out: &Output, n: u32| out.lines_with(&format!("step {n} running")).len();
+    assert_eq!(
+        [1, 2, 3, 4, 5].map(|n| running(&crashed, n)),
+        [1, 1, 0, 0, 0],
+        "{}",
+        crashed.stdout
+    );
+    assert!(
+        crashed.lines_with("Result:").is_empty(),
+        "{}",
+        crashed.stdout
+    );
+
+    let resumed = run_example("resume", &["--resume", &name], home.path());
+    resumed.assert_success("resume");
+    assert_eq!(name_of(&resumed), name, "the same flow run goes on");
+    assert_eq!(
+        [1, 2, 3, 4, 5].map(|n| running(&resumed, n)),
+        [0, 0, 1, 1, 1],
+        "{}",
+        resumed.stdout
+    );
+    assert_eq!(
+        finished_states(&resumed, "step")
+            .iter()
+            .filter(|s| s.starts_with("Cached('output reused from task run 'step-"))
+            .count(),
+        2,
+        "{}",
+        resumed.stdout
+    );
+    resumed.assert_line(&[&format!(
+        "Flow run '{name}' for flow 'five steps': Completed"
+    )]);
+    resumed.assert_line(&["Result: 12345"]);
 }
