@@ -144,12 +144,12 @@ fn a_killed_process_runs_are_marked_crashed_and_resumed() {
         Running::spawn(child("child_five_steps", envs("first")).env("HANG_AT", "step_three"));
     first.wait_for_line("STARTING");
     let pid = first.child.id();
-    let (id, name): (String, String) = wait_until(
+    let (id, name): (Vec<u8>, String) = wait_until(
         "steps one and two Completed and step three Running in the store",
         Some(&mut first.child),
         || {
             let conn = raw(&path);
-            let (id, name): (String, String) = conn
+            let (id, name): (Vec<u8>, String) = conn
                 .query_row(
                     "SELECT id, name FROM flow_runs WHERE flow = 'five_steps'",
                     [],
@@ -177,7 +177,7 @@ fn a_killed_process_runs_are_marked_crashed_and_resumed() {
             (got == want).then_some((id, name))
         },
     );
-    let id: Uuid = id.parse().unwrap();
+    let id = Uuid::from_slice(&id).unwrap();
     // Killed, and not reaped yet: dead all the same.
     first.kill_leaving_a_zombie();
 

@@ -56,7 +56,7 @@ fn state_rows(path: &Path, run: Uuid) -> i64 {
     count(
         path,
         "SELECT COUNT(*) FROM states WHERE run_id = ?1",
-        [run.to_string()],
+        [run.as_bytes()],
     )
 }
 
@@ -165,13 +165,13 @@ async fn every_task_run_state_and_attempt_reaches_the_store() {
         path,
         "SELECT COUNT(*) FROM states WHERE run_id IN (?1, ?2)
             OR run_id IN (SELECT id FROM task_runs WHERE flow_run_id IN (?1, ?2))",
-        [run.id.to_string(), subflow.id.to_string()],
+        [run.id.as_bytes(), subflow.id.as_bytes()],
     );
     assert_eq!(rows as usize, histories);
     let task_rows = count(
         path,
         "SELECT COUNT(*) FROM task_runs WHERE flow_run_id IN (?1, ?2)",
-        [run.id.to_string(), subflow.id.to_string()],
+        [run.id.as_bytes(), subflow.id.as_bytes()],
     );
     assert_eq!(task_rows, 2_000);
 }
@@ -204,7 +204,7 @@ async fn a_flow_run_is_committed_when_its_call_returns() {
         let state: String = conn
             .query_row(
                 "SELECT state FROM flow_runs WHERE id = ?1",
-                [run.id.to_string()],
+                [run.id.as_bytes()],
                 |r| r.get(0),
             )
             .unwrap();
@@ -213,7 +213,7 @@ async fn a_flow_run_is_committed_when_its_call_returns() {
         let completed_tasks = count(
             store_path(),
             "SELECT COUNT(*) FROM task_runs WHERE flow_run_id = ?1 AND state = 'Completed'",
-            [run.id.to_string()],
+            [run.id.as_bytes()],
         );
         assert_eq!(completed_tasks, 5);
     }
@@ -251,12 +251,12 @@ fn a_flow_run_is_durable_even_if_the_process_exits_right_after_the_call() {
         ));
         assert!(out.status.success(), "{}", support::show(&out));
         assert_eq!(marker(&out, "OUTPUT"), "18");
-        let id = marker(&out, "FLOW_RUN");
+        let id: Uuid = marker(&out, "FLOW_RUN").parse().unwrap();
         let conn = raw(&path);
         let (state, ended): (String, Option<i64>) = conn
             .query_row(
                 "SELECT state, ended_at FROM flow_runs WHERE id = ?1",
-                [&id],
+                [id.as_bytes()],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
@@ -265,23 +265,23 @@ fn a_flow_run_is_durable_even_if_the_process_exits_right_after_the_call() {
         let tasks = count(
             &path,
             "SELECT COUNT(*) FROM task_runs WHERE flow_run_id = ?1 AND state = 'Completed'",
-            [&id],
+            [id.as_bytes()],
         );
         assert_eq!(tasks, 4);
-        let task_run = marker(&out, "TASK_RUN");
-        let (state, flow_run): (String, Option<String>) = conn
+        let task_run: Uuid = marker(&out, "TASK_RUN").parse().unwrap();
+        let (state, flow_run): (String, Option<Vec<u8>>) = conn
             .query_row(
                 "SELECT state, flow_run_id FROM task_runs WHERE id = ?1",
-                [&task_run],
+                [task_run.as_bytes()],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
         assert_eq!((state.as_str(), flow_run), ("Completed", None));
-        assert_eq!(state_rows(&path, task_run.parse().unwrap()), 3);
+        assert_eq!(state_rows(&path, task_run), 3);
         // And through the store's own reads, which also check that the dead child's run was
         // not taken for a crashed one.
         let store = Store::sqlite(&path).unwrap();
-        let stored = store.flow_run(id.parse().unwrap()).unwrap().unwrap();
+        let stored = store.flow_run(id).unwrap().unwrap();
         assert_eq!(stored.history.kinds(), [Pending, Running, Completed]);
         assert_eq!(stored.task_runs.len(), 4);
     }
@@ -731,13 +731,13 @@ fn fifty_thousand_task_runs_all_reach_the_store() {
         "child_bulk",
         [("BULK_CHILD", "1".as_ref()), ("STORE", path.as_os_str())],
     ));
-    let id = marker(&out, "FLOW_RUN");
+    let id: Uuid = marker(&out, "FLOW_RUN").parse().unwrap();
     let bulk = i64::from(BULK);
     assert_eq!(
         count(
             &path,
             "SELECT COUNT(*) FROM task_runs WHERE flow_run_id = ?1",
-            [&id]
+            [id.as_bytes()]
         ),
         bulk
     );
@@ -745,7 +745,7 @@ fn fifty_thousand_task_runs_all_reach_the_store() {
         count(
             &path,
             "SELECT COUNT(*) FROM task_runs WHERE flow_run_id = ?1 AND state = 'Completed'",
-            [&id]
+            [id.as_bytes()]
         ),
         bulk
     );
@@ -754,7 +754,7 @@ fn fifty_thousand_task_runs_all_reach_the_store() {
             &path,
             "SELECT COUNT(*) FROM states WHERE run_id IN
                  (SELECT id FROM task_runs WHERE flow_run_id = ?1)",
-            [&id]
+            [id.as_bytes()]
         ),
         3 * bulk
     );
@@ -762,7 +762,7 @@ fn fifty_thousand_task_runs_all_reach_the_store() {
         count(
             &path,
             "SELECT COUNT(*) FROM states WHERE run_id = ?1",
-            [&id]
+            [id.as_bytes()]
         ),
         3
     );

@@ -90,7 +90,7 @@ fn stores_of_older_schemas_are_migrated_and_keep_their_runs() {
                      created_at, started_at, ended_at, error)
                  VALUES (?1, 'ancient-aardvark', 'legacy_etl', NULL, '{\"day\":\"monday\"}',
                      'Failed', 1, ?2, ?3, ?4, 'the database went away')",
-                rusqlite::params![flow_id.to_string(), t0, t0 + 1_000, t0 + 9_000],
+                rusqlite::params![flow_id.as_bytes(), t0, t0 + 1_000, t0 + 9_000],
             )
             .unwrap();
             conn.execute(
@@ -99,8 +99,8 @@ fn stores_of_older_schemas_are_migrated_and_keep_their_runs() {
                  VALUES (?1, ?2, 'extract', '[\"db\"]', 'Failed', 1, 'off', ?3, ?4, ?5,
                      'the database went away')",
                 rusqlite::params![
-                    task_id.to_string(),
-                    flow_id.to_string(),
+                    task_id.as_bytes(),
+                    flow_id.as_bytes(),
                     t0 + 2_000,
                     t0 + 3_000,
                     t0 + 8_000
@@ -129,7 +129,7 @@ fn stores_of_older_schemas_are_migrated_and_keep_their_runs() {
                     let message = (kind == "Failed").then_some("the database went away");
                     conn.execute(
                         "INSERT INTO states (run_id, seq, kind, at, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        rusqlite::params![run.to_string(), seq, kind, t0 + at, message],
+                        rusqlite::params![run.as_bytes(), seq, kind, t0 + at, message],
                     )
                     .unwrap();
                 }

@@ -245,12 +245,22 @@ where
     A: Attempts<Output = R>,
 {
     let spec = run.spec;
-    tracing::info!(
-        target: "flowcore",
-        "Beginning flow run '{}' for flow '{}'",
-        run.context.name,
-        spec.name
-    );
+    if run.attempts_before > 0 || run.history.len() > 1 {
+        tracing::info!(
+            target: "flowcore",
+            "Resuming flow run '{}' for flow '{}' ({})",
+            run.context.name,
+            spec.name,
+            run.history.current().message()
+        );
+    } else {
+        tracing::info!(
+            target: "flowcore",
+            "Beginning flow run '{}' for flow '{}'",
+            run.context.name,
+            spec.name
+        );
+    }
     if let Some((earlier, json)) = reused
         && let Some(out) = codec.as_ref().and_then(|c| c.decode(&json))
     {

@@ -4,12 +4,20 @@ use std::fmt;
 
 use uuid::Uuid;
 
-/// A fresh random (version 4) run id.
+/// A fresh run id: a version 7 UUID, the wall-clock millisecond followed by random bits.
 ///
-/// Drawn from a fast per-thread generator rather than the OS, because a task run needs one on
+/// Time-ordered ids keep the store's indexes appending at their end instead of writing all
+/// over the file (random ids made SQLite five times slower as the file grew). The random bits
+/// come from a fast per-thread generator rather than the OS, because a task run needs an id on
 /// the hot path; run ids must be unique, not unpredictable.
 pub(crate) fn new_run_id() -> Uuid {
-    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let random = fastrand::u128(..).to_le_bytes();
+    let mut tail = [0u8; 10];
+    tail.copy_from_slice(&random[..10]);
+    uuid::Builder::from_unix_timestamp_millis(millis, &tail).into_uuid()
 }
 
 /// A readable flow run name, adjective-animal: `"enchanted-peacock"`.
@@ -19,8 +27,9 @@ pub(crate) fn flow_run_name() -> String {
     format!("{adjective}-{animal}")
 }
 
-/// A task run's name: its task's name and the first three hex digits of its id,
-/// `"extract-a8e"`. Written out only when shown, so a task run allocates no name.
+/// A task run's name: its task's name and the last three hex digits of its id (random
+/// digits; the first ones are a timestamp), `"extract-a8e"`. Written out only when shown, so
+/// a task run allocates no name.
 #[derive(Clone, Copy)]
 pub struct TaskRunName<'a> {
     pub(crate) task: &'a str,
@@ -29,7 +38,7 @@ pub struct TaskRunName<'a> {
 
 impl fmt::Display for TaskRunName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{:03x}", self.task, self.id.as_u128() >> 116)
+        write!(f, "{}-{:03x}", self.task, self.id.as_u128() & 0xfff)
     }
 }
 
@@ -304,8 +313,8 @@ mod tests {
     }
 
     #[test]
-    fn task_run_name_uses_the_id_prefix() {
-        let id = Uuid::parse_str("a8e0c2d4-0000-4000-8000-000000000000").unwrap();
+    fn task_run_name_uses_the_ids_last_digits() {
+        let id = Uuid::parse_str("019ab0c2-d400-7000-8000-00000000da8e").unwrap();
         let name = TaskRunName {
             task: "extract",
             id,
@@ -314,8 +323,11 @@ mod tests {
     }
 
     #[test]
-    fn run_ids_are_version_4() {
-        assert_eq!(new_run_id().get_version_num(), 4);
-        assert_ne!(new_run_id(), new_run_id());
+    fn run_ids_are_time_ordered_version_7() {
+        let first = new_run_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = new_run_id();
+        assert_eq!(first.get_version_num(), 7);
+        assert!(first < second, "{first} < {second}");
     }
 }

@@ -151,7 +151,7 @@ pub struct TaskRunRecord {
 }
 
 impl TaskRunRecord {
-    /// The run's name, `"extract-a8e"`: the task's name and the first digits of the id.
+    /// The run's name, `"extract-a8e"`: the task's name and the last digits of the id.
     pub fn name(&self) -> TaskRunName<'_> {
         TaskRunName {
             task: &self.task,

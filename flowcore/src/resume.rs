@@ -28,6 +28,11 @@ tokio::task_local! {
 /// same order, as Temporal and Restate also require. Only outputs that serialize with serde
 /// are reused; other tasks run again.
 ///
+/// A task's output is recorded with the group commit that follows its completion, and a task
+/// run inside a flow does not wait for it: a task that completed just before its process was
+/// killed may not be recorded yet, and then runs again on resume. Resuming is at least once,
+/// like Temporal's activities: write tasks so that running one twice does no harm.
+///
 /// ```
 /// use flowcore::{flow, task, Store, StateKind};
 /// use std::sync::atomic::{AtomicU32, Ordering::SeqCst};

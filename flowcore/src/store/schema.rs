@@ -2,8 +2,10 @@
 //!
 //! Migration N brings a store from schema version N - 1 to N (`PRAGMA user_version`). A store is
 //! only ever migrated forward, inside one transaction, and a store of a newer version is
-//! refused. The SQL keeps to what SQLite and PostgreSQL share: TEXT ids (UUIDs), BIGINT
-//! microsecond timestamps, `ON CONFLICT` upserts.
+//! refused. The SQL keeps to what SQLite and PostgreSQL share where that costs nothing: BIGINT
+//! microsecond timestamps, `ON CONFLICT` upserts, partial indexes. Ids are UUIDs stored as
+//! their 16 bytes (`BLOB`; PostgreSQL has `uuid`), and `states` is `WITHOUT ROWID`: both
+//! halve what each task run writes, which is what limits the store's throughput.
 
 /// `PRAGMA application_id` of a flowcore store: "flow" in ASCII. A SQLite file without it is
 /// somebody else's and is never written to.
@@ -13,10 +15,10 @@ pub(crate) const APPLICATION_ID: i64 = 0x666c_6f77;
 pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: runs, their states and the cache.
     "CREATE TABLE flow_runs (
-        id TEXT PRIMARY KEY,
+        id BLOB PRIMARY KEY,
         name TEXT NOT NULL,
         flow TEXT NOT NULL,
-        parent_id TEXT,
+        parent_id BLOB,
         parameters TEXT,
         state TEXT NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
@@ -29,8 +31,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX flow_runs_by_name ON flow_runs (name);
     CREATE INDEX flow_runs_by_parent ON flow_runs (parent_id);
     CREATE TABLE task_runs (
-        id TEXT PRIMARY KEY,
-        flow_run_id TEXT,
+        id BLOB PRIMARY KEY,
+        flow_run_id BLOB,
         task TEXT NOT NULL,
         tags TEXT NOT NULL DEFAULT '[]',
         state TEXT NOT NULL,
@@ -43,13 +45,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX task_runs_by_flow_run ON task_runs (flow_run_id);
     CREATE TABLE states (
-        run_id TEXT NOT NULL,
+        run_id BLOB NOT NULL,
         seq INTEGER NOT NULL,
         kind TEXT NOT NULL,
         at BIGINT NOT NULL,
         message TEXT,
         PRIMARY KEY (run_id, seq)
-    );
+    ) WITHOUT ROWID;
     CREATE TABLE cache (
         key TEXT PRIMARY KEY,
         task TEXT NOT NULL,
@@ -57,10 +59,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_at BIGINT NOT NULL,
         expires_at BIGINT NOT NULL
     );
-    CREATE INDEX cache_by_task ON cache (task);",
+    CREATE INDEX cache_by_task ON cache (task);
+    CREATE INDEX cache_by_expiry ON cache (expires_at);",
     // 2: crash detection (which process runs what, and its heartbeat) and log lines.
     "CREATE TABLE processes (
-        id TEXT PRIMARY KEY,
+        id BLOB PRIMARY KEY,
         pid BIGINT NOT NULL,
         host TEXT NOT NULL,
         start_ticks BIGINT,
@@ -68,12 +71,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         heartbeat_at BIGINT NOT NULL,
         ended_at BIGINT
     );
-    ALTER TABLE flow_runs ADD COLUMN process_id TEXT;
-    ALTER TABLE task_runs ADD COLUMN process_id TEXT;
-    CREATE INDEX flow_runs_by_process_state ON flow_runs (process_id, state);
-    CREATE INDEX task_runs_by_process_state ON task_runs (process_id, state);
+    ALTER TABLE flow_runs ADD COLUMN process_id BLOB;
+    ALTER TABLE task_runs ADD COLUMN process_id BLOB;
+    CREATE INDEX flow_runs_unfinished ON flow_runs (process_id)
+        WHERE state IN ('Pending', 'Running', 'Retrying');
+    CREATE INDEX task_runs_unfinished ON task_runs (process_id)
+        WHERE state IN ('Pending', 'Running', 'Retrying');
     CREATE TABLE logs (
-        run_id TEXT NOT NULL,
+        run_id BLOB NOT NULL,
         at BIGINT NOT NULL,
         level TEXT NOT NULL,
         message TEXT NOT NULL

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use uuid::Uuid;
 
@@ -54,6 +55,9 @@ impl SqliteBackend {
         // Only now, with the file known to be ours or empty, does anything change on disk.
         enable_wal(&conn, &path)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        // The log would otherwise keep the size of the largest batch ever written.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(err)?;
         migrate(&conn, &path)?;
         Ok(SqliteBackend {
@@ -108,6 +112,8 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::sqlite(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| StoreError::sqlite(path, e))?;
+    // Multi-row inserts of every length up to ROWS_PER_INSERT, for four tables, stay prepared.
+    conn.set_prepared_statement_cache_capacity(512);
     Ok(conn)
 }
 
@@ -211,20 +217,31 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     result.map_err(err)
 }
 
-fn text(id: &Uuid) -> String {
-    id.hyphenated().to_string()
+/// Ids are stored as their 16 bytes: less than half the size of their text, in every row and
+/// index that holds one.
+fn key(id: &Uuid) -> &[u8] {
+    id.as_bytes()
 }
 
 fn uuid_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Uuid> {
-    let s: String = row.get(i)?;
-    Uuid::parse_str(&s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    opt_uuid_at(row, i)?.ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Blob,
+            "not a run id".into(),
+        )
     })
 }
 
 fn opt_uuid_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Uuid>> {
-    let s: Option<String> = row.get(i)?;
-    Ok(s.and_then(|s| Uuid::parse_str(&s).ok()))
+    use rusqlite::types::ValueRef;
+    Ok(match row.get_ref(i)? {
+        ValueRef::Blob(bytes) => Uuid::from_slice(bytes).ok(),
+        ValueRef::Text(text) => std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| Uuid::parse_str(t).ok()),
+        _ => None,
+    })
 }
 
 fn kind_at(row: &Row<'_>, i: usize) -> rusqlite::Result<StateKind> {
@@ -304,7 +321,7 @@ impl Backend for SqliteBackend {
                 "INSERT INTO processes (id, pid, host, start_ticks, started_at, heartbeat_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
                 params![
-                    text(&p.id),
+                    key(&p.id),
                     p.pid,
                     p.host,
                     p.start_ticks.map(|t| t as i64),
@@ -353,7 +370,7 @@ impl Backend for SqliteBackend {
         self.read(|c| {
             let sql = format!("SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = ?1");
             c.prepare_cached(&sql)?
-                .query_row([text(&id)], flow_row)
+                .query_row([key(&id)], flow_row)
                 .optional()
         })
     }
@@ -373,7 +390,7 @@ impl Backend for SqliteBackend {
                 "SELECT {FLOW_COLUMNS} FROM flow_runs WHERE parent_id = ?1 ORDER BY created_at"
             );
             let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map([text(&parent)], flow_row)?;
+            let rows = stmt.query_map([key(&parent)], flow_row)?;
             rows.collect()
         })
     }
@@ -384,7 +401,7 @@ impl Backend for SqliteBackend {
                 "SELECT {TASK_COLUMNS} FROM task_runs WHERE flow_run_id = ?1 ORDER BY created_at, rowid"
             );
             let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map([text(&flow_run)], task_row)?;
+            let rows = stmt.query_map([key(&flow_run)], task_row)?;
             rows.collect()
         })
     }
@@ -394,7 +411,7 @@ impl Backend for SqliteBackend {
             let mut stmt = c.prepare_cached(
                 "SELECT state, COUNT(*) FROM task_runs WHERE flow_run_id = ?1 GROUP BY state",
             )?;
-            let rows = stmt.query_map([text(&flow_run)], |r| {
+            let rows = stmt.query_map([key(&flow_run)], |r| {
                 Ok((kind_at(r, 0)?, r.get::<_, i64>(1)? as usize))
             })?;
             rows.collect()
@@ -406,7 +423,7 @@ impl Backend for SqliteBackend {
             let mut stmt = c.prepare_cached(
                 "SELECT kind, at, message FROM states WHERE run_id = ?1 ORDER BY seq",
             )?;
-            let rows = stmt.query_map([text(&run)], |r| {
+            let rows = stmt.query_map([key(&run)], |r| {
                 Ok(State::new(kind_at(r, 0)?, ts(r, 1)?, r.get(2)?))
             })?;
             rows.collect()
@@ -420,7 +437,7 @@ impl Backend for SqliteBackend {
             )?;
             let mut lines = Vec::new();
             for run in runs {
-                let rows = stmt.query_map([text(run)], |r| {
+                let rows = stmt.query_map([key(run)], |r| {
                     Ok(LogLine {
                         run_id: uuid_at(r, 0)?,
                         at: ts(r, 1)?,
@@ -470,25 +487,44 @@ impl Backend for SqliteBackend {
     }
 }
 
-/// One group commit: inserts first, then each touched run's row updated once.
+/// Rows bound per multi-row `INSERT`: one statement for many rows costs far less than one
+/// each.
+const ROWS_PER_INSERT: usize = 64;
+
+/// A run row as it will be inserted: a run created in this batch is inserted once, with the
+/// state its later events in the batch left it in.
+struct NewRun<'a> {
+    kind: RunKind,
+    id: Uuid,
+    parent: Option<Uuid>,
+    name: &'a str,
+    flow_or_task: &'a str,
+    tags: Option<String>,
+    parameters: Option<&'a str>,
+    call_seq: Option<u32>,
+    created_at: i64,
+    update: RowUpdate,
+    output: Option<&'a str>,
+}
+
+/// One group commit. Each run's row is written once: inserted if the run began in this batch,
+/// otherwise updated; states, log lines and cached values go in with multi-row inserts.
 fn write_batch(
     tx: &rusqlite::Transaction<'_>,
     batch: &[Event],
     process: &ProcessInfo,
 ) -> rusqlite::Result<()> {
-    let process_id = text(&process.id);
+    let process_id = key(&process.id);
+    let mut new_runs: Vec<NewRun<'_>> = Vec::new();
+    let mut new_index: HashMap<Uuid, usize> = HashMap::new();
     let mut updates: HashMap<(RunKind, Uuid), RowUpdate> = HashMap::new();
-    let mut insert_state =
-        tx.prepare_cached("INSERT OR REPLACE INTO states (run_id, seq, kind, at, message) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-    let mut add_state = |id: &Uuid, seq: u32, state: &State| {
-        insert_state.execute(params![
-            text(id),
-            seq,
-            state.kind.as_str(),
-            state.at.as_micros(),
-            state.message
-        ])
-    };
+    let mut outputs: Vec<(RunKind, Uuid, &str)> = Vec::new();
+    let mut resumed: Vec<Uuid> = Vec::new();
+    let mut states: Vec<(Uuid, u32, &State)> = Vec::new();
+    let mut logs = Vec::new();
+    let mut cache = Vec::new();
+    let mut heartbeat = None;
+
     for event in batch {
         match event {
             Event::FlowRunCreated {
@@ -500,31 +536,29 @@ fn write_batch(
                 call_seq,
                 seq,
                 state,
-                resumed,
+                resumed: was_resumed,
             } => {
-                if *resumed {
-                    tx.prepare_cached("UPDATE flow_runs SET process_id = ?2 WHERE id = ?1")?
-                        .execute(params![text(id), process_id])?;
-                } else {
-                    tx.prepare_cached(
-                        "INSERT INTO flow_runs (id, name, flow, parent_id, parameters, state, created_at, process_id, call_seq)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    )?
-                    .execute(params![
-                        text(id),
-                        name,
-                        flow,
-                        parent_id.as_ref().map(text),
-                        parameters,
-                        state.kind.as_str(),
-                        state.at.as_micros(),
-                        process_id,
-                        call_seq
-                    ])?;
-                }
-                add_state(id, *seq, state)?;
+                states.push((*id, *seq, state));
                 let update = RowUpdate::from_state(state, 0, CacheStatus::Off);
-                merge(&mut updates, RunKind::Flow, *id, update);
+                if *was_resumed {
+                    resumed.push(*id);
+                    merge(&mut updates, RunKind::Flow, *id, update);
+                } else {
+                    new_index.insert(*id, new_runs.len());
+                    new_runs.push(NewRun {
+                        kind: RunKind::Flow,
+                        id: *id,
+                        parent: *parent_id,
+                        name,
+                        flow_or_task: flow,
+                        tags: None,
+                        parameters: parameters.as_deref(),
+                        call_seq: *call_seq,
+                        created_at: state.at.as_micros(),
+                        update,
+                        output: None,
+                    });
+                }
             }
             Event::TaskRunCreated {
                 id,
@@ -534,22 +568,21 @@ fn write_batch(
                 call_seq,
                 state,
             } => {
-                let tags = serde_json::to_string(&**tags).unwrap_or_else(|_| "[]".to_owned());
-                tx.prepare_cached(
-                    "INSERT INTO task_runs (id, flow_run_id, task, tags, state, created_at, process_id, call_seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?
-                .execute(params![
-                    text(id),
-                    flow_run_id.as_ref().map(text),
-                    task,
-                    tags,
-                    state.kind.as_str(),
-                    state.at.as_micros(),
-                    process_id,
-                    call_seq
-                ])?;
-                add_state(id, 0, state)?;
+                states.push((*id, 0, state));
+                new_index.insert(*id, new_runs.len());
+                new_runs.push(NewRun {
+                    kind: RunKind::Task,
+                    id: *id,
+                    parent: *flow_run_id,
+                    name: "",
+                    flow_or_task: task,
+                    tags: Some(serde_json::to_string(&**tags).unwrap_or_else(|_| "[]".to_owned())),
+                    parameters: None,
+                    call_seq: *call_seq,
+                    created_at: state.at.as_micros(),
+                    update: RowUpdate::from_state(state, 0, CacheStatus::Off),
+                    output: None,
+                });
             }
             Event::Transition {
                 kind,
@@ -557,96 +590,228 @@ fn write_batch(
                 seq,
                 state,
                 attempts,
-                cache,
+                cache: status,
             } => {
-                add_state(id, *seq, state)?;
-                merge(
-                    &mut updates,
-                    *kind,
-                    *id,
-                    RowUpdate::from_state(state, *attempts, *cache),
-                );
+                states.push((*id, *seq, state));
+                let update = RowUpdate::from_state(state, *attempts, *status);
+                match new_index.get(id) {
+                    Some(&i) => new_runs[i].update.merge(update),
+                    None => merge(&mut updates, *kind, *id, update),
+                }
             }
-            Event::Output { kind, id, json } => {
-                let sql = match kind {
-                    RunKind::Flow => "UPDATE flow_runs SET output = ?2 WHERE id = ?1",
-                    RunKind::Task => "UPDATE task_runs SET output = ?2 WHERE id = ?1",
-                };
-                tx.prepare_cached(sql)?.execute(params![text(id), json])?;
-            }
+            Event::Output { kind, id, json } => match new_index.get(id) {
+                Some(&i) => new_runs[i].output = Some(json),
+                None => outputs.push((*kind, *id, json)),
+            },
             Event::Log {
                 run_id,
                 at,
                 level,
                 message,
-            } => {
-                tx.prepare_cached(
-                    "INSERT INTO logs (run_id, at, level, message) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![text(run_id), at.as_micros(), level, message])?;
-            }
+            } => logs.push((*run_id, at.as_micros(), *level, message.as_str())),
             Event::CachePut {
                 key,
                 task,
                 json,
                 created_at,
                 expires_at,
-            } => {
-                tx.prepare_cached(
-                    "INSERT INTO cache (key, task, value, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (key) DO UPDATE SET task = excluded.task, value = excluded.value,
-                         created_at = excluded.created_at, expires_at = excluded.expires_at",
-                )?
-                .execute(params![
-                    key,
-                    task,
-                    json,
-                    created_at.as_micros(),
-                    expires_at.as_micros()
-                ])?;
-            }
-            Event::Heartbeat(at) => {
-                tx.prepare_cached("UPDATE processes SET heartbeat_at = ?2 WHERE id = ?1")?
-                    .execute(params![process_id, at.as_micros()])?;
-            }
+            } => cache.push((key, task, json, *created_at, *expires_at)),
+            Event::Heartbeat(at) => heartbeat = Some(*at),
             Event::Flush(_) => {}
         }
     }
+
+    let (flows, tasks): (Vec<&NewRun<'_>>, Vec<&NewRun<'_>>) =
+        new_runs.iter().partition(|r| r.kind == RunKind::Flow);
+    insert_rows(
+        tx,
+        "INSERT INTO flow_runs (id, name, flow, parent_id, parameters, state, attempts, created_at,
+             started_at, ended_at, error, process_id, call_seq, output) VALUES ",
+        14,
+        &flows,
+        |r, row| {
+            let u = &r.update;
+            row.id(&r.id)?
+                .bind(r.name)?
+                .bind(r.flow_or_task)?
+                .bind(r.parent.as_ref().map(key))?
+                .bind(r.parameters)?
+                .bind(u.state.as_str())?
+                .bind(u.attempts)?
+                .bind(r.created_at)?
+                .bind(u.started_at.map(Timestamp::as_micros))?
+                .bind(u.ended_at.map(Timestamp::as_micros))?
+                .bind(u.error.as_deref())?
+                .bind(process_id)?
+                .bind(r.call_seq)?
+                .bind(r.output)?;
+            Ok(())
+        },
+    )?;
+    insert_rows(
+        tx,
+        "INSERT INTO task_runs (id, flow_run_id, task, tags, state, attempts, cache, created_at,
+             started_at, ended_at, error, process_id, call_seq, output) VALUES ",
+        14,
+        &tasks,
+        |r, row| {
+            let u = &r.update;
+            row.id(&r.id)?;
+            row.bind(r.parent.as_ref().map(key))?
+                .bind(r.flow_or_task)?
+                .bind(r.tags.as_deref())?
+                .bind(u.state.as_str())?
+                .bind(u.attempts)?
+                .bind(cache_name(u.cache))?
+                .bind(r.created_at)?
+                .bind(u.started_at.map(Timestamp::as_micros))?
+                .bind(u.ended_at.map(Timestamp::as_micros))?
+                .bind(u.error.as_deref())?
+                .bind(process_id)?
+                .bind(r.call_seq)?
+                .bind(r.output)?;
+            Ok(())
+        },
+    )?;
+    insert_rows(
+        tx,
+        "INSERT OR REPLACE INTO states (run_id, seq, kind, at, message) VALUES ",
+        5,
+        &states,
+        |(id, seq, state), row| {
+            row.id(id)?
+                .bind(*seq)?
+                .bind(state.kind.as_str())?
+                .bind(state.at.as_micros())?
+                .bind(state.message.as_deref())?;
+            Ok(())
+        },
+    )?;
+    insert_rows(
+        tx,
+        "INSERT INTO logs (run_id, at, level, message) VALUES ",
+        4,
+        &logs,
+        |(id, at, level, message), row| {
+            row.id(id)?.bind(*at)?.bind(*level)?.bind(*message)?;
+            Ok(())
+        },
+    )?;
+    for (key, task, json, created_at, expires_at) in cache {
+        tx.prepare_cached(
+            "INSERT INTO cache (key, task, value, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (key) DO UPDATE SET task = excluded.task, value = excluded.value,
+                 created_at = excluded.created_at, expires_at = excluded.expires_at",
+        )?
+        .execute(params![
+            key,
+            task,
+            json,
+            created_at.as_micros(),
+            expires_at.as_micros()
+        ])?;
+    }
+    for id in resumed {
+        tx.prepare_cached("UPDATE flow_runs SET process_id = ?2 WHERE id = ?1")?
+            .execute(params![key(&id), process_id])?;
+    }
     for ((kind, id), u) in updates {
-        let sql = match kind {
-            RunKind::Flow => {
-                "UPDATE flow_runs SET state = ?2, attempts = MAX(attempts, ?3),
-                     started_at = COALESCE(started_at, ?4), ended_at = ?5, error = ?6 WHERE id = ?1"
-            }
-            RunKind::Task => {
-                "UPDATE task_runs SET state = ?2, attempts = ?3, started_at = COALESCE(started_at, ?4),
-                     ended_at = ?5, error = ?6, cache = ?7 WHERE id = ?1"
-            }
-        };
-        let mut stmt = tx.prepare_cached(sql)?;
         let started = u.started_at.map(Timestamp::as_micros);
         let ended = u.ended_at.map(Timestamp::as_micros);
         match kind {
-            RunKind::Flow => stmt.execute(params![
-                text(&id),
-                u.state.as_str(),
-                u.attempts,
-                started,
-                ended,
-                u.error
-            ])?,
-            RunKind::Task => stmt.execute(params![
-                text(&id),
-                u.state.as_str(),
-                u.attempts,
-                started,
-                ended,
-                u.error,
-                cache_name(u.cache)
-            ])?,
+            RunKind::Flow => tx
+                .prepare_cached(
+                    "UPDATE flow_runs SET state = ?2, attempts = MAX(attempts, ?3),
+                         started_at = COALESCE(started_at, ?4), ended_at = ?5, error = ?6
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    key(&id),
+                    u.state.as_str(),
+                    u.attempts,
+                    started,
+                    ended,
+                    u.error
+                ])?,
+            RunKind::Task => tx
+                .prepare_cached(
+                    "UPDATE task_runs SET state = ?2, attempts = ?3,
+                         started_at = COALESCE(started_at, ?4), ended_at = ?5, error = ?6,
+                         cache = ?7
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    key(&id),
+                    u.state.as_str(),
+                    u.attempts,
+                    started,
+                    ended,
+                    u.error,
+                    cache_name(u.cache)
+                ])?,
         };
     }
+    for (kind, id, json) in outputs {
+        let sql = match kind {
+            RunKind::Flow => "UPDATE flow_runs SET output = ?2 WHERE id = ?1",
+            RunKind::Task => "UPDATE task_runs SET output = ?2 WHERE id = ?1",
+        };
+        tx.prepare_cached(sql)?.execute(params![key(&id), json])?;
+    }
+    if let Some(at) = heartbeat {
+        tx.prepare_cached("UPDATE processes SET heartbeat_at = ?2 WHERE id = ?1")?
+            .execute(params![process_id, at.as_micros()])?;
+        // Expired cached values are removed here too, whether or not their key comes back.
+        tx.prepare_cached("DELETE FROM cache WHERE expires_at <= ?1")?
+            .execute([at.as_micros()])?;
+    }
     Ok(())
+}
+
+/// Inserts `rows` with statements of up to [`ROWS_PER_INSERT`] rows each; `bind` binds one
+/// row's `columns` values, in order, without copying them first.
+fn insert_rows<T>(
+    tx: &rusqlite::Transaction<'_>,
+    head: &str,
+    columns: usize,
+    rows: &[T],
+    mut bind: impl FnMut(&T, &mut Binder<'_, '_>) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let placeholders = format!("({})", vec!["?"; columns].join(", "));
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "{head}{}",
+            vec![placeholders.as_str(); chunk.len()].join(", ")
+        );
+        let mut stmt = tx.prepare_cached(&sql)?;
+        let mut binder = Binder {
+            stmt: &mut stmt,
+            next: 0,
+        };
+        for row in chunk {
+            bind(row, &mut binder)?;
+        }
+        stmt.raw_execute()?;
+    }
+    Ok(())
+}
+
+/// Binds values to a statement's parameters one after the other.
+struct Binder<'s, 'c> {
+    stmt: &'s mut rusqlite::Statement<'c>,
+    next: usize,
+}
+
+impl Binder<'_, '_> {
+    fn bind(&mut self, value: impl rusqlite::ToSql) -> rusqlite::Result<&mut Self> {
+        self.next += 1;
+        self.stmt.raw_bind_parameter(self.next, value)?;
+        Ok(self)
+    }
+
+    fn id(&mut self, id: &Uuid) -> rusqlite::Result<&mut Self> {
+        self.bind(key(id))
+    }
 }
 
 fn merge(
@@ -671,12 +836,13 @@ fn mark_crashed(
     now: Timestamp,
 ) -> rusqlite::Result<usize> {
     let stale_before = now.as_micros() - process::STALE.as_micros() as i64;
-    let candidates: Vec<(String, i64, String, Option<i64>, i64)> = {
+    // Ids are read and written back as they are stored, whatever their type.
+    let candidates: Vec<(Value, i64, String, Option<i64>, i64)> = {
         let mut stmt = tx.prepare_cached(
             "SELECT id, pid, host, start_ticks, heartbeat_at FROM processes
              WHERE ended_at IS NULL AND id != ?1",
         )?;
-        let rows = stmt.query_map([text(&me.id)], |r| {
+        let rows = stmt.query_map([key(&me.id)], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?;
         rows.collect::<Result<_, _>>()?
@@ -693,7 +859,7 @@ fn mark_crashed(
         }
         let message = process::crash_message(pid, &host, Timestamp::from_micros(heartbeat));
         for table in ["flow_runs", "task_runs"] {
-            let runs: Vec<String> = {
+            let runs: Vec<Value> = {
                 let sql = format!(
                     "SELECT id FROM {table} WHERE process_id = ?1 AND state IN ('Pending', 'Running', 'Retrying')"
                 );
@@ -726,7 +892,7 @@ fn mark_crashed(
     // Processes that ended cleanly leave nothing unfinished: forget them after a day.
     tx.execute(
         "DELETE FROM processes WHERE heartbeat_at < ?1 AND id != ?2",
-        params![now.as_micros() - 86_400_000_000, text(&me.id)],
+        params![now.as_micros() - 86_400_000_000, key(&me.id)],
     )?;
     Ok(marked)
 }
