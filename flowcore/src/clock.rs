@@ -38,8 +38,11 @@ fn anchor() -> &'static (i64, std::time::Instant) {
     })
 }
 
+/// Whole microseconds in `d`, rounded down, saturating.
 fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+    (d.as_secs() as i64)
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(d.subsec_micros()))
 }
 
 impl Timestamp {
@@ -49,11 +52,15 @@ impl Timestamp {
         let now = tokio::time::Instant::now().into_std();
         // A runtime paused before the anchor was taken has instants earlier than it. Rounding
         // down on both sides keeps the gap between two instants exact to the microsecond.
-        let offset_ns = match now.checked_duration_since(at) {
-            Some(ahead) => ahead.as_nanos() as i128,
-            None => -(at.duration_since(now).as_nanos() as i128),
+        // (64-bit arithmetic: this runs several times per task run.)
+        let offset = match now.checked_duration_since(at) {
+            Some(ahead) => micros(ahead),
+            None => {
+                let behind = at.duration_since(now);
+                let rounded_up = behind.subsec_nanos().div_ceil(1000);
+                -(behind.as_secs() as i64 * 1_000_000 + i64::from(rounded_up))
+            }
         };
-        let offset = i64::try_from(offset_ns.div_euclid(1000)).unwrap_or(i64::MAX);
         Timestamp(wall.saturating_add(offset))
     }
 

@@ -268,6 +268,7 @@ where
         run.store.send(Event::Output {
             kind: RunKind::Flow,
             id: run.context.id,
+            position: None,
             json,
         });
         let message = format!("output reused from flow run '{earlier}' of the resumed flow run");
@@ -282,6 +283,7 @@ where
                 run.store.send(Event::Output {
                     kind: RunKind::Flow,
                     id: run.context.id,
+                    position: None,
                     json,
                 });
             }
@@ -391,6 +393,7 @@ impl LiveRun for LiveFlowRun {
         Event::Transition {
             kind: RunKind::Flow,
             id: self.context.id,
+            position: None,
             seq: self.history.len() as u32,
             state: state.clone(),
             attempts: self.attempts,

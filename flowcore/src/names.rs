@@ -4,6 +4,8 @@ use std::fmt;
 
 use uuid::Uuid;
 
+use crate::clock::Timestamp;
+
 /// A fresh run id: a version 7 UUID, the wall-clock millisecond followed by random bits.
 ///
 /// Time-ordered ids keep the store's indexes appending at their end instead of writing all
@@ -11,9 +13,13 @@ use uuid::Uuid;
 /// come from a fast per-thread generator rather than the OS, because a task run needs an id on
 /// the hot path; run ids must be unique, not unpredictable.
 pub(crate) fn new_run_id() -> Uuid {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    new_run_id_at(Timestamp::wall_now())
+}
+
+/// A fresh run id for a run created at `at`: a task run has its creation time already, and
+/// reading the clock again costs more than the rest of the id.
+pub(crate) fn new_run_id_at(at: Timestamp) -> Uuid {
+    let millis = u64::try_from(at.as_micros() / 1000).unwrap_or(0);
     let random = fastrand::u128(..).to_le_bytes();
     let mut tail = [0u8; 10];
     tail.copy_from_slice(&random[..10]);

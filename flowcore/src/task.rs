@@ -17,12 +17,12 @@ use crate::clock::Timestamp;
 use crate::codec::Codec;
 use crate::context::FlowContext;
 use crate::hooks::{Hooks, RunInfo, RunKind};
-use crate::names::{TaskRunName, new_run_id};
+use crate::names::{TaskRunName, new_run_id_at};
 use crate::outcome::Outcome;
 use crate::record::{CacheStatus, History, TaskRunRecord};
 use crate::retry::RetryPolicy;
 use crate::state::{State, StateKind};
-use crate::store::{Event, Store};
+use crate::store::{CallPosition, Event, Store};
 
 /// A task's settings from `#[task(...)]`, fixed at compile time.
 #[doc(hidden)]
@@ -202,7 +202,7 @@ impl LiveTaskRun {
         called_at: Timestamp,
     ) -> Self {
         let record = TaskRunRecord {
-            id: new_run_id(),
+            id: new_run_id_at(called_at),
             task: Cow::Borrowed(spec.name),
             flow_run_id: flow.as_ref().map(|f| f.id),
             tags: Cow::Borrowed(spec.tags),
@@ -239,6 +239,14 @@ impl LiveTaskRun {
             .expect("a finished run records nothing more")
     }
 
+    /// Where this task run was called, inside a flow.
+    fn position(&self) -> Option<CallPosition> {
+        Some(CallPosition {
+            flow_run_id: self.flow.as_ref()?.id,
+            call_seq: self.call_seq?,
+        })
+    }
+
     /// Inside a flow, records the output for a resumed run of that flow to reuse.
     fn keep_output<R>(&self, codec: Option<&Codec<R>>, out: &R) {
         if let (Some(codec), Some(_)) = (codec, &self.flow)
@@ -247,6 +255,7 @@ impl LiveTaskRun {
             self.store.send(Event::Output {
                 kind: RunKind::Task,
                 id: self.record().id,
+                position: self.position(),
                 json,
             });
         }
@@ -321,6 +330,7 @@ impl LiveRun for LiveTaskRun {
         Event::Transition {
             kind: RunKind::Task,
             id: record.id,
+            position: self.position(),
             seq: record.history.len() as u32,
             state: state.clone(),
             attempts: record.attempts,

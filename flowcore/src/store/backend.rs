@@ -24,6 +24,18 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// caller.
     fn write(&self, batch: &[Event], process: &ProcessInfo) -> Result<(), StoreError>;
 
+    /// Whether events are applied by the thread that sends them, with no writer thread: then
+    /// every event is applied as soon as it is sent and a flush has nothing to wait for.
+    fn writes_directly(&self) -> bool {
+        false
+    }
+
+    /// Applies one event at once, for a backend that writes directly; it may take what it
+    /// keeps out of the event instead of copying it.
+    fn write_now(&self, event: Event, process: &ProcessInfo) -> Result<(), StoreError> {
+        self.write(std::slice::from_ref(&event), process)
+    }
+
     /// Records that `process` uses the store, for crash detection.
     fn register_process(&self, process: &ProcessInfo) -> Result<(), StoreError>;
 

@@ -39,6 +39,8 @@ pub(crate) enum Event {
     Transition {
         kind: RunKind,
         id: Uuid,
+        /// For a task run inside a flow: where it was called.
+        position: Option<CallPosition>,
         seq: u32,
         state: State,
         attempts: u32,
@@ -48,6 +50,8 @@ pub(crate) enum Event {
     Output {
         kind: RunKind,
         id: Uuid,
+        /// For a task run inside a flow: where it was called.
+        position: Option<CallPosition>,
         json: String,
     },
     /// A log line written inside a run.
@@ -67,6 +71,14 @@ pub(crate) enum Event {
     Heartbeat(Timestamp),
     /// Answered once everything sent before it is committed.
     Flush(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// Where a task run inside a flow was called: the flow run, and the call's position among
+/// that flow run's calls (unique within it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CallPosition {
+    pub flow_run_id: Uuid,
+    pub call_seq: u32,
 }
 
 /// A flow run as a backend keeps it.
@@ -98,9 +110,6 @@ pub(crate) struct TaskRow {
     pub attempts: u32,
     pub cache: CacheStatus,
     pub created_at: Timestamp,
-    pub started_at: Option<Timestamp>,
-    pub ended_at: Option<Timestamp>,
-    pub error: Option<String>,
     pub call_seq: Option<u32>,
     pub output: Option<String>,
 }

@@ -1,8 +1,24 @@
 //! A store in this process's memory: nothing survives the process, nothing touches the disk.
+//!
+//! It keeps the flow runs of this process: every unfinished one, and of the finished ones the
+//! most recent, up to [`KEEP_FLOW_RUNS`] top-level flow runs (with their task runs and subflow
+//! runs) as long as they hold at most [`KEEP_TASK_RUNS`] task runs. Older ones are dropped, so a
+//! long-lived process keeps a bounded history. Task runs called outside any flow are not kept:
+//! nothing reads them back (their record is what the call returns).
+//!
+//! There is no writer thread: each event is applied by the thread that sends it, so nothing
+//! waits for a commit. That puts this store on the path of every task run, so each flow run
+//! owns its task runs, in a vector indexed by the call's position in the flow run (no hashing,
+//! and dropping an old flow run drops them in one piece); flow runs live in a sharded map (runs
+//! of different flows rarely meet on a lock); and rows keep the task's name and tags borrowed
+//! from the task's static settings.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
+use dashmap::DashMap;
 use uuid::Uuid;
 
 use crate::clock::Timestamp;
@@ -15,22 +31,79 @@ use crate::store::event::{Event, FlowRow, RowUpdate, TaskRow};
 use crate::store::process::ProcessInfo;
 use crate::store::query::{CacheEntry, LogLine, RunFilter};
 
+/// Finished top-level flow runs kept, at most.
+pub(crate) const KEEP_FLOW_RUNS: usize = 1_000;
+
+/// Task runs of finished flow runs kept, at most (the newest flow run is kept whatever its
+/// size).
+pub(crate) const KEEP_TASK_RUNS: usize = 100_000;
+
+/// Hashes a run id in two multiply-rotate rounds: several times cheaper than SipHash, which
+/// guards against chosen keys that random ids cannot be.
 #[derive(Default)]
-pub(crate) struct MemoryBackend {
-    data: Mutex<Data>,
+struct RunIdHasher(u64);
+
+impl Hasher for RunIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0 ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .rotate_left(23);
+        }
+    }
+
+    fn write_usize(&mut self, _length_prefix: usize) {}
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
 }
 
 #[derive(Default)]
-struct Data {
-    flows: HashMap<Uuid, FlowRow>,
+pub(crate) struct MemoryBackend {
+    flows: DashMap<Uuid, MemFlow, BuildHasherDefault<RunIdHasher>>,
+    /// What only flow runs' creation and end touch.
+    history: Mutex<History>,
+    logs: Mutex<Vec<LogLine>>,
+    cache: Mutex<HashMap<String, CachedValue>>,
+}
+
+#[derive(Default)]
+struct History {
     /// Flow runs in the order they were created.
-    flow_order: Vec<Uuid>,
-    tasks: HashMap<Uuid, TaskRow>,
-    tasks_of_flow: HashMap<Uuid, Vec<Uuid>>,
+    order: Vec<Uuid>,
     children: HashMap<Uuid, Vec<Uuid>>,
-    states: HashMap<Uuid, Vec<State>>,
-    logs: Vec<LogLine>,
-    cache: HashMap<String, CachedValue>,
+    /// Finished top-level flow runs, oldest first, with the task runs each holds.
+    finished: VecDeque<(Uuid, usize)>,
+    /// Task runs those hold in all.
+    finished_task_runs: usize,
+}
+
+struct MemFlow {
+    name: String,
+    flow: Cow<'static, str>,
+    parent_id: Option<Uuid>,
+    parameters: Option<String>,
+    call_seq: Option<u32>,
+    attempts: u32,
+    started_at: Option<Timestamp>,
+    output: Option<String>,
+    states: Vec<State>,
+    /// Its task runs by call position; subflow calls leave gaps.
+    tasks: Vec<Option<MemTask>>,
+}
+
+struct MemTask {
+    id: Uuid,
+    task: Cow<'static, str>,
+    tags: Cow<'static, [Cow<'static, str>]>,
+    call_seq: u32,
+    attempts: u32,
+    cache: CacheStatus,
+    output: Option<String>,
+    states: Vec<State>,
 }
 
 struct CachedValue {
@@ -40,14 +113,80 @@ struct CachedValue {
     expires_at: Timestamp,
 }
 
-impl MemoryBackend {
-    fn data(&self) -> MutexGuard<'_, Data> {
-        self.data.lock().unwrap_or_else(|e| e.into_inner())
+/// A lock of this store: no code panics while holding one, but a poisoned map is still a map.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Puts `state` at position `seq` of a run's states.
+fn place(states: &mut Vec<State>, seq: u32, state: &State) {
+    states.truncate(seq as usize);
+    states.push(state.clone());
+}
+
+/// What a row derives from its states.
+fn derived(states: &[State]) -> (StateKind, Timestamp, Option<Timestamp>, Option<String>) {
+    let first = states.first().map_or(Timestamp::from_micros(0), |s| s.at);
+    let Some(last) = states.last() else {
+        return (StateKind::Pending, first, None, None);
+    };
+    let update = RowUpdate::from_state(last, 0, CacheStatus::Off);
+    (last.kind, first, update.ended_at, update.error)
+}
+
+impl MemFlow {
+    fn row(&self, id: Uuid) -> FlowRow {
+        let (state, created_at, ended_at, error) = derived(&self.states);
+        FlowRow {
+            id,
+            name: self.name.clone(),
+            flow: self.flow.to_string(),
+            parent_id: self.parent_id,
+            parameters: self.parameters.clone(),
+            state,
+            attempts: self.attempts,
+            created_at,
+            started_at: self.started_at,
+            ended_at,
+            error,
+            call_seq: self.call_seq,
+            output: self.output.clone(),
+        }
+    }
+
+    fn task(&mut self, call_seq: u32) -> Option<&mut MemTask> {
+        self.tasks.get_mut(call_seq as usize)?.as_mut()
+    }
+
+    fn task_rows(&self, flow_run: Uuid) -> Vec<TaskRow> {
+        self.tasks
+            .iter()
+            .flatten()
+            .map(|task| {
+                let (state, created_at, _, _) = derived(&task.states);
+                TaskRow {
+                    id: task.id,
+                    flow_run_id: Some(flow_run),
+                    task: task.task.to_string(),
+                    tags: task.tags.iter().map(|t| t.to_string()).collect(),
+                    state,
+                    attempts: task.attempts,
+                    cache: task.cache,
+                    created_at,
+                    call_seq: Some(task.call_seq),
+                    output: task.output.clone(),
+                }
+            })
+            .collect()
     }
 }
 
-impl Data {
-    fn apply(&mut self, event: &Event) {
+impl MemoryBackend {
+    fn history(&self) -> MutexGuard<'_, History> {
+        lock(&self.history)
+    }
+
+    fn apply(&self, event: &Event) {
         match event {
             Event::FlowRunCreated {
                 id,
@@ -61,30 +200,30 @@ impl Data {
                 resumed: _,
             } => {
                 if !self.flows.contains_key(id) {
-                    self.flow_order.push(*id);
+                    let mut history = self.history();
+                    history.order.push(*id);
                     if let Some(parent) = parent_id {
-                        self.children.entry(*parent).or_default().push(*id);
+                        history.children.entry(*parent).or_default().push(*id);
                     }
                     self.flows.insert(
                         *id,
-                        FlowRow {
-                            id: *id,
+                        MemFlow {
                             name: name.clone(),
-                            flow: flow.to_string(),
+                            flow: flow.clone(),
                             parent_id: *parent_id,
                             parameters: parameters.clone(),
-                            state: state.kind,
-                            attempts: 0,
-                            created_at: state.at,
-                            started_at: None,
-                            ended_at: None,
-                            error: None,
                             call_seq: *call_seq,
+                            attempts: 0,
+                            started_at: None,
                             output: None,
+                            states: Vec::new(),
+                            tasks: Vec::new(),
                         },
                     );
                 }
-                self.transition(RunKind::Flow, *id, *seq, state, None, CacheStatus::Off);
+                if let Some(mut run) = self.flows.get_mut(id) {
+                    place(&mut run.states, *seq, state);
+                }
             }
             Event::TaskRunCreated {
                 id,
@@ -94,46 +233,96 @@ impl Data {
                 call_seq,
                 state,
             } => {
-                if let Some(flow) = flow_run_id {
-                    self.tasks_of_flow.entry(*flow).or_default().push(*id);
+                let (Some(flow_run_id), Some(call_seq)) = (flow_run_id, call_seq) else {
+                    return; // outside any flow: not kept
+                };
+                let Some(mut flow) = self.flows.get_mut(flow_run_id) else {
+                    return;
+                };
+                let at = *call_seq as usize;
+                if flow.tasks.len() <= at {
+                    flow.tasks.resize_with(at + 1, || None);
                 }
-                self.tasks.insert(
-                    *id,
-                    TaskRow {
-                        id: *id,
-                        flow_run_id: *flow_run_id,
-                        task: task.to_string(),
-                        tags: tags.iter().map(|t| t.to_string()).collect(),
-                        state: state.kind,
-                        attempts: 0,
-                        cache: CacheStatus::Off,
-                        created_at: state.at,
-                        started_at: None,
-                        ended_at: None,
-                        error: None,
-                        call_seq: *call_seq,
-                        output: None,
-                    },
-                );
-                self.states.insert(*id, vec![state.clone()]);
+                let mut states = Vec::with_capacity(3);
+                states.push(state.clone());
+                flow.tasks[at] = Some(MemTask {
+                    id: *id,
+                    task: task.clone(),
+                    tags: tags.clone(),
+                    call_seq: *call_seq,
+                    attempts: 0,
+                    cache: CacheStatus::Off,
+                    output: None,
+                    states,
+                });
             }
             Event::Transition {
-                kind,
-                id,
+                kind: RunKind::Task,
+                position: Some(position),
                 seq,
                 state,
                 attempts,
                 cache,
-            } => self.transition(*kind, *id, *seq, state, Some(*attempts), *cache),
-            Event::Output { kind, id, json } => match kind {
+                ..
+            } => {
+                if let Some(mut flow) = self.flows.get_mut(&position.flow_run_id)
+                    && let Some(run) = flow.task(position.call_seq)
+                {
+                    place(&mut run.states, *seq, state);
+                    run.attempts = *attempts;
+                    run.cache = *cache;
+                }
+            }
+            // A task run outside any flow is not kept.
+            Event::Transition {
+                kind: RunKind::Task,
+                position: None,
+                ..
+            } => {}
+            Event::Transition {
+                kind: RunKind::Flow,
+                id,
+                seq,
+                state,
+                attempts,
+                ..
+            } => {
+                let finished_top_level = {
+                    let Some(mut run) = self.flows.get_mut(id) else {
+                        return;
+                    };
+                    place(&mut run.states, *seq, state);
+                    run.attempts = run.attempts.max(*attempts);
+                    if state.kind == StateKind::Running {
+                        run.started_at = run.started_at.or(Some(state.at));
+                    }
+                    state.is_final() && run.parent_id.is_none()
+                };
+                if finished_top_level {
+                    let mut history = self.history();
+                    let task_runs = self.task_runs_under(&history, *id);
+                    history.finished.push_back((*id, task_runs));
+                    history.finished_task_runs += task_runs;
+                    self.forget_old_flow_runs(&mut history);
+                }
+            }
+            Event::Output {
+                kind,
+                id,
+                position,
+                json,
+            } => match kind {
                 RunKind::Flow => {
-                    if let Some(row) = self.flows.get_mut(id) {
-                        row.output = Some(json.clone());
+                    if let Some(mut run) = self.flows.get_mut(id) {
+                        run.output = Some(json.clone());
                     }
                 }
                 RunKind::Task => {
-                    if let Some(row) = self.tasks.get_mut(id) {
-                        row.output = Some(json.clone());
+                    if let Some(position) = position
+                        && let Some(mut flow) = self.flows.get_mut(&position.flow_run_id)
+                        && let Some(run) = flow.task(position.call_seq)
+                    {
+                        run.output = Some(json.clone());
                     }
                 }
             },
@@ -142,7 +331,7 @@ impl Data {
                 at,
                 level,
                 message,
-            } => self.logs.push(LogLine {
+            } => lock(&self.logs).push(LogLine {
                 run_id: *run_id,
                 at: *at,
                 level: (*level).to_owned(),
@@ -155,7 +344,7 @@ impl Data {
                 created_at,
                 expires_at,
             } => {
-                self.cache.insert(
+                lock(&self.cache).insert(
                     key.clone(),
                     CachedValue {
                         task: task.clone(),
@@ -169,41 +358,41 @@ impl Data {
         }
     }
 
-    fn transition(
-        &mut self,
-        kind: RunKind,
-        id: Uuid,
-        seq: u32,
-        state: &State,
-        attempts: Option<u32>,
-        cache: CacheStatus,
-    ) {
-        let states = self.states.entry(id).or_default();
-        states.truncate(seq as usize);
-        states.push(state.clone());
-        let update = RowUpdate::from_state(state, attempts.unwrap_or(0), cache);
-        match kind {
-            RunKind::Flow => {
-                if let Some(row) = self.flows.get_mut(&id) {
-                    row.state = update.state;
-                    if let Some(attempts) = attempts {
-                        row.attempts = attempts;
-                    }
-                    row.started_at = row.started_at.or(update.started_at);
-                    row.ended_at = update.ended_at;
-                    row.error = update.error;
-                }
-            }
-            RunKind::Task => {
-                if let Some(row) = self.tasks.get_mut(&id) {
-                    row.state = update.state;
-                    row.attempts = update.attempts;
-                    row.cache = update.cache;
-                    row.started_at = row.started_at.or(update.started_at);
-                    row.ended_at = update.ended_at;
-                    row.error = update.error;
-                }
-            }
+    /// The task runs of a flow run and of its subflow runs.
+    fn task_runs_under(&self, history: &History, id: Uuid) -> usize {
+        let own = self
+            .flows
+            .get(&id)
+            .map_or(0, |f| f.tasks.iter().flatten().count());
+        let children = history.children.get(&id).into_iter().flatten();
+        own + children
+            .map(|child| self.task_runs_under(history, *child))
+            .sum::<usize>()
+    }
+
+    /// Drops the oldest finished flow runs beyond what is kept; the newest stays.
+    fn forget_old_flow_runs(&self, history: &mut History) {
+        while history.finished.len() > 1
+            && (history.finished.len() > KEEP_FLOW_RUNS
+                || history.finished_task_runs > KEEP_TASK_RUNS)
+        {
+            let Some((old, task_runs)) = history.finished.pop_front() else {
+                break;
+            };
+            history.finished_task_runs -= task_runs;
+            self.forget_flow_run(history, old);
+        }
+        if history.order.len() > 2 * self.flows.len() + 1024 {
+            let flows = &self.flows;
+            history.order.retain(|id| flows.contains_key(id));
+        }
+    }
+
+    /// Drops a flow run, with its task runs, and its subflow runs.
+    fn forget_flow_run(&self, history: &mut History, id: Uuid) {
+        self.flows.remove(&id);
+        for child in history.children.remove(&id).unwrap_or_default() {
+            self.forget_flow_run(history, child);
         }
     }
 }
@@ -214,9 +403,32 @@ impl Backend for MemoryBackend {
     }
 
     fn write(&self, batch: &[Event], _: &ProcessInfo) -> Result<(), StoreError> {
-        let mut data = self.data();
         for event in batch {
-            data.apply(event);
+            self.apply(event);
+        }
+        Ok(())
+    }
+
+    fn writes_directly(&self) -> bool {
+        true
+    }
+
+    fn write_now(&self, event: Event, _: &ProcessInfo) -> Result<(), StoreError> {
+        match event {
+            // The one event that carries something big to keep: moved, not copied.
+            Event::Output {
+                kind: RunKind::Task,
+                position: Some(position),
+                json,
+                ..
+            } => {
+                if let Some(mut flow) = self.flows.get_mut(&position.flow_run_id)
+                    && let Some(run) = flow.task(position.call_seq)
+                {
+                    run.output = Some(json);
+                }
+            }
+            event => self.apply(&event),
         }
         Ok(())
     }
@@ -235,75 +447,72 @@ impl Backend for MemoryBackend {
     }
 
     fn flow_rows(&self, filter: &RunFilter) -> Result<Vec<FlowRow>, StoreError> {
-        let data = self.data();
-        Ok(data
-            .flow_order
+        let order = self.history().order.clone();
+        Ok(order
             .iter()
             .rev()
-            .filter_map(|id| data.flows.get(id))
+            .filter_map(|id| Some(self.flows.get(id)?.row(*id)))
             .filter(|row| filter.flow.as_ref().is_none_or(|f| *f == row.flow))
             .filter(|row| filter.state.is_none_or(|s| s == row.state))
             .take(filter.limit)
-            .cloned()
             .collect())
     }
 
     fn flow_row(&self, id: Uuid) -> Result<Option<FlowRow>, StoreError> {
-        Ok(self.data().flows.get(&id).cloned())
+        Ok(self.flows.get(&id).map(|r| r.row(id)))
     }
 
     fn flow_row_named(&self, name: &str) -> Result<Option<FlowRow>, StoreError> {
-        let data = self.data();
-        Ok(data
-            .flow_order
-            .iter()
-            .rev()
-            .filter_map(|id| data.flows.get(id))
-            .find(|row| row.name == name)
-            .cloned())
+        let order = self.history().order.clone();
+        Ok(order.iter().rev().find_map(|id| {
+            let run = self.flows.get(id)?;
+            (run.name == name).then(|| run.row(*id))
+        }))
     }
 
     fn child_flows(&self, parent: Uuid) -> Result<Vec<FlowRow>, StoreError> {
-        let data = self.data();
-        Ok(data
-            .children
-            .get(&parent)
+        let children = self.history().children.get(&parent).cloned();
+        Ok(children
             .into_iter()
             .flatten()
-            .filter_map(|id| data.flows.get(id).cloned())
+            .filter_map(|id| Some(self.flows.get(&id)?.row(id)))
             .collect())
     }
 
     fn task_rows(&self, flow_run: Uuid) -> Result<Vec<TaskRow>, StoreError> {
-        let data = self.data();
-        Ok(data
-            .tasks_of_flow
+        Ok(self
+            .flows
             .get(&flow_run)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| data.tasks.get(id).cloned())
-            .collect())
+            .map(|f| f.task_rows(flow_run))
+            .unwrap_or_default())
     }
 
     fn task_counts(&self, flow_run: Uuid) -> Result<BTreeMap<StateKind, usize>, StoreError> {
-        let data = self.data();
         let mut counts = BTreeMap::new();
-        for id in data.tasks_of_flow.get(&flow_run).into_iter().flatten() {
-            if let Some(row) = data.tasks.get(id) {
-                *counts.entry(row.state).or_insert(0) += 1;
+        if let Some(flow) = self.flows.get(&flow_run) {
+            for task in flow.tasks.iter().flatten() {
+                if let Some(state) = task.states.last() {
+                    *counts.entry(state.kind).or_insert(0) += 1;
+                }
             }
         }
         Ok(counts)
     }
 
     fn states(&self, run: Uuid) -> Result<Vec<State>, StoreError> {
-        Ok(self.data().states.get(&run).cloned().unwrap_or_default())
+        if let Some(flow) = self.flows.get(&run) {
+            return Ok(flow.states.clone());
+        }
+        for flow in self.flows.iter() {
+            if let Some(task) = flow.tasks.iter().flatten().find(|t| t.id == run) {
+                return Ok(task.states.clone());
+            }
+        }
+        Ok(Vec::new())
     }
 
     fn logs(&self, runs: &[Uuid]) -> Result<Vec<LogLine>, StoreError> {
-        Ok(self
-            .data()
-            .logs
+        Ok(lock(&self.logs)
             .iter()
             .filter(|l| runs.contains(&l.run_id))
             .cloned()
@@ -311,11 +520,11 @@ impl Backend for MemoryBackend {
     }
 
     fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
-        let mut data = self.data();
-        match data.cache.get(key) {
+        let mut cache = lock(&self.cache);
+        match cache.get(key) {
             Some(v) if v.expires_at > now => Ok(Some(v.json.clone())),
             Some(_) => {
-                data.cache.remove(key);
+                cache.remove(key);
                 Ok(None)
             }
             None => Ok(None),
@@ -323,9 +532,7 @@ impl Backend for MemoryBackend {
     }
 
     fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
-        let mut entries: Vec<CacheEntry> = self
-            .data()
-            .cache
+        let mut entries: Vec<CacheEntry> = lock(&self.cache)
             .iter()
             .map(|(key, v)| CacheEntry {
                 task: v.task.clone(),
@@ -340,9 +547,105 @@ impl Backend for MemoryBackend {
     }
 
     fn cache_clear(&self, task: Option<&str>) -> Result<usize, StoreError> {
-        let mut data = self.data();
-        let before = data.cache.len();
-        data.cache.retain(|_, v| task.is_some_and(|t| t != v.task));
-        Ok(before - data.cache.len())
+        let mut cache = lock(&self.cache);
+        let before = cache.len();
+        cache.retain(|_, v| task.is_some_and(|t| t != v.task));
+        Ok(before - cache.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::CallPosition;
+
+    fn state(kind: StateKind) -> State {
+        State::new(kind, Timestamp::from_micros(1), None)
+    }
+
+    fn flow_run(backend: &MemoryBackend, tasks: usize) -> Uuid {
+        let id = crate::names::new_run_id();
+        let mut events = vec![Event::FlowRunCreated {
+            id,
+            name: "n".into(),
+            flow: Cow::Borrowed("f"),
+            parent_id: None,
+            parameters: None,
+            call_seq: None,
+            seq: 0,
+            state: state(StateKind::Pending),
+            resumed: false,
+        }];
+        for call_seq in 0..tasks as u32 {
+            let task = crate::names::new_run_id();
+            events.push(Event::TaskRunCreated {
+                id: task,
+                flow_run_id: Some(id),
+                task: Cow::Borrowed("t"),
+                tags: Cow::Borrowed(&[]),
+                call_seq: Some(call_seq),
+                state: state(StateKind::Pending),
+            });
+            let position = CallPosition {
+                flow_run_id: id,
+                call_seq,
+            };
+            events.push(transition(
+                RunKind::Task,
+                task,
+                Some(position),
+                StateKind::Completed,
+            ));
+        }
+        events.push(transition(RunKind::Flow, id, None, StateKind::Completed));
+        backend.write(&events, &ProcessInfo::current()).unwrap();
+        id
+    }
+
+    fn transition(kind: RunKind, id: Uuid, position: Option<CallPosition>, to: StateKind) -> Event {
+        Event::Transition {
+            kind,
+            id,
+            position,
+            seq: 1,
+            state: state(to),
+            attempts: 1,
+            cache: CacheStatus::Off,
+        }
+    }
+
+    #[test]
+    fn run_ids_hash_evenly() {
+        use std::hash::BuildHasher;
+        let hasher = BuildHasherDefault::<RunIdHasher>::default();
+        let (mut low, mut high) = ([0u32; 256], [0u32; 128]);
+        for _ in 0..256_000 {
+            let h = hasher.hash_one(crate::names::new_run_id());
+            low[(h & 0xff) as usize] += 1;
+            high[(h >> 57) as usize] += 1;
+        }
+        // 1,000 (low bits) and 2,000 (top seven bits) expected in each bucket.
+        assert!(low.iter().all(|&n| (800..1200).contains(&n)), "{low:?}");
+        assert!(high.iter().all(|&n| (1700..2300).contains(&n)), "{high:?}");
+    }
+
+    #[test]
+    fn finished_flow_runs_beyond_the_limits_are_forgotten() {
+        let backend = MemoryBackend::default();
+        let first = flow_run(&backend, 1);
+        for _ in 0..KEEP_FLOW_RUNS {
+            flow_run(&backend, 1);
+        }
+        assert!(backend.flow_row(first).unwrap().is_none());
+        assert_eq!(backend.flows.len(), KEEP_FLOW_RUNS);
+
+        // One big run pushes out the others, but is itself kept, with its task runs.
+        let big = flow_run(&backend, KEEP_TASK_RUNS + 1);
+        assert_eq!(backend.flows.len(), 1);
+        assert_eq!(backend.task_rows(big).unwrap().len(), KEEP_TASK_RUNS + 1);
+        assert_eq!(
+            backend.task_counts(big).unwrap()[&StateKind::Completed],
+            KEEP_TASK_RUNS + 1
+        );
     }
 }

@@ -60,7 +60,7 @@ use uuid::Uuid;
 pub use error::StoreError;
 pub use query::{CacheEntry, FlowRunSummary, LogLine, RunFilter};
 
-pub(crate) use event::Event;
+pub(crate) use event::{CallPosition, Event};
 pub(crate) use query::{PriorRun, ResumePoint};
 
 use crate::clock::Timestamp;
@@ -87,7 +87,8 @@ pub struct Store {
 
 struct Inner {
     backend: Arc<dyn Backend>,
-    events: Sender<Event>,
+    /// To the writer thread; `None` for a backend that writes directly.
+    events: Option<Sender<Event>>,
     /// Notified after each commit, for runs waiting on a backlog.
     committed: Arc<Notify>,
     process: ProcessInfo,
@@ -184,22 +185,27 @@ impl Store {
     fn start(backend: Arc<dyn Backend>) -> Result<Store, StoreError> {
         let process = ProcessInfo::current();
         backend.register_process(&process)?;
-        let (events, receiver) = crossbeam_channel::unbounded();
         let committed = Arc::new(Notify::new());
-        let writer = Writer {
-            backend: Arc::clone(&backend),
-            receiver,
-            committed: Arc::clone(&committed),
-            process: process.clone(),
+        let events = if backend.writes_directly() {
+            None
+        } else {
+            let (events, receiver) = crossbeam_channel::unbounded();
+            let writer = Writer {
+                backend: Arc::clone(&backend),
+                receiver,
+                committed: Arc::clone(&committed),
+                process: process.clone(),
+            };
+            let name = backend.describe();
+            std::thread::Builder::new()
+                .name("flowcore-store".to_owned())
+                .spawn(move || writer.run())
+                .map_err(|e| StoreError::Open {
+                    path: PathBuf::from(name),
+                    detail: format!("cannot start the writer thread: {e}"),
+                })?;
+            Some(events)
         };
-        let name = backend.describe();
-        std::thread::Builder::new()
-            .name("flowcore-store".to_owned())
-            .spawn(move || writer.run())
-            .map_err(|e| StoreError::Open {
-                path: PathBuf::from(name),
-                detail: format!("cannot start the writer thread: {e}"),
-            })?;
         Ok(Store {
             inner: Arc::new(Inner {
                 backend,
@@ -223,29 +229,46 @@ impl Store {
     }
 
     pub(crate) fn send(&self, event: Event) {
-        // The writer only stops with the process, so the channel never closes.
-        let _ = self.inner.events.send(event);
+        match &self.inner.events {
+            // The writer only stops with the process, so the channel never closes.
+            Some(events) => {
+                let _ = events.send(event);
+            }
+            None => {
+                if let Event::Flush(done) = event {
+                    let _ = done.send(Ok(()));
+                } else if let Err(e) = self.inner.backend.write_now(event, &self.inner.process) {
+                    eprintln!("flowcore: could not record runs: {e}");
+                }
+            }
+        }
     }
 
     /// Waits while the writer is far behind: the backpressure that keeps a flow of a million
     /// task runs from queueing a million records in memory.
     pub(crate) async fn throttle(&self) {
-        if self.inner.events.len() <= BACKLOG {
+        let Some(events) = &self.inner.events else {
+            return; // written as sent: nothing waits in between
+        };
+        if events.len() <= BACKLOG {
             return;
         }
         loop {
             let committed = self.inner.committed.notified();
             tokio::pin!(committed);
             committed.as_mut().enable();
-            if self.inner.events.len() <= BACKLOG {
+            if events.len() <= BACKLOG {
                 return;
             }
             committed.await;
         }
     }
 
-    /// Waits until everything sent so far is committed.
+    /// Waits until everything sent so far is committed (at once for a memory store).
     pub async fn flush(&self) -> Result<(), StoreError> {
+        if self.inner.events.is_none() {
+            return Ok(());
+        }
         let (done, committed) = tokio::sync::oneshot::channel();
         self.send(Event::Flush(done));
         committed.await.unwrap_or(Err(StoreError::WriterStopped))

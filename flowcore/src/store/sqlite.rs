@@ -279,7 +279,8 @@ fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
     })
 }
 
-const TASK_COLUMNS: &str = "id, flow_run_id, task, tags, state, attempts, cache, created_at, started_at, ended_at, error, call_seq, output";
+const TASK_COLUMNS: &str =
+    "id, flow_run_id, task, tags, state, attempts, cache, created_at, call_seq, output";
 
 fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
     let tags: String = row.get(3)?;
@@ -293,11 +294,8 @@ fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
         attempts: row.get(5)?,
         cache: parse_cache(&cache),
         created_at: ts(row, 7)?,
-        started_at: opt_ts(row, 8)?,
-        ended_at: opt_ts(row, 9)?,
-        error: row.get(10)?,
-        call_seq: row.get(11)?,
-        output: row.get(12)?,
+        call_seq: row.get(8)?,
+        output: row.get(9)?,
     })
 }
 
@@ -587,6 +585,7 @@ fn write_batch(
             Event::Transition {
                 kind,
                 id,
+                position: _,
                 seq,
                 state,
                 attempts,
@@ -599,7 +598,7 @@ fn write_batch(
                     None => merge(&mut updates, *kind, *id, update),
                 }
             }
-            Event::Output { kind, id, json } => match new_index.get(id) {
+            Event::Output { kind, id, json, .. } => match new_index.get(id) {
                 Some(&i) => new_runs[i].output = Some(json),
                 None => outputs.push((*kind, *id, json)),
             },
