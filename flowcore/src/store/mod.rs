@@ -2,11 +2,13 @@
 //! results are kept, so that they outlive the process.
 //!
 //! Two kinds: [`Store::sqlite`] (the default: a file, shared by every process on the machine)
-//! and [`Store::memory`] (this process only). Unless a program installs one with
+//! and [`Store::memory`] (this process only, with a bounded history: every unfinished flow run
+//! and the newest finished ones, up to 1,000 holding at most 100,000 task runs; task runs
+//! called outside any flow are not kept). Unless a program installs one with
 //! [`Store::install`], the first run opens the default store, `$FLOWCORE_HOME/flowcore.db`,
 //! with `FLOWCORE_HOME` defaulting to `~/.flowcore`.
 //!
-//! Runs never wait for the disk. They send what happens to a writer thread, which applies
+//! Runs never wait for the disk. With SQLite they send what happens to a writer thread, which applies
 //! everything that arrived since its last commit in one transaction (group commit). When the
 //! writer falls behind, new task runs wait before starting (backpressure): nothing is dropped.
 //! A flow run, or a task run called outside any flow, returns only once its final state is
