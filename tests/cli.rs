@@ -825,7 +825,7 @@ fn a_bad_command_line_is_clap_s_first_line_and_exit_code_2() {
     assert_eq!(
         failure(&["--store", db, "runs", "ls", "--state", "finished"], 2),
         "flowcore: invalid value 'finished' for '--state <STATE>': unknown state \"finished\"; \
-         expected one of: Pending, Running, Retrying, Completed, Cached, Failed, TimedOut, Cancelled, Crashed"
+         expected one of: Pending, Running, Retrying, Completed, Cached, Failed, TimedOut, Cancelled, Crashed, Skipped"
     );
     assert_eq!(
         failure(&["--store", db, "runs", "ls", "--limit", "abc"], 2),
@@ -853,7 +853,7 @@ fn a_bad_command_line_is_clap_s_first_line_and_exit_code_2() {
     assert_eq!(
         failure(&["runs"], 2),
         "flowcore: 'flowcore runs' requires a subcommand but one was not provided \
-         [subcommands: ls, show, summary, help] (see 'flowcore runs --help')"
+         [subcommands: ls, show, summary, graph, help] (see 'flowcore runs --help')"
     );
     assert!(failure(&[], 2).starts_with("flowcore: 'flowcore' requires a subcommand"));
 }

@@ -43,6 +43,9 @@ fn example_binary(name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let sources = [
         root.join("examples").join(format!("{name}.rs")),
+        // Examples of several files (etl), and those that share them (visualize).
+        root.join("examples").join(name),
+        root.join("examples").join("etl"),
         root.join("flowcore"),
         root.join("flowmacros"),
         root.join("Cargo.toml"),
@@ -474,4 +477,45 @@ fn resume_continues_a_crashed_flow_run_without_redoing_its_completed_steps() {
         "Flow run '{name}' for flow 'five steps': Completed"
     )]);
     resumed.assert_line(&["Result: 12345"]);
+}
+
+#[test]
+fn visualize_draws_the_etl_graph_with_its_data_and_wait_for_edges() {
+    let home = flowcore_home();
+    let out_dir = home.path().join("graphs");
+    let out = run_example("visualize", &[out_dir.to_str().unwrap()], home.path());
+    out.assert_success("visualize");
+
+    // Node ids follow the order the task runs finished, which varies: name the edges by task.
+    let mermaid = std::fs::read_to_string(out_dir.join("etl.mmd")).unwrap();
+    let mut task_of = std::collections::HashMap::new();
+    for line in mermaid.lines().map(str::trim) {
+        if let Some((id, label)) = line.split_once("[\"") {
+            let task = label.trim_end_matches("\"]").rsplit_once('-').unwrap().0;
+            task_of.insert(id.to_owned(), task.to_owned());
+        }
+    }
+    let mut edges = Vec::new();
+    for line in mermaid.lines().map(str::trim) {
+        let parts: Vec<&str> = line.split(' ').collect();
+        if let [from, arrow @ ("-->" | "-.->"), to] = parts[..] {
+            edges.push(format!("{} {arrow} {}", task_of[from], task_of[to]));
+        }
+    }
+    edges.sort();
+    assert_eq!(
+        edges,
+        [
+            "create_table -.-> load",
+            "extract --> transform",
+            "transform --> load"
+        ],
+        "{mermaid}"
+    );
+    assert!(mermaid.starts_with("---\ntitle: \"flow run '"), "{mermaid}");
+    let dot = std::fs::read_to_string(out_dir.join("etl.dot")).unwrap();
+    assert!(dot.starts_with("digraph {"), "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), 3, "{dot}");
+    out.assert_line(&["Wrote", "etl.dot"]);
+    out.assert_line(&["Wrote", "etl.mmd"]);
 }

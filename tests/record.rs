@@ -242,10 +242,12 @@ async fn the_record_serializes_to_json_with_derived_fields() {
             "flow_run_id",
             "history",
             "id",
+            "map_index",
             "name",
             "state",
             "tags",
-            "task"
+            "task",
+            "upstream"
         ]
     );
     let brief: Vec<Value> = task_runs

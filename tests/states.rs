@@ -298,7 +298,9 @@ fn state_kinds_classify_as_documented() {
         .collect();
     assert_eq!(
         finals,
-        [Completed, Cached, Failed, TimedOut, Cancelled, Crashed]
+        [
+            Completed, Cached, Failed, TimedOut, Cancelled, Crashed, Skipped
+        ]
     );
     let failed: Vec<StateKind> = StateKind::ALL
         .into_iter()
@@ -322,7 +324,8 @@ fn state_kinds_classify_as_documented() {
             "Failed",
             "TimedOut",
             "Cancelled",
-            "Crashed"
+            "Crashed",
+            "Skipped"
         ]
     );
 }

@@ -687,7 +687,7 @@ fn processes_creating_one_store_at_once_all_open_it() {
             let run = store.flow_run(id).unwrap().unwrap();
             assert_eq!(run.history.kinds(), [Pending, Running, Completed]);
         }
-        assert_eq!(count(&path, "PRAGMA user_version", []), 3);
+        assert_eq!(count(&path, "PRAGMA user_version", []), 4);
     }
 }
 
@@ -770,4 +770,58 @@ fn fifty_thousand_task_runs_all_reach_the_store() {
     let summary = &store.flow_runs(&Default::default()).unwrap()[0];
     assert_eq!(summary.state, StateKind::Completed);
     assert_eq!(summary.task_runs[&Completed], BULK as usize);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The task graph reaches the store: each task run's upstream edges and map position.
+
+#[task]
+async fn graph_source() -> Vec<String> {
+    (0..4).map(|i| format!("item {i}")).collect()
+}
+
+#[task]
+async fn graph_item(item: String) -> String {
+    item.to_uppercase()
+}
+
+#[task]
+async fn graph_setup() -> Result<(), String> {
+    Ok(())
+}
+
+#[task]
+async fn graph_sink(items: Vec<String>) -> Result<usize, String> {
+    Ok(items.len())
+}
+
+#[flow]
+async fn graph_flow() -> Result<usize, String> {
+    let setup = graph_setup().submit();
+    let items = graph_source().await;
+    let upper = flowcore::map(items, graph_item).limit(2).await;
+    graph_sink(upper).wait_for(&setup).await
+}
+
+#[tokio::test]
+async fn edges_and_map_positions_are_stored_with_each_task_run() {
+    store();
+    let (out, run) = graph_flow().with_run().await;
+    assert_eq!(out, Ok(4));
+    let sink = run.task_runs_of("graph_sink").next().unwrap();
+    assert_eq!(
+        sink.upstream.len(),
+        5,
+        "four mapped runs and the setup it waited for"
+    );
+    assert_eq!(
+        run.task_runs
+            .iter()
+            .filter(|t| t.map_index.is_some())
+            .count(),
+        4
+    );
+
+    let stored = store().flow_run(run.id).unwrap().unwrap();
+    assert_eq!(by_id(stored), by_id(run));
 }

@@ -73,7 +73,7 @@ fn user_version(path: &Path) -> i64 {
 
 #[test]
 fn stores_of_older_schemas_are_migrated_and_keep_their_runs() {
-    for version in [1, 2] {
+    for version in [1, 2, 3] {
         let dir = support::tempdir();
         let path = dir.path().join("old.db");
         Store::create_sqlite_at_schema_version(&path, version).unwrap();
@@ -137,7 +137,7 @@ fn stores_of_older_schemas_are_migrated_and_keep_their_runs() {
         }
 
         let store = Store::sqlite(&path).unwrap();
-        assert_eq!(user_version(&path), 3, "from version {version}");
+        assert_eq!(user_version(&path), 4, "from version {version}");
         let application_id: i64 = raw(&path)
             .pragma_query_value(None, "application_id", |r| r.get(0))
             .unwrap();
@@ -154,6 +154,8 @@ fn stores_of_older_schemas_are_migrated_and_keep_their_runs() {
         assert_eq!(old.task_runs[0].id, task_id);
         assert_eq!(old.task_runs[0].tags.as_ref(), ["db"]);
         assert_eq!(old.task_runs[0].history.kinds(), [Pending, Running, Failed]);
+        assert_eq!(old.task_runs[0].upstream, [], "no edges were recorded then");
+        assert_eq!(old.task_runs[0].map_index, None);
         assert_eq!(
             store.parameters(flow_id).unwrap(),
             Some(serde_json::json!({"day": "monday"}))
@@ -322,7 +324,7 @@ fn a_store_of_a_newer_flowcore_is_refused_untouched() {
             e,
             StoreError::NewerSchema {
                 found: 99,
-                known: 3,
+                known: 4,
                 ..
             }
         ),

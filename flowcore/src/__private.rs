@@ -21,15 +21,38 @@ pub use crate::attempt::{Behaviour, Once, Repeat, Timeout};
 pub use crate::cache::{ArgsKey, Cache, CacheArg};
 pub use crate::call::{Finished, Record, RunFuture};
 pub use crate::codec::{
-    ArgProbe, Codec, NotRecordable, NotStorable, Probe, Recordable, Storable, parameters,
+    ArgProbe, Codec, NotRecordable, NotStorable, Probe, Recordable, Storable, TraceArg, parameters,
 };
 pub use crate::flow::{FlowSpec, run_flow};
 pub use crate::hooks::{Hook, Hooks, StateHook};
 pub use crate::outcome::{Fallible, Outcome, Plain};
 pub use crate::retry::RetryPolicy;
-pub use crate::task::{TaskSpec, run_task};
+pub use crate::task::{CallOptions, TaskSpec, run_task};
 pub use std::borrow::Cow;
 pub use std::time::Duration;
+
+// ---------------------------------------------------------------------------------------------
+// The task graph: which task runs produced a call's arguments.
+
+/// The data edges of a task call, from its arguments that serialize: the task runs of the
+/// current flow run whose output equals an argument or an element of it (see
+/// `flowcore::fingerprint`). Called before the arguments move into the run.
+pub fn upstream_of(args: &[Option<&dyn TraceArg>]) -> Vec<crate::record::Upstream> {
+    let mut upstream = Vec::new();
+    if let Some(flow) = crate::context::FlowContext::current()
+        && flow.tracking()
+    {
+        flow.producers_of(
+            |each| {
+                for arg in args.iter().flatten() {
+                    arg.fingerprints(each);
+                }
+            },
+            &mut upstream,
+        );
+    }
+    upstream
+}
 
 // ---------------------------------------------------------------------------------------------
 // `retries`: every argument is copied for each attempt.

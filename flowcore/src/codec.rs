@@ -17,6 +17,7 @@ use crate::outcome::Outcome;
 pub struct Codec<R> {
     encode: fn(&R) -> Option<String>,
     decode: fn(&str) -> Option<R>,
+    fingerprints: fn(&R, &mut dyn FnMut(u64)),
 }
 
 impl<R> Clone for Codec<R> {
@@ -37,7 +38,17 @@ impl<R> Codec<R> {
         Codec {
             encode: |out| K::value(out).and_then(|v| serde_json::to_string(v).ok()),
             decode: |json| serde_json::from_str(json).ok().map(K::from_value),
+            fingerprints: |out, each| {
+                if let Some(value) = K::value(out) {
+                    crate::fingerprint::fingerprints(value, each);
+                }
+            },
         }
+    }
+
+    /// The fingerprints of a successful output's value (see [`crate::fingerprint`]).
+    pub(crate) fn fingerprints(&self, out: &R, each: &mut dyn FnMut(u64)) {
+        (self.fingerprints)(out, each)
     }
 
     /// The output as JSON; `None` for a failure or a value that will not serialize.
@@ -104,22 +115,47 @@ impl<T: ?Sized> ArgProbe<T> {
 #[doc(hidden)]
 pub trait Recordable<T: ?Sized> {
     fn json(&self, arg: &T) -> Option<serde_json::Value>;
+
+    /// The argument as a value whose producer can be looked up (see [`crate::fingerprint`]).
+    fn trace<'a>(&self, arg: &'a T) -> Option<&'a dyn TraceArg>;
 }
 
-impl<T: Serialize + ?Sized> Recordable<T> for &ArgProbe<T> {
+impl<T: Serialize> Recordable<T> for &ArgProbe<T> {
     fn json(&self, arg: &T) -> Option<serde_json::Value> {
         serde_json::to_value(arg).ok()
+    }
+
+    fn trace<'a>(&self, arg: &'a T) -> Option<&'a dyn TraceArg> {
+        Some(arg)
     }
 }
 
 #[doc(hidden)]
 pub trait NotRecordable<T: ?Sized> {
     fn json(&self, arg: &T) -> Option<serde_json::Value>;
+
+    fn trace<'a>(&self, arg: &'a T) -> Option<&'a dyn TraceArg>;
 }
 
 impl<T: ?Sized> NotRecordable<T> for ArgProbe<T> {
     fn json(&self, _: &T) -> Option<serde_json::Value> {
         None
+    }
+
+    fn trace<'a>(&self, _: &'a T) -> Option<&'a dyn TraceArg> {
+        None
+    }
+}
+
+/// A task argument that serializes, so its fingerprints can be taken.
+#[doc(hidden)]
+pub trait TraceArg {
+    fn fingerprints(&self, each: &mut dyn FnMut(u64));
+}
+
+impl<T: Serialize> TraceArg for T {
+    fn fingerprints(&self, each: &mut dyn FnMut(u64)) {
+        crate::fingerprint::fingerprints(self, each);
     }
 }
 

@@ -7,13 +7,16 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use dashmap::DashMap;
+use futures_util::task::AtomicWaker;
 use tokio::task::futures::TaskLocalFuture;
 use uuid::Uuid;
 
-use crate::record::{FlowRunRecord, TaskRunRecord};
+use crate::fingerprint::BuildPreHashed;
+use crate::record::{EdgeKind, FlowRunRecord, TaskRunRecord, Upstream};
 use crate::store::PriorRun;
 
 tokio::task_local! {
@@ -32,6 +35,15 @@ pub struct FlowContext {
     /// For a resumed run: what the earlier attempt did at each call position.
     prior: BTreeMap<u32, PriorRun>,
     finished: Mutex<Finished>,
+    /// Which task run produced each value seen so far, by fingerprint: made on the first
+    /// output worth tracking, so a flow with none pays nothing.
+    produced: OnceLock<DashMap<u64, Uuid, BuildPreHashed>>,
+    /// Whether `produced` holds anything: until then, arguments are not even fingerprinted.
+    tracking: AtomicBool,
+    /// Task runs submitted in this flow run and not finished yet: the flow run waits for them.
+    submitted: AtomicUsize,
+    /// Woken when the last of those finishes: only the flow run itself waits.
+    submitted_done: AtomicWaker,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +60,89 @@ impl FlowContext {
             calls: AtomicU32::new(0),
             prior,
             finished: Mutex::new(Finished::default()),
+            produced: OnceLock::new(),
+            tracking: AtomicBool::new(false),
+            submitted: AtomicUsize::new(0),
+            submitted_done: AtomicWaker::new(),
+        }
+    }
+
+    /// Notes that task run `id` produced the values of these fingerprints; a later producer of
+    /// an equal value takes its place.
+    pub(crate) fn produced(&self, id: Uuid, fingerprints: impl FnOnce(&mut dyn FnMut(u64))) {
+        let produced = self.produced.get_or_init(DashMap::default);
+        let mut any = false;
+        fingerprints(&mut |f| {
+            produced.insert(f, id);
+            any = true;
+        });
+        if any && !self.tracking.load(Ordering::Relaxed) {
+            self.tracking.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds to `upstream` a data edge from each task run that produced one of these
+    /// fingerprints, once each.
+    pub(crate) fn producers_of(
+        &self,
+        fingerprints: impl FnOnce(&mut dyn FnMut(u64)),
+        upstream: &mut Vec<Upstream>,
+    ) {
+        if !self.tracking.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(produced) = self.produced.get() else {
+            return;
+        };
+        fingerprints(&mut |f| {
+            if let Some(id) = produced.get(&f).map(|id| *id) {
+                upstream.push(Upstream {
+                    id,
+                    kind: EdgeKind::Data,
+                    allow_failure: false,
+                });
+            }
+        });
+        // Once each, in the order first seen. A fan-in can bring thousands: past a few, a set.
+        match upstream.len() {
+            0 | 1 => {}
+            2..=8 => {
+                let mut kept: Vec<Upstream> = Vec::with_capacity(upstream.len());
+                for u in upstream.drain(..) {
+                    if !kept.iter().any(|k| k.id == u.id) {
+                        kept.push(u);
+                    }
+                }
+                *upstream = kept;
+            }
+            n => {
+                let mut seen = std::collections::HashSet::with_capacity(n);
+                upstream.retain(|u| seen.insert(u.id));
+            }
+        }
+    }
+
+    /// Whether any output of this flow run is tracked yet.
+    pub(crate) fn tracking(&self) -> bool {
+        self.tracking.load(Ordering::Relaxed)
+    }
+
+    /// A task run was submitted in this flow run; [`Submitted`] ends it.
+    pub(crate) fn submitted(self: &Arc<Self>) -> Submitted {
+        self.submitted.fetch_add(1, Ordering::AcqRel);
+        Submitted(Arc::clone(self))
+    }
+
+    /// Ready once every task run submitted in this flow run has finished.
+    pub(crate) fn poll_submitted(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.submitted.load(Ordering::Acquire) == 0 {
+            return std::task::Poll::Ready(());
+        }
+        self.submitted_done.register(cx.waker());
+        if self.submitted.load(Ordering::Acquire) == 0 {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
         }
     }
 
@@ -91,6 +186,17 @@ impl FlowContext {
             std::mem::take(&mut finished.task_runs),
             std::mem::take(&mut finished.subflow_runs),
         )
+    }
+}
+
+/// A submitted task run that has not finished; dropped when it has (or was cancelled).
+pub(crate) struct Submitted(Arc<FlowContext>);
+
+impl Drop for Submitted {
+    fn drop(&mut self) {
+        if self.0.submitted.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.submitted_done.wake();
+        }
     }
 }
 

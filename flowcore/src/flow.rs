@@ -304,10 +304,39 @@ struct InFlow<A> {
 
 impl<A: Attempts> Attempts for InFlow<A> {
     type Output = A::Output;
-    type Future = TaskLocalFuture<Arc<FlowContext>, A::Future>;
+    type Future = AndSubmitted<A::Future>;
 
     fn attempt(&mut self, last: bool) -> Self::Future {
-        self.context.scope(self.inner.attempt(last))
+        AndSubmitted {
+            context: Arc::clone(&self.context),
+            body: self.context.scope(self.inner.attempt(last)),
+            output: None,
+        }
+    }
+}
+
+pin_project! {
+    /// An attempt of a flow's body, which ends once the task runs it submitted have ended
+    /// too, so that they are in the flow run's record and its final state follows theirs.
+    struct AndSubmitted<F: Future> {
+        context: Arc<FlowContext>,
+        #[pin]
+        body: TaskLocalFuture<Arc<FlowContext>, F>,
+        output: Option<F::Output>,
+    }
+}
+
+impl<F: Future> Future for AndSubmitted<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        if this.output.is_none() {
+            let out = std::task::ready!(this.body.as_mut().poll(cx));
+            *this.output = Some(out);
+        }
+        std::task::ready!(this.context.poll_submitted(cx));
+        Poll::Ready(this.output.take().expect("an attempt ends once"))
     }
 }
 

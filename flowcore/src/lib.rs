@@ -45,9 +45,13 @@ mod clock;
 mod codec;
 mod context;
 mod error;
+mod fingerprint;
 mod flow;
+pub mod graph;
 mod hooks;
+pub mod limits;
 pub mod logging;
+mod map;
 mod names;
 mod outcome;
 mod panic;
@@ -56,8 +60,10 @@ mod resume;
 mod retry;
 mod state;
 pub mod store;
+mod submit;
 pub mod summary;
 mod task;
+mod upstream;
 
 pub use flowmacros::{flow, task};
 pub use uuid::Uuid;
@@ -69,20 +75,24 @@ pub use error::TimeoutError;
 pub use flow::{FlowBody, FlowCall};
 pub use hooks::{Hook, RunInfo, RunKind, StateHook};
 pub use logging::init_logging;
+pub use map::{Map, MapFuture, map};
 pub use names::TaskRunName;
 pub use outcome::TaskError;
-pub use record::{CacheStatus, FlowRunRecord, History, TaskRunRecord};
+pub use record::{CacheStatus, EdgeKind, FlowRunRecord, History, TaskRunRecord, Upstream};
 pub use resume::resume;
 pub use retry::RetryPolicy;
 pub use state::{State, StateKind};
 pub use store::{Store, StoreError};
+pub use submit::TaskHandle;
 pub use summary::Summary;
 pub use task::{TaskBody, TaskCall};
+pub use upstream::{AllowFailure, Skippable, UpstreamFailed, WaitFor, allow_failure};
 
 /// The names most flows need: `use flowcore::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        FlowRunRecord, RunInfo, State, StateKind, TaskRunRecord, TimeoutError, flow, task,
+        FlowRunRecord, RunInfo, State, StateKind, TaskRunRecord, TimeoutError, UpstreamFailed,
+        allow_failure, flow, map, task,
     };
 }
 

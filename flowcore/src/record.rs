@@ -148,6 +148,36 @@ pub struct TaskRunRecord {
     /// Whether the result came from the cache.
     #[serde(default)]
     pub cache: CacheStatus,
+    /// The task runs this one depended on: those whose output it was given (data), and those
+    /// it was told to wait for (`wait_for`). See [`Upstream`].
+    #[serde(default)]
+    pub upstream: Vec<Upstream>,
+    /// For a task run started by [`map`](crate::map): its input's position.
+    #[serde(default)]
+    pub map_index: Option<u32>,
+}
+
+/// An edge of the task graph: a task run that another one depended on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Upstream {
+    /// The upstream task run's id.
+    pub id: Uuid,
+    /// Why the downstream run depended on it.
+    pub kind: EdgeKind,
+    /// For a `wait_for` edge: whether the downstream ran even if the upstream failed
+    /// ([`allow_failure`](crate::allow_failure)).
+    #[serde(default)]
+    pub allow_failure: bool,
+}
+
+/// Why one task run depended on another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeKind {
+    /// An argument of the downstream run was the upstream's output, or an element of it.
+    Data,
+    /// The downstream run was told to wait for the upstream (`.wait_for(…)`).
+    WaitFor,
 }
 
 impl TaskRunRecord {
@@ -187,6 +217,8 @@ impl Serialize for TaskRunRecord {
             state: StateKind,
             attempts: u32,
             cache: CacheStatus,
+            upstream: &'a [Upstream],
+            map_index: Option<u32>,
             duration_secs: Option<f64>,
             error: Option<&'a str>,
             history: &'a History,
@@ -200,6 +232,8 @@ impl Serialize for TaskRunRecord {
             state: self.state().kind,
             attempts: self.attempts,
             cache: self.cache,
+            upstream: &self.upstream,
+            map_index: self.map_index,
             duration_secs: self.duration().map(|d| d.as_secs_f64()),
             error: self.error(),
             history: &self.history,

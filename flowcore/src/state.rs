@@ -10,7 +10,7 @@ use crate::clock::Timestamp;
 ///
 /// A task run starts `Pending`, is `Running` during each attempt and `Retrying` while it waits
 /// before the next one, and ends in exactly one final state: `Completed`, `Cached`, `Failed`,
-/// `TimedOut`, `Cancelled` or `Crashed`.
+/// `TimedOut`, `Cancelled`, `Crashed` or `Skipped`.
 ///
 /// ```
 /// use flowcore::StateKind;
@@ -41,11 +41,13 @@ pub enum StateKind {
     Cancelled,
     /// The process running it died; set by the run store, never by a live process.
     Crashed,
+    /// Not run, because a task run it waited for did not complete ("upstream failed: NAME").
+    Skipped,
 }
 
 impl StateKind {
     /// Every state, in the order a run can pass through them.
-    pub const ALL: [StateKind; 9] = [
+    pub const ALL: [StateKind; 10] = [
         StateKind::Pending,
         StateKind::Running,
         StateKind::Retrying,
@@ -55,6 +57,7 @@ impl StateKind {
         StateKind::TimedOut,
         StateKind::Cancelled,
         StateKind::Crashed,
+        StateKind::Skipped,
     ];
 
     /// The state's name, as shown in logs and summaries.
@@ -69,6 +72,7 @@ impl StateKind {
             StateKind::TimedOut => "TimedOut",
             StateKind::Cancelled => "Cancelled",
             StateKind::Crashed => "Crashed",
+            StateKind::Skipped => "Skipped",
         }
     }
 

@@ -3,7 +3,9 @@
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
-use crate::record::FlowRunRecord;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::record::{CacheStatus, FlowRunRecord, TaskRunRecord};
 use crate::state::StateKind;
 
 /// Rows shown before the table is cut short; the record keeps every run.
@@ -68,38 +70,29 @@ impl fmt::Display for Summary<'_> {
         let header = [
             "Task run", "State", "Attempts", "Duration", "Cache", "Error",
         ];
-        let rows: Vec<[String; 6]> = run
-            .task_runs
-            .iter()
-            .take(MAX_ROWS)
-            .map(|r| {
-                [
-                    r.name().to_string(),
-                    r.state().kind.to_string(),
-                    r.attempts.to_string(),
-                    r.duration().map(format_duration).unwrap_or_default(),
-                    r.cache.as_str().to_owned(),
-                    r.error().unwrap_or_default().to_owned(),
-                ]
-            })
-            .collect();
+        let rows = rows(run);
         if !rows.is_empty() {
             // The Cache and Error columns only when some run has something to show in them.
             let shown: Vec<usize> = (0..header.len())
-                .filter(|&c| c < 4 || rows.iter().any(|row| !row[c].is_empty()))
+                .filter(|&c| c < 4 || rows.iter().any(|(row, _)| !row[c].is_empty()))
                 .collect();
             let mut widths = header.map(str::len);
-            for row in &rows {
+            for (row, _) in &rows {
                 for (w, cell) in widths.iter_mut().zip(row) {
                     *w = (*w).max(cell.chars().count());
                 }
             }
             write_row(f, &widths, &header.map(str::to_owned), &shown)?;
-            for row in &rows {
+            for (row, _) in &rows {
                 write_row(f, &widths, row, &shown)?;
             }
-            if run.task_runs.len() > MAX_ROWS {
-                writeln!(f, "… and {} more task runs", run.task_runs.len() - MAX_ROWS)?;
+            let shown_runs: usize = rows.iter().map(|r| r.1).sum();
+            if run.task_runs.len() > shown_runs {
+                writeln!(
+                    f,
+                    "… and {} more task runs",
+                    run.task_runs.len() - shown_runs
+                )?;
             }
         }
         for sub in &run.subflow_runs {
@@ -126,6 +119,85 @@ impl fmt::Display for Summary<'_> {
             write!(f, "{n} task run{plural}: {counts} · total {total}")
         }
     }
+}
+
+/// The table's rows (at most [`MAX_ROWS`]), each with how many task runs it stands for. The
+/// runs of one task started by `map` are folded into one row, where the first of them was:
+/// `transform ×1000`, `998 Completed, 2 Failed`, their attempts in all, the longest duration,
+/// cache hits, and the first error.
+fn rows(run: &FlowRunRecord) -> Vec<([String; 6], usize)> {
+    let mut rows: Vec<([String; 6], usize)> = Vec::new();
+    // For each mapped task, its row's index.
+    let mut folded: HashMap<&str, usize> = HashMap::new();
+    let mut members: Vec<Vec<&TaskRunRecord>> = Vec::new();
+    for r in &run.task_runs {
+        if r.map_index.is_some() {
+            if let Some(&i) = folded.get(&*r.task) {
+                members[i].push(r);
+                continue;
+            }
+            if rows.len() < MAX_ROWS {
+                folded.insert(&r.task, rows.len());
+                members.push(vec![r]);
+                rows.push((Default::default(), 0));
+            }
+            continue;
+        }
+        if rows.len() < MAX_ROWS {
+            members.push(vec![r]);
+            rows.push((Default::default(), 0));
+        }
+    }
+    for ((row, count), runs) in rows.iter_mut().zip(&members) {
+        *count = runs.len();
+        *row = match runs.as_slice() {
+            [r] if r.map_index.is_none() => [
+                r.name().to_string(),
+                r.state().kind.to_string(),
+                r.attempts.to_string(),
+                r.duration().map(format_duration).unwrap_or_default(),
+                r.cache.as_str().to_owned(),
+                r.error().unwrap_or_default().to_owned(),
+            ],
+            runs => fold(runs),
+        };
+    }
+    rows
+}
+
+fn fold(runs: &[&TaskRunRecord]) -> [String; 6] {
+    let mut states: BTreeMap<StateKind, usize> = BTreeMap::new();
+    let mut hits = 0;
+    for r in runs {
+        *states.entry(r.state().kind).or_default() += 1;
+        hits += usize::from(r.cache == CacheStatus::Hit);
+    }
+    let states: Vec<String> = states.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let mut errors = runs.iter().filter_map(|r| r.error());
+    let error = match (errors.next(), errors.count()) {
+        (Some(first), 0) => first.to_owned(),
+        (Some(first), more) => format!("{first} (and {more} more)"),
+        (None, _) => String::new(),
+    };
+    [
+        format!("{} ×{}", runs[0].task, runs.len()),
+        states.join(", "),
+        runs.iter()
+            .map(|r| u64::from(r.attempts))
+            .sum::<u64>()
+            .to_string(),
+        runs.iter()
+            .filter_map(|r| r.duration())
+            .max()
+            .map(format_duration)
+            .unwrap_or_default(),
+        if hits > 0 {
+            format!("{hits} hit")
+        } else {
+            String::new()
+        },
+        error,
+    ]
 }
 
 /// The `shown` columns; numbers right-aligned, text left-aligned, two spaces between.

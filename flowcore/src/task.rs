@@ -17,12 +17,15 @@ use crate::clock::Timestamp;
 use crate::codec::Codec;
 use crate::context::FlowContext;
 use crate::hooks::{Hooks, RunInfo, RunKind};
-use crate::names::{TaskRunName, new_run_id_at};
+use crate::limits;
+use crate::names::{TaskRunName, new_run_id, new_run_id_at};
 use crate::outcome::Outcome;
-use crate::record::{CacheStatus, History, TaskRunRecord};
+use crate::record::{CacheStatus, EdgeKind, History, TaskRunRecord, Upstream};
 use crate::retry::RetryPolicy;
 use crate::state::{State, StateKind};
 use crate::store::{CallPosition, Event, Store};
+use crate::submit::TaskHandle;
+use crate::upstream::{RunSlot, Skippable, UpstreamFailed, WaitFor, Waiting};
 
 /// A task's settings from `#[task(...)]`, fixed at compile time.
 #[doc(hidden)]
@@ -37,9 +40,77 @@ pub struct TaskSpec {
 
 /// The future of a task run, as `#[task]` builds it; its `Output` is the task function's
 /// declared return type.
-pub trait TaskBody: RunFuture<Record = TaskRunRecord> {}
+pub trait TaskBody: RunFuture<Record = TaskRunRecord> {
+    /// How the call was set up after it was made, before it runs.
+    #[doc(hidden)]
+    fn options(&mut self) -> &mut CallOptions<Self::Output>;
 
-impl<B: RunFuture<Record = TaskRunRecord>> TaskBody for B {}
+    #[doc(hidden)]
+    fn task_name(&self) -> &'static str;
+}
+
+/// What a task call is told between the call and its first poll: `.wait_for(…)`,
+/// `.submit()`, and its position in a `map`.
+#[doc(hidden)]
+pub struct CallOptions<R> {
+    /// Data edges, found when the task was called.
+    upstream: Vec<Upstream>,
+    waits: Vec<Waiting>,
+    /// The output of a skipped run; set with the first wait.
+    skip: Option<fn(UpstreamFailed) -> R>,
+    /// For a submitted run: its id, and how it tells its handle (and waiters) it has ended.
+    slot: Option<Arc<RunSlot>>,
+    map_index: Option<u32>,
+}
+
+pin_project! {
+    /// A task call that has not started yet, then the run. The run's future is made at the
+    /// first poll, with the options set on the call by then.
+    #[doc(hidden)]
+    pub struct TaskStart<S, F, R> {
+        spec: &'static TaskSpec,
+        start: Option<(S, CallOptions<R>)>,
+        #[pin]
+        running: Option<F>,
+    }
+}
+
+impl<S, F, R> Future for TaskStart<S, F, R>
+where
+    S: FnOnce(CallOptions<R>) -> F,
+    F: Future<Output = Finished<R, TaskRunRecord>>,
+{
+    type Output = Finished<R, TaskRunRecord>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some((start, options)) = this.start.take() {
+            this.running.set(Some(start(options)));
+        }
+        this.running
+            .as_pin_mut()
+            .expect("a task call is not polled after it finished")
+            .poll(cx)
+    }
+}
+
+impl<S, F, R> TaskBody for TaskStart<S, F, R>
+where
+    S: FnOnce(CallOptions<R>) -> F,
+    F: Future<Output = Finished<R, TaskRunRecord>>,
+{
+    fn options(&mut self) -> &mut CallOptions<R> {
+        &mut self
+            .start
+            .as_mut()
+            .expect("options are set before the call is polled")
+            .1
+    }
+
+    fn task_name(&self) -> &'static str {
+        self.spec.name
+    }
+}
 
 pin_project! {
     /// A call of a `#[task]` function. Await it to run the task and get exactly the function's
@@ -82,6 +153,105 @@ impl<B: TaskBody> TaskCall<B> {
     pub fn with_run(self) -> WithRun<B> {
         WithRun::new(self.body)
     }
+
+    /// Makes this task run wait until `upstream` has ended, although no value passes between
+    /// them, like Prefect's `wait_for=[…]`. If the upstream did not complete (Failed,
+    /// TimedOut, Cancelled, Crashed or Skipped), this run does not run: it is recorded as
+    /// `Skipped` with the message "upstream failed: NAME", and returns
+    /// `Err(UpstreamFailed.into())`, unless the upstream is wrapped in
+    /// [`allow_failure`](crate::allow_failure). Call it again to wait for several.
+    ///
+    /// The task must return a `Result` whose error converts from [`UpstreamFailed`]
+    /// (`anyhow::Error`, `String`, boxed errors do): a skipped run has no output otherwise.
+    ///
+    /// ```
+    /// use flowcore::{flow, task, StateKind};
+    ///
+    /// #[task]
+    /// async fn create_table() -> Result<(), String> {
+    ///     Err("disk full".into())
+    /// }
+    ///
+    /// #[task]
+    /// async fn load(rows: Vec<String>) -> Result<usize, String> {
+    ///     Ok(rows.len())
+    /// }
+    ///
+    /// #[flow]
+    /// async fn etl() -> Result<usize, String> {
+    ///     let table = create_table().submit();
+    ///     load(vec!["a".into()]).wait_for(&table).await
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # flowcore::Store::memory().install().unwrap();
+    /// let (out, run) = etl().with_run().await;
+    /// let load = run.task_runs_of("load").next().unwrap();
+    /// assert_eq!(load.state().kind, StateKind::Skipped);
+    /// assert!(out.unwrap_err().starts_with("upstream failed: create_table-"));
+    /// # }
+    /// ```
+    pub fn wait_for<U: WaitFor>(mut self, upstream: U) -> Self
+    where
+        B::Output: Skippable,
+    {
+        let options = self.body.options();
+        options.waits.push(upstream.upstream());
+        options.skip = Some(<B::Output as Skippable>::skipped);
+        self
+    }
+
+    /// Starts the task run now, on the tokio runtime, and returns a handle to await its
+    /// output later (Prefect's `task.submit()`). The run belongs to the flow run it was
+    /// called in, which waits for it before finishing even if the handle is dropped.
+    ///
+    /// ```
+    /// use flowcore::{flow, task};
+    ///
+    /// #[task]
+    /// async fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// #[flow]
+    /// async fn squares() -> u64 {
+    ///     let a = square(3).submit();
+    ///     let b = square(4).submit();
+    ///     a.await + b.await
+    /// }
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// # flowcore::Store::memory().install().unwrap();
+    /// assert_eq!(squares().await, 25);
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as `tokio::spawn` does.
+    pub fn submit(mut self) -> TaskHandle<B::Output>
+    where
+        B: Send + 'static,
+        B::Output: Send + 'static,
+    {
+        let slot = Arc::new(RunSlot::new(new_run_id(), self.body.task_name()));
+        self.body.options().slot = Some(Arc::clone(&slot));
+        let submitted = FlowContext::current().map(|flow| flow.submitted());
+        let join = crate::context::spawn(async move {
+            let out = self.await;
+            drop(submitted);
+            out
+        });
+        TaskHandle::new(join, slot)
+    }
+
+    /// Marks the call as element `index` of a `map`.
+    pub(crate) fn map_index(mut self, index: u32) -> Self {
+        self.body.options().map_index = Some(index);
+        self
+    }
 }
 
 impl<B: TaskBody> Future for TaskCall<B> {
@@ -92,8 +262,9 @@ impl<B: TaskBody> Future for TaskCall<B> {
     }
 }
 
-/// Starts a task call: what a `#[task]` function's body calls. The flow run it belongs to and
-/// the Pending time are read now, at the call; the run begins at the first poll.
+/// Starts a task call: what a `#[task]` function's body calls, with the data edges found from
+/// its arguments ([`upstream_of`](crate::__private::upstream_of)). The flow run it belongs to
+/// and the Pending time are read now, at the call; the run begins at the first poll.
 #[doc(hidden)]
 pub fn run_task<K, R, A>(
     spec: &'static TaskSpec,
@@ -101,7 +272,8 @@ pub fn run_task<K, R, A>(
     behaviour: Behaviour<R, K::Error>,
     cache: Option<Cache<R>>,
     codec: Option<Codec<R>>,
-) -> impl Future<Output = Finished<R, TaskRunRecord>>
+    upstream: Vec<Upstream>,
+) -> impl TaskBody<Output = R>
 where
     K: Outcome<R>,
     A: Attempts<Output = R>,
@@ -109,19 +281,31 @@ where
     let flow = FlowContext::current();
     let call_seq = flow.as_ref().map(|f| f.next_call());
     let called_at = Timestamp::now();
-    async move {
+    let options = CallOptions {
+        upstream,
+        waits: Vec::new(),
+        skip: None,
+        slot: None,
+        map_index: None,
+    };
+    let start = move |options: CallOptions<R>| async move {
         let store = Store::current();
         store.throttle().await;
-        let run = LiveTaskRun::new(spec, store, flow, call_seq, called_at);
+        let (run, waits, skip) = LiveTaskRun::new(spec, store, flow, call_seq, called_at, options);
         let span = tracing::info_span!(
             target: "flowcore",
             "task_run",
             run = %run.record().name(),
             id = %run.record().id,
         );
-        drive::<K, R, A>(run, attempts, behaviour, cache, codec)
+        drive::<K, R, A>(run, attempts, behaviour, cache, codec, waits, skip)
             .instrument(span)
             .await
+    };
+    TaskStart {
+        spec,
+        start: Some((start, options)),
+        running: None,
     }
 }
 
@@ -131,6 +315,8 @@ async fn drive<K, R, A>(
     behaviour: Behaviour<R, K::Error>,
     cache: Option<Cache<R>>,
     codec: Option<Codec<R>>,
+    waits: Vec<Waiting>,
+    skip: Option<fn(UpstreamFailed) -> R>,
 ) -> Finished<R, TaskRunRecord>
 where
     K: Outcome<R>,
@@ -143,12 +329,21 @@ where
         run.record().name(),
         spec.name
     );
+    if let Some(skip) = skip {
+        for wait in &waits {
+            if let Err(reason) = wait.wait().await {
+                run.transition(StateKind::Skipped, Some(reason.to_string()));
+                return run.finish(skip(reason)).await;
+            }
+        }
+    }
     if let Some((out, earlier)) = run.resumed_output(codec.as_ref()) {
         // Kept again, so that a later resume of this flow run reuses it once more.
         run.keep_output(codec.as_ref(), &out);
         run.record_mut().cache = CacheStatus::Resumed;
         let message = format!("output reused from task run '{earlier}' of the resumed flow run");
         run.transition(StateKind::Cached, Some(message));
+        run.track_output(codec.as_ref(), &out);
         return run.finish(out).await;
     }
     if let Some(cache) = &cache {
@@ -158,6 +353,7 @@ where
             run.keep_output(codec.as_ref(), &out);
             run.record_mut().cache = CacheStatus::Hit;
             run.transition(StateKind::Cached, Some("cache hit".to_owned()));
+            run.track_output(codec.as_ref(), &out);
             return run.finish(out).await;
         }
         run.record_mut().cache = if spec.refresh_cache {
@@ -166,13 +362,18 @@ where
             CacheStatus::Miss
         };
     }
-    match attempt_loop::<K, R, A>(&mut run, &spec.retry, &mut attempts, &behaviour).await {
+    // Held until the run ends, retries and their delays included.
+    let permits = limits::acquire(spec.tags).await;
+    let ending = attempt_loop::<K, R, A>(&mut run, &spec.retry, &mut attempts, &behaviour).await;
+    drop(permits);
+    match ending {
         Ending::Output(out) => {
             if run.history().current().kind == StateKind::Completed {
                 if let Some(cache) = &cache {
                     cache.store(run.store, &out).await;
                 }
                 run.keep_output(codec.as_ref(), &out);
+                run.track_output(codec.as_ref(), &out);
             }
             run.finish(out).await
         }
@@ -189,26 +390,56 @@ struct LiveTaskRun {
     store: &'static Store,
     flow: Option<Arc<FlowContext>>,
     call_seq: Option<u32>,
+    /// For a submitted run: where its end is announced.
+    slot: Option<Arc<RunSlot>>,
     /// Taken when the run finishes.
     record: Option<TaskRunRecord>,
 }
 
 impl LiveTaskRun {
-    fn new(
+    /// The run, with what it waits for and what it returns if skipped.
+    #[allow(clippy::type_complexity)]
+    fn new<R>(
         spec: &'static TaskSpec,
         store: &'static Store,
         flow: Option<Arc<FlowContext>>,
         call_seq: Option<u32>,
         called_at: Timestamp,
-    ) -> Self {
+        options: CallOptions<R>,
+    ) -> (Self, Vec<Waiting>, Option<fn(UpstreamFailed) -> R>) {
+        let CallOptions {
+            mut upstream,
+            waits,
+            skip,
+            slot,
+            map_index,
+        } = options;
+        for wait in &waits {
+            if let Some(edge) = upstream.iter_mut().find(|u| u.id == wait.id) {
+                // Waited for and given its output: the wait is what can skip the run.
+                edge.kind = EdgeKind::WaitFor;
+                edge.allow_failure |= wait.allow_failure;
+            } else {
+                upstream.push(Upstream {
+                    id: wait.id,
+                    kind: EdgeKind::WaitFor,
+                    allow_failure: wait.allow_failure,
+                });
+            }
+        }
+        let id = slot
+            .as_ref()
+            .map_or_else(|| new_run_id_at(called_at), |s| s.id);
         let record = TaskRunRecord {
-            id: new_run_id_at(called_at),
+            id,
             task: Cow::Borrowed(spec.name),
             flow_run_id: flow.as_ref().map(|f| f.id),
             tags: Cow::Borrowed(spec.tags),
             history: History::starting_at(called_at),
             attempts: 0,
             cache: CacheStatus::Off,
+            upstream,
+            map_index,
         };
         store.send(Event::TaskRunCreated {
             id: record.id,
@@ -217,13 +448,25 @@ impl LiveTaskRun {
             tags: record.tags.clone(),
             call_seq,
             state: record.history.current().clone(),
+            upstream: record.upstream.clone(),
+            map_index: record.map_index,
         });
-        LiveTaskRun {
+        let run = LiveTaskRun {
             spec,
             store,
             flow,
             call_seq,
+            slot,
             record: Some(record),
+        };
+        (run, waits, skip)
+    }
+
+    /// Inside a flow, notes this run as the producer of its output's value, so that task
+    /// calls given that value depend on it.
+    fn track_output<R>(&self, codec: Option<&Codec<R>>, out: &R) {
+        if let (Some(flow), Some(codec)) = (&self.flow, codec) {
+            flow.produced(self.record().id, |each| codec.fingerprints(out, each));
         }
     }
 
@@ -288,9 +531,13 @@ impl LiveTaskRun {
         {
             tracing::error!(target: "flowcore", "The task run's final state was not recorded: {e}");
         }
+        let record = self.record.take().expect("a run finishes once");
+        if let Some(slot) = &self.slot {
+            slot.end(record.state().kind);
+        }
         Finished {
             output,
-            record: self.record.take().expect("a run finishes once"),
+            record,
             parent: self.flow.take(),
         }
     }
@@ -298,6 +545,9 @@ impl LiveTaskRun {
     /// The run ended by a panic or by being dropped: no call will hand the record on.
     fn abandon(&mut self) {
         let record = self.record.take().expect("a run finishes once");
+        if let Some(slot) = &self.slot {
+            slot.end(record.state().kind);
+        }
         if let Some(flow) = &self.flow {
             flow.add_task_run(record);
         }

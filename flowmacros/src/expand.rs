@@ -8,9 +8,10 @@
 //! {
 //!     async fn extract(url: &str) -> Result<Vec<Row>, Error> { … }   // the user's function
 //!     static SPEC: TaskSpec = TaskSpec { name: "extract", retry: …, hooks: … };
-//!     ::flowcore::TaskCall::new(&SPEC, move |call| {
-//!         run_task::<Fallible, _, _>(call, Once::new((url,), |(url,)| extract(url)), behaviour, cache)
-//!     })
+//!     let upstream = upstream_of(&[probe(&url)]);   // which task runs produced `url`
+//!     ::flowcore::TaskCall::new(run_task::<Fallible, _, _>(
+//!         &SPEC, Once::new((url,), |(url,)| extract(url)), behaviour, cache, codec, upstream,
+//!     ))
 //! }
 //! ```
 //!
@@ -80,6 +81,11 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
             let refresh = args.refresh_cache.as_ref().is_some_and(|r| r.value);
             let tags = args.tags.iter();
             let cache = cache(&args, &function, cache_kind, *call_span);
+            let upstream_var = Ident::new("upstream", Span::mixed_site());
+            let traced = fn_args.iter().map(|a| {
+                let (name, ty) = (&a.name, &a.ty);
+                quote!((&&::flowcore::__private::ArgProbe::<#ty>::new()).trace(&#name))
+            });
             (
                 quote_spanned!(*call_span=> ::flowcore::TaskCall),
                 quote_spanned!(*call_span=> ::flowcore::TaskBody),
@@ -88,13 +94,19 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                     refresh_cache: #refresh,
                     tags: &[#(::flowcore::__private::Cow::Borrowed(#tags)),*],
                 },
-                // `cache_key = |a| …` is called where it is written.
+                // `cache_key = |a| …` is called where it is written. The data edges are
+                // found from the arguments before the attempts take them.
                 quote! {
                     #[allow(clippy::redundant_closure_call)]
                     let #cache_var = #cache;
+                    let #upstream_var = {
+                        #[allow(unused_imports)]
+                        use ::flowcore::__private::{NotRecordable as _, Recordable as _};
+                        ::flowcore::__private::upstream_of(&[#(#traced),*])
+                    };
                 },
                 quote_spanned! {*call_span=>
-                    ::flowcore::__private::run_task::<#kind, #output, _>(&#spec, #attempts, #behaviour, #cache_var, #codec)
+                    ::flowcore::__private::run_task::<#kind, #output, _>(&#spec, #attempts, #behaviour, #cache_var, #codec, #upstream_var)
                 },
             )
         }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::clock::Timestamp;
 use crate::hooks::RunKind;
-use crate::record::CacheStatus;
+use crate::record::{CacheStatus, Upstream};
 use crate::state::{State, StateKind};
 use crate::store::StoreError;
 
@@ -34,6 +34,8 @@ pub(crate) enum Event {
         tags: Cow<'static, [Cow<'static, str>]>,
         call_seq: Option<u32>,
         state: State,
+        upstream: Vec<Upstream>,
+        map_index: Option<u32>,
     },
     /// A run entered a new state; `seq` is its position in the run's history.
     Transition {
@@ -112,6 +114,8 @@ pub(crate) struct TaskRow {
     pub created_at: Timestamp,
     pub call_seq: Option<u32>,
     pub output: Option<String>,
+    pub upstream: Vec<Upstream>,
+    pub map_index: Option<u32>,
 }
 
 /// How a transition changes a run's row: its current state and the derived columns.

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::clock::Timestamp;
 use crate::hooks::RunKind;
-use crate::record::CacheStatus;
+use crate::record::{CacheStatus, Upstream};
 use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::backend::Backend;
@@ -104,6 +104,8 @@ struct MemTask {
     cache: CacheStatus,
     output: Option<String>,
     states: Vec<State>,
+    upstream: Vec<Upstream>,
+    map_index: Option<u32>,
 }
 
 struct CachedValue {
@@ -175,6 +177,8 @@ impl MemFlow {
                     created_at,
                     call_seq: Some(task.call_seq),
                     output: task.output.clone(),
+                    upstream: task.upstream.clone(),
+                    map_index: task.map_index,
                 }
             })
             .collect()
@@ -232,6 +236,8 @@ impl MemoryBackend {
                 tags,
                 call_seq,
                 state,
+                upstream,
+                map_index,
             } => {
                 let (Some(flow_run_id), Some(call_seq)) = (flow_run_id, call_seq) else {
                     return; // outside any flow: not kept
@@ -254,6 +260,8 @@ impl MemoryBackend {
                     cache: CacheStatus::Off,
                     output: None,
                     states,
+                    upstream: upstream.clone(),
+                    map_index: *map_index,
                 });
             }
             Event::Transition {
@@ -585,6 +593,8 @@ mod tests {
                 tags: Cow::Borrowed(&[]),
                 call_seq: Some(call_seq),
                 state: state(StateKind::Pending),
+                upstream: Vec::new(),
+                map_index: None,
             });
             let position = CallPosition {
                 flow_run_id: id,

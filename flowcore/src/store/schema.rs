@@ -89,6 +89,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE flow_runs ADD COLUMN output TEXT;
     ALTER TABLE task_runs ADD COLUMN call_seq INTEGER;
     ALTER TABLE task_runs ADD COLUMN output TEXT;",
+    // 4: the task graph: each task run's upstream task runs (a JSON array of
+    // `{"id", "kind", "allow_failure"}`, NULL for none) and its position in a `map`.
+    "ALTER TABLE task_runs ADD COLUMN upstream TEXT;
+    ALTER TABLE task_runs ADD COLUMN map_index INTEGER;",
 ];
 
 /// The schema version this build writes.

@@ -279,8 +279,7 @@ fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
     })
 }
 
-const TASK_COLUMNS: &str =
-    "id, flow_run_id, task, tags, state, attempts, cache, created_at, call_seq, output";
+const TASK_COLUMNS: &str = "id, flow_run_id, task, tags, state, attempts, cache, created_at, call_seq, output, upstream, map_index";
 
 fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
     let tags: String = row.get(3)?;
@@ -296,6 +295,11 @@ fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
         created_at: ts(row, 7)?,
         call_seq: row.get(8)?,
         output: row.get(9)?,
+        upstream: row
+            .get::<_, Option<String>>(10)?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default(),
+        map_index: row.get(11)?,
     })
 }
 
@@ -503,6 +507,8 @@ struct NewRun<'a> {
     created_at: i64,
     update: RowUpdate,
     output: Option<&'a str>,
+    upstream: Option<String>,
+    map_index: Option<u32>,
 }
 
 /// One group commit. Each run's row is written once: inserted if the run began in this batch,
@@ -555,6 +561,8 @@ fn write_batch(
                         created_at: state.at.as_micros(),
                         update,
                         output: None,
+                        upstream: None,
+                        map_index: None,
                     });
                 }
             }
@@ -565,6 +573,8 @@ fn write_batch(
                 tags,
                 call_seq,
                 state,
+                upstream,
+                map_index,
             } => {
                 states.push((*id, 0, state));
                 new_index.insert(*id, new_runs.len());
@@ -580,6 +590,9 @@ fn write_batch(
                     created_at: state.at.as_micros(),
                     update: RowUpdate::from_state(state, 0, CacheStatus::Off),
                     output: None,
+                    upstream: (!upstream.is_empty())
+                        .then(|| serde_json::to_string(upstream).unwrap_or_default()),
+                    map_index: *map_index,
                 });
             }
             Event::Transition {
@@ -650,8 +663,8 @@ fn write_batch(
     insert_rows(
         tx,
         "INSERT INTO task_runs (id, flow_run_id, task, tags, state, attempts, cache, created_at,
-             started_at, ended_at, error, process_id, call_seq, output) VALUES ",
-        14,
+             started_at, ended_at, error, process_id, call_seq, output, upstream, map_index) VALUES ",
+        16,
         &tasks,
         |r, row| {
             let u = &r.update;
@@ -668,7 +681,9 @@ fn write_batch(
                 .bind(u.error.as_deref())?
                 .bind(process_id)?
                 .bind(r.call_seq)?
-                .bind(r.output)?;
+                .bind(r.output)?
+                .bind(r.upstream.as_deref())?
+                .bind(r.map_index)?;
             Ok(())
         },
     )?;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use flowcore::StateKind;
 
 /// Reads the flowcore run store: flow runs, their task runs, states and logs, and cached
@@ -42,6 +42,8 @@ pub enum RunsCommand {
     Show(RunArg),
     /// Prints a flow run's end-of-run summary, the table the flow logs when it finishes.
     Summary(RunArg),
+    /// Draws a flow run's task graph: Graphviz DOT, Mermaid, or SVG through Graphviz.
+    Graph(RunsGraph),
 }
 
 /// `flowcore runs ls`
@@ -52,7 +54,7 @@ pub struct RunsLs {
     pub flow: Option<String>,
 
     /// Only runs in this state: Pending, Running, Retrying, Completed, Cached, Failed,
-    /// TimedOut, Cancelled or Crashed (any case).
+    /// TimedOut, Cancelled, Crashed or Skipped (any case).
     #[arg(long, value_name = "STATE")]
     pub state: Option<StateKind>,
 
@@ -74,6 +76,33 @@ pub struct RunArg {
 
     #[command(flatten)]
     pub output: Output,
+}
+
+/// `flowcore runs graph`
+#[derive(Debug, Args)]
+pub struct RunsGraph {
+    /// The flow run's name (the newest run of that name) or id.
+    #[arg(value_name = "RUN")]
+    pub run: String,
+
+    /// What to draw it as.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+
+    /// Write the drawing to this file instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// The formats of `runs graph`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT text.
+    Dot,
+    /// A Mermaid flowchart, for Markdown.
+    Mermaid,
+    /// An SVG image, drawn by Graphviz's `dot`, which must be installed.
+    Svg,
 }
 
 /// `flowcore cache …`

@@ -4,6 +4,7 @@
 //! flowcore runs ls [--flow NAME] [--state STATE] [--limit N] [--json]
 //! flowcore runs show RUN [--json]
 //! flowcore runs summary RUN [--json]
+//! flowcore runs graph RUN [--format dot|mermaid|svg] [--output FILE]
 //! flowcore cache ls [--json]
 //! flowcore cache clear [TASK] [--json]
 //! flowcore store path [--json]
@@ -15,6 +16,7 @@
 mod args;
 mod cache;
 mod format;
+mod graph;
 mod open;
 mod runs;
 mod store;
@@ -76,6 +78,7 @@ fn run(cli: Cli, style: Style) -> Result<String, Failure> {
         Command::Runs(RunsCommand::Ls(args)) => runs::ls(&open::open(&path)?, &args, style),
         Command::Runs(RunsCommand::Show(args)) => runs::show(&open::open(&path)?, &args, style),
         Command::Runs(RunsCommand::Summary(args)) => runs::summary(&open::open(&path)?, &args),
+        Command::Runs(RunsCommand::Graph(args)) => graph::graph(&open::open(&path)?, &args),
         Command::Cache(CacheCommand::Ls(output)) => cache::ls(&open::open(&path)?, &output),
         Command::Cache(CacheCommand::Clear(args)) => cache::clear(&open::open(&path)?, &args),
         Command::Store(StoreCommand::Path(output)) => store::path(&path, &output),

@@ -156,8 +156,8 @@ fn summary_json(run: &FlowRunSummary) -> Result<Value, Failure> {
     Ok(value)
 }
 
-/// The flow run `run` names, whole.
-fn load(store: &Store, run: &str) -> Result<FlowRunRecord, Failure> {
+/// The flow run `run` names, whole: for `runs show`, `runs summary` and `runs graph`.
+pub fn load(store: &Store, run: &str) -> Result<FlowRunRecord, Failure> {
     let id = open::find_run(store, run)?;
     // Found a moment ago; gone only if another process removed it in between.
     store
