@@ -58,6 +58,7 @@ mod panic;
 mod record;
 mod resume;
 mod retry;
+pub mod schedule;
 mod state;
 pub mod store;
 mod submit;
