@@ -16,11 +16,28 @@ pub(crate) fn new_run_id() -> Uuid {
     new_run_id_at(Timestamp::wall_now())
 }
 
+thread_local! {
+    /// The random part of ids. Seeded from the OS's randomness (through `RandomState`), not
+    /// from fastrand's default seed of the clock and thread id: processes started at the same
+    /// instant on a coarse clock would otherwise draw the same ids, and several processes
+    /// share one store.
+    static ID_RNG: std::cell::RefCell<fastrand::Rng> = std::cell::RefCell::new(
+        fastrand::Rng::with_seed(os_seed()),
+    );
+}
+
+fn os_seed() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
 /// A fresh run id for a run created at `at`: a task run has its creation time already, and
 /// reading the clock again costs more than the rest of the id.
 pub(crate) fn new_run_id_at(at: Timestamp) -> Uuid {
     let millis = u64::try_from(at.as_micros() / 1000).unwrap_or(0);
-    let random = fastrand::u128(..).to_le_bytes();
+    let random = ID_RNG.with(|rng| rng.borrow_mut().u128(..)).to_le_bytes();
     let mut tail = [0u8; 10];
     tail.copy_from_slice(&random[..10]);
     uuid::Builder::from_unix_timestamp_millis(millis, &tail).into_uuid()
