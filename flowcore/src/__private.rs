@@ -39,9 +39,7 @@ pub use std::time::Duration;
 /// `flowcore::fingerprint`). Called before the arguments move into the run.
 pub fn upstream_of(args: &[Option<&dyn TraceArg>]) -> Vec<crate::record::Upstream> {
     let mut upstream = Vec::new();
-    if let Some(flow) = crate::context::FlowContext::current()
-        && flow.tracking()
-    {
+    crate::context::FlowContext::with_current(|flow| {
         flow.producers_of(
             |each| {
                 for arg in args.iter().flatten() {
@@ -49,8 +47,8 @@ pub fn upstream_of(args: &[Option<&dyn TraceArg>]) -> Vec<crate::record::Upstrea
                 }
             },
             &mut upstream,
-        );
-    }
+        )
+    });
     upstream
 }
 

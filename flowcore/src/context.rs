@@ -70,10 +70,9 @@ impl FlowContext {
     /// Notes that task run `id` produced the values of these fingerprints; a later producer of
     /// an equal value takes its place.
     pub(crate) fn produced(&self, id: Uuid, fingerprints: impl FnOnce(&mut dyn FnMut(u64))) {
-        let produced = self.produced.get_or_init(DashMap::default);
         let mut any = false;
         fingerprints(&mut |f| {
-            produced.insert(f, id);
+            self.produced.get_or_init(DashMap::default).insert(f, id);
             any = true;
         });
         if any && !self.tracking.load(Ordering::Relaxed) {
@@ -122,11 +121,6 @@ impl FlowContext {
         }
     }
 
-    /// Whether any output of this flow run is tracked yet.
-    pub(crate) fn tracking(&self) -> bool {
-        self.tracking.load(Ordering::Relaxed)
-    }
-
     /// A task run was submitted in this flow run; [`Submitted`] ends it.
     pub(crate) fn submitted(self: &Arc<Self>) -> Submitted {
         self.submitted.fetch_add(1, Ordering::AcqRel);
@@ -159,6 +153,11 @@ impl FlowContext {
     /// The flow run this code runs in, if any.
     pub(crate) fn current() -> Option<Arc<FlowContext>> {
         CURRENT_FLOW.try_with(Arc::clone).ok()
+    }
+
+    /// Calls `f` with the flow run this code runs in, without taking a reference to it.
+    pub(crate) fn with_current<T>(f: impl FnOnce(&FlowContext) -> T) -> Option<T> {
+        CURRENT_FLOW.try_with(|flow| f(flow)).ok()
     }
 
     /// Runs `fut` inside this flow run.

@@ -150,12 +150,8 @@ impl TaskGraph {
         }
         for &index in folds.values() {
             let node = &mut nodes[index];
-            let counts: Vec<String> = node
-                .states
-                .iter()
-                .map(|(state, n)| format!("{n} {state}"))
-                .collect();
-            node.label = format!("{} ×{}\n{}", node.task, node.count, counts.join(", "));
+            let counts = crate::summary::state_counts(&node.states);
+            node.label = format!("{} ×{}\n{counts}", node.task, node.count);
         }
 
         let mut edges: Vec<Edge> = Vec::new();

@@ -105,11 +105,7 @@ impl fmt::Display for Summary<'_> {
             )?;
         }
 
-        let mut counts = String::new();
-        for (kind, n) in run.task_run_counts() {
-            let sep = if counts.is_empty() { "" } else { ", " };
-            write!(counts, "{sep}{n} {kind}")?;
-        }
+        let counts = state_counts(&run.task_run_counts());
         let n = run.task_runs.len();
         let plural = if n == 1 { "" } else { "s" };
         let total = run.duration().map(format_duration).unwrap_or_default();
@@ -165,6 +161,12 @@ fn rows(run: &FlowRunRecord) -> Vec<([String; 6], usize)> {
     rows
 }
 
+/// Counts by state as the summary and the graph write them: `998 Completed, 2 Failed`.
+pub(crate) fn state_counts(counts: &BTreeMap<StateKind, usize>) -> String {
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    parts.join(", ")
+}
+
 fn fold(runs: &[&TaskRunRecord]) -> [String; 6] {
     let mut states: BTreeMap<StateKind, usize> = BTreeMap::new();
     let mut hits = 0;
@@ -172,7 +174,7 @@ fn fold(runs: &[&TaskRunRecord]) -> [String; 6] {
         *states.entry(r.state().kind).or_default() += 1;
         hits += usize::from(r.cache == CacheStatus::Hit);
     }
-    let states: Vec<String> = states.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let states = state_counts(&states);
     let mut errors = runs.iter().filter_map(|r| r.error());
     let error = match (errors.next(), errors.count()) {
         (Some(first), 0) => first.to_owned(),
@@ -181,7 +183,7 @@ fn fold(runs: &[&TaskRunRecord]) -> [String; 6] {
     };
     [
         format!("{} ×{}", runs[0].task, runs.len()),
-        states.join(", "),
+        states,
         runs.iter()
             .map(|r| u64::from(r.attempts))
             .sum::<u64>()

@@ -1,9 +1,10 @@
-//! Helpers shared by the run store's integration tests (tests/store.rs, tests/crash.rs,
-//! tests/store_files.rs): child processes, waiting with a deadline, and raw reads of a store
-//! file.
+//! Helpers shared by the integration tests that run child processes (tests/store.rs,
+//! tests/crash.rs, tests/store_files.rs, tests/graph.rs): child processes, waiting with a
+//! deadline, and raw reads of a store file.
 //!
 //! A child process is the test binary itself, run with `--exact <child test>`: the child is an
-//! `#[ignore]`d test that does nothing unless its environment variable is set.
+//! ignored test (with the reason "run as a child process by …") that does nothing unless its
+//! environment variable is set.
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 /// unoptimized, next to other test binaries, on small CI machines.
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
-/// The command that runs the `#[ignore]`d test `name` of this test binary in a new process,
+/// The command that runs the ignored test `name` of this test binary in a new process,
 /// with `envs` set. Its stdout and stderr are piped.
 pub fn child<K, V>(name: &str, envs: impl IntoIterator<Item = (K, V)>) -> Command
 where
