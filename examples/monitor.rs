@@ -1,17 +1,20 @@
-//! SCENARIOS 4: a service monitor.
+//! SCENARIOS 4: a service monitor, served as a deployment.
 //!
-//! The `monitor` flow checks a status page a few times, `--interval` apart. `check_status`
-//! returns `Err("status code 503")` on any answer other than 200, so that task run ends
-//! Failed; the flow logs the failure and goes on, and the flow run still finishes Completed.
-//! Its summary lists the failed checks with their messages under the headline "Completed — 2
-//! task runs failed and were handled".
+//! The `monitor` flow checks a status page once. `check_status` returns
+//! `Err("status code 503")` on any answer other than 200, so that task run ends Failed; the
+//! flow logs the failure and goes on, and the flow run still finishes Completed ("Completed —
+//! 1 task run failed and was handled").
 //!
-//! The status page is a small server this program starts on 127.0.0.1: it answers 200 to the
-//! first check and 503 (the service went down) to every later one.
+//! The program serves the flow as the deployment `monitor`, every 30 seconds, until Ctrl-C
+//! (or SIGTERM): runs in flight then get a grace period to finish. From another terminal,
+//! `flowcore deployment ls` shows the deployment and its next run, and
+//! `flowcore deployment run monitor --watch` runs it now and follows the run to its end
+//! (`--param url=…` checks another page). The status page is a small server this program
+//! starts on 127.0.0.1: it answers 200, then 503 every third request (the service flaps).
 //!
 //! ```sh
-//! cargo run --example monitor                                  # 3 checks, 1s apart
-//! cargo run --example monitor -- --checks 5 --interval 500ms
+//! cargo run --example monitor                          # every 30 s until Ctrl-C
+//! cargo run --example monitor -- --every 2s --runs 3   # three runs 2 s apart, then stops
 //! ```
 
 use std::sync::Arc;
@@ -24,84 +27,124 @@ use axum::Router;
 use axum::extract::State as Shared;
 use axum::http::StatusCode;
 use axum::routing::get;
-use flowcore::{flow, task};
+use flowcore::{Deployment, flow, task};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 /// The service runs on this machine: never send its requests through an `HTTP_PROXY`.
 static HTTP: LazyLock<reqwest::Client> = LazyLock::new(|| {
     reqwest::Client::builder()
         .no_proxy()
-        .timeout(Duration::from_secs(10))
         .build()
         .expect("a plain HTTP client builds")
 });
 
 #[task]
-async fn check_status(url: &str) -> anyhow::Result<()> {
-    let status = HTTP.get(url).send().await?.status();
+async fn check_status(url: &str, timeout_secs: u64) -> anyhow::Result<()> {
+    let response = HTTP
+        .get(url)
+        .timeout(Duration::from_secs(timeout_secs))
+        .send()
+        .await?;
+    let status = response.status();
     if status != reqwest::StatusCode::OK {
         anyhow::bail!("status code {}", status.as_u16());
     }
     Ok(())
 }
 
-/// Checks `url` `checks` times; returns how many checks found it up. A failed check is
-/// logged, not propagated: the monitor's job is to notice failures, not to stop at one.
+/// Checks `url` once; returns whether it is up. A failed check is logged, not propagated:
+/// the monitor's job is to notice failures, not to fail with them.
 #[flow(name = "monitor")]
-async fn monitor(url: &str, checks: u32, interval: Duration) -> u32 {
-    let mut up = 0;
-    for check in 1..=checks {
-        match check_status(url).await {
-            Ok(()) => {
-                up += 1;
-                tracing::info!("Check {check}/{checks}: {url} is up");
-            }
-            Err(e) => tracing::warn!("Check {check}/{checks}: {url} is down: {e:#}"),
+async fn monitor(url: String, timeout_secs: u64) -> bool {
+    let up = match check_status(&url, timeout_secs).await {
+        Ok(()) => {
+            tracing::info!("{url} is up");
+            true
         }
-        if check < checks {
-            tokio::time::sleep(interval).await;
+        Err(e) => {
+            tracing::warn!("{url} is down: {e:#}");
+            false
         }
-    }
+    };
+    FINISHED.send_modify(|n| *n += 1);
     up
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    flowcore::init_logging();
-    let options = Options::parse(std::env::args().skip(1))?;
+/// The runs of `monitor` this process finished, for `--runs`.
+static FINISHED: LazyLock<watch::Sender<usize>> = LazyLock::new(|| watch::Sender::new(0));
 
+/// The deployment's parameters: what `flowcore deployment run monitor --param …` may change.
+#[derive(Debug, Serialize, Deserialize)]
+struct Check {
+    url: String,
+    timeout_secs: u64,
+}
+
+#[tokio::main]
+async fn main() {
+    flowcore::init_logging();
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("monitor: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = serve(options).await {
+        eprintln!("monitor: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(options: Options) -> anyhow::Result<()> {
     let url = start_status_server().await?;
-    let (up, run) = monitor(&url, options.checks, options.interval)
-        .with_run()
-        .await;
-    println!(
-        "{url} was up for {up} of {} checks; the flow run ended in state {}",
-        options.checks,
-        run.state()
-    );
+    let deployment = Deployment::new("monitor", |c: Check| monitor(c.url, c.timeout_secs))
+        .parameters(Check {
+            url,
+            timeout_secs: 10,
+        })
+        .every(&options.every);
+    let serving = flowcore::serve([deployment]);
+    match options.runs {
+        Some(runs) => {
+            let mut finished = FINISHED.subscribe();
+            let enough = async move {
+                let _ = finished.wait_for(|n| *n >= runs).await;
+            };
+            serving.with_shutdown(enough).await?;
+        }
+        None => serving.await?,
+    }
+    println!("Stopped serving; {} runs finished", *FINISHED.borrow());
     Ok(())
 }
 
 struct Options {
-    checks: u32,
-    interval: Duration,
+    every: String,
+    runs: Option<usize>,
 }
 
 impl Options {
     fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Self> {
         let mut options = Options {
-            checks: 3,
-            interval: Duration::from_secs(1),
+            every: "30s".to_owned(),
+            runs: None,
         };
         while let Some(arg) = args.next() {
             let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
             match arg.as_str() {
-                "--checks" => {
+                // Checked by `serve`, which names the deployment in its error.
+                "--every" => options.every = value()?,
+                "--runs" => {
                     let v = value()?;
-                    options.checks = v.parse().with_context(|| format!("--checks {v}"))?;
+                    options.runs =
+                        Some(v.parse().with_context(|| {
+                            format!("--runs takes a number of runs, not {v:?}")
+                        })?);
                 }
-                "--interval" => options.interval = parse_duration(&value()?)?,
                 _ => anyhow::bail!(
-                    "unknown argument {arg:?}; usage: monitor [--checks N] [--interval 1s]"
+                    "unknown argument {arg:?}; usage: monitor [--every 30s] [--runs N]"
                 ),
             }
         }
@@ -109,31 +152,14 @@ impl Options {
     }
 }
 
-/// `"500ms"`, `"2s"`, `"1m"`, or a plain number of seconds.
-fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: u64 = number
-        .parse()
-        .with_context(|| format!("bad duration {text:?}"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => anyhow::bail!("bad duration {text:?}: use ms, s or m, as in 500ms, 30s or 1m"),
-    }
-}
-
-/// Starts a status page on a free port of 127.0.0.1, in the background: 200 for the first
-/// request, 503 for every later one. Returns its URL.
+/// Starts a status page on a free port of 127.0.0.1, in the background: 503 for every
+/// third request (the 2nd, 5th, 8th, …), 200 for the others. Returns its URL.
 async fn start_status_server() -> anyhow::Result<String> {
     async fn status(Shared(requests): Shared<Arc<AtomicUsize>>) -> (StatusCode, &'static str) {
-        if requests.fetch_add(1, Ordering::SeqCst) == 0 {
-            (StatusCode::OK, "all systems operational")
-        } else {
+        if requests.fetch_add(1, Ordering::SeqCst) % 3 == 1 {
             (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance")
+        } else {
+            (StatusCode::OK, "all systems operational")
         }
     }
 

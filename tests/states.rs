@@ -316,6 +316,8 @@ fn state_kinds_classify_as_documented() {
     assert_eq!(
         names,
         [
+            "Scheduled",
+            "Late",
             "Pending",
             "Running",
             "Retrying",

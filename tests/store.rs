@@ -687,7 +687,7 @@ fn processes_creating_one_store_at_once_all_open_it() {
             let run = store.flow_run(id).unwrap().unwrap();
             assert_eq!(run.history.kinds(), [Pending, Running, Completed]);
         }
-        assert_eq!(count(&path, "PRAGMA user_version", []), 4);
+        assert_eq!(count(&path, "PRAGMA user_version", []), 5);
     }
 }
 

@@ -73,7 +73,7 @@ fn user_version(path: &Path) -> i64 {
 
 #[test]
 fn stores_of_older_schemas_are_migrated_and_keep_their_runs() {
-    for version in [1, 2, 3] {
+    for version in [1, 2, 3, 4] {
         let dir = support::tempdir();
         let path = dir.path().join("old.db");
         Store::create_sqlite_at_schema_version(&path, version).unwrap();
@@ -137,7 +137,7 @@ fn stores_of_older_schemas_are_migrated_and_keep_their_runs() {
         }
 
         let store = Store::sqlite(&path).unwrap();
-        assert_eq!(user_version(&path), 4, "from version {version}");
+        assert_eq!(user_version(&path), 5, "from version {version}");
         let application_id: i64 = raw(&path)
             .pragma_query_value(None, "application_id", |r| r.get(0))
             .unwrap();
@@ -164,6 +164,8 @@ fn stores_of_older_schemas_are_migrated_and_keep_their_runs() {
         let summaries = store.flow_runs(&Default::default()).unwrap();
         assert_eq!(summaries.len(), 1);
         assert_eq!(summaries[0].task_runs[&Failed], 1);
+        assert_eq!(summaries[0].deployment, None);
+        assert!(store.deployments().unwrap().is_empty());
         assert!(store.logs(flow_id).unwrap().is_empty());
         drop(store);
 
@@ -324,7 +326,7 @@ fn a_store_of_a_newer_flowcore_is_refused_untouched() {
             e,
             StoreError::NewerSchema {
                 found: 99,
-                known: 4,
+                known: 5,
                 ..
             }
         ),

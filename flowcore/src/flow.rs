@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::panic::resume_unwind;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
@@ -17,6 +17,7 @@ use crate::clock::Timestamp;
 use crate::codec::Codec;
 use crate::context::FlowContext;
 use crate::hooks::{Hooks, RunInfo, RunKind};
+use crate::launch;
 use crate::names::{flow_run_name, new_run_id};
 use crate::outcome::Outcome;
 use crate::record::{CacheStatus, FlowRunRecord, History};
@@ -113,6 +114,10 @@ where
     let parent = FlowContext::current();
     let call_seq = parent.as_ref().map(|p| p.next_call());
     let resuming = resume::requested(spec.name);
+    let launch = parent
+        .is_none()
+        .then(|| launch::requested(spec.name))
+        .flatten();
     let called_at = Timestamp::now();
     async move {
         let store = Store::current();
@@ -122,7 +127,26 @@ where
             None => Earlier::find(store, parent.as_deref(), call_seq, spec.name).await,
         };
         let resumed = matches!(earlier, Earlier::Resume(_));
+        let mut cancelled_because = None;
+        let mut deployment = None;
+        // States the store lacks, sent after the first: a deployment's run comes with them.
+        let mut unsent = Vec::new();
         let (context, history, attempts_before, reused) = match earlier {
+            Earlier::None if launch.is_some() => {
+                let launch = launch.expect("matched");
+                cancelled_because = Some(launch.cancelled_because);
+                deployment = Some(launch.deployment);
+                let stored = launch.stored;
+                let mut history = History::from_states(launch.states);
+                history.push(State::new(StateKind::Pending, called_at, None));
+                unsent = (stored + 1..history.len()).collect();
+                (
+                    FlowContext::new(launch.id, launch.name, Default::default()),
+                    history,
+                    0,
+                    None,
+                )
+            }
             Earlier::None => (
                 FlowContext::new(new_run_id(), flow_run_name(), Default::default()),
                 History::starting_at(called_at),
@@ -148,7 +172,7 @@ where
             }
         };
         let context = Arc::new(context);
-        let pending = history.current().clone();
+        let first = unsent.first().map_or(history.len(), |&seq| seq) - 1;
         store.send(Event::FlowRunCreated {
             id: context.id,
             name: context.name.clone(),
@@ -156,10 +180,22 @@ where
             parent_id: parent.as_ref().map(|p| p.id),
             parameters,
             call_seq,
-            seq: history.len() as u32 - 1,
-            state: pending,
-            resumed,
+            seq: first as u32,
+            state: history[first].clone(),
+            resumed: resumed || first > 0,
+            deployment,
         });
+        for seq in unsent {
+            store.send(Event::Transition {
+                kind: RunKind::Flow,
+                id: context.id,
+                position: None,
+                seq: seq as u32,
+                state: history[seq].clone(),
+                attempts: 0,
+                cache: CacheStatus::Off,
+            });
+        }
         let span = tracing::info_span!(
             target: "flowcore",
             "flow_run",
@@ -174,6 +210,7 @@ where
             attempts_before,
             attempts: attempts_before,
             finished: false,
+            cancelled_because,
             context: Arc::clone(&context),
         };
         let attempts = InFlow {
@@ -245,7 +282,11 @@ where
     A: Attempts<Output = R>,
 {
     let spec = run.spec;
-    if run.attempts_before > 0 || run.history.len() > 1 {
+    // A deployment's run comes Scheduled (and maybe Late): that is no resumption.
+    let resumed = run.history[..run.history.len() - 1]
+        .iter()
+        .any(|s| !matches!(s.kind, StateKind::Scheduled | StateKind::Late));
+    if run.attempts_before > 0 || resumed {
         tracing::info!(
             target: "flowcore",
             "Resuming flow run '{}' for flow '{}' ({})",
@@ -351,6 +392,8 @@ struct LiveFlowRun {
     attempts_before: u32,
     attempts: u32,
     finished: bool,
+    /// For a deployment's run: why its server gave it up, if it did.
+    cancelled_because: Option<Arc<OnceLock<String>>>,
 }
 
 impl LiveFlowRun {
@@ -447,10 +490,12 @@ impl LiveRun for LiveFlowRun {
 impl Drop for LiveFlowRun {
     fn drop(&mut self) {
         if !self.finished {
-            self.transition(
-                StateKind::Cancelled,
-                Some("the flow run was dropped before it finished".to_owned()),
-            );
+            let because = self
+                .cancelled_because
+                .as_ref()
+                .and_then(|b| b.get().cloned())
+                .unwrap_or_else(|| "the flow run was dropped before it finished".to_owned());
+            self.transition(StateKind::Cancelled, Some(because));
             self.abandon();
         }
     }

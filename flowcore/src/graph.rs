@@ -332,7 +332,7 @@ fn colour(state: StateKind) -> Colour {
         StateKind::Cached => TEAL,
         StateKind::Failed | StateKind::TimedOut | StateKind::Crashed => RED,
         StateKind::Running => BLUE,
-        StateKind::Pending | StateKind::Retrying => YELLOW,
+        StateKind::Scheduled | StateKind::Late | StateKind::Pending | StateKind::Retrying => YELLOW,
         StateKind::Cancelled | StateKind::Skipped => GREY,
     }
 }
@@ -343,7 +343,7 @@ fn severity(state: StateKind) -> u8 {
     match state {
         StateKind::Completed => 0,
         StateKind::Cached => 1,
-        StateKind::Pending => 2,
+        StateKind::Scheduled | StateKind::Late | StateKind::Pending => 2,
         StateKind::Retrying => 3,
         StateKind::Running => 4,
         StateKind::Skipped => 5,

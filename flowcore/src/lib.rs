@@ -49,6 +49,7 @@ mod fingerprint;
 mod flow;
 pub mod graph;
 mod hooks;
+mod launch;
 pub mod limits;
 pub mod logging;
 mod map;
@@ -59,6 +60,7 @@ mod record;
 mod resume;
 mod retry;
 pub mod schedule;
+mod serve;
 mod state;
 pub mod store;
 mod submit;
@@ -82,6 +84,10 @@ pub use outcome::TaskError;
 pub use record::{CacheStatus, EdgeKind, FlowRunRecord, History, TaskRunRecord, Upstream};
 pub use resume::resume;
 pub use retry::RetryPolicy;
+pub use serve::{
+    Deployment, DeploymentFlow, GRACE_PERIOD, IntoSchedule, LATE_AFTER, Overlap, Serve, ServeError,
+    serve,
+};
 pub use state::{State, StateKind};
 pub use store::{Store, StoreError};
 pub use submit::TaskHandle;

@@ -10,7 +10,9 @@ use crate::clock::Timestamp;
 ///
 /// A task run starts `Pending`, is `Running` during each attempt and `Retrying` while it waits
 /// before the next one, and ends in exactly one final state: `Completed`, `Cached`, `Failed`,
-/// `TimedOut`, `Cancelled`, `Crashed` or `Skipped`.
+/// `TimedOut`, `Cancelled`, `Crashed` or `Skipped`. A flow run of a deployment starts
+/// `Scheduled` (for its scheduled time), passes through `Late` if it starts later than that,
+/// then goes on as any flow run does.
 ///
 /// ```
 /// use flowcore::StateKind;
@@ -23,6 +25,12 @@ use crate::clock::Timestamp;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum StateKind {
+    /// A deployment's run, waiting for its scheduled time or for a process serving the
+    /// deployment to take it ("scheduled for 2026-11-22T18:03:00Z").
+    Scheduled,
+    /// A deployment's run that started after its scheduled time, by more than the
+    /// deployment's `late_after` ("started 45s late").
+    Late,
     /// Created, not started yet.
     Pending,
     /// An attempt is running.
@@ -47,7 +55,9 @@ pub enum StateKind {
 
 impl StateKind {
     /// Every state, in the order a run can pass through them.
-    pub const ALL: [StateKind; 10] = [
+    pub const ALL: [StateKind; 12] = [
+        StateKind::Scheduled,
+        StateKind::Late,
         StateKind::Pending,
         StateKind::Running,
         StateKind::Retrying,
@@ -63,6 +73,8 @@ impl StateKind {
     /// The state's name, as shown in logs and summaries.
     pub const fn as_str(self) -> &'static str {
         match self {
+            StateKind::Scheduled => "Scheduled",
+            StateKind::Late => "Late",
             StateKind::Pending => "Pending",
             StateKind::Running => "Running",
             StateKind::Retrying => "Retrying",
@@ -80,7 +92,11 @@ impl StateKind {
     pub const fn is_final(self) -> bool {
         !matches!(
             self,
-            StateKind::Pending | StateKind::Running | StateKind::Retrying
+            StateKind::Scheduled
+                | StateKind::Late
+                | StateKind::Pending
+                | StateKind::Running
+                | StateKind::Retrying
         )
     }
 

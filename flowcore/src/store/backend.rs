@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::state::StateKind;
 use crate::store::StoreError;
+use crate::store::deployments::{DeploymentInfo, DeploymentRow, RequestedRun};
 use crate::store::event::{Event, FlowRow, TaskRow};
 use crate::store::process::ProcessInfo;
 use crate::store::query::{CacheEntry, LogLine, RunFilter};
@@ -59,6 +60,24 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn states(&self, run: Uuid) -> Result<Vec<crate::state::State>, StoreError>;
     /// Log lines of these runs, in the order they were written.
     fn logs(&self, runs: &[Uuid]) -> Result<Vec<LogLine>, StoreError>;
+
+    /// Records that `me` serves these deployments, refusing any another live process serves.
+    fn serve_deployments(&self, rows: &[DeploymentRow], me: &ProcessInfo)
+    -> Result<(), StoreError>;
+    /// Records that `me` no longer serves these deployments, and gives back the requested runs
+    /// it claimed but did not start.
+    fn unserve_deployments(&self, names: &[String], me: &ProcessInfo) -> Result<(), StoreError>;
+    /// Every deployment, by name.
+    fn deployments(&self) -> Result<Vec<DeploymentInfo>, StoreError>;
+    /// Writes a requested run: a flow run in state `Scheduled`, claimed by no process.
+    fn request_run(&self, run: &RequestedRun) -> Result<(), StoreError>;
+    /// Claims for `me` the requested runs of these deployments that no process has claimed,
+    /// oldest first.
+    fn claim_requests(
+        &self,
+        deployments: &[String],
+        me: &ProcessInfo,
+    ) -> Result<Vec<RequestedRun>, StoreError>;
 
     fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError>;
     fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError>;

@@ -94,6 +94,32 @@ pub enum StoreError {
         /// Why not.
         reason: String,
     },
+    /// No deployment has this name.
+    #[error("no deployment named {name:?} in the run store {store}; {known}")]
+    UnknownDeployment {
+        /// The name asked for.
+        name: String,
+        /// Where the store keeps its runs.
+        store: String,
+        /// The deployments it has, as a hint: "deployments: monitor, images" or "no process
+        /// has served a deployment with this store yet".
+        known: String,
+    },
+    /// A run request whose parameters do not fit the deployment.
+    #[error("{0}")]
+    BadParameter(String),
+    /// Another live process already serves a deployment of this name.
+    #[error(
+        "deployment '{name}' is already served by process {pid} on {host}; stop that process first, or give this deployment another name"
+    )]
+    AlreadyServed {
+        /// The deployment.
+        name: String,
+        /// The process serving it.
+        pid: u32,
+        /// Its host.
+        host: String,
+    },
     /// The store's writer thread stopped; nothing more can be written.
     #[error("the run store's writer stopped")]
     WriterStopped,

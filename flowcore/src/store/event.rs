@@ -25,6 +25,8 @@ pub(crate) enum Event {
         seq: u32,
         state: State,
         resumed: bool,
+        /// The deployment it is a run of.
+        deployment: Option<String>,
     },
     /// A task run began.
     TaskRunCreated {
@@ -71,6 +73,11 @@ pub(crate) enum Event {
         expires_at: Timestamp,
     },
     Heartbeat(Timestamp),
+    /// When a served deployment runs next (`None`: no more scheduled runs).
+    NextRun {
+        deployment: String,
+        at: Option<Timestamp>,
+    },
     /// Answered once everything sent before it is committed.
     Flush(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
 }
@@ -99,6 +106,7 @@ pub(crate) struct FlowRow {
     pub error: Option<String>,
     pub call_seq: Option<u32>,
     pub output: Option<String>,
+    pub deployment: Option<String>,
 }
 
 /// A task run as a backend keeps it.

@@ -27,6 +27,9 @@ use crate::record::{CacheStatus, Upstream};
 use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::backend::Backend;
+use crate::store::deployments::{
+    DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED, RequestedRun, ServedBy,
+};
 use crate::store::event::{Event, FlowRow, RowUpdate, TaskRow};
 use crate::store::process::ProcessInfo;
 use crate::store::query::{CacheEntry, LogLine, RunFilter};
@@ -68,6 +71,15 @@ pub(crate) struct MemoryBackend {
     history: Mutex<History>,
     logs: Mutex<Vec<LogLine>>,
     cache: Mutex<HashMap<String, CachedValue>>,
+    deployments: Mutex<BTreeMap<String, MemDeployment>>,
+    /// Requested runs no process has claimed, oldest first.
+    requests: Mutex<Vec<Uuid>>,
+}
+
+struct MemDeployment {
+    row: DeploymentRow,
+    served: bool,
+    next_run_at: Option<Timestamp>,
 }
 
 #[derive(Default)]
@@ -87,6 +99,7 @@ struct MemFlow {
     parent_id: Option<Uuid>,
     parameters: Option<String>,
     call_seq: Option<u32>,
+    deployment: Option<String>,
     attempts: u32,
     started_at: Option<Timestamp>,
     output: Option<String>,
@@ -153,6 +166,7 @@ impl MemFlow {
             error,
             call_seq: self.call_seq,
             output: self.output.clone(),
+            deployment: self.deployment.clone(),
         }
     }
 
@@ -202,6 +216,7 @@ impl MemoryBackend {
                 seq,
                 state,
                 resumed: _,
+                deployment,
             } => {
                 if !self.flows.contains_key(id) {
                     let mut history = self.history();
@@ -217,6 +232,7 @@ impl MemoryBackend {
                             parent_id: *parent_id,
                             parameters: parameters.clone(),
                             call_seq: *call_seq,
+                            deployment: deployment.clone(),
                             attempts: 0,
                             started_at: None,
                             output: None,
@@ -362,6 +378,11 @@ impl MemoryBackend {
                     },
                 );
             }
+            Event::NextRun { deployment, at } => {
+                if let Some(d) = lock(&self.deployments).get_mut(deployment) {
+                    d.next_run_at = *at;
+                }
+            }
             Event::Heartbeat(_) | Event::Flush(_) => {}
         }
     }
@@ -452,6 +473,133 @@ impl Backend for MemoryBackend {
 
     fn reads_block(&self) -> bool {
         false
+    }
+
+    /// Only this process can use a memory store: no other serves its deployments.
+    fn serve_deployments(&self, rows: &[DeploymentRow], _: &ProcessInfo) -> Result<(), StoreError> {
+        let mut deployments = lock(&self.deployments);
+        for row in rows {
+            deployments.insert(
+                row.name.clone(),
+                MemDeployment {
+                    row: row.clone(),
+                    served: true,
+                    next_run_at: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn unserve_deployments(&self, names: &[String], _: &ProcessInfo) -> Result<(), StoreError> {
+        let mut deployments = lock(&self.deployments);
+        for name in names {
+            if let Some(d) = deployments.get_mut(name) {
+                d.served = false;
+                d.next_run_at = None;
+            }
+        }
+        // Claimed runs are started at once in this process: none waits to be given back.
+        Ok(())
+    }
+
+    fn deployments(&self) -> Result<Vec<DeploymentInfo>, StoreError> {
+        let order = self.history().order.clone();
+        let me = ProcessInfo::current();
+        let deployments = lock(&self.deployments);
+        Ok(deployments
+            .values()
+            .map(|d| DeploymentInfo {
+                name: d.row.name.clone(),
+                flow: d.row.flow.clone(),
+                schedule: d.row.schedule.clone(),
+                parameters: d.row.parameters.clone(),
+                overlap: d.row.overlap.to_owned(),
+                served_by: d.served.then(|| ServedBy {
+                    pid: me.pid,
+                    host: me.host.clone(),
+                }),
+                next_run_at: d.next_run_at,
+                last_runs: order
+                    .iter()
+                    .rev()
+                    .filter_map(|id| {
+                        let run = self.flows.get(id)?;
+                        (run.deployment.as_ref() == Some(&d.row.name)).then(|| {
+                            let row = run.row(*id);
+                            DeploymentRun {
+                                id: *id,
+                                name: row.name,
+                                state: row.state,
+                                created_at: row.created_at,
+                            }
+                        })
+                    })
+                    .take(LAST_RUNS)
+                    .collect(),
+            })
+            .collect())
+    }
+
+    fn request_run(&self, run: &RequestedRun) -> Result<(), StoreError> {
+        self.history().order.push(run.id);
+        self.flows.insert(
+            run.id,
+            MemFlow {
+                name: run.name.clone(),
+                flow: Cow::Owned(run.flow.clone()),
+                parent_id: None,
+                parameters: Some(run.parameters.to_string()),
+                call_seq: None,
+                deployment: Some(run.deployment.clone()),
+                attempts: 0,
+                started_at: None,
+                output: None,
+                states: vec![State::new(
+                    StateKind::Scheduled,
+                    run.requested_at,
+                    Some(REQUESTED.to_owned()),
+                )],
+                tasks: Vec::new(),
+            },
+        );
+        lock(&self.requests).push(run.id);
+        Ok(())
+    }
+
+    fn claim_requests(
+        &self,
+        deployments: &[String],
+        _: &ProcessInfo,
+    ) -> Result<Vec<RequestedRun>, StoreError> {
+        let mut requests = lock(&self.requests);
+        let mut claimed = Vec::new();
+        requests.retain(|id| {
+            let Some(run) = self.flows.get(id) else {
+                return false; // forgotten
+            };
+            let Some(deployment) = run.deployment.as_ref().filter(|d| deployments.contains(d))
+            else {
+                return true;
+            };
+            claimed.push(RequestedRun {
+                id: *id,
+                name: run.name.clone(),
+                deployment: deployment.clone(),
+                flow: run.flow.to_string(),
+                parameters: run
+                    .parameters
+                    .as_deref()
+                    .and_then(|p| serde_json::from_str(p).ok())
+                    .unwrap_or_default(),
+                requested_at: run
+                    .states
+                    .first()
+                    .map_or(Timestamp::from_micros(0), |s| s.at),
+            });
+            false
+        });
+        Ok(claimed)
     }
 
     fn flow_rows(&self, filter: &RunFilter) -> Result<Vec<FlowRow>, StoreError> {
@@ -583,6 +731,7 @@ mod tests {
             seq: 0,
             state: state(StateKind::Pending),
             resumed: false,
+            deployment: None,
         }];
         for call_seq in 0..tasks as u32 {
             let task = crate::names::new_run_id();

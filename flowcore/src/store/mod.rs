@@ -43,6 +43,7 @@
 //! ```
 
 mod backend;
+mod deployments;
 mod error;
 mod event;
 mod memory;
@@ -59,9 +60,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+pub use deployments::{DeploymentInfo, DeploymentRun, RequestedRun, ServedBy};
 pub use error::StoreError;
 pub use query::{CacheEntry, FlowRunSummary, LogLine, RunFilter};
 
+pub(crate) use deployments::{DeploymentRow, REQUESTED};
 pub(crate) use event::{CallPosition, Event};
 pub(crate) use query::{PriorRun, ResumePoint};
 
@@ -351,6 +354,88 @@ impl Store {
     /// Removes the cached results of the task named `task`, or all of them; returns how many.
     pub fn clear_cache(&self, task: Option<&str>) -> Result<usize, StoreError> {
         self.inner.backend.cache_clear(task)
+    }
+
+    /// Every deployment a process has served with this store, by name, with the process
+    /// serving it now (if any), its next scheduled run and its newest runs.
+    pub fn deployments(&self) -> Result<Vec<DeploymentInfo>, StoreError> {
+        self.inner.backend.deployments()
+    }
+
+    /// Requests a run of the deployment `name` (what `flowcore deployment run` does): writes a
+    /// flow run in state `Scheduled`, which the process serving the deployment picks up within
+    /// a second and runs under the name returned here. `parameters` are `(name, value)` pairs
+    /// as typed on a command line, on top of the deployment's own; each value is read as the
+    /// JSON type of the parameter's default (see the README's "Deployments").
+    ///
+    /// An unknown deployment, an unknown parameter or a value of the wrong type is refused
+    /// with an error saying what the deployment takes; nothing is written then.
+    pub fn request_run(
+        &self,
+        name: &str,
+        parameters: &[(String, String)],
+    ) -> Result<RequestedRun, StoreError> {
+        let all = self.deployments()?;
+        let Some(deployment) = all.iter().find(|d| d.name == name) else {
+            let known = if all.is_empty() {
+                "no process has served a deployment with this store yet".to_owned()
+            } else {
+                let names: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
+                format!("deployments: {}", names.join(", "))
+            };
+            return Err(StoreError::UnknownDeployment {
+                name: name.to_owned(),
+                store: self.describe(),
+                known,
+            });
+        };
+        let parameters = deployments::parameters_with(name, &deployment.parameters, parameters)
+            .map_err(StoreError::BadParameter)?;
+        let run = RequestedRun {
+            id: crate::names::new_run_id(),
+            name: crate::names::flow_run_name(),
+            deployment: deployment.name.clone(),
+            flow: deployment.flow.clone(),
+            parameters,
+            requested_at: Timestamp::wall_now(),
+        };
+        self.inner.backend.request_run(&run)?;
+        Ok(run)
+    }
+
+    pub(crate) fn serve_deployments(&self, rows: &[DeploymentRow]) -> Result<(), StoreError> {
+        self.inner
+            .backend
+            .serve_deployments(rows, &self.inner.process)
+    }
+
+    pub(crate) fn unserve_deployments(&self, names: &[String]) -> Result<(), StoreError> {
+        self.inner
+            .backend
+            .unserve_deployments(names, &self.inner.process)
+    }
+
+    /// Claims the requested runs of these deployments, off the runtime's threads when the
+    /// store's calls block.
+    pub(crate) async fn claim_requests(
+        &self,
+        deployments: Arc<[String]>,
+    ) -> Result<Vec<RequestedRun>, StoreError> {
+        if !self.inner.backend.reads_block() {
+            return self
+                .inner
+                .backend
+                .claim_requests(&deployments, &self.inner.process);
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            store
+                .inner
+                .backend
+                .claim_requests(&deployments, &store.inner.process)
+        })
+        .await
+        .unwrap_or(Err(StoreError::WriterStopped))
     }
 
     /// A live cached value, read off the runtime's threads when the read may block.

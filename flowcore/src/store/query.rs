@@ -61,6 +61,8 @@ pub struct FlowRunSummary {
     pub ended_at: Option<Timestamp>,
     /// The error of a failed run.
     pub error: Option<String>,
+    /// The deployment it is a run of, if any.
+    pub deployment: Option<String>,
     /// How many of its task runs are in each state.
     pub task_runs: BTreeMap<StateKind, usize>,
 }
@@ -175,6 +177,7 @@ pub(crate) fn summary(backend: &dyn Backend, row: FlowRow) -> Result<FlowRunSumm
         started_at: row.started_at,
         ended_at: row.ended_at,
         error: row.error,
+        deployment: row.deployment,
     })
 }
 

@@ -93,6 +93,26 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // `{"id", "kind", "allow_failure"}`, NULL for none) and its position in a `map`.
     "ALTER TABLE task_runs ADD COLUMN upstream TEXT;
     ALTER TABLE task_runs ADD COLUMN map_index INTEGER;",
+    // 5: deployments, the process serving each and its next run; flow runs of a deployment
+    // (scheduled, or requested by hand: `Scheduled` with no process until one claims them).
+    "CREATE TABLE deployments (
+        name TEXT PRIMARY KEY,
+        flow TEXT NOT NULL,
+        schedule TEXT,
+        parameters TEXT NOT NULL,
+        overlap TEXT NOT NULL,
+        process_id BLOB,
+        next_run_at BIGINT,
+        updated_at BIGINT NOT NULL
+    );
+    ALTER TABLE flow_runs ADD COLUMN deployment TEXT;
+    CREATE INDEX flow_runs_by_deployment ON flow_runs (deployment, created_at)
+        WHERE deployment IS NOT NULL;
+    CREATE INDEX flow_runs_requested ON flow_runs (deployment, created_at)
+        WHERE state = 'Scheduled' AND process_id IS NULL;
+    DROP INDEX flow_runs_unfinished;
+    CREATE INDEX flow_runs_unfinished ON flow_runs (process_id)
+        WHERE state IN ('Scheduled', 'Late', 'Pending', 'Running', 'Retrying');",
 ];
 
 /// The schema version this build writes.
@@ -101,6 +121,7 @@ pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
 /// The tables of a flowcore store, to tell an empty file from somebody else's.
 pub(crate) const TABLES: &[&str] = &[
     "cache",
+    "deployments",
     "flow_runs",
     "logs",
     "processes",

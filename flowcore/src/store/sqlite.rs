@@ -16,6 +16,9 @@ use crate::record::CacheStatus;
 use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::backend::Backend;
+use crate::store::deployments::{
+    DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED, RequestedRun, ServedBy,
+};
 use crate::store::event::{Event, FlowRow, RowUpdate, TaskRow, cache_name, parse_cache};
 use crate::store::process::{self, ProcessInfo};
 use crate::store::query::{CacheEntry, LogLine, RunFilter};
@@ -259,7 +262,7 @@ fn opt_ts(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Timestamp>> {
     Ok(row.get::<_, Option<i64>>(i)?.map(Timestamp::from_micros))
 }
 
-const FLOW_COLUMNS: &str = "id, name, flow, parent_id, parameters, state, attempts, created_at, started_at, ended_at, error, call_seq, output";
+const FLOW_COLUMNS: &str = "id, name, flow, parent_id, parameters, state, attempts, created_at, started_at, ended_at, error, call_seq, output, deployment";
 
 fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
     Ok(FlowRow {
@@ -276,6 +279,7 @@ fn flow_row(row: &Row<'_>) -> rusqlite::Result<FlowRow> {
         error: row.get(10)?,
         call_seq: row.get(11)?,
         output: row.get(12)?,
+        deployment: row.get(13)?,
     })
 }
 
@@ -487,6 +491,215 @@ impl Backend for SqliteBackend {
             .execute("DELETE FROM cache WHERE ?1 IS NULL OR task = ?1", [task])
             .map_err(|e| self.err(e))
     }
+
+    fn serve_deployments(
+        &self,
+        rows: &[DeploymentRow],
+        me: &ProcessInfo,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            // A process that died without saying so was marked ended when the store opened.
+            let serving: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT p.pid, p.host FROM deployments d JOIN processes p ON p.id = d.process_id
+                     WHERE d.name = ?1 AND p.ended_at IS NULL AND p.id != ?2",
+                    params![row.name, key(&me.id)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(|e| self.err(e))?;
+            if let Some((pid, host)) = serving {
+                return Err(StoreError::AlreadyServed {
+                    name: row.name.clone(),
+                    pid: pid as u32,
+                    host,
+                });
+            }
+            tx.execute(
+                "INSERT INTO deployments (name, flow, schedule, parameters, overlap, process_id,
+                     next_run_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7)
+                 ON CONFLICT (name) DO UPDATE SET flow = excluded.flow,
+                     schedule = excluded.schedule, parameters = excluded.parameters,
+                     overlap = excluded.overlap, process_id = excluded.process_id,
+                     next_run_at = NULL, updated_at = excluded.updated_at",
+                params![
+                    row.name,
+                    row.flow,
+                    row.schedule,
+                    row.parameters.to_string(),
+                    row.overlap,
+                    key(&me.id),
+                    Timestamp::wall_now().as_micros()
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn unserve_deployments(&self, names: &[String], me: &ProcessInfo) -> Result<(), StoreError> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        for name in names {
+            tx.execute(
+                "UPDATE deployments SET process_id = NULL, next_run_at = NULL
+                 WHERE name = ?1 AND process_id = ?2",
+                params![name, key(&me.id)],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.execute(
+            "UPDATE flow_runs SET process_id = NULL WHERE process_id = ?1 AND state = 'Scheduled'",
+            [key(&me.id)],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn deployments(&self) -> Result<Vec<DeploymentInfo>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT d.name, d.flow, d.schedule, d.parameters, d.overlap, p.pid, p.host,
+                     d.next_run_at
+                 FROM deployments d LEFT JOIN processes p
+                     ON p.id = d.process_id AND p.ended_at IS NULL
+                 ORDER BY d.name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let parameters: String = r.get(3)?;
+                let pid: Option<i64> = r.get(5)?;
+                let host: Option<String> = r.get(6)?;
+                Ok(DeploymentInfo {
+                    name: r.get(0)?,
+                    flow: r.get(1)?,
+                    schedule: r.get(2)?,
+                    parameters: serde_json::from_str(&parameters).unwrap_or_default(),
+                    overlap: r.get(4)?,
+                    served_by: pid.zip(host).map(|(pid, host)| ServedBy {
+                        pid: pid as u32,
+                        host,
+                    }),
+                    next_run_at: opt_ts(r, 7)?,
+                    last_runs: Vec::new(),
+                })
+            })?;
+            let mut all: Vec<DeploymentInfo> = rows.collect::<rusqlite::Result<_>>()?;
+            let mut last = c.prepare_cached(
+                "SELECT id, name, state, created_at FROM flow_runs WHERE deployment = ?1
+                 ORDER BY created_at DESC LIMIT ?2",
+            )?;
+            for d in &mut all {
+                let runs = last.query_map(params![d.name, LAST_RUNS as i64], |r| {
+                    Ok(DeploymentRun {
+                        id: uuid_at(r, 0)?,
+                        name: r.get(1)?,
+                        state: kind_at(r, 2)?,
+                        created_at: ts(r, 3)?,
+                    })
+                })?;
+                d.last_runs = runs.collect::<rusqlite::Result<_>>()?;
+            }
+            Ok(all)
+        })
+    }
+
+    fn request_run(&self, run: &RequestedRun) -> Result<(), StoreError> {
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let at = run.requested_at.as_micros();
+        tx.execute(
+            "INSERT INTO flow_runs (id, name, flow, parameters, state, attempts, created_at,
+                 deployment) VALUES (?1, ?2, ?3, ?4, 'Scheduled', 0, ?5, ?6)",
+            params![
+                key(&run.id),
+                run.name,
+                run.flow,
+                run.parameters.to_string(),
+                at,
+                run.deployment
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO states (run_id, seq, kind, at, message) VALUES (?1, 0, 'Scheduled', ?2, ?3)",
+            params![key(&run.id), at, REQUESTED],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn claim_requests(
+        &self,
+        deployments: &[String],
+        me: &ProcessInfo,
+    ) -> Result<Vec<RequestedRun>, StoreError> {
+        // Looked for twice a second by every serving process: the write lock is taken only
+        // when there is something to claim.
+        let any = self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT 1 FROM flow_runs
+                 WHERE deployment = ?1 AND state = 'Scheduled' AND process_id IS NULL LIMIT 1",
+            )?;
+            for deployment in deployments {
+                if stmt.exists([deployment])? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })?;
+        if !any {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.writer();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let mut claimed = Vec::new();
+        for deployment in deployments {
+            let runs: Vec<RequestedRun> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT id, name, flow, parameters, created_at FROM flow_runs
+                         WHERE deployment = ?1 AND state = 'Scheduled' AND process_id IS NULL
+                         ORDER BY created_at",
+                    )
+                    .map_err(|e| self.err(e))?;
+                let rows = stmt
+                    .query_map([deployment], |r| {
+                        let parameters: Option<String> = r.get(3)?;
+                        Ok(RequestedRun {
+                            id: uuid_at(r, 0)?,
+                            name: r.get(1)?,
+                            deployment: deployment.clone(),
+                            flow: r.get(2)?,
+                            parameters: parameters
+                                .and_then(|p| serde_json::from_str(&p).ok())
+                                .unwrap_or_default(),
+                            requested_at: ts(r, 4)?,
+                        })
+                    })
+                    .map_err(|e| self.err(e))?;
+                rows.collect::<rusqlite::Result<_>>()
+                    .map_err(|e| self.err(e))?
+            };
+            for run in &runs {
+                tx.prepare_cached("UPDATE flow_runs SET process_id = ?2 WHERE id = ?1")
+                    .and_then(|mut stmt| stmt.execute(params![key(&run.id), key(&me.id)]))
+                    .map_err(|e| self.err(e))?;
+            }
+            claimed.extend(runs);
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(claimed)
+    }
 }
 
 /// Rows bound per multi-row `INSERT`: one statement for many rows costs far less than one
@@ -501,6 +714,7 @@ struct NewRun<'a> {
     parent: Option<Uuid>,
     name: &'a str,
     flow_or_task: &'a str,
+    deployment: Option<&'a str>,
     tags: Option<String>,
     parameters: Option<&'a str>,
     call_seq: Option<u32>,
@@ -528,6 +742,7 @@ fn write_batch(
     let mut logs = Vec::new();
     let mut cache = Vec::new();
     let mut heartbeat = None;
+    let mut next_runs = HashMap::new();
 
     for event in batch {
         match event {
@@ -541,6 +756,7 @@ fn write_batch(
                 seq,
                 state,
                 resumed: was_resumed,
+                deployment,
             } => {
                 states.push((*id, *seq, state));
                 let update = RowUpdate::from_state(state, 0, CacheStatus::Off);
@@ -555,6 +771,7 @@ fn write_batch(
                         parent: *parent_id,
                         name,
                         flow_or_task: flow,
+                        deployment: deployment.as_deref(),
                         tags: None,
                         parameters: parameters.as_deref(),
                         call_seq: *call_seq,
@@ -584,6 +801,7 @@ fn write_batch(
                     parent: *flow_run_id,
                     name: "",
                     flow_or_task: task,
+                    deployment: None,
                     tags: Some(serde_json::to_string(&**tags).unwrap_or_else(|_| "[]".to_owned())),
                     parameters: None,
                     call_seq: *call_seq,
@@ -629,6 +847,9 @@ fn write_batch(
                 expires_at,
             } => cache.push((key, task, json, *created_at, *expires_at)),
             Event::Heartbeat(at) => heartbeat = Some(*at),
+            Event::NextRun { deployment, at } => {
+                next_runs.insert(deployment.as_str(), *at);
+            }
             Event::Flush(_) => {}
         }
     }
@@ -638,8 +859,8 @@ fn write_batch(
     insert_rows(
         tx,
         "INSERT INTO flow_runs (id, name, flow, parent_id, parameters, state, attempts, created_at,
-             started_at, ended_at, error, process_id, call_seq, output) VALUES ",
-        14,
+             started_at, ended_at, error, process_id, call_seq, output, deployment) VALUES ",
+        15,
         &flows,
         |r, row| {
             let u = &r.update;
@@ -656,7 +877,8 @@ fn write_batch(
                 .bind(u.error.as_deref())?
                 .bind(process_id)?
                 .bind(r.call_seq)?
-                .bind(r.output)?;
+                .bind(r.output)?
+                .bind(r.deployment)?;
             Ok(())
         },
     )?;
@@ -772,6 +994,16 @@ fn write_batch(
         };
         tx.prepare_cached(sql)?.execute(params![key(&id), json])?;
     }
+    for (deployment, at) in next_runs {
+        tx.prepare_cached(
+            "UPDATE deployments SET next_run_at = ?2 WHERE name = ?1 AND process_id = ?3",
+        )?
+        .execute(params![
+            deployment,
+            at.map(Timestamp::as_micros),
+            process_id
+        ])?;
+    }
     if let Some(at) = heartbeat {
         tx.prepare_cached("UPDATE processes SET heartbeat_at = ?2 WHERE id = ?1")?
             .execute(params![process_id, at.as_micros()])?;
@@ -872,10 +1104,23 @@ fn mark_crashed(
             continue;
         }
         let message = process::crash_message(pid, &host, Timestamp::from_micros(heartbeat));
-        for table in ["flow_runs", "task_runs"] {
+        // Runs it claimed but never started go back to whichever process serves next; what
+        // it served is served no more.
+        tx.execute(
+            "UPDATE flow_runs SET process_id = NULL WHERE process_id = ?1 AND state = 'Scheduled'",
+            [&id],
+        )?;
+        tx.execute(
+            "UPDATE deployments SET process_id = NULL, next_run_at = NULL WHERE process_id = ?1",
+            [&id],
+        )?;
+        for (table, unfinished) in [
+            ("flow_runs", "'Late', 'Pending', 'Running', 'Retrying'"),
+            ("task_runs", "'Pending', 'Running', 'Retrying'"),
+        ] {
             let runs: Vec<Value> = {
                 let sql = format!(
-                    "SELECT id FROM {table} WHERE process_id = ?1 AND state IN ('Pending', 'Running', 'Retrying')"
+                    "SELECT id FROM {table} WHERE process_id = ?1 AND state IN ({unfinished})"
                 );
                 let mut stmt = tx.prepare_cached(&sql)?;
                 let rows = stmt.query_map([&id], |r| r.get(0))?;

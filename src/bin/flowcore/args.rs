@@ -28,9 +28,51 @@ pub enum Command {
     /// Cached task results: list them, clear them.
     #[command(subcommand, arg_required_else_help = false)]
     Cache(CacheCommand),
+    /// Deployments: list them, run one now.
+    #[command(subcommand, arg_required_else_help = false)]
+    Deployment(DeploymentCommand),
     /// The run store itself.
     #[command(subcommand, arg_required_else_help = false)]
     Store(StoreCommand),
+}
+
+/// `flowcore deployment …`
+#[derive(Debug, Subcommand)]
+pub enum DeploymentCommand {
+    /// Lists the deployments processes have served: schedule, next run, last run's state.
+    Ls(Output),
+    /// Requests a run of a deployment; the process serving it starts it within a second.
+    Run(DeploymentRun),
+}
+
+/// `flowcore deployment run`
+#[derive(Debug, Args)]
+pub struct DeploymentRun {
+    /// The deployment's name, as in `deployment ls`.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// A parameter for this run, replacing the deployment's: `--param url=http://…`. The
+    /// value is read as the parameter's type (text, number, true/false, JSON array/object).
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub params: Vec<(String, String)>,
+
+    /// Follow the run until it ends, printing each state; the exit code is 0 only if it
+    /// completed.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// `key=value`, split at the first `=`.
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!(
+            "expected KEY=VALUE, as in --param url=http://127.0.0.1:8080, not {text:?}"
+        )),
+    }
 }
 
 /// `flowcore runs …`

@@ -7,6 +7,8 @@
 //! flowcore runs graph RUN [--format dot|mermaid|svg] [--output FILE]
 //! flowcore cache ls [--json]
 //! flowcore cache clear [TASK] [--json]
+//! flowcore deployment ls [--json]
+//! flowcore deployment run NAME [--param KEY=VALUE …] [--watch]
 //! flowcore store path [--json]
 //! ```
 //!
@@ -15,6 +17,7 @@
 
 mod args;
 mod cache;
+mod deployment;
 mod format;
 mod graph;
 mod open;
@@ -29,7 +32,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 
-use args::{CacheCommand, Cli, Command, RunsCommand, StoreCommand};
+use args::{CacheCommand, Cli, Command, DeploymentCommand, RunsCommand, StoreCommand};
 use style::Style;
 
 /// Why a command failed, said in one line for `flowcore: …`.
@@ -81,6 +84,12 @@ fn run(cli: Cli, style: Style) -> Result<String, Failure> {
         Command::Runs(RunsCommand::Graph(args)) => graph::graph(&open::open(&path)?, &args),
         Command::Cache(CacheCommand::Ls(output)) => cache::ls(&open::open(&path)?, &output),
         Command::Cache(CacheCommand::Clear(args)) => cache::clear(&open::open(&path)?, &args),
+        Command::Deployment(DeploymentCommand::Ls(output)) => {
+            deployment::ls(&open::open(&path)?, &output, style)
+        }
+        Command::Deployment(DeploymentCommand::Run(args)) => {
+            deployment::run(&open::open(&path)?, &args, style)
+        }
         Command::Store(StoreCommand::Path(output)) => store::path(&path, &output),
     }
 }

@@ -169,6 +169,9 @@ pub fn load(store: &Store, run: &str) -> Result<FlowRunRecord, Failure> {
 pub fn show(store: &Store, args: &RunArg, style: Style) -> Result<String, Failure> {
     let record = load(store, &args.run)?;
     let parameters = store.parameters(record.id)?;
+    let deployment = store
+        .flow_run_summary(record.id)?
+        .and_then(|summary| summary.deployment);
     let logs = store.logs(record.id)?;
     let parent = match record.parent_id {
         Some(id) => Some((id, store.flow_run_summary(id)?.map(|p| p.name))),
@@ -182,6 +185,7 @@ pub fn show(store: &Store, args: &RunArg, style: Style) -> Result<String, Failur
                 json!(parent.as_ref().and_then(|(_, name)| name.clone())),
             );
             fields.insert("parameters".to_owned(), json!(parameters));
+            fields.insert("deployment".to_owned(), json!(deployment));
             fields.insert("logs".to_owned(), serde_json::to_value(&logs)?);
         }
         return Ok(serde_json::to_string_pretty(&value)? + "\n");
@@ -211,6 +215,9 @@ pub fn show(store: &Store, args: &RunArg, style: Style) -> Result<String, Failur
             Some((id, None)) => format!("{id} (no longer in the store)"),
         },
     );
+    if let Some(deployment) = deployment {
+        field("Deployment", deployment);
+    }
     field("Parameters", parameters_text(parameters.as_ref()));
     field(
         "Start",

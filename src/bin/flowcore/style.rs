@@ -34,7 +34,9 @@ pub fn state_colour(kind: StateKind) -> Option<Colour> {
         StateKind::Completed => Colour::Green,
         StateKind::Failed | StateKind::Crashed | StateKind::TimedOut => Colour::Red,
         StateKind::Running => Colour::Blue,
-        StateKind::Pending | StateKind::Retrying => Colour::Yellow,
+        StateKind::Scheduled | StateKind::Late | StateKind::Pending | StateKind::Retrying => {
+            Colour::Yellow
+        }
         StateKind::Cancelled => Colour::Grey,
         StateKind::Cached => Colour::Teal,
         // StateKind is non-exhaustive: a state added later is shown uncoloured.

@@ -1,0 +1,212 @@
+//! Serving deployments: one process runs flows on their schedules and picks up the runs
+//! requested by hand, with no server to start.
+
+mod deployment;
+mod error;
+mod runner;
+mod signal;
+
+use std::collections::{HashMap, HashSet};
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+pub use deployment::{Deployment, DeploymentFlow, IntoSchedule, LATE_AFTER, Overlap};
+pub use error::ServeError;
+
+use crate::store::{DeploymentRow, Store};
+use runner::{Phase, Served};
+
+/// How often a serving process looks for runs requested by hand.
+const POLL: Duration = Duration::from_millis(500);
+
+/// How long in-flight runs get to finish after a stop signal, unless
+/// [`Serve::grace_period`] says otherwise.
+pub const GRACE_PERIOD: Duration = Duration::from_secs(30);
+
+/// Serves deployments until Ctrl-C (SIGINT) or SIGTERM: runs each on its schedule, and runs
+/// the runs requested with `flowcore deployment run NAME` (or the store's
+/// [`request_run`](crate::Store::request_run)) within a second. Await it.
+///
+/// On a stop signal no new run starts; runs in flight get a [grace
+/// period](Serve::grace_period) (30 s) to finish, then are cancelled: each ends `Cancelled`
+/// with the reason, and none is left `Running`. A second signal cancels them at once.
+///
+/// Deployments are checked before anything runs: a bad schedule, parameters that do not fit
+/// the flow, two deployments of one name, or a deployment another live process serves is an
+/// error naming the deployment.
+///
+/// ```no_run
+/// use flowcore::{flow, task, Deployment};
+///
+/// #[task(retries = 2, retry_delay = "5s")]
+/// async fn check() -> Result<(), String> {
+///     Ok(())
+/// }
+///
+/// #[flow]
+/// async fn monitor() -> Result<(), String> {
+///     check().await
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), flowcore::ServeError> {
+///     flowcore::init_logging();
+///     flowcore::serve([Deployment::new("monitor", || monitor()).every("30s")]).await
+/// }
+/// ```
+pub fn serve(deployments: impl IntoIterator<Item = Deployment>) -> Serve {
+    Serve {
+        deployments: deployments.into_iter().collect(),
+        grace_period: GRACE_PERIOD,
+        shutdown: None,
+    }
+}
+
+/// Deployments being set up to be served: see [`serve()`]. Await it to serve them.
+#[must_use = "serving starts when this is awaited"]
+pub struct Serve {
+    deployments: Vec<Deployment>,
+    grace_period: Duration,
+    shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Serve {
+    /// How long runs in flight may go on after the stop signal before they are cancelled
+    /// (default 30 s).
+    pub fn grace_period(mut self, grace_period: Duration) -> Serve {
+        self.grace_period = grace_period;
+        self
+    }
+
+    /// Stops when `signal` completes instead of on SIGINT or SIGTERM: for tests, and for
+    /// programs that serve beside other work.
+    ///
+    /// ```
+    /// use flowcore::{flow, Deployment, Store, StateKind};
+    /// use std::time::Duration;
+    ///
+    /// #[flow]
+    /// async fn tick() {}
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = Store::memory();
+    /// store.clone().install()?;
+    /// // Every minute for an hour of tokio's (paused) clock: 60 runs, in milliseconds.
+    /// let hour = tokio::time::sleep(Duration::from_secs(3600));
+    /// flowcore::serve([Deployment::new("ticker", || tick()).every("1m")])
+    ///     .with_shutdown(hour)
+    ///     .await?;
+    /// let all = flowcore::store::RunFilter { limit: 100, ..Default::default() };
+    /// assert_eq!(store.flow_runs(&all)?.len(), 60);
+    /// let ticker = &store.deployments()?[0];
+    /// assert_eq!(ticker.last_runs[0].state, StateKind::Completed);
+    /// assert_eq!(ticker.served_by, None, "no longer served");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_shutdown(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Serve {
+        self.shutdown = Some(Box::pin(signal));
+        self
+    }
+
+    async fn run(self) -> Result<(), ServeError> {
+        let served = check(self.deployments)?;
+        let store = Store::current();
+        let rows: Vec<DeploymentRow> = served.iter().map(|d| d.row()).collect();
+        store.serve_deployments(&rows)?;
+        let names: Arc<[String]> = served.iter().map(|d| d.name.clone()).collect();
+
+        let (phase_tx, phase) = watch::channel(Phase::Serving);
+        let cancelled_because = Arc::new(OnceLock::new());
+        let mut senders = HashMap::new();
+        let mut loops = JoinSet::new();
+        for d in served {
+            let (tx, rx) = mpsc::unbounded_channel();
+            senders.insert(d.name.clone(), tx);
+            d.announce();
+            loops.spawn(runner::serve_one(
+                Arc::new(d),
+                store,
+                rx,
+                phase.clone(),
+                Arc::clone(&cancelled_because),
+            ));
+        }
+        loops.spawn(runner::poll_requests(
+            store,
+            Arc::clone(&names),
+            senders,
+            phase.clone(),
+        ));
+
+        let grace = self.grace_period;
+        let on_signals = self.shutdown.is_none();
+        let stop_reason = match self.shutdown {
+            Some(signal) => {
+                signal.await;
+                "serving stopped".to_owned()
+            }
+            None => format!("the serving process received {}", signal::stop().await),
+        };
+        tracing::info!(
+            target: "flowcore",
+            "Stopping ({stop_reason}): no new runs start; runs in flight have {} to finish",
+            humantime::format_duration(grace)
+        );
+        let deadline = tokio::time::Instant::now() + grace;
+        let _ = phase_tx.send(Phase::Draining { deadline });
+        let _ = cancelled_because.set(format!(
+            "cancelled: {stop_reason} and the run did not finish within the {} grace period",
+            humantime::format_duration(grace)
+        ));
+        let mut loops_done = std::pin::pin!(async { while loops.join_next().await.is_some() {} });
+        tokio::select! {
+            () = &mut loops_done => {}
+            second = signal::stop(), if on_signals => {
+                tracing::warn!(target: "flowcore", "Received {second} again: cancelling the runs in flight now");
+                let _ = phase_tx.send(Phase::Cancelling);
+                loops_done.await;
+            }
+        }
+        if let Err(e) = store.flush().await {
+            tracing::error!(target: "flowcore", "The last states were not recorded: {e}");
+        }
+        store.unserve_deployments(&names)?;
+        tracing::info!(target: "flowcore", "Stopped serving {}", names.join(", "));
+        Ok(())
+    }
+}
+
+impl IntoFuture for Serve {
+    type Output = Result<(), ServeError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// Checks every deployment before anything is served; the first problem is the error.
+fn check(deployments: Vec<Deployment>) -> Result<Vec<Served>, ServeError> {
+    if deployments.is_empty() {
+        return Err(ServeError::NothingToServe);
+    }
+    let mut names = HashSet::new();
+    let mut served = Vec::with_capacity(deployments.len());
+    for d in deployments {
+        if !names.insert(d.name.clone()) {
+            return Err(ServeError::Deployment {
+                name: d.name,
+                reason: "two deployments have this name; give each its own".to_owned(),
+            });
+        }
+        served.push(Served::check(d)?);
+    }
+    Ok(served)
+}

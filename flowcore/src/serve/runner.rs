@@ -1,0 +1,429 @@
+//! Each served deployment's loop: wait for the next scheduled time or a requested run, start
+//! runs as the overlap policy says, and give in-flight runs their grace period at the end.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chrono::SecondsFormat;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::deployment::{Deployment, ErasedFlow, Overlap};
+use super::error::ServeError;
+use crate::clock::Timestamp;
+use crate::hooks::RunKind;
+use crate::launch::Launch;
+use crate::names::{flow_run_name, new_run_id};
+use crate::record::{CacheStatus, FlowRunRecord};
+use crate::schedule::Schedule;
+use crate::state::{State, StateKind};
+use crate::store::{DeploymentRow, Event, RequestedRun, Store};
+
+/// Where serving is: the loops follow it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Phase {
+    Serving,
+    /// No new runs; the runs in flight may finish until `deadline`.
+    Draining {
+        deadline: Instant,
+    },
+    /// Cancel the runs in flight now.
+    Cancelling,
+}
+
+/// A deployment checked and ready to serve.
+pub(crate) struct Served {
+    pub name: String,
+    flow: ErasedFlow,
+    flow_name: &'static str,
+    parameters: Value,
+    schedule: Option<Schedule>,
+    overlap: Overlap,
+    late_after: Duration,
+}
+
+impl Served {
+    /// Checks the deployment: its schedule, and that its parameters make a flow call.
+    pub(crate) fn check(d: Deployment) -> Result<Served, ServeError> {
+        let fail = |reason: String| ServeError::Deployment {
+            name: d.name.clone(),
+            reason,
+        };
+        let schedule = d
+            .schedule
+            .clone()
+            .transpose()
+            .map_err(|e| fail(e.to_string()))?;
+        let parameters = d.parameters.clone().map_err(&fail)?;
+        // The call is made and dropped without being polled: nothing runs.
+        let flow_name = match d.flow.start(&parameters, None) {
+            Ok((_, Some(flow))) => flow,
+            Ok((_, None)) => {
+                return Err(fail(
+                    "its closure made no flow call; give Deployment::new a closure that calls a #[flow] function".to_owned(),
+                ));
+            }
+            Err(e) => {
+                return Err(fail(format!(
+                    "its parameters {parameters} do not fit the flow's ({e}); give them with .parameters(...)"
+                )));
+            }
+        };
+        Ok(Served {
+            name: d.name,
+            flow: d.flow,
+            flow_name,
+            parameters,
+            schedule,
+            overlap: d.overlap,
+            late_after: d.late_after,
+        })
+    }
+
+    pub(crate) fn row(&self) -> DeploymentRow {
+        DeploymentRow {
+            name: self.name.clone(),
+            flow: self.flow_name.to_owned(),
+            schedule: self.schedule.as_ref().map(|s| s.to_string()),
+            parameters: self.parameters.clone(),
+            overlap: self.overlap.as_str(),
+        }
+    }
+
+    /// The lines Prefect users look for when a flow starts being served.
+    pub(crate) fn announce(&self) {
+        tracing::info!(
+            target: "flowcore",
+            "Your flow '{}' is being served and polling for scheduled runs!",
+            self.flow_name
+        );
+        let when = match &self.schedule {
+            Some(s) => format!("runs {s}"),
+            None => "has no schedule: it runs when requested".to_owned(),
+        };
+        tracing::info!(
+            target: "flowcore",
+            "Deployment '{}' {when}; to run it now: flowcore deployment run {}",
+            self.name,
+            self.name
+        );
+    }
+}
+
+/// A run that is due: at its scheduled time, or requested by hand.
+struct Due {
+    at: Timestamp,
+    request: Option<RequestedRun>,
+}
+
+/// `at` as Prefect writes it in its logs: `2026-11-22T18:03:00Z`.
+fn rfc3339(at: Timestamp) -> String {
+    at.to_datetime().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The instant of tokio's clock at which the wall-clock time `at` comes.
+fn instant_of(at: Timestamp) -> Instant {
+    Instant::now() + at.duration_since(Timestamp::now())
+}
+
+/// Serves one deployment until the phase leaves `Serving`, then waits for its runs in flight
+/// until the deadline and cancels the rest.
+pub(crate) async fn serve_one(
+    d: Arc<Served>,
+    store: &'static Store,
+    mut requests: mpsc::UnboundedReceiver<RequestedRun>,
+    mut phase: watch::Receiver<Phase>,
+    cancelled_because: Arc<OnceLock<String>>,
+) {
+    let mut runs: JoinSet<FlowRunRecord> = JoinSet::new();
+    let mut queue: VecDeque<Due> = VecDeque::new();
+    let mut next = next_after(&d, Timestamp::now(), store);
+    loop {
+        if !matches!(*phase.borrow(), Phase::Serving) {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(next.map_or_else(Instant::now, instant_of)), if next.is_some() => {
+                let at = next.expect("only polled with a next run");
+                due(&d, store, &mut runs, &mut queue, Due { at, request: None }, &cancelled_because);
+                // The next time after now, not after `at`: times missed while the process was
+                // stopped or starved are not run in a burst.
+                next = next_after(&d, at.max(Timestamp::now()), store);
+            }
+            Some(request) = requests.recv() => {
+                let at = request.requested_at;
+                due(&d, store, &mut runs, &mut queue, Due { at, request: Some(request) }, &cancelled_because);
+            }
+            Some(ended) = runs.join_next(), if !runs.is_empty() => {
+                report_panic(&d, ended);
+                if runs.is_empty() && let Some(waiting) = queue.pop_front() {
+                    start(&d, store, &mut runs, waiting, &cancelled_because);
+                }
+            }
+            _ = phase.changed() => {}
+        }
+    }
+    if !queue.is_empty() {
+        tracing::info!(
+            target: "flowcore",
+            "Deployment '{}': {} queued not started (runs requested by hand stay Scheduled for the next process serving it)",
+            d.name,
+            runs_count(queue.len())
+        );
+    }
+    if !runs.is_empty() {
+        tracing::info!(target: "flowcore", "Deployment '{}': waiting for {} in flight", d.name, runs_count(runs.len()));
+    }
+    while !runs.is_empty() {
+        let deadline = match *phase.borrow() {
+            Phase::Draining { deadline } => Some(deadline),
+            _ => None,
+        };
+        let Some(deadline) = deadline else {
+            break;
+        };
+        tokio::select! {
+            Some(ended) = runs.join_next() => report_panic(&d, ended),
+            () = tokio::time::sleep_until(deadline) => break,
+            _ = phase.changed() => {}
+        }
+    }
+    if !runs.is_empty() {
+        tracing::warn!(
+            target: "flowcore",
+            "Deployment '{}': cancelling {} still in flight",
+            d.name,
+            runs_count(runs.len())
+        );
+        // Each run's drop records its Cancelled state with the reason.
+        runs.abort_all();
+        while let Some(ended) = runs.join_next().await {
+            if let Err(e) = ended
+                && e.is_panic()
+            {
+                report_panic(&d, Err(e));
+            }
+        }
+    }
+}
+
+/// `1 run`, `2 runs`.
+fn runs_count(n: usize) -> String {
+    format!("{n} run{}", if n == 1 { "" } else { "s" })
+}
+
+/// The deployment's next scheduled time after `after`, recorded in the store and logged.
+fn next_after(d: &Served, after: Timestamp, store: &Store) -> Option<Timestamp> {
+    let next = d
+        .schedule
+        .as_ref()?
+        .next_after(after.to_datetime())
+        .map(|at| Timestamp::from_micros(at.timestamp_micros()));
+    store.send(Event::NextRun {
+        deployment: d.name.clone(),
+        at: next,
+    });
+    match next {
+        Some(at) => {
+            tracing::info!(target: "flowcore", "Waiting for next scheduled run at {}", rfc3339(at))
+        }
+        None => {
+            tracing::info!(target: "flowcore", "Deployment '{}' has no more scheduled runs", d.name)
+        }
+    }
+    next
+}
+
+/// A run is due: started, queued or skipped, as the overlap policy says.
+fn due(
+    d: &Served,
+    store: &'static Store,
+    runs: &mut JoinSet<FlowRunRecord>,
+    queue: &mut VecDeque<Due>,
+    due: Due,
+    cancelled_because: &Arc<OnceLock<String>>,
+) {
+    if runs.is_empty() || d.overlap == Overlap::Allow {
+        return start(d, store, runs, due, cancelled_because);
+    }
+    if d.overlap == Overlap::Queue || due.request.is_some() {
+        tracing::info!(
+            target: "flowcore",
+            "Deployment '{}': the run due at {} waits for the run in flight to end",
+            d.name,
+            rfc3339(due.at)
+        );
+        return queue.push_back(due);
+    }
+    tracing::info!(
+        target: "flowcore",
+        "Deployment '{}': skipping the run scheduled for {}: an earlier run is still going (overlap: skip)",
+        d.name,
+        rfc3339(due.at)
+    );
+}
+
+/// Starts a due run: the flow call, handed its id, name and the states before `Pending`.
+fn start(
+    d: &Served,
+    store: &'static Store,
+    runs: &mut JoinSet<FlowRunRecord>,
+    due: Due,
+    cancelled_because: &Arc<OnceLock<String>>,
+) {
+    let now = Timestamp::now();
+    let (id, name, parameters, mut states, stored) = match due.request {
+        Some(r) => {
+            let scheduled = State::new(
+                StateKind::Scheduled,
+                r.requested_at,
+                Some(crate::store::REQUESTED.to_owned()),
+            );
+            (r.id, r.name, r.parameters, vec![scheduled], 1)
+        }
+        None => {
+            let message = format!("scheduled for {}", rfc3339(due.at));
+            let scheduled = State::new(StateKind::Scheduled, due.at, Some(message));
+            (
+                new_run_id(),
+                flow_run_name(),
+                d.parameters.clone(),
+                vec![scheduled],
+                0,
+            )
+        }
+    };
+    let delay = now.duration_since(due.at);
+    if delay > d.late_after {
+        let late = humantime::format_duration(Duration::from_millis(delay.as_millis() as u64));
+        tracing::warn!(
+            target: "flowcore",
+            "Flow run '{name}' of deployment '{}' starts {late} late (due at {})",
+            d.name,
+            rfc3339(due.at)
+        );
+        states.push(State::new(
+            StateKind::Late,
+            now,
+            Some(format!("started {late} after {}", rfc3339(due.at))),
+        ));
+    }
+    let launch = Launch {
+        id,
+        name: name.clone(),
+        deployment: d.name.clone(),
+        states: states.clone(),
+        stored,
+        cancelled_because: Arc::clone(cancelled_because),
+    };
+    match d.flow.start(&parameters, Some(launch)) {
+        Ok((run, _)) => {
+            runs.spawn(run);
+        }
+        Err(e) => {
+            // Only a request can bring parameters the flow does not take: the deployment's
+            // own were checked when serving started.
+            let message = format!(
+                "its parameters {parameters} do not fit flow '{}': {e}",
+                d.flow_name
+            );
+            tracing::error!(target: "flowcore", "Flow run '{name}' of deployment '{}' failed: {message}", d.name);
+            states.push(State::new(StateKind::Failed, now, Some(message)));
+            record_states(store, d, id, name, states, stored, parameters);
+        }
+    }
+}
+
+/// Records a run that never reached its flow call: its states from `stored` on.
+fn record_states(
+    store: &Store,
+    d: &Served,
+    id: uuid::Uuid,
+    name: String,
+    states: Vec<State>,
+    stored: usize,
+    parameters: Value,
+) {
+    let mut states = states.into_iter().enumerate().skip(stored);
+    let Some((seq, first)) = states.next() else {
+        return;
+    };
+    store.send(Event::FlowRunCreated {
+        id,
+        name,
+        flow: std::borrow::Cow::Borrowed(d.flow_name),
+        parent_id: None,
+        parameters: Some(parameters.to_string()),
+        call_seq: None,
+        seq: seq as u32,
+        state: first,
+        resumed: stored > 0,
+        deployment: Some(d.name.clone()),
+    });
+    for (seq, state) in states {
+        store.send(Event::Transition {
+            kind: RunKind::Flow,
+            id,
+            position: None,
+            seq: seq as u32,
+            state,
+            attempts: 0,
+            cache: CacheStatus::Off,
+        });
+    }
+}
+
+/// A flow run's panic ends its run (recorded Failed by the run itself), never the server.
+fn report_panic(d: &Served, ended: Result<FlowRunRecord, tokio::task::JoinError>) {
+    if let Err(e) = ended
+        && e.is_panic()
+    {
+        tracing::error!(target: "flowcore", "A flow run of deployment '{}' panicked; serving goes on", d.name);
+    }
+}
+
+/// Claims the runs requested for these deployments twice a second and hands each to its
+/// deployment's loop.
+pub(crate) async fn poll_requests(
+    store: &'static Store,
+    names: Arc<[String]>,
+    senders: HashMap<String, mpsc::UnboundedSender<RequestedRun>>,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let mut tick = tokio::time::interval(super::POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = phase.changed() => {}
+        }
+        if !matches!(*phase.borrow(), Phase::Serving) {
+            return;
+        }
+        match store.claim_requests(Arc::clone(&names)).await {
+            Ok(requested) => {
+                warned = false;
+                for run in requested {
+                    tracing::info!(
+                        target: "flowcore",
+                        "Picked up flow run '{}' of deployment '{}', requested by hand",
+                        run.name,
+                        run.deployment
+                    );
+                    if let Some(tx) = senders.get(&run.deployment) {
+                        let _ = tx.send(run);
+                    }
+                }
+            }
+            Err(e) if !warned => {
+                warned = true;
+                tracing::warn!(target: "flowcore", "Cannot look for requested runs: {e}; trying again");
+            }
+            Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! `flowcore deployment ls | run`: the deployments in the store, and runs requested by hand.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use flowcore::{StateKind, Store, Uuid};
+
+use crate::Failure;
+use crate::args::{DeploymentRun, Output};
+use crate::format;
+use crate::style::Style;
+use crate::table::{Cell, Column, Table};
+
+/// How often `--watch` reads the run's states.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// How often `--watch` checks that the process running the run is alive.
+const CRASH_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// `flowcore deployment ls`
+pub fn ls(store: &Store, output: &Output, style: Style) -> Result<String, Failure> {
+    let deployments = store.deployments()?;
+    if output.json {
+        return Ok(serde_json::to_string_pretty(&deployments)? + "\n");
+    }
+    if deployments.is_empty() {
+        return Ok(
+            "No deployments: a program serves them with flowcore::serve([Deployment::new(…)]).\n"
+                .to_owned(),
+        );
+    }
+    let mut table = Table::new(vec![
+        Column::left("Deployment"),
+        Column::left("Flow"),
+        Column::left("Schedule"),
+        Column::left("Next run"),
+        Column::left("Last run"),
+        Column::left("Last state"),
+        Column::left("Served by"),
+    ]);
+    for d in &deployments {
+        let last = d.last_runs.first();
+        table.row(vec![
+            Cell::plain(&d.name),
+            Cell::plain(&d.flow),
+            Cell::plain(d.schedule.as_deref().unwrap_or("when requested")),
+            Cell::plain(d.next_run_at.map(format::date_time).unwrap_or_default()),
+            Cell::plain(last.map(|r| r.name.as_str()).unwrap_or("")),
+            match last {
+                Some(run) => Cell::state(run.state, style),
+                None => Cell::plain(""),
+            },
+            Cell::plain(match &d.served_by {
+                Some(p) => format!("pid {} on {}", p.pid, p.host),
+                None => "not served".to_owned(),
+            }),
+        ]);
+    }
+    Ok(table.render())
+}
+
+/// `flowcore deployment run NAME [--param k=v …] [--watch]`
+pub fn run(store: &Store, args: &DeploymentRun, style: Style) -> Result<String, Failure> {
+    let requested = store.request_run(&args.name, &args.params)?;
+    let mut text = format!(
+        "Created flow run '{}' of deployment '{}' (id {})\n",
+        requested.name, requested.deployment, requested.id
+    );
+    let served = store
+        .deployments()?
+        .into_iter()
+        .find(|d| d.name == requested.deployment)
+        .and_then(|d| d.served_by);
+    if served.is_none() {
+        text.push_str(&format!(
+            "No process serves '{}' now: the run stays Scheduled until one does.\n",
+            requested.deployment
+        ));
+    }
+    if !args.watch {
+        return Ok(text);
+    }
+    // Printed now: the watch may be long, and the name is what the reader needs first.
+    print_now(&text)?;
+    watch(store, requested.id, &requested.name, style)
+}
+
+/// Prints each new state of the run until it ends; fails unless it completed.
+fn watch(store: &Store, id: Uuid, name: &str, style: Style) -> Result<String, Failure> {
+    let mut shown = 0;
+    let mut crash_checked = Instant::now();
+    loop {
+        let run = store
+            .flow_run(id)?
+            .ok_or_else(|| Failure::new(format!("flow run '{name}' was removed from the store")))?;
+        for state in run.history.iter().skip(shown) {
+            let message = state
+                .message
+                .as_deref()
+                .map(|m| format!("  {m}"))
+                .unwrap_or_default();
+            print_now(&format!(
+                "{}  {}{message}\n",
+                format::date_time(state.at),
+                style.state(state.kind)
+            ))?;
+        }
+        shown = run.history.len();
+        let last = run.state();
+        if last.is_final() {
+            let summary = format!(
+                "Flow run '{name}' finished in state {}",
+                style.state(last.kind)
+            );
+            return match last.kind {
+                StateKind::Completed | StateKind::Cached => Ok(summary + "\n"),
+                _ => Err(Failure::new(format!(
+                    "flow run '{name}' ended {}{}",
+                    last.kind,
+                    last.message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ))),
+            };
+        }
+        // A serving process that dies leaves its run Running: look for that now and then.
+        if crash_checked.elapsed() >= CRASH_CHECK_EVERY {
+            store.mark_crashed()?;
+            crash_checked = Instant::now();
+        }
+        std::thread::sleep(WATCH_EVERY);
+    }
+}
+
+fn print_now(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::new(format!("cannot write the output: {e}")))
+}

@@ -1,0 +1,327 @@
+//! A deployment served by one process and driven from others, as a user does it: the
+//! `monitor` example serves, and `flowcore deployment ls | run` in other processes list it,
+//! request runs (picked up within a second), follow them with `--watch`, and are refused bad
+//! parameters; SIGTERM stops the server with nothing left running.
+//!
+//! Needs the example binaries: `cargo test` builds them; with `--test deployments` run
+//! `cargo build --examples` first.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use flowcore::{StateKind, Store};
+use support::{Running, show, wait_until};
+
+/// `target/debug/examples/monitor`, beside the test binary's `target/debug/deps/`.
+fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary lives in target/<profile>/deps")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --examples` first",
+        path.display()
+    );
+    path
+}
+
+fn serve_monitor(home: &Path, every: &str) -> Running {
+    Running::spawn(
+        Command::new(example_binary("monitor"))
+            .args(["--every", every])
+            .env("FLOWCORE_HOME", home)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+}
+
+fn flowcore(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flowcore"))
+        .args(args)
+        .env("FLOWCORE_HOME", home)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run flowcore")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The run name in `Created flow run 'NAME' of deployment …`.
+fn created_run(out: &Output) -> String {
+    let text = stdout(out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Created flow run '"))
+        .unwrap_or_else(|| panic!("no `Created flow run` line:\n{}", show(out)));
+    line["Created flow run '".len()..]
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by_sigterm() {
+    let home = tempfile::tempdir().unwrap();
+    // Every hour: the only runs in this test are the ones requested by hand (a scheduled one
+    // may come if the test crosses an hour; nothing below counts on there being none).
+    let mut server = serve_monitor(home.path(), "1h");
+    server.wait_for_line("Your flow 'monitor' is being served and polling for scheduled runs!");
+    let pid = server.child.id();
+
+    let ls = flowcore(home.path(), &["deployment", "ls"]);
+    assert!(ls.status.success(), "{}", show(&ls));
+    let text = stdout(&ls);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("monitor "))
+        .unwrap_or_else(|| panic!("no monitor row:\n{text}"));
+    assert!(row.contains("every 1h"), "{row}");
+    assert!(row.contains(&format!("pid {pid} on ")), "{row}");
+    let json = flowcore(home.path(), &["deployment", "ls", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(listed[0]["name"], "monitor");
+    assert_eq!(listed[0]["flow"], "monitor");
+    assert_eq!(listed[0]["overlap"], "skip");
+    assert_eq!(listed[0]["parameters"]["timeout_secs"], 10);
+    assert!(listed[0]["next_run_at"].is_string(), "{listed}");
+
+    // Run it now and follow it: the status page answers 200 to this first check.
+    let run = flowcore(home.path(), &["deployment", "run", "monitor", "--watch"]);
+    assert!(run.status.success(), "{}", show(&run));
+    let name = created_run(&run);
+    let text = stdout(&run);
+    let states: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(
+        states,
+        ["Scheduled", "Pending", "Running", "Completed"],
+        "{text}"
+    );
+    assert!(text.contains("Scheduled  requested by hand"), "{text}");
+    assert!(
+        text.ends_with(&format!("Flow run '{name}' finished in state Completed\n")),
+        "{text}"
+    );
+
+    let shown = stdout(&flowcore(home.path(), &["runs", "show", &name]));
+    assert!(shown.contains("\n  Deployment  monitor\n"), "{shown}");
+
+    let store = Store::open_existing(home.path().join("flowcore.db")).unwrap();
+    let id = store.find_flow_run(&name).unwrap();
+    let record = store.flow_run(id).unwrap().unwrap();
+    let picked_up = record.history[1].at.duration_since(record.history[0].at);
+    assert!(
+        picked_up < Duration::from_secs(1),
+        "picked up {picked_up:?} after the request"
+    );
+    assert_eq!(record.task_runs[0].state().kind, StateKind::Completed);
+
+    // The second check meets a 503: the task run fails, the flow run handles it.
+    let second = flowcore(home.path(), &["deployment", "run", "monitor", "--watch"]);
+    assert!(second.status.success(), "{}", show(&second));
+    let record = store
+        .flow_run(store.find_flow_run(&created_run(&second)).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state().kind, StateKind::Completed);
+    let check = record.task_runs[0].state();
+    assert_eq!(
+        (check.kind, check.message.as_deref()),
+        (StateKind::Failed, Some("status code 503"))
+    );
+
+    // A parameter replaces the deployment's, read as its type.
+    let other = flowcore(
+        home.path(),
+        &[
+            "deployment",
+            "run",
+            "monitor",
+            "--param",
+            "url=http://127.0.0.1:1/status",
+            "--param",
+            "timeout_secs=2",
+        ],
+    );
+    assert!(other.status.success(), "{}", show(&other));
+    let other_id = store.find_flow_run(&created_run(&other)).unwrap();
+    let parameters = store.parameters(other_id).unwrap().unwrap();
+    assert_eq!(parameters["url"], "http://127.0.0.1:1/status");
+    assert_eq!(parameters["timeout_secs"], 2);
+    let record = wait_until("the third run to end", Some(&mut server.child), || {
+        store
+            .flow_run(other_id)
+            .unwrap()
+            .filter(|r| r.state().is_final())
+    });
+    assert_eq!(record.state().kind, StateKind::Completed);
+    assert_eq!(record.task_runs[0].state().kind, StateKind::Failed);
+
+    // Refusals: one line on stderr, exit code 1 (2 for a malformed command line).
+    for (args, expected, code) in [
+        (
+            vec!["deployment", "run", "monitor", "--param", "timeout_secs=soon"],
+            "flowcore: parameter 'timeout_secs' of deployment 'monitor' takes a whole number of 0 or more (its default is 10), not \"soon\"\n".to_owned(),
+            1,
+        ),
+        (
+            vec!["deployment", "run", "monitor", "--param", "retries=3"],
+            "flowcore: deployment 'monitor' has no parameter 'retries'; its parameters are: timeout_secs, url\n".to_owned(),
+            1,
+        ),
+        (
+            vec!["deployment", "run", "nope"],
+            format!(
+                "flowcore: no deployment named \"nope\" in the run store {}; deployments: monitor\n",
+                home.path().join("flowcore.db").display()
+            ),
+            1,
+        ),
+    ] {
+        let out = flowcore(home.path(), &args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", show(&out));
+        assert_eq!(stderr(&out), expected, "{args:?}");
+        assert_eq!(stdout(&out), "", "{args:?}");
+    }
+    let malformed = flowcore(
+        home.path(),
+        &["deployment", "run", "monitor", "--param", "url"],
+    );
+    assert_eq!(malformed.status.code(), Some(2), "{}", show(&malformed));
+    assert!(
+        stderr(&malformed).contains("expected KEY=VALUE"),
+        "{}",
+        show(&malformed)
+    );
+    assert_eq!(stderr(&malformed).lines().count(), 1);
+
+    // SIGTERM: the server stops cleanly, and says so.
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = server.finish();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Stopping (the serving process received SIGTERM): no new runs start"),
+        "{text}"
+    );
+    assert!(text.contains("Stopped serving; "), "{text}");
+
+    let ls = stdout(&flowcore(home.path(), &["deployment", "ls"]));
+    let row = ls.lines().find(|l| l.starts_with("monitor ")).unwrap();
+    assert!(row.contains("not served"), "{row}");
+    assert!(row.contains("Completed"), "{row}");
+    let filter = flowcore::store::RunFilter {
+        limit: 1000,
+        ..Default::default()
+    };
+    let unfinished: Vec<_> = store
+        .flow_runs(&filter)
+        .unwrap()
+        .into_iter()
+        .filter(|r| !r.state.is_final())
+        .collect();
+    assert!(unfinished.is_empty(), "{unfinished:?}");
+
+    // With no process serving it, a request waits, Scheduled, and the CLI says why.
+    let waiting = flowcore(home.path(), &["deployment", "run", "monitor"]);
+    assert!(waiting.status.success(), "{}", show(&waiting));
+    assert!(
+        stdout(&waiting)
+            .contains("No process serves 'monitor' now: the run stays Scheduled until one does."),
+        "{}",
+        show(&waiting)
+    );
+    let waiting_id = store.find_flow_run(&created_run(&waiting)).unwrap();
+    assert_eq!(
+        store.flow_run_summary(waiting_id).unwrap().unwrap().state,
+        StateKind::Scheduled
+    );
+
+    // The next process to serve it picks it up.
+    let mut again = serve_monitor(home.path(), "1h");
+    let record = wait_until(
+        "the waiting run to be picked up and end",
+        Some(&mut again.child),
+        || {
+            store
+                .flow_run(waiting_id)
+                .unwrap()
+                .filter(|r| r.state().is_final())
+        },
+    );
+    assert_eq!(record.state().kind, StateKind::Completed);
+
+    // Killed, it cannot say it stopped: the next command notices, and it serves no more.
+    again.kill();
+    let ls = stdout(&flowcore(home.path(), &["deployment", "ls"]));
+    let row = ls.lines().find(|l| l.starts_with("monitor ")).unwrap();
+    assert!(row.contains("not served"), "{row}");
+}
+
+#[test]
+fn the_monitor_example_runs_on_its_schedule_and_records_failed_checks() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(example_binary("monitor"))
+        .args(["--every", "1s", "--runs", "3"])
+        .env("FLOWCORE_HOME", home.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let count = |part: &str| text.lines().filter(|l| l.contains(part)).count();
+    assert_eq!(
+        count("Your flow 'monitor' is being served and polling for scheduled runs!"),
+        1
+    );
+    assert!(count("Waiting for next scheduled run at ") >= 3, "{text}");
+    assert_eq!(count("Beginning flow run '"), 3, "{text}");
+    // 200, 503, 200: the second check fails, and its flow run handles it.
+    assert_eq!(
+        count("Finished in state Failed('status code 503')"),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        count("for flow 'monitor': Completed — 1 task run failed and was handled"),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("Stopped serving; 3 runs finished"), "{text}");
+
+    let store = Store::open_existing(home.path().join("flowcore.db")).unwrap();
+    let runs = store.flow_runs(&Default::default()).unwrap();
+    assert_eq!(runs.len(), 3);
+    for run in &runs {
+        assert_eq!(run.state, StateKind::Completed);
+        assert_eq!(run.deployment.as_deref(), Some("monitor"));
+        let record = store.flow_run(run.id).unwrap().unwrap();
+        assert_eq!(record.history[0].kind, StateKind::Scheduled);
+        // Due on a whole second; a scheduled run starts at its time.
+        assert_eq!(record.history[0].at.as_micros() % 1_000_000, 0);
+        let delay = record.history[1].at.duration_since(record.history[0].at);
+        assert!(delay < Duration::from_millis(500), "{delay:?}");
+    }
+}
