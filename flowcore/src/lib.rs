@@ -59,6 +59,7 @@ mod panic;
 mod record;
 mod resume;
 mod retry;
+pub mod runtime;
 pub mod schedule;
 mod serve;
 mod state;
