@@ -215,14 +215,13 @@ impl TaskGraph {
         out.push_str("    node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];\n");
         out.push_str("    edge [fontname=\"Helvetica\"];\n");
         for node in &self.nodes {
-            let colour = colour(node.state);
             let _ = writeln!(
                 out,
                 "    {} [label=\"{}\", fillcolor=\"{}\", fontcolor=\"{}\"];",
                 node.id,
                 dot_escape(&node.label),
-                colour.fill,
-                colour.font
+                node.state.colour(),
+                node.state.text_colour()
             );
         }
         for edge in &self.edges {
@@ -281,59 +280,16 @@ impl TaskGraph {
             by_state.entry(node.state).or_default().push(&node.id);
         }
         for (state, ids) in by_state {
-            let colour = colour(state);
             let class = state.as_str().to_ascii_lowercase();
             let _ = writeln!(
                 out,
                 "    classDef {class} fill:{},color:{}",
-                colour.fill, colour.font
+                state.colour(),
+                state.text_colour()
             );
             let _ = writeln!(out, "    class {} {class}", ids.join(","));
         }
         out
-    }
-}
-
-/// A node's background and the text colour that reads on it.
-struct Colour {
-    fill: &'static str,
-    font: &'static str,
-}
-
-/// The colour of each state, as in Prefect's UI: the one table both drawings use.
-fn colour(state: StateKind) -> Colour {
-    const GREEN: Colour = Colour {
-        fill: "#2e7d32",
-        font: "#ffffff",
-    };
-    const TEAL: Colour = Colour {
-        fill: "#00897b",
-        font: "#ffffff",
-    };
-    const RED: Colour = Colour {
-        fill: "#c62828",
-        font: "#ffffff",
-    };
-    const BLUE: Colour = Colour {
-        fill: "#1565c0",
-        font: "#ffffff",
-    };
-    // Dark text: white on yellow is hard to read.
-    const YELLOW: Colour = Colour {
-        fill: "#f9a825",
-        font: "#212121",
-    };
-    const GREY: Colour = Colour {
-        fill: "#757575",
-        font: "#ffffff",
-    };
-    match state {
-        StateKind::Completed => GREEN,
-        StateKind::Cached => TEAL,
-        StateKind::Failed | StateKind::TimedOut | StateKind::Crashed => RED,
-        StateKind::Running => BLUE,
-        StateKind::Scheduled | StateKind::Late | StateKind::Pending | StateKind::Retrying => YELLOW,
-        StateKind::Cancelled | StateKind::Skipped => GREY,
     }
 }
 

@@ -88,6 +88,41 @@ impl StateKind {
         }
     }
 
+    /// The state's colour, as Prefect's UI shows it, in CSS hex: one table for the task
+    /// graph's drawings and the dashboard. Completed green, Cached teal, Failed, TimedOut and
+    /// Crashed red, Running blue, Scheduled, Late, Pending and Retrying yellow, Cancelled and
+    /// Skipped grey.
+    ///
+    /// ```
+    /// use flowcore::StateKind;
+    ///
+    /// assert_eq!(StateKind::Completed.colour(), "#2e7d32");
+    /// assert_eq!(StateKind::Crashed.colour(), StateKind::Failed.colour());
+    /// ```
+    pub const fn colour(self) -> &'static str {
+        match self {
+            StateKind::Completed => "#2e7d32",
+            StateKind::Cached => "#00897b",
+            StateKind::Failed | StateKind::TimedOut | StateKind::Crashed => "#c62828",
+            StateKind::Running => "#1565c0",
+            StateKind::Scheduled | StateKind::Late | StateKind::Pending | StateKind::Retrying => {
+                "#f9a825"
+            }
+            StateKind::Cancelled | StateKind::Skipped => "#757575",
+        }
+    }
+
+    /// The colour of text written on [`colour`](StateKind::colour): dark on yellow, white on
+    /// the others.
+    pub const fn text_colour(self) -> &'static str {
+        match self {
+            StateKind::Scheduled | StateKind::Late | StateKind::Pending | StateKind::Retrying => {
+                "#212121"
+            }
+            _ => "#ffffff",
+        }
+    }
+
     /// `true` once the run is over: nothing follows a final state.
     pub const fn is_final(self) -> bool {
         !matches!(

@@ -48,6 +48,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// Top-level and subflow runs matching `filter`, newest first.
     fn flow_rows(&self, filter: &RunFilter) -> Result<Vec<FlowRow>, StoreError>;
+    /// When each flow run created at or after `since` was created, and its state now.
+    fn flow_states_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(Timestamp, StateKind)>, StoreError>;
     fn flow_row(&self, id: Uuid) -> Result<Option<FlowRow>, StoreError>;
     /// The newest flow run with this name.
     fn flow_row_named(&self, name: &str) -> Result<Option<FlowRow>, StoreError>;

@@ -610,7 +610,24 @@ impl Backend for MemoryBackend {
             .filter_map(|id| Some(self.flows.get(id)?.row(*id)))
             .filter(|row| filter.flow.as_ref().is_none_or(|f| *f == row.flow))
             .filter(|row| filter.state.is_none_or(|s| s == row.state))
+            .filter(|row| filter.since.is_none_or(|t| row.created_at >= t))
+            .skip(filter.offset)
             .take(filter.limit)
+            .collect())
+    }
+
+    fn flow_states_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(Timestamp, StateKind)>, StoreError> {
+        let order = self.history().order.clone();
+        Ok(order
+            .iter()
+            .filter_map(|id| {
+                let run = self.flows.get(id)?;
+                let (state, created_at, _, _) = derived(&run.states);
+                (created_at >= since).then_some((created_at, state))
+            })
             .collect())
     }
 

@@ -297,6 +297,15 @@ impl Store {
             .collect()
     }
 
+    /// When each flow run (subflow runs included) created at or after `since` was created,
+    /// and its current state, oldest first: what a dashboard counts and charts.
+    pub fn flow_states_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(Timestamp, crate::state::StateKind)>, StoreError> {
+        self.inner.backend.flow_states_since(since)
+    }
+
     /// One flow run without its task runs, as [`Store::flow_runs`] lists it.
     pub fn flow_run_summary(&self, id: Uuid) -> Result<Option<FlowRunSummary>, StoreError> {
         let backend = &*self.inner.backend;

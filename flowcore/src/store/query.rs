@@ -23,8 +23,12 @@ pub struct RunFilter {
     pub flow: Option<String>,
     /// Only runs in this state.
     pub state: Option<StateKind>,
+    /// Only runs created at or after this time.
+    pub since: Option<Timestamp>,
     /// At most this many, newest first.
     pub limit: usize,
+    /// After skipping this many of the newest: the pages of a long list.
+    pub offset: usize,
 }
 
 impl Default for RunFilter {
@@ -32,7 +36,9 @@ impl Default for RunFilter {
         RunFilter {
             flow: None,
             state: None,
+            since: None,
             limit: 20,
+            offset: 0,
         }
     }
 }

@@ -357,17 +357,33 @@ impl Backend for SqliteBackend {
             let sql = format!(
                 "SELECT {FLOW_COLUMNS} FROM flow_runs
                  WHERE (?1 IS NULL OR flow = ?1) AND (?2 IS NULL OR state = ?2)
-                 ORDER BY created_at DESC LIMIT ?3"
+                     AND (?4 IS NULL OR created_at >= ?4)
+                 ORDER BY created_at DESC LIMIT ?3 OFFSET ?5"
             );
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(
                 params![
                     filter.flow,
                     filter.state.map(|s| s.as_str()),
-                    filter.limit as i64
+                    i64::try_from(filter.limit).unwrap_or(i64::MAX),
+                    filter.since.map(Timestamp::as_micros),
+                    i64::try_from(filter.offset).unwrap_or(i64::MAX)
                 ],
                 flow_row,
             )?;
+            rows.collect()
+        })
+    }
+
+    fn flow_states_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(Timestamp, StateKind)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT created_at, state FROM flow_runs WHERE created_at >= ?1 ORDER BY created_at",
+            )?;
+            let rows = stmt.query_map([since.as_micros()], |r| Ok((ts(r, 0)?, kind_at(r, 1)?)))?;
             rows.collect()
         })
     }

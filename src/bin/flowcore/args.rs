@@ -31,9 +31,33 @@ pub enum Command {
     /// Deployments: list them, run one now.
     #[command(subcommand, arg_required_else_help = false)]
     Deployment(DeploymentCommand),
+    /// The dashboard: serves the store's runs and deployments in the browser.
+    #[command(subcommand, arg_required_else_help = false)]
+    Server(ServerCommand),
+    /// Serves the dashboard (the same as `server start`).
+    Dashboard(ServerArgs),
     /// The run store itself.
     #[command(subcommand, arg_required_else_help = false)]
     Store(StoreCommand),
+}
+
+/// `flowcore server …`
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Serves the dashboard until Ctrl-C.
+    Start(ServerArgs),
+}
+
+/// Where the dashboard listens.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The address to listen on: 127.0.0.1 (the default) keeps it to this machine.
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub host: String,
+
+    /// The port to listen on; 0 picks a free one (the address is printed).
+    #[arg(long, default_value_t = 4200, value_name = "PORT")]
+    pub port: u16,
 }
 
 /// `flowcore deployment …`

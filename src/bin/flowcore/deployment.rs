@@ -133,7 +133,7 @@ fn watch(store: &Store, id: Uuid, name: &str, style: Style) -> Result<String, Fa
     }
 }
 
-fn print_now(text: &str) -> Result<(), Failure> {
+pub fn print_now(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())

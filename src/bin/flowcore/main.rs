@@ -9,6 +9,7 @@
 //! flowcore cache clear [TASK] [--json]
 //! flowcore deployment ls [--json]
 //! flowcore deployment run NAME [--param KEY=VALUE …] [--watch]
+//! flowcore server start [--host 127.0.0.1] [--port 4200]   (or: flowcore dashboard …)
 //! flowcore store path [--json]
 //! ```
 //!
@@ -17,6 +18,7 @@
 
 mod args;
 mod cache;
+mod dashboard;
 mod deployment;
 mod format;
 mod graph;
@@ -32,12 +34,14 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 
-use args::{CacheCommand, Cli, Command, DeploymentCommand, RunsCommand, StoreCommand};
+use args::{
+    CacheCommand, Cli, Command, DeploymentCommand, RunsCommand, ServerCommand, StoreCommand,
+};
 use style::Style;
 
 /// Why a command failed, said in one line for `flowcore: …`.
 #[derive(Debug)]
-pub struct Failure(String);
+pub struct Failure(pub String);
 
 impl Failure {
     pub fn new(message: impl Into<String>) -> Failure {
@@ -89,6 +93,9 @@ fn run(cli: Cli, style: Style) -> Result<String, Failure> {
         }
         Command::Deployment(DeploymentCommand::Run(args)) => {
             deployment::run(&open::open(&path)?, &args, style)
+        }
+        Command::Server(ServerCommand::Start(args)) | Command::Dashboard(args) => {
+            dashboard::start(&path, &args)
         }
         Command::Store(StoreCommand::Path(output)) => store::path(&path, &output),
     }

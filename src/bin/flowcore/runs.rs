@@ -21,6 +21,7 @@ pub fn ls(store: &Store, args: &RunsLs, style: Style) -> Result<String, Failure>
         flow: args.flow.clone(),
         state: args.state,
         limit: usize::try_from(args.limit).unwrap_or(usize::MAX),
+        ..RunFilter::default()
     };
     let runs = store.flow_runs(&filter)?;
     if args.output.json {
@@ -145,7 +146,7 @@ fn run_row(
 }
 
 /// A line of `runs ls --json`: the summary as the store gives it, with its duration.
-fn summary_json(run: &FlowRunSummary) -> Result<Value, Failure> {
+pub fn summary_json(run: &FlowRunSummary) -> Result<Value, Failure> {
     let mut value = serde_json::to_value(run)?;
     if let Value::Object(fields) = &mut value {
         fields.insert(
@@ -178,16 +179,7 @@ pub fn show(store: &Store, args: &RunArg, style: Style) -> Result<String, Failur
         None => None,
     };
     if args.output.json {
-        let mut value = record_json(&record)?;
-        if let Value::Object(fields) = &mut value {
-            fields.insert(
-                "parent_name".to_owned(),
-                json!(parent.as_ref().and_then(|(_, name)| name.clone())),
-            );
-            fields.insert("parameters".to_owned(), json!(parameters));
-            fields.insert("deployment".to_owned(), json!(deployment));
-            fields.insert("logs".to_owned(), serde_json::to_value(&logs)?);
-        }
+        let value = show_json(&record, parameters, deployment, &logs, parent)?;
         return Ok(serde_json::to_string_pretty(&value)? + "\n");
     }
 
@@ -345,6 +337,28 @@ pub fn summary(store: &Store, args: &RunArg) -> Result<String, Failure> {
 
 /// `runs show --json`: the record with, at each level, the fields a reader would otherwise
 /// derive from the history.
+/// `runs show --json`, also the dashboard's `/api/runs/<id>`: the record with its parameters,
+/// deployment, parent's name and log lines.
+pub fn show_json(
+    record: &FlowRunRecord,
+    parameters: Option<Value>,
+    deployment: Option<String>,
+    logs: &[flowcore::store::LogLine],
+    parent: Option<(flowcore::Uuid, Option<String>)>,
+) -> Result<Value, Failure> {
+    let mut value = record_json(record)?;
+    if let Value::Object(fields) = &mut value {
+        fields.insert(
+            "parent_name".to_owned(),
+            json!(parent.and_then(|(_, name)| name)),
+        );
+        fields.insert("parameters".to_owned(), json!(parameters));
+        fields.insert("deployment".to_owned(), json!(deployment));
+        fields.insert("logs".to_owned(), serde_json::to_value(logs)?);
+    }
+    Ok(value)
+}
+
 fn record_json(record: &FlowRunRecord) -> Result<Value, Failure> {
     let mut value = serde_json::to_value(record)?;
     if let Value::Object(fields) = &mut value {
@@ -465,6 +479,7 @@ mod tests {
             flow: Some("etl".to_owned()),
             state: Some(StateKind::Failed),
             limit: 20,
+            ..RunFilter::default()
         };
         assert_eq!(
             nothing_found(&filter),

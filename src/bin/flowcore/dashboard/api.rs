@@ -1,0 +1,183 @@
+//! The JSON API under `/api/`: what the pages' script reads, and what users can script
+//! against. Shapes match `flowcore … --json`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use flowcore::store::RunFilter;
+use flowcore::{StateKind, StoreError, Timestamp};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::App;
+use super::error::{ApiError, PageError};
+use super::pages::{blocking, parse_id, stats as window_stats};
+use super::window::Window;
+use crate::runs;
+
+#[derive(Deserialize)]
+pub struct StatsQuery {
+    window: Option<String>,
+}
+
+/// `GET /api/stats?window=hour|day|week`
+pub async fn stats(
+    State(app): State<App>,
+    Query(q): Query<StatsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let window = Window::parse(q.window.as_deref()).map_err(PageError::bad_request)?;
+    let stats = blocking(&app, move |store| window_stats(store, window)).await?;
+    let buckets: Vec<Value> = stats
+        .buckets
+        .iter()
+        .map(|b| json!({ "start": b.start, "counts": b.counts }))
+        .collect();
+    Ok(Json(json!({
+        "window": stats.window.as_str(),
+        "since": stats.since,
+        "counts": stats.counts,
+        "total": stats.total,
+        "buckets": buckets,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct RunsQuery {
+    flow: Option<String>,
+    state: Option<String>,
+    window: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+/// `GET /api/runs?flow=&state=&window=&limit=50&offset=0`
+pub async fn runs(
+    State(app): State<App>,
+    Query(q): Query<RunsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(s.parse::<StateKind>().map_err(PageError::bad_request)?),
+        None => None,
+    };
+    let since = match q.window.as_deref().filter(|w| !w.is_empty()) {
+        Some(w) => Some(
+            Window::parse(Some(w))
+                .map_err(PageError::bad_request)?
+                .start(Timestamp::wall_now()),
+        ),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let offset = q.offset.unwrap_or(0);
+    let filter = RunFilter {
+        flow: q.flow.filter(|f| !f.is_empty()),
+        state,
+        since,
+        limit,
+        offset,
+    };
+    let found = blocking(&app, move |store| Ok(store.flow_runs(&filter)?)).await?;
+    let list: Vec<Value> = found
+        .iter()
+        .map(runs::summary_json)
+        .collect::<Result<_, _>>()?;
+    Ok(Json(
+        json!({ "runs": list, "limit": limit, "offset": offset }),
+    ))
+}
+
+/// `GET /api/runs/<id>`: as `flowcore runs show --json`.
+pub async fn run(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let value = blocking(&app, move |store| {
+        let record = store
+            .flow_run(id)?
+            .ok_or_else(|| PageError::not_found(format!("no flow run with id {id}")))?;
+        let summary = store.flow_run_summary(id)?;
+        let parent = match record.parent_id {
+            Some(p) => Some((p, store.flow_run_summary(p)?.map(|s| s.name))),
+            None => None,
+        };
+        Ok(runs::show_json(
+            &record,
+            store.parameters(id)?,
+            summary.and_then(|s| s.deployment),
+            &store.logs(id)?,
+            parent,
+        )?)
+    })
+    .await?;
+    Ok(Json(value))
+}
+
+/// `GET /api/runs/<id>/state`: just enough for a page to tell that the run moved on.
+pub async fn run_state(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let value = blocking(&app, move |store| {
+        let run = store
+            .flow_run_summary(id)?
+            .ok_or_else(|| PageError::not_found(format!("no flow run with id {id}")))?;
+        Ok(json!({
+            "state": run.state,
+            "final": run.state.is_final(),
+            "task_runs": run.task_runs.values().sum::<usize>(),
+            "task_run_states": run.task_runs,
+        }))
+    })
+    .await?;
+    Ok(Json(value))
+}
+
+/// `GET /api/deployments`: as `flowcore deployment ls --json`.
+pub async fn deployments(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let list = blocking(&app, |store| Ok(store.deployments()?)).await?;
+    Ok(Json(
+        serde_json::to_value(list).map_err(|e| PageError::internal(e.to_string()))?,
+    ))
+}
+
+#[derive(Deserialize, Default)]
+pub struct RunRequest {
+    #[serde(default)]
+    parameters: serde_json::Map<String, Value>,
+}
+
+/// `POST /api/deployments/<name>/runs` with `{"parameters": {"key": "value"}}` (optional):
+/// requests a run as `flowcore deployment run` does.
+pub async fn request_run(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    body: Option<Json<RunRequest>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request = body.map(|Json(r)| r).unwrap_or_default();
+    // Values are given as on the command line: text, read as the parameter's type. A JSON
+    // number or boolean is taken as its text.
+    let parameters: Vec<(String, String)> = request
+        .parameters
+        .into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect();
+    let requested = blocking(&app, move |store| {
+        store.request_run(&name, &parameters).map_err(|e| match e {
+            StoreError::UnknownDeployment { .. } => PageError::not_found(e.to_string()),
+            StoreError::BadParameter(message) => PageError::bad_request(message),
+            other => other.into(),
+        })
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": requested.id,
+            "name": requested.name,
+            "deployment": requested.deployment,
+            "parameters": requested.parameters,
+        })),
+    ))
+}
