@@ -476,3 +476,24 @@ fn a_port_in_use_a_missing_store_and_a_bad_host_are_one_line_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn listening_beyond_this_machine_warns_that_there_is_no_login() {
+    let _ = &*FILLED;
+    let mut running = Running::spawn(
+        Command::new(env!("CARGO_BIN_EXE_flowcore"))
+            .args(["dashboard", "--host", "0.0.0.0", "--port", "0", "--store"])
+            .arg(store_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let rest = running.wait_for_line("flowcore dashboard at");
+    assert!(rest.starts_with("http://0.0.0.0:"), "{rest}");
+    let out = running.kill();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("flowcore: warning: serving the dashboard on 0.0.0.0, reachable from other machines; it has no login"),
+        "{stderr}"
+    );
+}
