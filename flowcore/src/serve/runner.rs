@@ -385,8 +385,8 @@ fn report_panic(d: &Served, ended: Result<FlowRunRecord, tokio::task::JoinError>
     }
 }
 
-/// Claims the runs requested for these deployments twice a second and hands each to its
-/// deployment's loop.
+/// Claims the runs requested for these deployments, as soon as this process requests one and
+/// twice a second for other processes' requests, and hands each to its deployment's loop.
 pub(crate) async fn poll_requests(
     store: &'static Store,
     names: Arc<[String]>,
@@ -395,10 +395,15 @@ pub(crate) async fn poll_requests(
 ) {
     let mut tick = tokio::time::interval(super::POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A memory store is this process's alone: nothing to poll for, and no timer to wake a
+    // paused clock twice a second through a simulated day.
+    let poll = store.shared_with_other_processes();
+    let mut here = store.requests_here();
     let mut warned = false;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tick.tick(), if poll => {}
+            _ = here.changed() => {}
             _ = phase.changed() => {}
         }
         if !matches!(*phase.borrow(), Phase::Serving) {

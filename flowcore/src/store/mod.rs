@@ -97,6 +97,9 @@ struct Inner {
     /// Notified after each commit, for runs waiting on a backlog.
     committed: Arc<Notify>,
     process: ProcessInfo,
+    /// Counts the runs this process requested, so that its serving loops pick them up at
+    /// once (runs other processes request are found by polling).
+    requested: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -217,6 +220,7 @@ impl Store {
                 events,
                 committed,
                 process,
+                requested: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -409,7 +413,18 @@ impl Store {
             requested_at: Timestamp::wall_now(),
         };
         self.inner.backend.request_run(&run)?;
+        self.inner.requested.send_modify(|n| *n += 1);
         Ok(run)
+    }
+
+    /// Changes each time this process requests a run.
+    pub(crate) fn requests_here(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.requested.subscribe()
+    }
+
+    /// Whether other processes can request runs (then serving polls for them).
+    pub(crate) fn shared_with_other_processes(&self) -> bool {
+        self.inner.backend.reads_block()
     }
 
     pub(crate) fn serve_deployments(&self, rows: &[DeploymentRow]) -> Result<(), StoreError> {
