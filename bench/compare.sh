@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Side by side: the same workloads in Prefect 3 and in flowcore, on this machine (issue 7).
+#
+#   bash bench/compare.sh
+#
+# Not run by CI: it installs Prefect from PyPI into target/bench-venv (kept for the next run)
+# and takes a few minutes. It runs bench/prefect_workloads.py and the release build of
+# examples/bench_workloads.rs, then prints one table (workload, Prefect, flowcore, ratio) and
+# writes it as Markdown to target/bench-compare.md. Everything stays on 127.0.0.1: Prefect runs
+# in its ephemeral mode (no PREFECT_API_URL), starting a temporary local server by itself.
+#
+# The whole-process rows time one fresh process per run (median of BENCH_PROCESS_RUNS, 5 by
+# default) after one unmeasured run that creates the store (Prefect's database under a temporary
+# PREFECT_HOME, flowcore's SQLite file under a temporary FLOWCORE_HOME); logging is on for both.
+# The in-process rows run with logging off (flowcore) or at WARNING (Prefect).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+venv=target/bench-venv
+runs=${BENCH_PROCESS_RUNS:-5}
+logs=target/bench-compare-logs
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+rm -rf "$logs"
+mkdir -p "$logs"
+
+# --- Prefect, in its own virtualenv -------------------------------------------------------
+if [[ ! -x $venv/bin/python ]]; then
+    echo "creating $venv" >&2
+    python3 -m venv "$venv"
+fi
+# FastAPI 0.155 dropped `min_items`, which Prefect 3's server still passes (`Body(min_items=1)`):
+# without the pin the temporary server cannot even be imported.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    'prefect>=3,<4' 'fastapi<0.155'
+py=$venv/bin/python
+
+# Ephemeral mode: no API URL, a fresh home, a temporary server on 127.0.0.1.
+unset PREFECT_API_URL PREFECT_API_KEY PREFECT_PROFILE PREFECT_LOGGING_LEVEL RUST_LOG
+export PREFECT_HOME=$work/prefect-home
+export PREFECT_SERVER_EPHEMERAL_ENABLED=true
+export PREFECT_SERVER_ANALYTICS_ENABLED=false # no telemetry requests leaving the machine
+# Under the 1000-task workloads the temporary server's SQLite database answers 503 ("database is
+# locked") for a while; the client retries 5 times by default, which is not enough on 2 cores.
+export PREFECT_CLIENT_MAX_RETRIES=20
+export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+export FLOWCORE_HOME=$work/flowcore-home
+prefect_version=$("$py" -c 'import prefect; print(prefect.__version__)')
+
+# --- flowcore, release build --------------------------------------------------------------
+cargo build --release --quiet --example bench_workloads
+fc=target/release/examples/bench_workloads
+
+# --- whole process: one flow of one task, logging on ----------------------------------------
+# Prints two JSON lines: the median wall time (ms) and peak RSS (MB) of `runs` fresh processes.
+# Wall time is taken around the process with nanosecond clocks (GNU time's %e has 10 ms steps);
+# %M is the peak RSS of the largest single process of the tree (for Prefect: the client or
+# its temporary server, whichever is larger).
+whole_process() {
+    local name=$1
+    shift
+    "$@" >>"$logs/$name-process.log" 2>&1 # creates the store: not measured
+    local walls=() rsss=() i start end
+    for ((i = 0; i < runs; i++)); do
+        start=$(date +%s%N)
+        /usr/bin/time -f "%e %M" -o "$work/time" "$@" >>"$logs/$name-process.log" 2>&1
+        end=$(date +%s%N)
+        walls+=("$(((end - start) / 1000))")
+        rsss+=("$(cut -d' ' -f2 "$work/time")")
+    done
+    local wall rss
+    wall=$(printf '%s\n' "${walls[@]}" | sort -n | sed -n "$((runs / 2 + 1))p")
+    rss=$(printf '%s\n' "${rsss[@]}" | sort -n | sed -n "$((runs / 2 + 1))p")
+    echo "{\"workload\": \"process_wall\", \"value\": $wall, \"unit\": \"us\"}"
+    echo "{\"workload\": \"process_rss\", \"value\": $rss, \"unit\": \"KB\"}"
+}
+
+echo "Prefect $prefect_version: whole process ($runs runs)..." >&2
+whole_process prefect "$py" bench/prefect_workloads.py --workload one_task_flow \
+    >"$work/prefect.jsonl"
+echo "flowcore: whole process ($runs runs)..." >&2
+whole_process flowcore "$fc" --workload one_task_flow >"$work/flowcore.jsonl"
+
+# --- in process ---------------------------------------------------------------------------
+echo "Prefect: in-process workloads..." >&2
+rm -rf "$PREFECT_HOME"
+PREFECT_LOGGING_LEVEL=WARNING "$py" bench/prefect_workloads.py --all \
+    >>"$work/prefect.jsonl" 2>"$logs/prefect-all.log"
+echo "flowcore: in-process workloads..." >&2
+"$fc" --all >>"$work/flowcore.jsonl" 2>"$logs/flowcore-all.log"
+
+# --- the table ----------------------------------------------------------------------------
+seconds=$(($(date +%s) - started))
+"$py" - "$work/prefect.jsonl" "$work/flowcore.jsonl" "$prefect_version" "$seconds" <<'EOF'
+import json, os, platform, subprocess, sys
+
+def load(path):
+    return {r["workload"]: r for r in map(json.loads, open(path)) }
+
+prefect, flowcore = load(sys.argv[1]), load(sys.argv[2])
+rows = [
+    ("process_wall", "one-task flow, whole process: wall time", "ms", 1e-3),
+    ("process_rss", "one-task flow, whole process: peak RSS", "MB", 1 / 1024),
+    ("sequential_10", "10 sequential tasks in a flow", "µs/task", 1),
+    ("sequential_100", "100 sequential tasks in a flow", "µs/task", 1),
+    ("sequential_1000", "1000 sequential tasks in a flow", "µs/task", 1),
+    ("map_1000", "1000 mapped tasks (whole flow)", "ms", 1),
+    ("retries", "task failing twice, retries = 2, no delay (whole flow)", "ms", 1),
+    ("cache_hit", "flow whose one task hits the cache (whole flow)", "ms", 1),
+]
+
+def fmt(x):
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+lines = [
+    "| workload | Prefect | flowcore | ratio (Prefect / flowcore) |",
+    "|---|--:|--:|--:|",
+]
+for key, label, unit, scale in rows:
+    p, f = prefect[key]["value"] * scale, flowcore[key]["value"] * scale
+    lines.append(f"| {label} | {fmt(p)} {unit} | {fmt(f)} {unit} | {fmt(p / f)}× |")
+table = "\n".join(lines)
+
+rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+header = (
+    f"Prefect {sys.argv[3]} (Python {platform.python_version()}, ephemeral local server) vs "
+    f"flowcore ({rustc}, release), on {os.cpu_count()} cores of {cpu}."
+)
+notes = """
+Whole process: one fresh process per run, median of the runs, after one unmeasured run that
+creates the store; logging on for both; flowcore with its default SQLite store, Prefect with its
+temporary server (its start-up included). Peak RSS is GNU time's %M: the largest single process
+(for Prefect, the client or its temporary server). In-process rows: Prefect logging at WARNING,
+flowcore logging off with the memory store, each after a warm-up flow; sequential tasks are timed
+inside the flow, the other rows time the whole flow call; median of 5 flows, except 1 flow for
+the 1000-task rows.
+"""
+with open("target/bench-compare.md", "w") as out:
+    out.write(f"# flowcore vs Prefect\n\n{header}\n\n{table}\n{notes}\nbench/compare.sh took {sys.argv[4]} s.\n")
+print(header)
+print()
+print(table)
+EOF
+echo "(written to target/bench-compare.md; logs in $logs; took $seconds s)" >&2
