@@ -8,29 +8,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use flowcore::{StateKind, Store};
-use support::{Running, show, wait_until};
-
-/// `target/debug/examples/monitor`, beside the test binary's `target/debug/deps/`.
-fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary knows its path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps")
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --examples` first",
-        path.display()
-    );
-    path
-}
+use support::{Running, example_binary, show, wait_until};
 
 fn serve_monitor(home: &Path, every: &str) -> Running {
     Running::spawn(

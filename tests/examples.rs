@@ -8,77 +8,21 @@
 //! examples' runs and cached results never land in, or come from, the repository's store.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+mod support;
+
+use support::example_binary;
+
 /// Longest any example may run; the slowest takes about a second here.
 const TIME_LIMIT: Duration = Duration::from_secs(60);
-
-/// `target/debug/examples/<name>`: the test binary is `target/debug/deps/examples-<hash>`.
-fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary knows its path");
-    let target_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps");
-    let path = target_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    let built = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-                "the example binary {} is missing: run `cargo build --examples` first \
-                 (plain `cargo test` builds the examples, `cargo test --test examples` does not)",
-                path.display()
-            )
-        });
-    // `cargo test --test examples` would otherwise test an old build without a word.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sources = [
-        root.join("examples").join(format!("{name}.rs")),
-        // Examples of several files (etl), and those that share them (visualize).
-        root.join("examples").join(name),
-        root.join("examples").join("etl"),
-        root.join("flowcore"),
-        root.join("flowmacros"),
-        root.join("Cargo.toml"),
-        root.join("Cargo.lock"),
-    ];
-    if let Some(newer) = sources.iter().find_map(|s| newer_than(s, built)) {
-        panic!(
-            "the example binary {} is older than {}: run `cargo build --examples` first \
-             (plain `cargo test` builds the examples, `cargo test --test examples` does not)",
-            path.display(),
-            newer.display()
-        );
-    }
-    path
-}
-
-/// A file at or under `path` modified after `time` (`.rs` and `.toml` files only, in
-/// directories).
-fn newer_than(path: &Path, time: SystemTime) -> Option<PathBuf> {
-    let meta = std::fs::metadata(path).ok()?;
-    if meta.is_dir() {
-        return std::fs::read_dir(path)
-            .ok()?
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "rs" || e == "toml"))
-            .find_map(|p| newer_than(&p, time));
-    }
-    meta.modified()
-        .ok()
-        .filter(|&modified| modified > time)
-        .map(|_| path.to_owned())
-}
 
 struct Output {
     status: ExitStatus,

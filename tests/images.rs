@@ -6,16 +6,18 @@
 //! `cargo test` builds first; with a filter such as `cargo test --test images` it does not, so
 //! build it with `cargo build --examples`.
 
+mod support;
+
 #[path = "../examples/images/pipeline.rs"]
 mod pipeline;
 #[path = "../examples/images/service.rs"]
 mod service;
 
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Once;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use flowcore::schedule::Schedule;
 use flowcore::store::RunFilter;
@@ -346,59 +348,6 @@ async fn transform_fails_on_an_answer_without_an_image_url() {
 /// Longest the example may run: two runs a second apart take about two seconds.
 const TIME_LIMIT: Duration = Duration::from_secs(60);
 
-/// `target/debug/examples/images`: this test binary is `target/debug/deps/images-<hash>`.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary knows its path");
-    let target_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps");
-    let path = target_dir
-        .join("examples")
-        .join(format!("images{}", std::env::consts::EXE_SUFFIX));
-    let built = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-                "the example binary {} is missing: run `cargo build --examples` first",
-                path.display()
-            )
-        });
-    // `cargo test --test images` would otherwise test an old build without a word.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sources = [
-        root.join("examples").join("images"),
-        root.join("flowcore"),
-        root.join("flowmacros"),
-        root.join("Cargo.toml"),
-    ];
-    if let Some(newer) = sources.iter().find_map(|s| newer_than(s, built)) {
-        panic!(
-            "the example binary {} is older than {}: run `cargo build --examples` first",
-            path.display(),
-            newer.display()
-        );
-    }
-    path
-}
-
-/// A `.rs` or `.toml` file at or under `path` modified after `time`.
-fn newer_than(path: &Path, time: SystemTime) -> Option<PathBuf> {
-    let meta = std::fs::metadata(path).ok()?;
-    if meta.is_dir() {
-        return std::fs::read_dir(path)
-            .ok()?
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "rs" || e == "toml"))
-            .find_map(|p| newer_than(&p, time));
-    }
-    meta.modified()
-        .ok()
-        .filter(|&modified| modified > time)
-        .map(|_| path.to_owned())
-}
-
 struct Output {
     status: ExitStatus,
     stdout: String,
@@ -408,7 +357,7 @@ struct Output {
 /// Runs the example with `args` and `FLOWCORE_HOME=home`, without colours, for at most
 /// [`TIME_LIMIT`].
 fn run_example(args: &[&str], home: &Path) -> Output {
-    let mut child = Command::new(example_binary())
+    let mut child = Command::new(support::example_binary("images"))
         .args(args)
         .env("FLOWCORE_HOME", home)
         .env("NO_COLOR", "1")

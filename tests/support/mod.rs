@@ -13,7 +13,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How long any wait in these tests may take before the test fails. Generous: the tests run
 /// unoptimized, next to other test binaries, on small CI machines.
@@ -372,4 +372,65 @@ pub fn process_store_path(binary: &str) -> &'static Path {
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("flowcore.db")
     })
+}
+
+/// `target/debug/examples/<name>`, beside the test binary's `target/debug/deps/`; fails,
+/// saying to build it, if it is missing or older than the sources it is built from.
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let target_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary lives in target/<profile>/deps");
+    let path = target_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "the example binary {} is missing: run `cargo build --examples` first \
+                 (plain `cargo test` builds the examples, `cargo test --test NAME` does not)",
+                path.display()
+            )
+        });
+    // `cargo test --test NAME` would otherwise test an old build without a word.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = [
+        root.join("examples").join(format!("{name}.rs")),
+        // Examples of several files (etl), and those that share them (visualize).
+        root.join("examples").join(name),
+        root.join("examples").join("etl"),
+        root.join("flowcore"),
+        root.join("flowmacros"),
+        // Not Cargo.toml: an edit there that changes no dependency of the example relinks
+        // nothing, and `cargo build --examples` would not make the binary newer.
+    ];
+    if let Some(newer) = sources.iter().find_map(|s| newer_than(s, built)) {
+        panic!(
+            "the example binary {} is older than {}: run `cargo build --examples` first \
+             (plain `cargo test` builds the examples, `cargo test --test NAME` does not)",
+            path.display(),
+            newer.display()
+        );
+    }
+    path
+}
+
+/// A file at or under `path` modified after `time` (`.rs` and `.toml` files only, in
+/// directories).
+fn newer_than(path: &Path, time: SystemTime) -> Option<PathBuf> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.is_dir() {
+        return std::fs::read_dir(path)
+            .ok()?
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "rs" || e == "toml"))
+            .find_map(|p| newer_than(&p, time));
+    }
+    meta.modified()
+        .ok()
+        .filter(|&modified| modified > time)
+        .map(|_| path.to_owned())
 }
