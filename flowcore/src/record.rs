@@ -6,6 +6,7 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
+use smallvec::SmallVec;
 use uuid::Uuid;
 
 use crate::clock::Timestamp;
@@ -16,20 +17,31 @@ use crate::summary::Summary;
 /// A run's states, oldest first. Never empty: every run starts `Pending`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct History(Vec<State>);
+pub struct History(SmallVec<[State; INLINE_STATES]>);
+
+/// States a history holds without allocating: Pending, Running and a final state, the
+/// history of nearly every task run. A flow of a million task runs keeps a million histories.
+const INLINE_STATES: usize = 3;
 
 impl History {
     /// A history that entered Pending at `at`, with room for the usual Running and final
     /// state.
     pub(crate) fn starting_at(at: Timestamp) -> Self {
-        let mut states = Vec::with_capacity(3);
+        let mut states = SmallVec::new();
         states.push(State::new(StateKind::Pending, at, None));
         History(states)
     }
 
     /// A history read back from a store.
     pub(crate) fn from_states(states: Vec<State>) -> Self {
-        History(states)
+        History(SmallVec::from_vec(states))
+    }
+
+    /// Puts `state` at position `seq`, dropping any states after it: a store applying a
+    /// transition it may have seen before.
+    pub(crate) fn place(&mut self, seq: u32, state: &State) {
+        self.0.truncate(seq as usize);
+        self.0.push(state.clone());
     }
 
     pub(crate) fn push(&mut self, state: State) {

@@ -3,7 +3,8 @@
 //! It keeps the flow runs of this process: every unfinished one, and of the finished ones the
 //! most recent, up to [`KEEP_FLOW_RUNS`] top-level flow runs (with their task runs and subflow
 //! runs) as long as they hold at most [`KEEP_TASK_RUNS`] task runs. Older ones are dropped, so a
-//! long-lived process keeps a bounded history. Task runs called outside any flow are not kept:
+//! long-lived process keeps a bounded history. The newest finished flow run is kept whatever
+//! its size until the next top-level flow run begins. Task runs called outside any flow are not kept:
 //! nothing reads them back (their record is what the call returns).
 //!
 //! There is no writer thread: each event is applied by the thread that sends it, so nothing
@@ -23,7 +24,8 @@ use uuid::Uuid;
 
 use crate::clock::Timestamp;
 use crate::hooks::RunKind;
-use crate::record::{CacheStatus, Upstream};
+// `History` here is this store's list of flow runs; a run's states are `States`.
+use crate::record::{CacheStatus, History as States, Upstream};
 use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::backend::Backend;
@@ -103,22 +105,31 @@ struct MemFlow {
     attempts: u32,
     started_at: Option<Timestamp>,
     output: Option<String>,
-    states: Vec<State>,
+    states: States,
     /// Its task runs by call position; subflow calls leave gaps.
     tasks: Vec<Option<MemTask>>,
+    kinds: Vec<TaskKind>,
 }
 
+/// A task run, in about 200 bytes: what a flow of a million task runs keeps a million of.
+/// Its task's name and tags live once in its flow run's `kinds`; its call position is its
+/// index in the flow run's `tasks`.
 struct MemTask {
     id: Uuid,
-    task: Cow<'static, str>,
-    tags: Cow<'static, [Cow<'static, str>]>,
-    call_seq: u32,
+    /// Index into the flow run's `kinds`.
+    kind: u32,
     attempts: u32,
     cache: CacheStatus,
-    output: Option<String>,
-    states: Vec<State>,
-    upstream: Vec<Upstream>,
     map_index: Option<u32>,
+    output: Option<Box<str>>,
+    states: States,
+    upstream: Box<[Upstream]>,
+}
+
+/// A task's name and tags, shared by all its runs in one flow run.
+struct TaskKind {
+    task: Cow<'static, str>,
+    tags: Cow<'static, [Cow<'static, str>]>,
 }
 
 struct CachedValue {
@@ -131,12 +142,6 @@ struct CachedValue {
 /// A lock of this store: no code panics while holding one, but a poisoned map is still a map.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Puts `state` at position `seq` of a run's states.
-fn place(states: &mut Vec<State>, seq: u32, state: &State) {
-    states.truncate(seq as usize);
-    states.push(state.clone());
 }
 
 /// What a row derives from its states.
@@ -174,26 +179,56 @@ impl MemFlow {
         self.tasks.get_mut(call_seq as usize)?.as_mut()
     }
 
+    /// The index in `kinds` of this task name and tags, added if new. Runs of one task come
+    /// in streaks, and their names and tags are the task's static settings: the last kind
+    /// and a pointer comparison answer nearly every call.
+    #[expect(
+        clippy::ptr_arg,
+        reason = "a new kind clones the `Cow`, which keeps a borrowed name borrowed"
+    )]
+    fn kind_of(
+        &mut self,
+        task: &Cow<'static, str>,
+        tags: &Cow<'static, [Cow<'static, str>]>,
+    ) -> u32 {
+        let same = |k: &TaskKind| {
+            (std::ptr::eq(k.task.as_ptr(), task.as_ptr()) && k.task.len() == task.len()
+                || k.task == *task)
+                && (std::ptr::eq(k.tags.as_ptr(), tags.as_ptr()) && k.tags.len() == tags.len()
+                    || k.tags == *tags)
+        };
+        if let Some(at) = self.kinds.iter().rposition(same) {
+            return at as u32;
+        }
+        self.kinds.push(TaskKind {
+            task: task.clone(),
+            tags: tags.clone(),
+        });
+        (self.kinds.len() - 1) as u32
+    }
+
     fn task_rows(&self, flow_run: Uuid) -> Vec<TaskRow> {
         self.tasks
             .iter()
-            .flatten()
-            .map(|task| {
+            .enumerate()
+            .filter_map(|(call_seq, task)| {
+                let task = task.as_ref()?;
+                let kind = &self.kinds[task.kind as usize];
                 let (state, created_at, _, _) = derived(&task.states);
-                TaskRow {
+                Some(TaskRow {
                     id: task.id,
                     flow_run_id: Some(flow_run),
-                    task: task.task.to_string(),
-                    tags: task.tags.iter().map(|t| t.to_string()).collect(),
+                    task: kind.task.to_string(),
+                    tags: kind.tags.iter().map(|t| t.to_string()).collect(),
                     state,
                     attempts: task.attempts,
                     cache: task.cache,
                     created_at,
-                    call_seq: Some(task.call_seq),
-                    output: task.output.clone(),
-                    upstream: task.upstream.clone(),
+                    call_seq: Some(call_seq as u32),
+                    output: task.output.as_deref().map(str::to_owned),
+                    upstream: task.upstream.to_vec(),
                     map_index: task.map_index,
-                }
+                })
             })
             .collect()
     }
@@ -223,6 +258,11 @@ impl MemoryBackend {
                     history.order.push(*id);
                     if let Some(parent) = parent_id {
                         history.children.entry(*parent).or_default().push(*id);
+                    } else {
+                        // The newest finished flow run was kept whatever its size; now that
+                        // another begins, it obeys the limits too, so a process running big
+                        // flows one after another keeps one of them, not two.
+                        self.forget_old_flow_runs(&mut history, 0);
                     }
                     self.flows.insert(
                         *id,
@@ -236,13 +276,14 @@ impl MemoryBackend {
                             attempts: 0,
                             started_at: None,
                             output: None,
-                            states: Vec::new(),
+                            states: States::default(),
                             tasks: Vec::new(),
+                            kinds: Vec::new(),
                         },
                     );
                 }
                 if let Some(mut run) = self.flows.get_mut(id) {
-                    place(&mut run.states, *seq, state);
+                    run.states.place(*seq, state);
                 }
             }
             Event::TaskRunCreated {
@@ -265,19 +306,18 @@ impl MemoryBackend {
                 if flow.tasks.len() <= at {
                     flow.tasks.resize_with(at + 1, || None);
                 }
-                let mut states = Vec::with_capacity(3);
-                states.push(state.clone());
+                let mut states = States::default();
+                states.place(0, state);
+                let kind = flow.kind_of(task, tags);
                 flow.tasks[at] = Some(MemTask {
                     id: *id,
-                    task: task.clone(),
-                    tags: tags.clone(),
-                    call_seq: *call_seq,
+                    kind,
                     attempts: 0,
                     cache: CacheStatus::Off,
+                    map_index: *map_index,
                     output: None,
                     states,
-                    upstream: upstream.clone(),
-                    map_index: *map_index,
+                    upstream: upstream.as_slice().into(),
                 });
             }
             Event::Transition {
@@ -292,7 +332,7 @@ impl MemoryBackend {
                 if let Some(mut flow) = self.flows.get_mut(&position.flow_run_id)
                     && let Some(run) = flow.task(position.call_seq)
                 {
-                    place(&mut run.states, *seq, state);
+                    run.states.place(*seq, state);
                     run.attempts = *attempts;
                     run.cache = *cache;
                 }
@@ -315,7 +355,7 @@ impl MemoryBackend {
                     let Some(mut run) = self.flows.get_mut(id) else {
                         return;
                     };
-                    place(&mut run.states, *seq, state);
+                    run.states.place(*seq, state);
                     run.attempts = run.attempts.max(*attempts);
                     if state.kind == StateKind::Running {
                         run.started_at = run.started_at.or(Some(state.at));
@@ -327,7 +367,7 @@ impl MemoryBackend {
                     let task_runs = self.task_runs_under(&history, *id);
                     history.finished.push_back((*id, task_runs));
                     history.finished_task_runs += task_runs;
-                    self.forget_old_flow_runs(&mut history);
+                    self.forget_old_flow_runs(&mut history, 1);
                 }
             }
             Event::Output {
@@ -346,7 +386,7 @@ impl MemoryBackend {
                         && let Some(mut flow) = self.flows.get_mut(&position.flow_run_id)
                         && let Some(run) = flow.task(position.call_seq)
                     {
-                        run.output = Some(json.clone());
+                        run.output = Some(json.as_str().into());
                     }
                 }
             },
@@ -399,9 +439,9 @@ impl MemoryBackend {
             .sum::<usize>()
     }
 
-    /// Drops the oldest finished flow runs beyond what is kept; the newest stays.
-    fn forget_old_flow_runs(&self, history: &mut History) {
-        while history.finished.len() > 1
+    /// Drops the oldest finished flow runs beyond what is kept, but for the newest `keep`.
+    fn forget_old_flow_runs(&self, history: &mut History, keep: usize) {
+        while history.finished.len() > keep
             && (history.finished.len() > KEEP_FLOW_RUNS
                 || history.finished_task_runs > KEEP_TASK_RUNS)
         {
@@ -454,7 +494,7 @@ impl Backend for MemoryBackend {
                 if let Some(mut flow) = self.flows.get_mut(&position.flow_run_id)
                     && let Some(run) = flow.task(position.call_seq)
                 {
-                    run.output = Some(json);
+                    run.output = Some(json.into_boxed_str());
                 }
             }
             event => self.apply(&event),
@@ -555,12 +595,13 @@ impl Backend for MemoryBackend {
                 attempts: 0,
                 started_at: None,
                 output: None,
-                states: vec![State::new(
+                states: States::from_states(vec![State::new(
                     StateKind::Scheduled,
                     run.requested_at,
                     Some(REQUESTED.to_owned()),
-                )],
+                )]),
                 tasks: Vec::new(),
+                kinds: Vec::new(),
             },
         );
         lock(&self.requests).push(run.id);
@@ -674,11 +715,11 @@ impl Backend for MemoryBackend {
 
     fn states(&self, run: Uuid) -> Result<Vec<State>, StoreError> {
         if let Some(flow) = self.flows.get(&run) {
-            return Ok(flow.states.clone());
+            return Ok(flow.states.to_vec());
         }
         for flow in self.flows.iter() {
             if let Some(task) = flow.tasks.iter().flatten().find(|t| t.id == run) {
-                return Ok(task.states.clone());
+                return Ok(task.states.to_vec());
             }
         }
         Ok(Vec::new())
@@ -823,5 +864,11 @@ mod tests {
             backend.task_counts(big).unwrap()[&StateKind::Completed],
             KEEP_TASK_RUNS + 1
         );
+
+        // Until the next flow run begins: then only that one is kept.
+        let next = flow_run(&backend, 1);
+        assert!(backend.flow_row(big).unwrap().is_none());
+        assert_eq!(backend.flows.len(), 1);
+        assert_eq!(backend.task_rows(next).unwrap().len(), 1);
     }
 }
