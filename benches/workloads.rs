@@ -60,18 +60,20 @@ async fn sequential(n: u64) -> u64 {
     acc
 }
 
-fn runtime(workers: usize) -> tokio::runtime::Runtime {
-    if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-    }
-    .expect("a tokio runtime")
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// The same scheduler for one worker as for two, so that only the second thread differs.
+fn multi_thread_runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
 }
 
 /// Each sample is whole flows of `n` task runs; the throughput is task runs per second.
@@ -81,7 +83,7 @@ fn flows(
     n: u64,
     body: fn(u64) -> std::pin::Pin<Box<dyn Future<Output = u64>>>,
 ) {
-    let rt = runtime(1);
+    let rt = current_thread_runtime();
     let mut g = c.benchmark_group(group);
     g.sampling_mode(SamplingMode::Flat);
     g.sample_size(10);
@@ -113,8 +115,9 @@ fn million(c: &mut Criterion) {
     eprintln!("peak RSS of this process so far: {}", peak_rss());
 }
 
-/// Task runs per second with flows on one thread, and with as many flows at once on two
-/// worker threads: no lock all task runs share should keep the second from nearly doubling.
+/// Task runs per second with one flow on a one-worker runtime, and two flows at once on a
+/// two-worker one (both multi-threaded, so only the second worker differs): no lock all task
+/// runs share should keep the second from nearly doubling.
 fn threads(c: &mut Criterion) {
     const N: u64 = 10_000;
     let mut g = c.benchmark_group("threads");
@@ -122,7 +125,7 @@ fn threads(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(10));
     for workers in [1usize, 2] {
-        let rt = runtime(workers);
+        let rt = multi_thread_runtime(workers);
         g.throughput(Throughput::Elements(N * workers as u64));
         g.bench_function(format!("{workers}_threads"), |b| {
             b.to_async(&rt).iter_custom(|iters| async move {

@@ -288,9 +288,10 @@ where
         slot: None,
         map_index: None,
     };
-    let start = move |options: CallOptions<R>| async move {
+    // A plain closure around `drive`, not an async block: each async layer would keep its own
+    // copy of everything it captures, and the call is moved whole before it is awaited.
+    let start = move |options: CallOptions<R>| {
         let store = Store::current();
-        store.throttle().await;
         let (run, waits, skip) = LiveTaskRun::new(spec, store, flow, call_seq, called_at, options);
         let span = tracing::info_span!(
             target: "flowcore",
@@ -298,9 +299,7 @@ where
             run = %run.record().name(),
             id = %run.record().id,
         );
-        drive::<K, R, A>(run, attempts, behaviour, cache, codec, waits, skip)
-            .instrument(span)
-            .await
+        drive::<K, R, A>(run, attempts, behaviour, cache, codec, waits, skip).instrument(span)
     };
     TaskStart {
         spec,
@@ -322,6 +321,9 @@ where
     K: Outcome<R>,
     A: Attempts<Output = R>,
 {
+    // Backpressure: with the writer far behind, the run waits here, before its first
+    // transition, so the backlog stays bounded however many runs start.
+    run.store.throttle().await;
     let spec = run.spec;
     tracing::info!(
         target: "flowcore",
