@@ -85,6 +85,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> Result<Vec<RequestedRun>, StoreError>;
 
     fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError>;
+
+    /// [`Backend::cache_get`] if it can answer without waiting for a lock, another thread or
+    /// another process; `None` if it would have to wait, and then the caller asks
+    /// `cache_get` off the runtime's threads.
+    fn cache_get_without_waiting(
+        &self,
+        _key: &str,
+        _now: Timestamp,
+    ) -> Option<Result<Option<String>, StoreError>> {
+        None
+    }
     fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError>;
     /// Removes the cached results of `task`, or all; returns how many.
     fn cache_clear(&self, task: Option<&str>) -> Result<usize, StoreError>;

@@ -464,7 +464,10 @@ impl Store {
 
     /// A live cached value, read off the runtime's threads when the read may block.
     pub(crate) async fn cache_get(&self, key: &str, now: Timestamp) -> Option<String> {
-        let result = if self.inner.backend.reads_block() {
+        let quick = self.inner.backend.cache_get_without_waiting(key, now);
+        let result = if let Some(result) = quick {
+            result
+        } else if self.inner.backend.reads_block() {
             let backend = Arc::clone(&self.inner.backend);
             let key = key.to_owned();
             tokio::task::spawn_blocking(move || backend.cache_get(&key, now))
