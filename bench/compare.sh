@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Side by side: the same workloads in Prefect 3 and in flowcore, on this machine (issue 7).
+# Side by side: the same workloads in Prefect 3, in flowcore and, in process, in two Rust peers
+# (dagrs and apalis), on this machine (issue 7).
 #
 #   bash bench/compare.sh
 #
-# Not run by CI: it installs Prefect from PyPI into target/bench-venv (kept for the next run)
-# and takes a few minutes. It runs bench/prefect_workloads.py and the release build of
-# examples/bench_workloads.rs, then prints one table (workload, Prefect, flowcore, ratio) and
-# writes it as Markdown to target/bench-compare.md. Everything stays on 127.0.0.1: Prefect runs
-# in its ephemeral mode (no PREFECT_API_URL), starting a temporary local server by itself.
+# Not run by CI: it installs Prefect from PyPI into target/bench-venv (kept for the next run),
+# builds bench/peers (its own Cargo project, dagrs and apalis from crates.io) into
+# target/bench-peers, and takes a few minutes. It runs bench/prefect_workloads.py, the release
+# build of examples/bench_workloads.rs and the peers' binaries, then prints one table (workload,
+# Prefect, flowcore, dagrs, apalis, and each one's ratio to flowcore) and writes it as Markdown
+# to target/bench-compare.md. Everything stays on 127.0.0.1: Prefect runs in its ephemeral mode
+# (no PREFECT_API_URL), starting a temporary local server by itself.
 #
 # The whole-process rows time one fresh process per run (median of BENCH_PROCESS_RUNS, 5 by
 # default) after one unmeasured run that creates the store (Prefect's database under a temporary
 # PREFECT_HOME, flowcore's SQLite file under a temporary FLOWCORE_HOME); logging is on for both.
-# The in-process rows run with logging off (flowcore) or at WARNING (Prefect).
+# The in-process rows run with logging off (flowcore, dagrs, apalis) or at WARNING (Prefect).
+# The peers have in-process rows only, and only where they have an equivalent (dagrs: no cache;
+# apalis: no cache, no dependencies between tasks); each binary's header comment says what each
+# row maps to. A missing row shows as n/a.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -52,6 +58,19 @@ prefect_version=$("$py" -c 'import prefect; print(prefect.__version__)')
 cargo build --release --quiet --example bench_workloads
 fc=target/release/examples/bench_workloads
 
+# --- the peers, release build -------------------------------------------------------------
+# A project of its own, so the workspace and CI never build dagrs and apalis. If it does not
+# build (a new release of a peer, no network), the table still comes out, with n/a for them.
+peers=target/bench-peers/release
+echo "building bench/peers (dagrs, apalis)..." >&2
+if cargo build --release --quiet --manifest-path bench/peers/Cargo.toml \
+    --target-dir target/bench-peers 2>"$logs/peers-build.log"; then
+    peers_built=true
+else
+    peers_built=false
+    echo "warning: bench/peers did not build (see $logs/peers-build.log); dagrs and apalis: n/a" >&2
+fi
+
 # --- whole process: one flow of one task, logging on ----------------------------------------
 # Prints two JSON lines: the median wall time (ms) and peak RSS (MB) of `runs` fresh processes.
 # Wall time is taken around the process with nanosecond clocks (GNU time's %e has 10 ms steps);
@@ -89,16 +108,25 @@ PREFECT_LOGGING_LEVEL=WARNING "$py" bench/prefect_workloads.py --all \
     >>"$work/prefect.jsonl" 2>"$logs/prefect-all.log"
 echo "flowcore: in-process workloads..." >&2
 "$fc" --all >>"$work/flowcore.jsonl" 2>"$logs/flowcore-all.log"
+for peer in dagrs apalis; do
+    : >"$work/$peer.jsonl" # stays empty (all n/a) without a build
+    $peers_built || continue
+    echo "$peer: in-process workloads..." >&2
+    # A failing peer keeps the rows it printed; the others show n/a.
+    "$peers/${peer}_workloads" --all >"$work/$peer.jsonl" 2>"$logs/$peer-all.log" ||
+        echo "warning: ${peer}_workloads failed (see $logs/$peer-all.log)" >&2
+done
 
 # --- the table ----------------------------------------------------------------------------
 seconds=$(($(date +%s) - started))
-"$py" - "$work/prefect.jsonl" "$work/flowcore.jsonl" "$prefect_version" "$seconds" <<'EOF'
-import json, os, platform, subprocess, sys
+"$py" - "$work"/{prefect,flowcore,dagrs,apalis}.jsonl "$prefect_version" "$seconds" <<'EOF'
+import json, os, platform, re, subprocess, sys
 
 def load(path):
-    return {r["workload"]: r for r in map(json.loads, open(path)) }
+    return {r["workload"]: r for r in map(json.loads, filter(str.strip, open(path)))}
 
-prefect, flowcore = load(sys.argv[1]), load(sys.argv[2])
+prefect, flowcore, dagrs, apalis = map(load, sys.argv[1:5])
+prefect_version, seconds = sys.argv[5:7]
 rows = [
     ("process_wall", "one-task flow, whole process: wall time", "ms", 1e-3),
     ("process_rss", "one-task flow, whole process: peak RSS", "MB", 1 / 1024),
@@ -113,20 +141,42 @@ rows = [
 def fmt(x):
     return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
+def cell(results, key, unit, scale):
+    return f"{fmt(results[key]['value'] * scale)} {unit}" if key in results else "n/a"
+
+def ratio(results, key):
+    if key not in results or key not in flowcore:
+        return "n/a"
+    return f"{fmt(results[key]['value'] / flowcore[key]['value'])}×"
+
 lines = [
-    "| workload | Prefect | flowcore | ratio (Prefect / flowcore) |",
-    "|---|--:|--:|--:|",
+    "| workload | Prefect | flowcore | dagrs | apalis "
+    "| Prefect / flowcore | dagrs / flowcore | apalis / flowcore |",
+    "|---|--:|--:|--:|--:|--:|--:|--:|",
 ]
 for key, label, unit, scale in rows:
-    p, f = prefect[key]["value"] * scale, flowcore[key]["value"] * scale
-    lines.append(f"| {label} | {fmt(p)} {unit} | {fmt(f)} {unit} | {fmt(p / f)}× |")
+    cells = [cell(r, key, unit, scale) for r in (prefect, flowcore, dagrs, apalis)]
+    cells += [ratio(r, key) for r in (prefect, dagrs, apalis)]
+    lines.append(f"| {label} | {' | '.join(cells)} |")
 table = "\n".join(lines)
+
+def peer(name, results):
+    """The peer's version, as bench/peers/Cargo.lock pins it."""
+    if not results:
+        return f"{name} (not run)"
+    try:
+        lock = open("bench/peers/Cargo.lock").read()
+    except OSError:
+        return name
+    found = re.search(rf'name = "{name}"\nversion = "([^"]+)"', lock)
+    return f"{name} {found[1]}" if found else name
 
 rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 header = (
-    f"Prefect {sys.argv[3]} (Python {platform.python_version()}, ephemeral local server) vs "
-    f"flowcore ({rustc}, release), on {os.cpu_count()} cores of {cpu}."
+    f"Prefect {prefect_version} (Python {platform.python_version()}, ephemeral local server) vs "
+    f"flowcore ({rustc}, release), and in process {peer('dagrs', dagrs)} and "
+    f"{peer('apalis', apalis)} (release), on {os.cpu_count()} cores of {cpu}."
 )
 notes = """
 Whole process: one fresh process per run, median of the runs, after one unmeasured run that
@@ -136,9 +186,21 @@ temporary server (its start-up included). Peak RSS is GNU time's %M: the largest
 flowcore logging off with the memory store, each after a warm-up flow; sequential tasks are timed
 inside the flow, the other rows time the whole flow call; median of 5 flows, except 1 flow for
 the 1000-task rows.
+
+dagrs and apalis (bench/peers, in-process rows only, same repetitions): the same trivial task on
+a multi-threaded Tokio runtime, no logger installed, nothing persisted. dagrs: one Graph per
+run, timed from building it to the end of the run; sequential tasks are a chain of nodes, each
+waiting for its predecessor's message; mapped tasks are nodes without edges; retries are the
+node's max_retries = 2 with retry_delay_ms = 0, which still sleeps until Tokio's next 1 ms
+timer tick before each retry; no cache. apalis: one worker on its in-memory backend per
+workload, started before the timing; a task is done when the worker yields its result;
+sequential tasks are pushed one after the other, mapped tasks all at once (no concurrency
+limit); retries are its retry layer, RetryPolicy::retries(2); no cache, no dependencies between
+tasks. Per task, dagrs keeps the node's outcome and output and apalis the task's status and
+attempt count, where flowcore's memory store records each run's state history.
 """
 with open("target/bench-compare.md", "w") as out:
-    out.write(f"# flowcore vs Prefect\n\n{header}\n\n{table}\n{notes}\nbench/compare.sh took {sys.argv[4]} s.\n")
+    out.write(f"# flowcore vs Prefect, dagrs and apalis\n\n{header}\n\n{table}\n{notes}\nbench/compare.sh took {seconds} s.\n")
 print(header)
 print()
 print(table)
