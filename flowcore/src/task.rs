@@ -450,7 +450,7 @@ impl LiveTaskRun {
             tags: record.tags.clone(),
             call_seq,
             state: record.history.current().clone(),
-            upstream: record.upstream.clone(),
+            upstream: record.upstream.as_slice().into(),
             map_index: record.map_index,
         });
         let run = LiveTaskRun {

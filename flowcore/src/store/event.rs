@@ -36,7 +36,7 @@ pub(crate) enum Event {
         tags: Cow<'static, [Cow<'static, str>]>,
         call_seq: Option<u32>,
         state: State,
-        upstream: Vec<Upstream>,
+        upstream: Box<[Upstream]>,
         map_index: Option<u32>,
     },
     /// A run entered a new state; `seq` is its position in the run's history.

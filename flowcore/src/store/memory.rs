@@ -66,8 +66,9 @@ impl Hasher for RunIdHasher {
     }
 }
 
-#[derive(Default)]
 pub(crate) struct MemoryBackend {
+    /// Every event of a task run takes its flow run's shard for writing: with many shards,
+    /// flow runs on different threads rarely share one.
     flows: DashMap<Uuid, MemFlow, BuildHasherDefault<RunIdHasher>>,
     /// What only flow runs' creation and end touch.
     history: Mutex<History>,
@@ -76,6 +77,26 @@ pub(crate) struct MemoryBackend {
     deployments: Mutex<BTreeMap<String, MemDeployment>>,
     /// Requested runs no process has claimed, oldest first.
     requests: Mutex<Vec<Uuid>>,
+}
+
+/// Shards of `MemoryBackend::flows`: two flow runs share one with odds 1 in 64, against 1 in 8
+/// with DashMap's default on two cores.
+const FLOW_SHARDS: usize = 64;
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        MemoryBackend {
+            flows: DashMap::with_hasher_and_shard_amount(
+                BuildHasherDefault::default(),
+                FLOW_SHARDS,
+            ),
+            history: Mutex::default(),
+            logs: Mutex::default(),
+            cache: Mutex::default(),
+            deployments: Mutex::default(),
+            requests: Mutex::default(),
+        }
+    }
 }
 
 struct MemDeployment {
@@ -108,6 +129,8 @@ struct MemFlow {
     states: States,
     /// Its task runs by call position; subflow calls leave gaps.
     tasks: Vec<Option<MemTask>>,
+    /// How many of `tasks` are task runs.
+    task_runs: usize,
     kinds: Vec<TaskKind>,
 }
 
@@ -262,7 +285,9 @@ impl MemoryBackend {
                         // The newest finished flow run was kept whatever its size; now that
                         // another begins, it obeys the limits too, so a process running big
                         // flows one after another keeps one of them, not two.
-                        self.forget_old_flow_runs(&mut history, 0);
+                        let forgotten = self.forget_old_flow_runs(&mut history, 0);
+                        drop(history);
+                        drop(forgotten);
                     }
                     self.flows.insert(
                         *id,
@@ -278,6 +303,7 @@ impl MemoryBackend {
                             output: None,
                             states: States::default(),
                             tasks: Vec::new(),
+                            task_runs: 0,
                             kinds: Vec::new(),
                         },
                     );
@@ -286,39 +312,8 @@ impl MemoryBackend {
                     run.states.place(*seq, state);
                 }
             }
-            Event::TaskRunCreated {
-                id,
-                flow_run_id,
-                task,
-                tags,
-                call_seq,
-                state,
-                upstream,
-                map_index,
-            } => {
-                let (Some(flow_run_id), Some(call_seq)) = (flow_run_id, call_seq) else {
-                    return; // outside any flow: not kept
-                };
-                let Some(mut flow) = self.flows.get_mut(flow_run_id) else {
-                    return;
-                };
-                let at = *call_seq as usize;
-                if flow.tasks.len() <= at {
-                    flow.tasks.resize_with(at + 1, || None);
-                }
-                let mut states = States::default();
-                states.place(0, state);
-                let kind = flow.kind_of(task, tags);
-                flow.tasks[at] = Some(MemTask {
-                    id: *id,
-                    kind,
-                    attempts: 0,
-                    cache: CacheStatus::Off,
-                    map_index: *map_index,
-                    output: None,
-                    states,
-                    upstream: upstream.as_slice().into(),
-                });
+            Event::TaskRunCreated { upstream, .. } => {
+                self.create_task_run(event, upstream.clone());
             }
             Event::Transition {
                 kind: RunKind::Task,
@@ -367,7 +362,9 @@ impl MemoryBackend {
                     let task_runs = self.task_runs_under(&history, *id);
                     history.finished.push_back((*id, task_runs));
                     history.finished_task_runs += task_runs;
-                    self.forget_old_flow_runs(&mut history, 1);
+                    let forgotten = self.forget_old_flow_runs(&mut history, 1);
+                    drop(history);
+                    drop(forgotten);
                 }
             }
             Event::Output {
@@ -427,20 +424,62 @@ impl MemoryBackend {
         }
     }
 
+    /// Keeps the task run of a `TaskRunCreated` event, with these edges (the event's own,
+    /// moved out of it where the event is owned).
+    fn create_task_run(&self, event: &Event, upstream: Box<[Upstream]>) {
+        let Event::TaskRunCreated {
+            id,
+            flow_run_id: Some(flow_run_id),
+            task,
+            tags,
+            call_seq: Some(call_seq),
+            state,
+            map_index,
+            ..
+        } = event
+        else {
+            return; // outside any flow: not kept
+        };
+        let Some(mut flow) = self.flows.get_mut(flow_run_id) else {
+            return;
+        };
+        let at = *call_seq as usize;
+        if flow.tasks.len() <= at {
+            flow.tasks.resize_with(at + 1, || None);
+        }
+        let mut states = States::default();
+        states.place(0, state);
+        let kind = flow.kind_of(task, tags);
+        if flow.tasks[at].is_none() {
+            flow.task_runs += 1;
+        }
+        flow.tasks[at] = Some(MemTask {
+            id: *id,
+            kind,
+            attempts: 0,
+            cache: CacheStatus::Off,
+            map_index: *map_index,
+            output: None,
+            states,
+            upstream,
+        });
+    }
+
     /// The task runs of a flow run and of its subflow runs.
     fn task_runs_under(&self, history: &History, id: Uuid) -> usize {
-        let own = self
-            .flows
-            .get(&id)
-            .map_or(0, |f| f.tasks.iter().flatten().count());
+        let own = self.flows.get(&id).map_or(0, |f| f.task_runs);
         let children = history.children.get(&id).into_iter().flatten();
         own + children
             .map(|child| self.task_runs_under(history, *child))
             .sum::<usize>()
     }
 
-    /// Drops the oldest finished flow runs beyond what is kept, but for the newest `keep`.
-    fn forget_old_flow_runs(&self, history: &mut History, keep: usize) {
+    /// Forgets the oldest finished flow runs beyond what is kept, but for the newest `keep`,
+    /// and returns them: the caller drops them (thousands of task runs) after letting go of
+    /// the history, which every flow run's start and end take.
+    #[must_use = "dropped after the history's lock is released"]
+    fn forget_old_flow_runs(&self, history: &mut History, keep: usize) -> Vec<MemFlow> {
+        let mut forgotten = Vec::new();
         while history.finished.len() > keep
             && (history.finished.len() > KEEP_FLOW_RUNS
                 || history.finished_task_runs > KEEP_TASK_RUNS)
@@ -449,19 +488,20 @@ impl MemoryBackend {
                 break;
             };
             history.finished_task_runs -= task_runs;
-            self.forget_flow_run(history, old);
+            self.forget_flow_run(history, old, &mut forgotten);
         }
         if history.order.len() > 2 * self.flows.len() + 1024 {
             let flows = &self.flows;
             history.order.retain(|id| flows.contains_key(id));
         }
+        forgotten
     }
 
-    /// Drops a flow run, with its task runs, and its subflow runs.
-    fn forget_flow_run(&self, history: &mut History, id: Uuid) {
-        self.flows.remove(&id);
+    /// Forgets a flow run, with its task runs, and its subflow runs.
+    fn forget_flow_run(&self, history: &mut History, id: Uuid, forgotten: &mut Vec<MemFlow>) {
+        forgotten.extend(self.flows.remove(&id).map(|(_, flow)| flow));
         for child in history.children.remove(&id).unwrap_or_default() {
-            self.forget_flow_run(history, child);
+            self.forget_flow_run(history, child, forgotten);
         }
     }
 }
@@ -482,9 +522,15 @@ impl Backend for MemoryBackend {
         true
     }
 
-    fn write_now(&self, event: Event, _: &ProcessInfo) -> Result<(), StoreError> {
+    fn write_now(&self, mut event: Event, _: &ProcessInfo) -> Result<(), StoreError> {
         match event {
-            // The one event that carries something big to keep: moved, not copied.
+            // What an event carries to keep is moved, not copied.
+            Event::TaskRunCreated {
+                ref mut upstream, ..
+            } => {
+                let upstream = std::mem::take(upstream);
+                self.create_task_run(&event, upstream);
+            }
             Event::Output {
                 kind: RunKind::Task,
                 position: Some(position),
@@ -601,6 +647,7 @@ impl Backend for MemoryBackend {
                     Some(REQUESTED.to_owned()),
                 )]),
                 tasks: Vec::new(),
+                task_runs: 0,
                 kinds: Vec::new(),
             },
         );
@@ -800,7 +847,7 @@ mod tests {
                 tags: Cow::Borrowed(&[]),
                 call_seq: Some(call_seq),
                 state: state(StateKind::Pending),
-                upstream: Vec::new(),
+                upstream: Box::default(),
                 map_index: None,
             });
             let position = CallPosition {
