@@ -35,6 +35,7 @@ use crate::store::deployments::{
 use crate::store::event::{Event, FlowRow, RowUpdate, TaskRow};
 use crate::store::process::ProcessInfo;
 use crate::store::query::{CacheEntry, LogLine, RunFilter};
+use crate::store::task_states::TaskStates;
 
 /// Finished top-level flow runs kept, at most.
 pub(crate) const KEEP_FLOW_RUNS: usize = 1_000;
@@ -145,7 +146,7 @@ struct MemTask {
     cache: CacheStatus,
     map_index: Option<u32>,
     output: Option<Box<str>>,
-    states: States,
+    states: TaskStates,
     upstream: Box<[Upstream]>,
 }
 
@@ -237,7 +238,7 @@ impl MemFlow {
             .filter_map(|(call_seq, task)| {
                 let task = task.as_ref()?;
                 let kind = &self.kinds[task.kind as usize];
-                let (state, created_at, _, _) = derived(&task.states);
+                let (state, created_at, _, _) = derived(&task.states.to_vec());
                 Some(TaskRow {
                     id: task.id,
                     flow_run_id: Some(flow_run),
@@ -447,8 +448,7 @@ impl MemoryBackend {
         if flow.tasks.len() <= at {
             flow.tasks.resize_with(at + 1, || None);
         }
-        let mut states = States::default();
-        states.place(0, state);
+        let states = TaskStates::new(state);
         let kind = flow.kind_of(task, tags);
         if flow.tasks[at].is_none() {
             flow.task_runs += 1;
@@ -752,8 +752,8 @@ impl Backend for MemoryBackend {
         let mut counts = BTreeMap::new();
         if let Some(flow) = self.flows.get(&flow_run) {
             for task in flow.tasks.iter().flatten() {
-                if let Some(state) = task.states.last() {
-                    *counts.entry(state.kind).or_insert(0) += 1;
+                if let Some(kind) = task.states.last_kind() {
+                    *counts.entry(kind).or_insert(0) += 1;
                 }
             }
         }

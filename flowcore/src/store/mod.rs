@@ -51,6 +51,7 @@ mod process;
 mod query;
 mod schema;
 mod sqlite;
+mod task_states;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
