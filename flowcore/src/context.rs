@@ -181,10 +181,13 @@ impl FlowContext {
     /// Takes the runs reported so far.
     pub(crate) fn take_finished(&self) -> (Vec<TaskRunRecord>, Vec<FlowRunRecord>) {
         let mut finished = self.finished();
-        (
-            std::mem::take(&mut finished.task_runs),
-            std::mem::take(&mut finished.subflow_runs),
-        )
+        let mut task_runs = std::mem::take(&mut finished.task_runs);
+        let subflow_runs = std::mem::take(&mut finished.subflow_runs);
+        drop(finished);
+        // The record may be kept long after the run: without the room the vector grew into,
+        // up to half of it (a large one is moved by remapping its pages, not copied).
+        task_runs.shrink_to_fit();
+        (task_runs, subflow_runs)
     }
 }
 
