@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
+use tokio::sync::futures::Notified;
 use tracing::Instrument as _;
 
 use crate::attempt::{Attempts, Behaviour, Ending, LiveRun, attempt_loop};
@@ -70,6 +71,8 @@ pin_project! {
     pub struct TaskStart<S, F, R> {
         spec: &'static TaskSpec,
         start: Option<(S, CallOptions<R>)>,
+        // While the store's writer is far behind, the call waits before creating its run.
+        room: Option<Pin<Box<Notified<'static>>>>,
         #[pin]
         running: Option<F>,
     }
@@ -84,8 +87,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Some((start, options)) = this.start.take() {
-            this.running.set(Some(start(options)));
+        if this.start.is_some() {
+            std::task::ready!(Store::current().poll_room(cx, this.room));
+            if let Some((start, options)) = this.start.take() {
+                this.running.set(Some(start(options)));
+            }
         }
         this.running
             .as_pin_mut()
@@ -304,6 +310,7 @@ where
     TaskStart {
         spec,
         start: Some((start, options)),
+        room: None,
         running: None,
     }
 }
@@ -321,9 +328,6 @@ where
     K: Outcome<R>,
     A: Attempts<Output = R>,
 {
-    // Backpressure: with the writer far behind, the run waits here, before its first
-    // transition, so the backlog stays bounded however many runs start.
-    run.store.throttle().await;
     let spec = run.spec;
     tracing::info!(
         target: "flowcore",

@@ -53,12 +53,16 @@ mod schema;
 mod sqlite;
 mod task_states;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 use uuid::Uuid;
 
 pub use deployments::{DeploymentInfo, DeploymentRun, RequestedRun, ServedBy};
@@ -256,21 +260,37 @@ impl Store {
 
     /// Waits while the writer is far behind: the backpressure that keeps a flow of a million
     /// task runs from queueing a million records in memory.
-    pub(crate) async fn throttle(&self) {
+    pub(crate) async fn throttle(&'static self) {
+        let mut waiting = None;
+        std::future::poll_fn(|cx| self.poll_room(cx, &mut waiting)).await;
+    }
+
+    /// [`Store::throttle`] as a poll, for a task call to check before it creates its run:
+    /// ready when the writer's backlog is small; otherwise `cx` is woken at the next commit,
+    /// `waiting` holding the registration between polls (allocated only while waiting).
+    pub(crate) fn poll_room(
+        &'static self,
+        cx: &mut Context<'_>,
+        waiting: &mut Option<Pin<Box<Notified<'static>>>>,
+    ) -> Poll<()> {
         let Some(events) = &self.inner.events else {
-            return; // written as sent: nothing waits in between
+            return Poll::Ready(()); // written as sent: nothing waits in between
         };
-        if events.len() <= BACKLOG {
-            return;
-        }
         loop {
-            let committed = self.inner.committed.notified();
-            tokio::pin!(committed);
+            if events.len() <= BACKLOG {
+                *waiting = None;
+                return Poll::Ready(());
+            }
+            let committed =
+                waiting.get_or_insert_with(|| Box::pin(self.inner.committed.notified()));
+            // Registered before the second look, so that a commit in between is not missed.
             committed.as_mut().enable();
             if events.len() <= BACKLOG {
-                return;
+                *waiting = None;
+                return Poll::Ready(());
             }
-            committed.await;
+            std::task::ready!(committed.as_mut().poll(cx));
+            *waiting = None;
         }
     }
 
@@ -581,5 +601,58 @@ impl Writer {
                 Ok(()) => return Ok(()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_line() -> Event {
+        Event::Log {
+            run_id: Uuid::nil(),
+            at: Timestamp::from_micros(1),
+            level: "INFO",
+            message: "x".to_owned(),
+        }
+    }
+
+    #[test]
+    fn task_calls_wait_for_room_while_the_writer_is_far_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flowcore.db");
+        let store: &'static Store = Box::leak(Box::new(Store::sqlite(&path).unwrap()));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut waiting = None;
+        assert!(store.poll_room(&mut cx, &mut waiting).is_ready());
+
+        // Another process holds the file, so the writer cannot commit: the events pile up.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        store.send(log_line()); // the writer takes this one and waits on the lock
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        for _ in 0..=BACKLOG {
+            store.send(log_line());
+        }
+        assert!(store.poll_room(&mut cx, &mut waiting).is_pending());
+        assert!(waiting.is_some(), "registered for the next commit");
+
+        // Once the lock is gone the writer catches up, and the wait ends.
+        other.execute_batch("COMMIT").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(30), store.throttle())
+                .await
+                .expect("the backlog drains once the writer can commit");
+        });
+        rt.block_on(store.flush()).unwrap();
+        let logs: i64 = other
+            .query_row("SELECT COUNT(*) FROM logs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(logs, BACKLOG as i64 + 2, "every event reached the file");
     }
 }
