@@ -80,7 +80,7 @@ pin_project! {
 
 impl<S, F, R> Future for TaskStart<S, F, R>
 where
-    S: FnOnce(CallOptions<R>) -> F,
+    S: FnOnce(&'static Store, CallOptions<R>) -> F,
     F: Future<Output = Finished<R, TaskRunRecord>>,
 {
     type Output = Finished<R, TaskRunRecord>;
@@ -88,9 +88,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if this.start.is_some() {
-            std::task::ready!(Store::current().poll_room(cx, this.room));
+            let store = Store::current();
+            std::task::ready!(store.poll_room(cx, this.room));
             if let Some((start, options)) = this.start.take() {
-                this.running.set(Some(start(options)));
+                this.running.set(Some(start(store, options)));
             }
         }
         this.running
@@ -102,7 +103,7 @@ where
 
 impl<S, F, R> TaskBody for TaskStart<S, F, R>
 where
-    S: FnOnce(CallOptions<R>) -> F,
+    S: FnOnce(&'static Store, CallOptions<R>) -> F,
     F: Future<Output = Finished<R, TaskRunRecord>>,
 {
     fn options(&mut self) -> &mut CallOptions<R> {
@@ -296,8 +297,7 @@ where
     };
     // A plain closure around `drive`, not an async block: each async layer would keep its own
     // copy of everything it captures, and the call is moved whole before it is awaited.
-    let start = move |options: CallOptions<R>| {
-        let store = Store::current();
+    let start = move |store: &'static Store, options: CallOptions<R>| {
         let (run, waits, skip) = LiveTaskRun::new(spec, store, flow, call_seq, called_at, options);
         let span = tracing::info_span!(
             target: "flowcore",

@@ -11,6 +11,8 @@ use chrono::{DateTime, Utc};
 use flowcore::{StateKind, Timestamp};
 use maud::{Markup, html};
 
+use super::drawing::{FONT, GRID_COLOUR, TEXT_COLOUR};
+
 /// The runs that started in one time bucket, counted by state. It serializes as
 /// `/api/stats` lists buckets: `{"start": "2026-11-22T14:00:00.000000Z", "counts": {"Completed": 3}}`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -36,9 +38,6 @@ const MAX_X_LABELS: usize = 6;
 /// The share of a bucket's slot its bar fills; the rest is the gap between bars.
 const BAR_FILL: f64 = 0.8;
 const AXIS_COLOUR: &str = "#9e9e9e";
-const GRID_COLOUR: &str = "#eeeeee";
-const TEXT_COLOUR: &str = "#424242";
-const FONT: &str = "system-ui, -apple-system, 'Segoe UI', sans-serif";
 
 /// The stacked bar chart of `buckets`, each `bucket_len` long, as `<svg id="runs-chart">`.
 ///

@@ -15,6 +15,7 @@ use flowcore::graph::{Node, TaskGraph};
 use maud::{Markup, html};
 
 use super::chart::num;
+use super::drawing::{FONT, truncate};
 
 /// Nodes drawn at most; the rest are counted in a line of text below, so that a flow of
 /// thousands of unmapped task runs still gives a drawing the browser can handle.
@@ -33,7 +34,6 @@ const MIN_NODE_WIDTH: f64 = 110.0;
 const MAX_NODE_WIDTH: f64 = 280.0;
 const EDGE_COLOUR: &str = "#757575";
 const ARROW_ID: &str = "task-graph-arrow";
-const FONT: &str = "system-ui, -apple-system, 'Segoe UI', sans-serif";
 
 /// `graph` as `<svg id="task-graph">`: one `<g class="node">` per node (a rounded box in its
 /// state's colour, its label's lines as `<tspan>`s, a `<title>`), one `<g class="edge">` per
@@ -254,15 +254,7 @@ fn label_lines(label: &str, width: f64) -> Vec<String> {
     let mut lines: Vec<String> = label
         .lines()
         .take(MAX_LINES)
-        .map(|line| {
-            if line.chars().count() <= max_chars {
-                line.to_owned()
-            } else {
-                let mut cut: String = line.chars().take(max_chars - 1).collect();
-                cut.push('…');
-                cut
-            }
-        })
+        .map(|line| truncate(line, max_chars))
         .collect();
     if lines.is_empty() {
         lines.push(String::new());

@@ -7,6 +7,7 @@
 
 mod api;
 mod chart;
+mod drawing;
 mod error;
 mod graph_svg;
 mod layout;

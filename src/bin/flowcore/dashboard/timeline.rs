@@ -12,6 +12,7 @@ use flowcore::{FlowRunRecord, TaskRunRecord, Timestamp};
 use maud::{Markup, html};
 
 use super::chart::num;
+use super::drawing::{FONT, GRID_COLOUR, TEXT_COLOUR, truncate};
 
 /// Rows drawn at most; the rest are counted in a last text row, so that a flow of 100,000
 /// task runs still gives a page the browser can draw.
@@ -29,9 +30,6 @@ const BAR_HEIGHT: f64 = 14.0;
 /// A run that took no time still gets a visible sliver.
 const MIN_BAR_WIDTH: f64 = 2.0;
 const MAX_TICKS: u64 = 6;
-const GRID_COLOUR: &str = "#eeeeee";
-const TEXT_COLOUR: &str = "#424242";
-const FONT: &str = "system-ui, -apple-system, 'Segoe UI', sans-serif";
 
 /// The Gantt chart of `run`'s task runs as `<svg id="timeline">`, with `now` standing for
 /// the end of anything still going.
@@ -264,17 +262,6 @@ fn pair(big: u64, big_unit: &str, small: u64, small_unit: &str) -> String {
     } else {
         format!("{big}{big_unit} {small}{small_unit}")
     }
-}
-
-/// `text` cut to `max` characters, the last one an ellipsis when cut; the full text is in
-/// the row's tooltip.
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 #[cfg(test)]
