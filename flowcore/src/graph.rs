@@ -445,6 +445,7 @@ mod tests {
             attempts: 1,
             task_runs,
             subflow_runs: Vec::new(),
+            not_recorded: None,
         }
     }
 

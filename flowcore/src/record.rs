@@ -276,6 +276,13 @@ pub struct FlowRunRecord {
     pub task_runs: Vec<TaskRunRecord>,
     /// Flow runs started from this one, in the order they finished.
     pub subflow_runs: Vec<FlowRunRecord>,
+    /// Why the run store does not hold this run as recorded here, if it does not: `"disk
+    /// full"` when the store committed nothing for longer than its
+    /// [write timeout](crate::Store::write_timeout), or why runs are kept in memory only when the
+    /// store could not be opened at all. `None` once the run's final state is committed. The
+    /// summary says it too: `Completed · not recorded: disk full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_recorded: Option<String>,
 }
 
 impl FlowRunRecord {

@@ -30,7 +30,8 @@ impl<'a> Summary<'a> {
     }
 
     /// The first line's verdict: `"Completed"`, `"Completed — 1 task run failed and was
-    /// handled"`, `"Failed: disk full"`.
+    /// handled"`, `"Failed: disk full"`, and `" · not recorded: disk full"` after it when the
+    /// run store does not hold the run ([`FlowRunRecord::not_recorded`]).
     pub fn headline(&self) -> String {
         let state = self.run.state();
         let failed = self
@@ -39,6 +40,14 @@ impl<'a> Summary<'a> {
             .iter()
             .filter(|r| r.state().is_failed())
             .count();
+        let verdict = self.verdict(state, failed);
+        match &self.run.not_recorded {
+            Some(why) => format!("{verdict} · not recorded: {why}"),
+            None => verdict,
+        }
+    }
+
+    fn verdict(&self, state: &crate::state::State, failed: usize) -> String {
         match state.kind {
             StateKind::Completed if failed == 1 => {
                 "Completed — 1 task run failed and was handled".to_owned()

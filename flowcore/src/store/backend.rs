@@ -43,6 +43,23 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Marks Crashed the unfinished runs of processes that stopped; returns how many.
     fn mark_crashed(&self, me: &ProcessInfo, now: Timestamp) -> Result<usize, StoreError>;
 
+    /// Ends every unfinished run of `me` in state `kind` with `message`, and records `me` as
+    /// ended: for a process about to exit on a signal. Returns how many runs it ended.
+    fn end_process(
+        &self,
+        _me: &ProcessInfo,
+        _kind: StateKind,
+        _message: &str,
+        _now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
+    /// Whether it was opened for reading only: then it cannot record runs.
+    fn opened_for_reading(&self) -> bool {
+        false
+    }
+
     /// Whether reads may block on I/O (then async callers move them off the runtime).
     fn reads_block(&self) -> bool;
 

@@ -72,6 +72,14 @@ pub enum StoreError {
         /// Where the store in use keeps its runs.
         current: String,
     },
+    /// `Store::install` of a store opened for reading.
+    #[error(
+        "{store} was opened for reading (Store::open_existing) and cannot record runs; install a store opened with Store::sqlite"
+    )]
+    OpenedForReading {
+        /// Where the store keeps its runs.
+        store: String,
+    },
     /// No flow run has this name or id.
     #[error("no flow run named or with id {run:?} in the run store {store}")]
     UnknownRun {
@@ -123,6 +131,63 @@ pub enum StoreError {
     /// The store's writer thread stopped; nothing more can be written.
     #[error("the run store's writer stopped")]
     WriterStopped,
+    /// The disk (or file system) holding the store has no room left.
+    #[error("the disk holding {path} is full")]
+    Full {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file (or the file system it is on) may be read but not written: reading the runs
+    /// works, recording or changing them does not.
+    #[error(
+        "cannot write to {path}: it is read-only (file permissions or a read-only file system); reading it works"
+    )]
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file was written by an older flowcore; reading it needs its schema upgraded, which
+    /// only a program that writes (a flow run, `flowcore store upgrade`) does.
+    #[error(
+        "{path} was written by an older flowcore (schema version {found}; this build reads {known}); upgrade it with `flowcore store upgrade`, or run a flow with it"
+    )]
+    OlderSchema {
+        /// The file.
+        path: PathBuf,
+        /// The file's schema version.
+        found: i64,
+        /// The version this build reads.
+        known: i64,
+    },
+    /// The store has not been able to commit anything for longer than its write timeout
+    /// ([`Store::write_timeout`](crate::Store::write_timeout)). Runs go on; what they record
+    /// waits in memory, and is committed if the store recovers before the process ends.
+    #[error(
+        "run store {store} has committed nothing for {seconds}s ({cause}); runs go on, and their records wait in memory until it recovers"
+    )]
+    Unavailable {
+        /// Where the store keeps its runs.
+        store: String,
+        /// How long it has been failing, in seconds.
+        seconds: u64,
+        /// The latest error.
+        cause: Box<StoreError>,
+    },
+}
+
+impl StoreError {
+    /// What went wrong in a few words, for a run's summary: `"disk full"`, `"locked by
+    /// another process"`, or the whole message when there is no shorter one.
+    pub fn reason(&self) -> String {
+        match self {
+            StoreError::Unavailable { cause, .. } => cause.reason(),
+            StoreError::Full { .. } => "disk full".to_owned(),
+            StoreError::Busy { .. } => "locked by another process".to_owned(),
+            StoreError::ReadOnly { .. } => "read-only".to_owned(),
+            StoreError::Corrupt { .. } => "the store is damaged".to_owned(),
+            other => other.to_string(),
+        }
+    }
 }
 
 impl StoreError {
@@ -140,12 +205,12 @@ impl StoreError {
                 detail: e.to_string(),
             },
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy { path },
-            Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
-                StoreError::Open {
-                    path,
-                    detail: e.to_string(),
-                }
-            }
+            Some(ErrorCode::DiskFull) => StoreError::Full { path },
+            Some(ErrorCode::ReadOnly) => StoreError::ReadOnly { path },
+            Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => StoreError::Open {
+                path,
+                detail: e.to_string(),
+            },
             _ => StoreError::Database {
                 path,
                 detail: e.to_string(),

@@ -79,7 +79,25 @@ pub(crate) enum Event {
         at: Option<Timestamp>,
     },
     /// Answered once everything sent before it is committed.
-    Flush(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
+    Flush(Committed),
+}
+
+/// Who waits for a flush, and how it is told.
+pub(crate) enum Committed {
+    /// An async caller.
+    Async(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
+    /// A thread that blocks, with a timeout.
+    Blocking(std::sync::mpsc::SyncSender<Result<(), StoreError>>),
+}
+
+impl Committed {
+    pub(crate) fn send(self, result: Result<(), StoreError>) {
+        // The waiter may have stopped waiting: then nobody needs the answer.
+        let _ = match self {
+            Committed::Async(done) => done.send(result).map_err(drop),
+            Committed::Blocking(done) => done.send(result).map_err(drop),
+        };
+    }
 }
 
 /// Where a task run inside a flow was called: the flow run, and the call's position among

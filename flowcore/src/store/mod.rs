@@ -52,15 +52,16 @@ mod query;
 mod schema;
 mod sqlite;
 mod task_states;
+mod writer;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::Sender;
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 use uuid::Uuid;
@@ -70,7 +71,7 @@ pub use error::StoreError;
 pub use query::{CacheEntry, FlowRunSummary, LogLine, RunFilter};
 
 pub(crate) use deployments::{DeploymentRow, REQUESTED};
-pub(crate) use event::{CallPosition, Event};
+pub(crate) use event::{CallPosition, Committed, Event};
 pub(crate) use query::{PriorRun, ResumePoint};
 
 use crate::clock::Timestamp;
@@ -78,16 +79,13 @@ use crate::record::FlowRunRecord;
 use backend::Backend;
 use memory::MemoryBackend;
 use process::ProcessInfo;
-use sqlite::SqliteBackend;
+use sqlite::{Access, SqliteBackend};
+use writer::{Health, Writer};
+
+pub use writer::WRITE_TIMEOUT;
 
 /// Events waiting for the writer beyond which new runs wait before they start.
 const BACKLOG: usize = 100_000;
-
-/// Events the writer commits in one transaction at most.
-const MAX_BATCH: usize = 50_000;
-
-/// The room the writer keeps for a batch between commits.
-const BATCH_CAPACITY: usize = 1024;
 
 /// A run store. Cloning is cheap: clones share the store and its writer.
 #[derive(Clone)]
@@ -101,6 +99,11 @@ struct Inner {
     events: Option<Sender<Event>>,
     /// Notified after each commit, for runs waiting on a backlog.
     committed: Arc<Notify>,
+    /// Whether the writer commits, or has been failing (and for how long).
+    health: Arc<Health>,
+    /// Why runs are not recorded where the user expects them, for a memory store that stands in
+    /// for a store that could not be used.
+    stand_in_for: Option<String>,
     process: ProcessInfo,
     /// Counts the runs this process requested, so that its serving loops pick them up at
     /// once (runs other processes request are found by polling).
@@ -118,32 +121,41 @@ static GLOBAL: OnceLock<Store> = OnceLock::new();
 impl Store {
     /// A store in this process's memory.
     pub fn memory() -> Store {
-        Store::start(Arc::new(MemoryBackend::default()))
-            .expect("a memory store cannot fail to start")
+        Store::start(
+            Arc::new(MemoryBackend::default()),
+            ProcessInfo::current(),
+            None,
+        )
+        .expect("a memory store cannot fail to start")
     }
 
-    /// The store in the SQLite file at `path`, created if there is none. A file that is not a
-    /// flowcore store, was written by a newer flowcore, or is damaged is refused with an error
-    /// naming it, and left untouched. Opening marks Crashed the unfinished runs of processes
-    /// that died.
+    /// The store in the SQLite file at `path`, created if there is none, for recording runs.
+    /// A file that is not a flowcore store, was written by a newer flowcore, or is damaged is
+    /// refused with an error naming it, and left untouched; one of an older flowcore is
+    /// upgraded. Opening marks Crashed the unfinished runs of processes that died, a thousand
+    /// runs per transaction so that other processes' commits go on meanwhile; a file locked by
+    /// another process is waited for, never given up.
     pub fn sqlite(path: impl AsRef<Path>) -> Result<Store, StoreError> {
-        let store = Store::start(Arc::new(SqliteBackend::open(path.as_ref())?))?;
+        let process = ProcessInfo::current();
+        let backend = SqliteBackend::open(path.as_ref(), Access::Write, &process)?;
+        let store = Store::start(Arc::new(backend), process, None)?;
         store.mark_crashed()?;
         Ok(store)
     }
 
-    /// The store in the SQLite file at `path`, which must exist: for tools that read runs, so
-    /// that a mistyped path reports [`StoreError::NoStore`] instead of leaving an empty store
-    /// behind.
+    /// The store in the SQLite file at `path`, for reading runs: what `flowcore` commands and
+    /// the dashboard use. It never writes to the file unless asked to ([`Store::request_run`],
+    /// [`Store::clear_cache`], [`Store::mark_crashed`]), so a read-only file (or file system)
+    /// can be read. The unfinished runs of processes that died are shown `Crashed`, as a
+    /// writer will record them, without being written.
+    ///
+    /// Refused, untouched: a missing file ([`StoreError::NoStore`]: a mistyped path must not
+    /// leave an empty store behind), an empty file or somebody else's, one of another
+    /// flowcore's schema, and a damaged one (SQLite's `quick_check` at open).
     pub fn open_existing(path: impl AsRef<Path>) -> Result<Store, StoreError> {
-        let path = path.as_ref();
-        // An error here (a directory that may not be read) is for `sqlite` to report.
-        if !path.try_exists().unwrap_or(true) {
-            return Err(StoreError::NoStore {
-                path: path.to_path_buf(),
-            });
-        }
-        Store::sqlite(path)
+        let process = ProcessInfo::current();
+        let backend = SqliteBackend::open(path.as_ref(), Access::Read, &process)?;
+        Store::start(Arc::new(backend), process, None)
     }
 
     /// The default store: `$FLOWCORE_HOME/flowcore.db` (see [`Store::default_path`]).
@@ -167,6 +179,11 @@ impl Store {
     /// Makes this the store every run of this process records to. Call it before the first
     /// run; afterwards the store in use stays, and this returns an error saying which it is.
     pub fn install(self) -> Result<(), StoreError> {
+        if self.inner.backend.opened_for_reading() {
+            return Err(StoreError::OpenedForReading {
+                store: self.describe(),
+            });
+        }
         let mut mine = Some(self);
         let current = GLOBAL.get_or_init(|| mine.take().expect("taken once"));
         match mine {
@@ -185,7 +202,7 @@ impl Store {
             Store::open_default().unwrap_or_else(|e| {
                 eprintln!("flowcore: {e}");
                 eprintln!("flowcore: runs of this process are kept in memory only");
-                Store::memory()
+                Store::stand_in(format!("{}; kept in memory only", e.reason()))
             })
         })
     }
@@ -195,11 +212,15 @@ impl Store {
         GLOBAL.get()
     }
 
-    fn start(backend: Arc<dyn Backend>) -> Result<Store, StoreError> {
-        let process = ProcessInfo::current();
+    fn start(
+        backend: Arc<dyn Backend>,
+        process: ProcessInfo,
+        stand_in_for: Option<String>,
+    ) -> Result<Store, StoreError> {
         backend.register_process(&process)?;
         let committed = Arc::new(Notify::new());
-        let events = if backend.writes_directly() {
+        let health = Arc::new(Health::new());
+        let events = if backend.writes_directly() || backend.opened_for_reading() {
             None
         } else {
             let (events, receiver) = crossbeam_channel::unbounded();
@@ -207,6 +228,7 @@ impl Store {
                 backend: Arc::clone(&backend),
                 receiver,
                 committed: Arc::clone(&committed),
+                health: Arc::clone(&health),
                 process: process.clone(),
             };
             let name = backend.describe();
@@ -224,10 +246,58 @@ impl Store {
                 backend,
                 events,
                 committed,
+                health,
+                stand_in_for,
                 process,
                 requested: tokio::sync::watch::Sender::new(0),
             }),
         })
+    }
+
+    /// How long runs wait for this store when it cannot commit (a full disk, a lock held by
+    /// another process, a file gone read-only) before they go on without it; 60 s unless set
+    /// ([`WRITE_TIMEOUT`]). While it fails, nothing is dropped: the writer keeps what it could
+    /// not commit and tries again, and new task runs wait. After the timeout, runs go on,
+    /// their records wait in memory (committed if the store recovers before the process
+    /// ends), and each flow run that ends says in its record
+    /// ([`FlowRunRecord::not_recorded`](crate::FlowRunRecord::not_recorded)) and summary that
+    /// it was not recorded.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # fn main() -> Result<(), flowcore::StoreError> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = flowcore::Store::sqlite(dir.path().join("flowcore.db"))?
+    ///     .write_timeout(Duration::from_secs(10));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn write_timeout(self, timeout: Duration) -> Store {
+        self.inner.health.set_patience(timeout);
+        self
+    }
+
+    /// A memory store used because the store meant for this process could not be used at all.
+    fn stand_in(reason: String) -> Store {
+        Store::start(
+            Arc::new(MemoryBackend::default()),
+            ProcessInfo::current(),
+            Some(reason),
+        )
+        .expect("a memory store cannot fail to start")
+    }
+
+    /// Why the runs of this store will not be found where the user expects them, if they will
+    /// not: the store could not be used and runs are kept in memory, or it has committed
+    /// nothing for longer than its write timeout. What a flow run's record and summary say.
+    pub(crate) fn not_recording(&self) -> Option<String> {
+        if let Some(reason) = &self.inner.stand_in_for {
+            return Some(reason.clone());
+        }
+        self.inner
+            .health
+            .unavailable(&self.describe())
+            .map(|e| e.reason())
     }
 
     /// Creates a SQLite store at `path` with only the first `version` schema migrations, as
@@ -250,7 +320,7 @@ impl Store {
             }
             None => {
                 if let Event::Flush(done) = event {
-                    let _ = done.send(Ok(()));
+                    done.send(Ok(()));
                 } else if let Err(e) = self.inner.backend.write_now(event, &self.inner.process) {
                     eprintln!("flowcore: could not record runs: {e}");
                 }
@@ -277,7 +347,7 @@ impl Store {
             return Poll::Ready(()); // written as sent: nothing waits in between
         };
         loop {
-            if events.len() <= BACKLOG {
+            if events.len() <= BACKLOG || self.inner.health.is_unavailable() {
                 *waiting = None;
                 return Poll::Ready(());
             }
@@ -285,7 +355,7 @@ impl Store {
                 waiting.get_or_insert_with(|| Box::pin(self.inner.committed.notified()));
             // Registered before the second look, so that a commit in between is not missed.
             committed.as_mut().enable();
-            if events.len() <= BACKLOG {
+            if events.len() <= BACKLOG || self.inner.health.is_unavailable() {
                 *waiting = None;
                 return Poll::Ready(());
             }
@@ -294,18 +364,99 @@ impl Store {
         }
     }
 
-    /// Waits until everything sent so far is committed (at once for a memory store).
+    /// Waits until everything sent so far is committed (at once for a memory store). A store
+    /// that cannot commit is waited for up to its [write timeout](Store::write_timeout); then
+    /// this returns [`StoreError::Unavailable`], and what was sent stays queued.
     pub async fn flush(&self) -> Result<(), StoreError> {
         if self.inner.events.is_none() {
             return Ok(());
         }
         let (done, committed) = tokio::sync::oneshot::channel();
-        self.send(Event::Flush(done));
-        committed.await.unwrap_or(Err(StoreError::WriterStopped))
+        self.send(Event::Flush(Committed::Async(done)));
+        let health = &self.inner.health;
+        let gave_up = health.gave_up();
+        tokio::pin!(committed, gave_up);
+        // Registered before the look, so that the store giving up in between is not missed.
+        gave_up.as_mut().enable();
+        if let Some(e) = health.unavailable(&self.describe()) {
+            return Err(e);
+        }
+        tokio::select! {
+            biased;
+            result = &mut committed => result.unwrap_or(Err(StoreError::WriterStopped)),
+            () = &mut gave_up => match health.unavailable(&self.describe()) {
+                Some(e) => Err(e),
+                None => committed.await.unwrap_or(Err(StoreError::WriterStopped)),
+            },
+        }
+    }
+
+    /// Whether runs recorded here outlive the process (a file, not memory).
+    pub(crate) fn persists(&self) -> bool {
+        self.inner.events.is_some()
+    }
+
+    /// [`Store::flush`] for a thread that may block, waiting at most `wait` (and no longer
+    /// than the store's write timeout when it cannot commit).
+    pub(crate) fn flush_blocking(&self, wait: Duration) -> Result<(), StoreError> {
+        if self.inner.events.is_none() {
+            return Ok(());
+        }
+        let (done, committed) = std::sync::mpsc::sync_channel(1);
+        self.send(Event::Flush(Committed::Blocking(done)));
+        // `None`: no deadline but the store's own write timeout.
+        let deadline = std::time::Instant::now().checked_add(wait);
+        loop {
+            // In slices, to notice the store giving up meanwhile.
+            let slice = deadline
+                .map_or(Duration::MAX, |d| {
+                    d.saturating_duration_since(std::time::Instant::now())
+                })
+                .min(Duration::from_millis(100));
+            match committed.recv_timeout(slice) {
+                Ok(result) => return result,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(StoreError::WriterStopped);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if let Some(e) = self.inner.health.unavailable(&self.describe()) {
+                return Err(e);
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(StoreError::Busy {
+                    path: PathBuf::from(self.describe()),
+                });
+            }
+        }
+    }
+
+    /// Waits until everything sent so far is committed, on the blocking pool: while a blocking
+    /// task runs, a paused tokio clock does not jump ahead, so a test's timeout around a flow
+    /// call is not spent waiting for the writer thread.
+    pub(crate) async fn flush_off_runtime(&'static self) -> Result<(), StoreError> {
+        if self.inner.events.is_none() {
+            return Ok(());
+        }
+        tokio::task::spawn_blocking(|| self.flush_blocking(Duration::MAX))
+            .await
+            .unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    /// Ends every unfinished run of this process `Cancelled` with `message`, and records the
+    /// process as ended: for a process about to exit on a signal. Returns how many it ended.
+    pub(crate) fn end_process_runs(&self, message: &str) -> Result<usize, StoreError> {
+        self.inner.backend.end_process(
+            &self.inner.process,
+            crate::state::StateKind::Cancelled,
+            message,
+            Timestamp::wall_now(),
+        )
     }
 
     /// Marks Crashed the unfinished runs of processes that died; returns how many. Opening a
-    /// store does this, and so does every `flowcore` command.
+    /// store for recording runs does this; reading never does (a reader shows such runs
+    /// Crashed without writing it).
     pub fn mark_crashed(&self) -> Result<usize, StoreError> {
         self.inner
             .backend
@@ -530,80 +681,6 @@ impl Store {
     }
 }
 
-/// The writer thread: takes everything that arrived, commits it in one transaction, answers
-/// the flushes, and records a heartbeat every few seconds.
-struct Writer {
-    backend: Arc<dyn Backend>,
-    receiver: Receiver<Event>,
-    committed: Arc<Notify>,
-    process: ProcessInfo,
-}
-
-impl Writer {
-    fn run(self) {
-        let mut batch = Vec::with_capacity(BATCH_CAPACITY);
-        let mut last_heartbeat = Instant::now();
-        loop {
-            match self.receiver.recv_timeout(process::HEARTBEAT) {
-                Ok(event) => batch.push(event),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-            while batch.len() < MAX_BATCH {
-                match self.receiver.try_recv() {
-                    Ok(event) => batch.push(event),
-                    Err(_) => break,
-                }
-            }
-            if last_heartbeat.elapsed() >= process::HEARTBEAT {
-                batch.push(Event::Heartbeat(Timestamp::wall_now()));
-                last_heartbeat = Instant::now();
-            }
-            let result = self.commit(&batch);
-            let flushes: Vec<_> = batch
-                .drain(..)
-                .filter_map(|event| match event {
-                    Event::Flush(done) => Some(done),
-                    _ => None,
-                })
-                .collect();
-            // A burst may have grown the batch to MAX_BATCH events (megabytes): that memory is
-            // given back before a flow run waiting on a flush returns.
-            batch.shrink_to(BATCH_CAPACITY);
-            for done in flushes {
-                let _ = done.send(result.clone());
-            }
-            self.committed.notify_waiters();
-        }
-    }
-
-    /// Commits the batch, waiting out other processes' locks; other errors are reported once
-    /// per batch and given to the flushes waiting on it.
-    fn commit(&self, batch: &[Event]) -> Result<(), StoreError> {
-        let mut waited = std::time::Duration::ZERO;
-        let mut pause = std::time::Duration::from_millis(10);
-        let mut warn_at = std::time::Duration::from_secs(10);
-        loop {
-            match self.backend.write(batch, &self.process) {
-                Err(StoreError::Busy { .. }) => {
-                    if waited >= warn_at {
-                        tracing::warn!(target: "flowcore", "The run store has been locked by another process for {}s; still waiting", waited.as_secs());
-                        warn_at += std::time::Duration::from_secs(10);
-                    }
-                    std::thread::sleep(pause);
-                    waited += pause;
-                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
-                }
-                Err(e) => {
-                    eprintln!("flowcore: could not record runs: {e}");
-                    return Err(e);
-                }
-                Ok(()) => return Ok(()),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -615,6 +692,89 @@ mod tests {
             level: "INFO",
             message: "x".to_owned(),
         }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn count_logs(conn: &rusqlite::Connection) -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM logs", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Makes every commit that writes a log line fail, as a full disk would, until dropped.
+    const REFUSE_LOGS: &str = "CREATE TRIGGER refuse BEFORE INSERT ON logs
+        BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;";
+
+    #[test]
+    fn a_batch_that_fails_to_commit_is_kept_and_retried_until_it_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flowcore.db");
+        let store: &'static Store = Box::leak(Box::new(Store::sqlite(&path).unwrap()));
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch(REFUSE_LOGS).unwrap();
+        for _ in 0..10 {
+            store.send(log_line());
+        }
+        // The writer has failed several times by now, and kept the batch each time.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(count_logs(&other), 0);
+        assert_eq!(store.not_recording(), None, "within the write timeout");
+
+        other.execute_batch("DROP TRIGGER refuse").unwrap();
+        runtime().block_on(store.flush()).unwrap();
+        assert_eq!(count_logs(&other), 10, "nothing was dropped");
+    }
+
+    #[test]
+    fn past_its_write_timeout_a_failing_store_stops_holding_runs_back_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flowcore.db");
+        let store = Store::sqlite(&path)
+            .unwrap()
+            .write_timeout(std::time::Duration::from_millis(200));
+        let store: &'static Store = Box::leak(Box::new(store));
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch(REFUSE_LOGS).unwrap();
+        for _ in 0..=BACKLOG + 1 {
+            store.send(log_line());
+        }
+        let rt = runtime();
+        match rt.block_on(store.flush()) {
+            Err(StoreError::Unavailable { cause, .. }) => {
+                assert!(
+                    cause.to_string().contains("injected write failure"),
+                    "{cause}"
+                );
+            }
+            other => panic!("expected the store to be unavailable, got {other:?}"),
+        }
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(
+            store.poll_room(&mut cx, &mut None).is_ready(),
+            "runs go on although the backlog is full"
+        );
+        assert!(
+            store
+                .not_recording()
+                .is_some_and(|why| why.contains("injected write failure"))
+        );
+
+        // Once the store can be written again, everything that waited is committed. Until the
+        // writer's next try (backoff of up to 2 s), a flush still answers at once that it is not.
+        other.execute_batch("DROP TRIGGER refuse").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while rt.block_on(store.flush()).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the store recovers");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(count_logs(&other), BACKLOG as i64 + 2);
+        assert_eq!(store.not_recording(), None);
     }
 
     #[test]

@@ -209,6 +209,7 @@ pub(crate) fn flow_record(
         attempts: row.attempts,
         task_runs,
         subflow_runs,
+        not_recorded: None,
     })
 }
 

@@ -196,6 +196,9 @@ pub struct CacheClear {
 pub enum StoreCommand {
     /// Prints where the run store is, and whether it exists.
     Path(Output),
+    /// Upgrades a store written by an older flowcore to this one's schema (other commands only
+    /// read, and refuse such a store).
+    Upgrade,
 }
 
 /// How a command prints what it found.

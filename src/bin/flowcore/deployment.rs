@@ -1,7 +1,7 @@
 //! `flowcore deployment ls | run`: the deployments in the store, and runs requested by hand.
 
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flowcore::{StateKind, Store, Uuid};
 
@@ -13,9 +13,6 @@ use crate::table::{Cell, Column, Table};
 
 /// How often `--watch` reads the run's states.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
-
-/// How often `--watch` checks that the process running the run is alive.
-const CRASH_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// `flowcore deployment ls`
 pub fn ls(store: &Store, output: &Output, style: Style) -> Result<String, Failure> {
@@ -85,10 +82,11 @@ pub fn run(store: &Store, args: &DeploymentRun, style: Style) -> Result<String, 
     watch(store, requested.id, &requested.name, style)
 }
 
-/// Prints each new state of the run until it ends; fails unless it completed.
+/// Prints each new state of the run until it ends; fails unless it completed. A run whose
+/// process died reads as Crashed (the store shows it so to a reader), so this never waits on a
+/// dead process.
 fn watch(store: &Store, id: Uuid, name: &str, style: Style) -> Result<String, Failure> {
     let mut shown = 0;
-    let mut crash_checked = Instant::now();
     loop {
         let run = store
             .flow_run(id)?
@@ -123,11 +121,6 @@ fn watch(store: &Store, id: Uuid, name: &str, style: Style) -> Result<String, Fa
                         .unwrap_or_default()
                 ))),
             };
-        }
-        // A serving process that dies leaves its run Running: look for that now and then.
-        if crash_checked.elapsed() >= CRASH_CHECK_EVERY {
-            store.mark_crashed()?;
-            crash_checked = Instant::now();
         }
         std::thread::sleep(WATCH_EVERY);
     }

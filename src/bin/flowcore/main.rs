@@ -11,6 +11,7 @@
 //! flowcore deployment run NAME [--param KEY=VALUE …] [--watch]
 //! flowcore server start [--host 127.0.0.1] [--port 4200]   (or: flowcore dashboard …)
 //! flowcore store path [--json]
+//! flowcore store upgrade
 //! ```
 //!
 //! Every command takes `--store PATH`. A failure is one line on stderr, `flowcore: …`, and
@@ -98,6 +99,7 @@ fn run(cli: Cli, style: Style) -> Result<String, Failure> {
             dashboard::start(&path, &args)
         }
         Command::Store(StoreCommand::Path(output)) => store::path(&path, &output),
+        Command::Store(StoreCommand::Upgrade) => store::upgrade(&path),
     }
 }
 

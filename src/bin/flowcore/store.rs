@@ -1,6 +1,9 @@
-//! `flowcore store path`: where the run store is.
+//! `flowcore store path`: where the run store is; `flowcore store upgrade`: bring a store of
+//! an older flowcore to this one's schema.
 
 use std::path::Path;
+
+use flowcore::{Store, StoreError};
 
 use crate::Failure;
 use crate::args::Output;
@@ -27,4 +30,20 @@ pub fn path(path: &Path, output: &Output) -> Result<String, Failure> {
         Err(_) => "does not exist yet: the first flow run creates it".to_owned(),
     };
     Ok(format!("{}\n{status}\n", path.display()))
+}
+
+/// `flowcore store upgrade`: the one command that changes a store's schema, as every program
+/// that runs flows does when it opens one. A missing file stays missing.
+pub fn upgrade(path: &Path) -> Result<String, Failure> {
+    if !path.try_exists().unwrap_or(true) {
+        return Err(StoreError::NoStore {
+            path: path.to_path_buf(),
+        }
+        .into());
+    }
+    Store::sqlite(path)?;
+    Ok(format!(
+        "{} is ready for this flowcore; its runs are kept\n",
+        path.display()
+    ))
 }

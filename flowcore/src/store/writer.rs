@@ -1,0 +1,217 @@
+//! The writer thread of a store that commits in batches (SQLite), and what it tells runs about
+//! how the store is doing.
+//!
+//! The writer takes everything that arrived since its last commit and commits it in one
+//! transaction (group commit). A batch that fails to commit (disk full, a lock held by another
+//! process, a file gone read-only) is never dropped: the writer keeps it and tries again with
+//! backoff, taking nothing new meanwhile, so the backlog grows and new task runs wait
+//! (backpressure). Only once the store has failed for longer than its write timeout do runs stop
+//! waiting: they go on, their records wait in memory, and every flow run that ends says in its
+//! record and summary that it was not recorded. Dropping a batch would leave orphans and gaps
+//! in the file (a task run without its flow run, a history starting at seq 2); keeping it
+//! keeps the file consistent, whatever the order in which space comes back.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use tokio::sync::Notify;
+
+use crate::clock::Timestamp;
+use crate::store::StoreError;
+use crate::store::backend::Backend;
+use crate::store::event::Event;
+use crate::store::process::{self, ProcessInfo};
+
+/// Events the writer commits in one transaction at most.
+const MAX_BATCH: usize = 50_000;
+
+/// The room the writer keeps for a batch between commits.
+const BATCH_CAPACITY: usize = 1024;
+
+/// How long a lock held by another process is waited out before the wait is logged: other
+/// processes' commits take milliseconds, a long crash marking or a backup seconds.
+const BUSY_QUIET: Duration = Duration::from_secs(10);
+
+/// How long runs wait for a store that cannot commit before they go on without it, unless
+/// [`Store::write_timeout`](crate::Store::write_timeout) says otherwise.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether the store's writer is committing, for the runs that wait on it.
+pub(crate) struct Health {
+    /// Since when, and why, nothing commits; `None` while commits succeed.
+    failing: Mutex<Option<(Instant, StoreError)>>,
+    /// Set once the store has failed for longer than `patience`: runs stop waiting for it.
+    unavailable: AtomicBool,
+    /// The write timeout, in milliseconds.
+    patience: AtomicU64,
+    /// Notified when the store becomes unavailable, for flushes waiting on a commit.
+    gave_up: Notify,
+}
+
+impl Health {
+    pub(crate) fn new() -> Self {
+        Health {
+            failing: Mutex::new(None),
+            unavailable: AtomicBool::new(false),
+            patience: AtomicU64::new(WRITE_TIMEOUT.as_millis() as u64),
+            gave_up: Notify::new(),
+        }
+    }
+
+    pub(crate) fn set_patience(&self, patience: Duration) {
+        let millis = u64::try_from(patience.as_millis()).unwrap_or(u64::MAX);
+        self.patience.store(millis, Ordering::Relaxed);
+    }
+
+    /// Whether runs have stopped waiting for the store: one atomic load, for the task-call
+    /// path.
+    pub(crate) fn is_unavailable(&self) -> bool {
+        self.unavailable.load(Ordering::Acquire)
+    }
+
+    /// The error a flush gets once the store is unavailable.
+    pub(crate) fn unavailable(&self, store: &str) -> Option<StoreError> {
+        if !self.is_unavailable() {
+            return None;
+        }
+        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        let (since, cause) = failing.as_ref()?;
+        Some(StoreError::Unavailable {
+            store: store.to_owned(),
+            seconds: since.elapsed().as_secs(),
+            cause: Box::new(cause.clone()),
+        })
+    }
+
+    /// Waits until the store becomes unavailable (registered before `is_unavailable` is
+    /// looked at again, so that the change is not missed).
+    pub(crate) fn gave_up(&self) -> tokio::sync::futures::Notified<'_> {
+        self.gave_up.notified()
+    }
+
+    /// A commit failed with `error`; returns how long the store has been failing and whether
+    /// this failure made it unavailable.
+    fn failed(&self, error: StoreError) -> (Duration, bool) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        let since = match &*failing {
+            Some((since, _)) => *since,
+            None => Instant::now(),
+        };
+        *failing = Some((since, error));
+        drop(failing);
+        let failed_for = since.elapsed();
+        let patience = Duration::from_millis(self.patience.load(Ordering::Relaxed));
+        let gave_up = failed_for >= patience && !self.unavailable.swap(true, Ordering::AcqRel);
+        if gave_up {
+            self.gave_up.notify_waiters();
+        }
+        (failed_for, gave_up)
+    }
+
+    /// A commit succeeded; returns how long the store had been failing, if it had.
+    fn recovered(&self) -> Option<Duration> {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        let (since, _) = failing.take()?;
+        self.unavailable.store(false, Ordering::Release);
+        Some(since.elapsed())
+    }
+}
+
+/// The writer thread: takes everything that arrived, commits it in one transaction, answers
+/// the flushes, and records a heartbeat every few seconds.
+pub(crate) struct Writer {
+    pub backend: Arc<dyn Backend>,
+    pub receiver: Receiver<Event>,
+    /// Notified after each commit, and when the store becomes unavailable: for runs waiting
+    /// on a backlog.
+    pub committed: Arc<Notify>,
+    pub health: Arc<Health>,
+    pub process: ProcessInfo,
+}
+
+impl Writer {
+    pub(crate) fn run(self) {
+        let mut batch = Vec::with_capacity(BATCH_CAPACITY);
+        let mut last_heartbeat = Instant::now();
+        loop {
+            match self.receiver.recv_timeout(process::HEARTBEAT) {
+                Ok(event) => batch.push(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while batch.len() < MAX_BATCH {
+                match self.receiver.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+            if last_heartbeat.elapsed() >= process::HEARTBEAT {
+                batch.push(Event::Heartbeat(Timestamp::wall_now()));
+                last_heartbeat = Instant::now();
+            }
+            self.commit(&batch);
+            let flushes: Vec<_> = batch
+                .drain(..)
+                .filter_map(|event| match event {
+                    Event::Flush(done) => Some(done),
+                    _ => None,
+                })
+                .collect();
+            // A burst may have grown the batch to MAX_BATCH events (megabytes): that memory is
+            // given back before a flow run waiting on a flush returns.
+            batch.shrink_to(BATCH_CAPACITY);
+            for done in flushes {
+                done.send(Ok(()));
+            }
+            self.committed.notify_waiters();
+        }
+    }
+
+    /// Commits the batch, trying again until it commits: a lock held by another process is
+    /// waited out, and so is a full disk or a file that cannot be written, so that nothing a
+    /// run recorded is lost while the process lives.
+    fn commit(&self, batch: &[Event]) {
+        let mut pause = Duration::from_millis(10);
+        let mut next_warning = Duration::ZERO;
+        loop {
+            let error = match self.backend.write(batch, &self.process) {
+                Ok(()) => {
+                    if let Some(failed_for) = self.health.recovered() {
+                        eprintln!(
+                            "flowcore: the run store {} records again, after {}s; nothing was lost",
+                            self.backend.describe(),
+                            failed_for.as_secs()
+                        );
+                    }
+                    return;
+                }
+                Err(e) => e,
+            };
+            let busy = matches!(error, StoreError::Busy { .. });
+            let (failed_for, gave_up) = self.health.failed(error.clone());
+            if gave_up {
+                eprintln!(
+                    "flowcore: {}",
+                    self.health
+                        .unavailable(&self.backend.describe())
+                        .unwrap_or(error)
+                );
+                self.committed.notify_waiters();
+            } else if failed_for >= next_warning && !(busy && failed_for < BUSY_QUIET) {
+                if busy {
+                    tracing::warn!(target: "flowcore", "The run store has been locked by another process for {}s; still waiting", failed_for.as_secs());
+                } else {
+                    eprintln!(
+                        "flowcore: could not record runs ({error}); keeping them and trying again"
+                    );
+                }
+                next_warning = failed_for + Duration::from_secs(10);
+            }
+            std::thread::sleep(pause);
+            let most = if busy { 500 } else { 2_000 };
+            pause = (pause * 2).min(Duration::from_millis(most));
+        }
+    }
+}
