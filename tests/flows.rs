@@ -375,6 +375,60 @@ async fn a_dropped_subflow_is_cancelled_with_its_task_runs_in_flight() {
     assert_eq!(child.duration(), Some(Duration::from_secs(30)));
 }
 
+static SUBMITTED_FINISHED: AtomicU32 = AtomicU32::new(0);
+
+#[task]
+async fn hour_long(i: u32) -> u32 {
+    sleep(Duration::from_secs(3600)).await;
+    SUBMITTED_FINISHED.fetch_add(1, Ordering::SeqCst);
+    i
+}
+
+#[flow(name = "submits-a-hundred")]
+async fn submits_a_hundred() -> u32 {
+    let handles: Vec<_> = (0..100).map(|i| hour_long(i).submit()).collect();
+    let mut total = 0;
+    for handle in handles {
+        total += handle.await;
+    }
+    total
+}
+
+#[flow(name = "gives-up-on-submitted")]
+async fn gives_up_on_submitted() -> bool {
+    let waited = tokio::time::timeout(Duration::from_secs(30), submits_a_hundred()).await;
+    // Long enough for every hour-long run to finish, had it not been cancelled.
+    sleep(Duration::from_secs(2 * 3600)).await;
+    waited.is_err()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_flow_run_cancels_the_task_runs_it_submitted() {
+    let (gave_up, parent) = gives_up_on_submitted().with_run().await;
+    assert!(gave_up);
+    let child = &parent.subflow_runs[0];
+    assert_eq!(child.history.kinds(), [Pending, Running, Cancelled]);
+    assert_eq!(child.task_runs.len(), 100);
+    for task_run in &child.task_runs {
+        assert_eq!(task_run.history.kinds(), [Pending, Running, Cancelled]);
+        assert!(
+            task_run.state().at <= child.state().at,
+            "a submitted run ends before its flow run"
+        );
+    }
+    assert_eq!(SUBMITTED_FINISHED.load(Ordering::SeqCst), 0, "none ran on");
+
+    // The store holds the same: every task run Cancelled, none Completed later.
+    flowcore::Store::current().flush().await.unwrap();
+    let stored = flowcore::Store::current()
+        .flow_run(child.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state().kind, Cancelled);
+    assert_eq!(stored.task_run_counts().get(&Cancelled), Some(&100));
+    assert_eq!(stored.task_runs.len(), 100);
+}
+
 #[flow(name = "select-parent")]
 async fn select_parent() -> &'static str {
     tokio::select! {

@@ -302,3 +302,25 @@ async fn task_runs_in_flight_inside_a_timed_out_task_are_cancelled() {
     let timed_out = &run.task_runs[2];
     assert_eq!(cancelled.state().at, timed_out.state().at);
 }
+
+#[task(timeout = "50ms")]
+async fn blocks_its_thread() -> Result<u32, FetchError> {
+    // Code that never yields: tokio cannot stop it, so the attempt runs on past its limit.
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(7)
+}
+
+// On the real clock: blocking code does not move tokio's paused one. The test cannot pass by
+// luck of timing: 300 ms of blocking always outlasts a 50 ms limit.
+#[tokio::test]
+async fn blocking_code_past_its_timeout_is_recorded_timed_out_whatever_it_returned() {
+    let (out, run) = blocks_its_thread().with_run().await;
+    assert_eq!(
+        out,
+        Err(FetchError::Timeout(TimeoutError::new(
+            Duration::from_millis(50)
+        )))
+    );
+    assert_eq!(run.history.kinds(), [Pending, Running, TimedOut]);
+    assert_eq!(run.error(), Some("timed out after 50ms"));
+}

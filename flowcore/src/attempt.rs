@@ -174,7 +174,16 @@ where
         let last = attempt == max;
         let body = AssertUnwindSafe(attempts.attempt(last)).catch_unwind();
         let finished = match &behaviour.timeout {
-            Some(t) => tokio::time::timeout(t.after, body).await.ok(),
+            Some(t) => {
+                let deadline = tokio::time::Instant::now() + t.after;
+                // tokio cannot interrupt code that blocks its thread: such a body returns when
+                // it returns, and the attempt is still TimedOut if its time ran out meanwhile
+                // (what it returned is dropped; a panic still goes on).
+                tokio::time::timeout_at(deadline, body)
+                    .await
+                    .ok()
+                    .filter(|out| out.is_err() || tokio::time::Instant::now() <= deadline)
+            }
             None => Some(body.await),
         };
         let problem = match finished {

@@ -5,7 +5,7 @@
 //! first polled: `tokio::spawn(extract(url))` and `join_all` keep the run attached to the
 //! flow that called it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -44,6 +44,24 @@ pub struct FlowContext {
     submitted: AtomicUsize,
     /// Woken when the last of those finishes: only the flow run itself waits.
     submitted_done: AtomicWaker,
+    /// How to drop each of those at once, by task run id, if the flow run ends without them.
+    cancels: Cancels,
+}
+
+#[derive(Default)]
+struct Cancels(Mutex<HashMap<Uuid, Arc<dyn CancelSubmitted>>>);
+
+impl std::fmt::Debug for Cancels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cancels")
+    }
+}
+
+/// A submitted task run's future, which its flow run can drop if it ends first (dropped by a
+/// `select!`, a timeout, a panic): the task run then records `Cancelled` before its flow run
+/// records its own final state.
+pub(crate) trait CancelSubmitted: Send + Sync {
+    fn cancel(&self);
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +82,7 @@ impl FlowContext {
             tracking: AtomicBool::new(false),
             submitted: AtomicUsize::new(0),
             submitted_done: AtomicWaker::new(),
+            cancels: Cancels::default(),
         }
     }
 
@@ -121,10 +140,34 @@ impl FlowContext {
         }
     }
 
-    /// A task run was submitted in this flow run; [`Submitted`] ends it.
-    pub(crate) fn submitted(self: &Arc<Self>) -> Submitted {
+    /// Task run `id` was submitted in this flow run, to be dropped with `cancel` if the flow run
+    /// ends first; [`Submitted`] ends it.
+    pub(crate) fn submitted(
+        self: &Arc<Self>,
+        id: Uuid,
+        cancel: Arc<dyn CancelSubmitted>,
+    ) -> Submitted {
         self.submitted.fetch_add(1, Ordering::AcqRel);
-        Submitted(Arc::clone(self))
+        self.cancels().insert(id, cancel);
+        Submitted {
+            flow: Arc::clone(self),
+            id,
+        }
+    }
+
+    fn cancels(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<dyn CancelSubmitted>>> {
+        self.cancels.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops the submitted task runs that have not finished: the flow run ends without them.
+    /// Each records `Cancelled` now, on this thread, unless it is being polled on another at
+    /// this moment: then it stops as that poll returns.
+    pub(crate) fn cancel_submitted(&self) {
+        // Taken out first: a dropped run's `Submitted` removes itself from the map.
+        let running = std::mem::take(&mut *self.cancels());
+        for cancel in running.into_values() {
+            cancel.cancel();
+        }
     }
 
     /// Ready once every task run submitted in this flow run has finished.
@@ -192,12 +235,17 @@ impl FlowContext {
 }
 
 /// A submitted task run that has not finished; dropped when it has (or was cancelled).
-pub(crate) struct Submitted(Arc<FlowContext>);
+pub(crate) struct Submitted {
+    flow: Arc<FlowContext>,
+    id: Uuid,
+}
 
 impl Drop for Submitted {
     fn drop(&mut self) {
-        if self.0.submitted.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.submitted_done.wake();
+        // Also breaks the cycle flow -> cancel -> future -> this -> flow.
+        self.flow.cancels().remove(&self.id);
+        if self.flow.submitted.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.flow.submitted_done.wake();
         }
     }
 }

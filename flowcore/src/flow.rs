@@ -121,6 +121,7 @@ where
     let called_at = Timestamp::now();
     async move {
         let store = Store::current();
+        crate::interrupt::arm(store);
         store.throttle().await;
         let earlier = match resuming {
             Some(point) => Earlier::Resume(point),
@@ -195,6 +196,12 @@ where
                 attempts: 0,
                 cache: CacheStatus::Off,
             });
+        }
+        // Committed before the body runs, so that a process killed during its first batch of
+        // task runs still leaves the flow run for the next opener to mark Crashed (one small
+        // commit per flow run: see benches/store.rs).
+        if let Err(e) = store.flush_off_runtime().await {
+            tracing::error!(target: "flowcore", "The flow run's start was not recorded: {e}");
         }
         let span = tracing::info_span!(
             target: "flowcore",
@@ -331,6 +338,7 @@ where
             run.finish(out).await
         }
         Ending::Panicked(panic) => {
+            run.context.cancel_submitted();
             run.abandon();
             resume_unwind(panic)
         }
@@ -401,10 +409,21 @@ impl LiveFlowRun {
     /// the summary, and returns once the final state is committed; the call hands the record
     /// on.
     async fn finish<R>(&mut self, output: R) -> Finished<R, FlowRunRecord> {
-        let record = self.record();
-        if let Err(e) = self.store.flush().await {
-            tracing::error!(target: "flowcore", "The flow run's final state was not recorded: {e}");
-        }
+        // Each attempt waits for the task runs it submitted, unless it timed out: those that
+        // are left are cancelled.
+        self.context.cancel_submitted();
+        // Ended: dropped while waiting for the commit below, it is not Cancelled after its
+        // final state.
+        self.finished = true;
+        // Committed before the summary is logged, so that the summary can say if it was not.
+        let not_recorded = match self.store.flush().await {
+            Ok(()) => self.store.not_recording(),
+            Err(e) => {
+                tracing::error!(target: "flowcore", "The flow run's final state was not recorded: {e}");
+                Some(e.reason())
+            }
+        };
+        let record = self.record(not_recorded);
         Finished {
             output,
             record,
@@ -414,13 +433,13 @@ impl LiveFlowRun {
 
     /// The run ended by a panic or by being dropped: no call will hand the record on.
     fn abandon(&mut self) {
-        let record = self.record();
+        let record = self.record(self.store.not_recording());
         if let Some(parent) = &self.parent {
             parent.add_subflow_run(record);
         }
     }
 
-    fn record(&mut self) -> FlowRunRecord {
+    fn record(&mut self, not_recorded: Option<String>) -> FlowRunRecord {
         self.finished = true;
         let (task_runs, subflow_runs) = self.context.take_finished();
         let record = FlowRunRecord {
@@ -432,6 +451,7 @@ impl LiveFlowRun {
             attempts: self.attempts,
             task_runs,
             subflow_runs,
+            not_recorded,
         };
         if tracing::enabled!(target: "flowcore", tracing::Level::INFO) {
             tracing::info!(target: "flowcore", "Summary\n{}", record.summary());
@@ -490,6 +510,8 @@ impl LiveRun for LiveFlowRun {
 impl Drop for LiveFlowRun {
     fn drop(&mut self) {
         if !self.finished {
+            // Its submitted task runs end Cancelled first, and so are in its record.
+            self.context.cancel_submitted();
             let because = self
                 .cancelled_because
                 .as_ref()

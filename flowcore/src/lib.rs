@@ -49,6 +49,7 @@ mod fingerprint;
 mod flow;
 pub mod graph;
 mod hooks;
+mod interrupt;
 mod launch;
 pub mod limits;
 pub mod logging;

@@ -39,3 +39,24 @@ pub struct FlowRun {
     /// Its name: `"light-potoo"`.
     pub name: String,
 }
+
+/// Whether flowcore handles SIGINT (Ctrl-C) and SIGTERM: on by default. When the first flow or
+/// task run of a process that records to a file starts, a handler is put in place; on the
+/// signal it commits what the runs sent, ends every unfinished run of the process `Cancelled`
+/// ("the process received SIGINT"), and exits with 130 (SIGINT) or 143 (SIGTERM). A second
+/// signal exits at once. [`serve`](crate::serve) handles the signals itself while it runs.
+///
+/// A program with its own graceful shutdown (its own `tokio::signal::ctrl_c()`) turns this off
+/// before its first run: `handle_interrupts(false)`. Its runs then end as it drops them
+/// (`Cancelled`), or, if it exits with runs unfinished, the next program that opens the store
+/// marks them `Crashed`. Returns whether the setting takes effect: `false` once the handler is
+/// in place (after the first run), which no later call removes. Unix only; elsewhere there is
+/// no handler.
+///
+/// ```
+/// // First thing in `main`, before any flow runs.
+/// assert!(flowcore::runtime::handle_interrupts(false));
+/// ```
+pub fn handle_interrupts(on: bool) -> bool {
+    crate::interrupt::set_wanted(on)
+}

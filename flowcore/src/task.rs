@@ -245,13 +245,7 @@ impl<B: TaskBody> TaskCall<B> {
     {
         let slot = Arc::new(RunSlot::new(new_run_id(), self.body.task_name()));
         self.body.options().slot = Some(Arc::clone(&slot));
-        let submitted = FlowContext::current().map(|flow| flow.submitted());
-        let join = crate::context::spawn(async move {
-            let out = self.await;
-            drop(submitted);
-            out
-        });
-        TaskHandle::new(join, slot)
+        TaskHandle::spawn(self, slot)
     }
 
     /// Marks the call as element `index` of a `map`.
@@ -298,6 +292,9 @@ where
     // A plain closure around `drive`, not an async block: each async layer would keep its own
     // copy of everything it captures, and the call is moved whole before it is awaited.
     let start = move |store: &'static Store, options: CallOptions<R>| {
+        if flow.is_none() {
+            crate::interrupt::arm(store);
+        }
         let (run, waits, skip) = LiveTaskRun::new(spec, store, flow, call_seq, called_at, options);
         let span = tracing::info_span!(
             target: "flowcore",

@@ -118,6 +118,11 @@ impl Serve {
     async fn run(self) -> Result<(), ServeError> {
         let served = check(self.deployments)?;
         let store = Store::current();
+        // The handler of a plain program stands aside: serving stops gracefully on signals.
+        let _serving = self
+            .shutdown
+            .is_none()
+            .then(crate::interrupt::Serving::start);
         let rows: Vec<DeploymentRow> = served.iter().map(|d| d.row()).collect();
         store.serve_deployments(&rows)?;
         let names: Arc<[String]> = served.iter().map(|d| d.name.clone()).collect();
