@@ -67,6 +67,7 @@ pub mod store;
 mod submit;
 pub mod summary;
 mod task;
+pub mod terminal;
 mod upstream;
 
 pub use flowmacros::{flow, task};
