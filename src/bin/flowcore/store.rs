@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use flowcore::terminal::escape_controls;
+
 use crate::Failure;
 use crate::args::Output;
 use crate::format;
@@ -26,5 +28,7 @@ pub fn path(path: &Path, output: &Output) -> Result<String, Failure> {
         Ok(_) => "exists, but is not a file".to_owned(),
         Err(_) => "does not exist yet: the first flow run creates it".to_owned(),
     };
-    Ok(format!("{}\n{status}\n", path.display()))
+    // The path is the user's own, but may hold anything a file name can.
+    let path = path.display().to_string();
+    Ok(format!("{}\n{status}\n", escape_controls(&path)))
 }
