@@ -238,3 +238,40 @@ fn a_multi_line_message_keeps_its_lines_indented_after_the_first() {
         .collect();
     assert_eq!(rest, ["logging - one", "", "    two", ""]);
 }
+
+#[derive(Debug)]
+struct Hostile(&'static str, Option<Box<Hostile>>);
+
+impl std::fmt::Display for Hostile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Hostile {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.1.as_deref().map(|e| e as _)
+    }
+}
+
+#[test]
+fn with_colours_the_only_escape_sequences_are_flowcore_s_own() {
+    let buffer = Buffer::default();
+    let out = buffer.clone();
+    let subscriber =
+        tracing_subscriber::registry().with(flowcore::logging::layer_to(move || out.clone(), true));
+    let error = Hostile("outer\x1b[2J", Some(Box::new(Hostile("inner\x07\n", None))));
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::error!(
+            error = &error as &dyn std::error::Error,
+            "\x1b]0;t\x07failed"
+        )
+    });
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let (_, rest) = text.split_once(" | ").unwrap();
+    assert_eq!(
+        rest,
+        "\x1b[31mERROR  \x1b[0m | logging - \\u{1b}]0;t\\u{7}failed \
+         \x1b[3merror\x1b[0m\x1b[2m=\x1b[0mouter\\u{1b}[2J error.sources=[inner\\u{7}\\n]\n"
+    );
+}
