@@ -988,3 +988,154 @@ fn a_flow_run_of_a_killed_process_is_marked_crashed_by_any_command() {
         "{show}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Control characters from user code are printed escaped.
+
+/// The brief's error text: clear the screen, retitle the window, a link to evil.example
+/// hidden behind the word `link` (OSC 8).
+const HOSTILE_ERROR: &str =
+    "\x1b[2J\x1b]0;pwned\x07\x1b]8;;http://evil.example\x1b\\link\x1b]8;;\x1b\\";
+
+/// HOSTILE_ERROR as the tool prints it.
+const HOSTILE_ERROR_SHOWN: &str =
+    r"\u{1b}[2J\u{1b}]0;pwned\u{7}\u{1b}]8;;http://evil.example\u{1b}\link\u{1b}]8;;\u{1b}\";
+
+#[task(name = "cli-\x1b[31mtask")]
+async fn hostile_task() -> Result<(), String> {
+    tracing::info!("body:\x1b]0;pwned\x07\r\nforged | INFO | line");
+    Err(HOSTILE_ERROR.to_owned())
+}
+
+#[flow(name = "cli-\x1b]0;pwned\x07flow")]
+async fn hostile_flow() -> Result<(), String> {
+    hostile_task().await
+}
+
+/// Not a test of its own: the process that
+/// `control_characters_from_the_store_are_printed_escaped` starts to record a hostile run in
+/// a store of its own (a process records to one store). Run normally, it does nothing.
+#[test]
+fn helper_process_recording_a_hostile_run() {
+    let Some(dir) = std::env::var_os("FLOWCORE_CLI_TEST_HOSTILE_CHILD") else {
+        return;
+    };
+    let store = Store::sqlite(PathBuf::from(dir).join("flowcore.db")).unwrap();
+    store.clone().install().unwrap();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(flowcore::logging::layer_to(std::io::sink, false)),
+    )
+    .unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            assert_eq!(hostile_flow().await, Err(HOSTILE_ERROR.to_owned()));
+            store.flush().await.unwrap();
+        });
+}
+
+/// Fails unless `text` holds no control character but line feeds: nothing a terminal obeys.
+fn assert_no_controls(what: &str, text: &str) {
+    assert!(
+        !text.chars().any(|c| c != '\n' && c.is_control()),
+        "{what} printed control characters: {text:?}"
+    );
+}
+
+#[test]
+fn control_characters_from_the_store_are_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "helper_process_recording_a_hostile_run"])
+        .env("FLOWCORE_CLI_TEST_HOSTILE_CHILD", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = dir.path().join("flowcore.db");
+    let db = db.to_str().unwrap();
+    let ok = |args: &[&str]| {
+        let mut all = vec!["--store", db];
+        all.extend_from_slice(args);
+        let out = run_in(None, &all);
+        assert!(out.status.success(), "flowcore {args:?}: {out:?}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert_no_controls(&format!("flowcore {args:?}"), &stdout);
+        stdout
+    };
+    let flow = r"cli-\u{1b}]0;pwned\u{7}flow";
+
+    let ls = normalize(&ok(&["runs", "ls"]));
+    let row = ls.lines().nth(1).unwrap();
+    let name = row.split(' ').next().unwrap();
+    assert_eq!(
+        row,
+        format!("{name} {flow} Failed <date> <time> <dur> 1 Failed")
+    );
+
+    let show = ok(&["runs", "show", name]);
+    let task = {
+        let json: Value = serde_json::from_str(&ok(&["runs", "show", name, "--json"])).unwrap();
+        let task = json["task_runs"][0]["name"].as_str().unwrap().to_owned();
+        let suffix = task[task.len() - 3..].to_owned();
+        format!(r"cli-\u{{1b}}[31mtask-{suffix}")
+    };
+    let normalized = normalize(&show);
+    for line in [
+        format!("Flow {flow}"),
+        format!("State Failed: {HOSTILE_ERROR_SHOWN}"),
+        format!("<time> Failed {HOSTILE_ERROR_SHOWN}"),
+        format!("{task} Failed 1 <dur> {HOSTILE_ERROR_SHOWN}"),
+        format!("Flow run '{name}': {HOSTILE_ERROR_SHOWN}"),
+        format!("Task run '{task}': {HOSTILE_ERROR_SHOWN}"),
+        format!(r"<time> | INFO | Task run '{task}' - body:\u{{1b}}]0;pwned\u{{7}}\r"),
+    ] {
+        assert!(
+            normalized.lines().any(|l| l == line),
+            "no {line:?} in\n{normalized}"
+        );
+    }
+    // The logged message's second line is indented: it cannot pass for a log line.
+    assert!(show.contains("\\r\n    forged | INFO | line\n"), "{show}");
+
+    let summary = ok(&["runs", "summary", name]);
+    assert!(
+        summary.starts_with(&format!(
+            "Flow run '{name}' for flow '{flow}': Failed: {HOSTILE_ERROR_SHOWN}\n"
+        )),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("  {HOSTILE_ERROR_SHOWN}\n")),
+        "{summary}"
+    );
+
+    // JSON is escaped by serde, and holds the text itself.
+    let json: Value = serde_json::from_str(&ok(&["runs", "show", name, "--json"])).unwrap();
+    assert_eq!(json["task_runs"][0]["error"], HOSTILE_ERROR);
+
+    // Error lines too: what the user typed, quoted back, and a path.
+    assert_eq!(
+        failure(&["--store", db, "runs", "show", "\x1b]0;x\x07"], 1),
+        format!(
+            r#"flowcore: no flow run named or with id "\u{{1b}}]0;x\u{{7}}" in the run store {db}"#
+        )
+    );
+    let missing = dir.path().join("no\x1b[2Jstore.db");
+    assert_eq!(
+        failure(&["--store", missing.to_str().unwrap(), "runs", "ls"], 1),
+        format!(
+            r"flowcore: no run store at {}/no\u{{1b}}[2Jstore.db; run a flow first, or point --store / FLOWCORE_HOME at one",
+            dir.path().display()
+        )
+    );
+    assert_eq!(
+        ok(&["cache", "clear", "\x1b[2J"]),
+        "Removed 0 cached results of task '\\u{1b}[2J'; the cache is empty\n"
+    );
+}

@@ -105,9 +105,10 @@ fn runs_label_their_events_as_prefect_does() {
     ];
     assert_eq!(rest, expected);
     assert!(lines.iter().any(|l| l.contains("| WARN    | Task run")));
+    // The summary's lines are the message's later lines: indented.
     assert_eq!(
         lines.last().unwrap(),
-        "1 task run: 1 Completed · total 15.00s"
+        "    1 task run: 1 Completed · total 15.00s"
     );
 }
 
@@ -130,5 +131,147 @@ fn a_failed_run_is_logged_at_error_level() {
     assert!(
         failed.ends_with(" - Finished in state Failed('status code 503')"),
         "{failed}"
+    );
+}
+
+/// An error text as a hostile HTTP body might make it: clear the screen, retitle the window,
+/// a link hidden behind the word `link` (OSC 8), a carriage return, a forged log line after a
+/// line feed, and CSI as one C1 character.
+const HOSTILE: &str = "\x1b[2J\x1b]0;pwned\x07\x1b]8;;http://evil.example\x1b\\link\x1b]8;;\x1b\\\r\n\
+                       18:02:00.123 | INFO    | Flow run 'x' - Finished in state Completed()\u{9b}";
+
+/// HOSTILE as the console shows it on one line: each control as `\u{…}`, `\r`, `\n`.
+const HOSTILE_ONE_LINE: &str = r"\u{1b}[2J\u{1b}]0;pwned\u{7}\u{1b}]8;;http://evil.example\u{1b}\link\u{1b}]8;;\u{1b}\\r\n18:02:00.123 | INFO    | Flow run 'x' - Finished in state Completed()\u{9b}";
+
+#[task(name = "evil\x1b]0;title\x07task")]
+async fn log_hostile(body: String) -> Result<(), String> {
+    tracing::info!("got {body}");
+    tracing::warn!(status = %body, "a field");
+    Err(body)
+}
+
+#[flow(name = "evil\x1b[2Jflow")]
+async fn log_hostile_flow() -> Result<(), String> {
+    let _ = log_hostile(HOSTILE.to_owned()).await;
+    Ok(())
+}
+
+#[test]
+fn control_characters_from_user_code_are_printed_escaped() {
+    let ((_, run), lines) = logged(log_hostile_flow().with_run());
+    let text = lines.join("\n");
+    // No control character reaches the terminal; line feeds only end lines.
+    assert!(
+        !text.chars().any(|c| c != '\n' && c.is_control()),
+        "{text:?}"
+    );
+    // Every line is a log line or the indented continuation of one: none is forged.
+    for line in &lines {
+        assert!(
+            line.starts_with("    ") || (line.len() > 12 && line.as_bytes()[2] == b':'),
+            "{line:?}"
+        );
+    }
+
+    let name = run.task_runs[0].name().to_string();
+    let suffix = &name[name.len() - 3..];
+    let task = format!(r"Task run 'evil\u{{1b}}]0;title\u{{7}}task-{suffix}'");
+    let (first, second) = HOSTILE_ONE_LINE.split_once(r"\n").unwrap();
+    let rest: Vec<&str> = lines
+        .iter()
+        .map(|l| {
+            if l.starts_with("    ") {
+                l
+            } else {
+                after_prefix(l)
+            }
+        })
+        .collect();
+    let at = rest
+        .iter()
+        .position(|l| *l == format!("{task} - got {first}"))
+        .unwrap_or_else(|| panic!("no `got` line in\n{}", rest.join("\n")));
+    assert_eq!(rest[at + 1], format!("    {second}"));
+    assert_eq!(
+        rest[at + 2],
+        format!("{task} - a field status={HOSTILE_ONE_LINE}")
+    );
+    assert_eq!(
+        rest[at + 3],
+        format!("{task} - Finished in state Failed('{first}")
+    );
+    assert_eq!(rest[at + 4], format!("    {second}')"));
+
+    // The summary's lines, indented under `Summary`, a row for the task run on one line.
+    let summary = rest.iter().position(|l| l.ends_with(" - Summary")).unwrap();
+    assert_eq!(
+        rest[summary + 1],
+        format!(
+            r"    Flow run '{}' for flow 'evil\u{{1b}}[2Jflow': Completed — 1 task run failed and was handled",
+            run.name
+        )
+    );
+    let row = rest[summary + 3];
+    assert!(
+        row.starts_with(&format!(
+            r"    evil\u{{1b}}]0;title\u{{7}}task-{suffix}  Failed "
+        )),
+        "{row}"
+    );
+    assert!(row.ends_with(HOSTILE_ONE_LINE), "{row}");
+    assert_eq!(rest[summary + 4], "    1 task run: 1 Failed · total 0µs");
+    assert_eq!(rest.len(), summary + 5, "{}", rest.join("\n"));
+}
+
+#[test]
+fn a_multi_line_message_keeps_its_lines_indented_after_the_first() {
+    let (_, lines) = logged(async { tracing::info!("one\n\ntwo\n") });
+    let rest: Vec<&str> = lines
+        .iter()
+        .map(|l| {
+            if l.contains(" | ") {
+                after_prefix(l)
+            } else {
+                l
+            }
+        })
+        .collect();
+    assert_eq!(rest, ["logging - one", "", "    two", ""]);
+}
+
+#[derive(Debug)]
+struct Hostile(&'static str, Option<Box<Hostile>>);
+
+impl std::fmt::Display for Hostile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Hostile {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.1.as_deref().map(|e| e as _)
+    }
+}
+
+#[test]
+fn with_colours_the_only_escape_sequences_are_flowcore_s_own() {
+    let buffer = Buffer::default();
+    let out = buffer.clone();
+    let subscriber =
+        tracing_subscriber::registry().with(flowcore::logging::layer_to(move || out.clone(), true));
+    let error = Hostile("outer\x1b[2J", Some(Box::new(Hostile("inner\x07\n", None))));
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::error!(
+            error = &error as &dyn std::error::Error,
+            "\x1b]0;t\x07failed"
+        )
+    });
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let (_, rest) = text.split_once(" | ").unwrap();
+    assert_eq!(
+        rest,
+        "\x1b[31mERROR  \x1b[0m | logging - \\u{1b}]0;t\\u{7}failed \
+         \x1b[3merror\x1b[0m\x1b[2m=\x1b[0mouter\\u{1b}[2J error.sources=[inner\\u{7}\\n]\n"
     );
 }

@@ -125,6 +125,54 @@ Subflow run '{}' for flow 'summary-child': Completed
     );
 }
 
+#[task(name = "bad\x1b[31mtask")]
+async fn report_hostile() -> Result<(), String> {
+    Err("line one\x1b]0;pwned\x07\nline two\u{9b}".into())
+}
+
+#[flow(name = "bad\x1b]8;;http://evil.example\x1b\\flow")]
+async fn hostile_report() -> Result<(), String> {
+    report_hostile().await
+}
+
+#[flow(name = "hostile-parent")]
+async fn hostile_parent() -> Result<(), String> {
+    let _ = hostile_report().await;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_summary_shows_control_characters_escaped_and_each_row_on_one_line() {
+    memory_store();
+    let (_, run) = hostile_parent().with_run().await;
+    let sub = &run.subflow_runs[0];
+    let id = short_id(&sub.task_runs[0]);
+    assert_eq!(
+        sub.summary().to_string(),
+        format!(
+            r"Flow run '{}' for flow 'bad\u{{1b}}]8;;http://evil.example\u{{1b}}\flow': Failed: line one\u{{1b}}]0;pwned\u{{7}}\nline two\u{{9b}}
+Task run               State   Attempts  Duration  Error
+bad\u{{1b}}[31mtask-{id}  Failed         1       0µs  line one\u{{1b}}]0;pwned\u{{7}}\nline two\u{{9b}}
+1 task run: 1 Failed · total 0µs",
+            sub.name
+        )
+    );
+    assert_eq!(
+        run.summary().to_string(),
+        format!(
+            r"Flow run '{}' for flow 'hostile-parent': Completed
+Subflow run '{}' for flow 'bad\u{{1b}}]8;;http://evil.example\u{{1b}}\flow': Failed: line one\u{{1b}}]0;pwned\u{{7}}\nline two\u{{9b}}
+0 task runs · total 0µs",
+            run.name, sub.name
+        )
+    );
+    // `headline` is the text itself, for JSON and for callers that escape for their medium.
+    assert_eq!(
+        sub.summary().headline(),
+        "Failed: line one\x1b]0;pwned\x07\nline two\u{9b}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn run_names_are_adjective_animal_and_task_dash_id_suffix() {
     memory_store();

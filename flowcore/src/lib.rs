@@ -68,6 +68,7 @@ pub mod store;
 mod submit;
 pub mod summary;
 mod task;
+pub mod terminal;
 mod upstream;
 
 pub use flowmacros::{flow, task};

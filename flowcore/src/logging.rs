@@ -11,6 +11,17 @@
 //! Every task run and flow run is a tracing span, so a `tracing::info!` inside a task is
 //! printed with that task run's name. To combine flowcore's format with your own subscriber
 //! setup, add [`layer()`] to a `tracing_subscriber::registry()`.
+//!
+//! Run names, messages and fields come from user code: their control characters are printed
+//! escaped (`\u{1b}`, see [`crate::terminal`]), so that a message cannot clear the screen or
+//! retitle the window. A message keeps its line feeds, and its later lines are indented, so
+//! that none can pass for a line of its own:
+//!
+//! ```text
+//! 18:02:03.500 | INFO    | Flow run 'enchanted-peacock' - Summary
+//!     Flow run 'enchanted-peacock' for flow 'etl': Completed
+//!     Task run     State      Attempts  Duration
+//! ```
 
 use std::fmt;
 use std::io::IsTerminal as _;
@@ -30,6 +41,7 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::state::{State, StateKind};
 use crate::store::{Event as StoreEvent, Store};
+use crate::terminal::{Escaping, LineFeeds, escape_controls};
 
 /// Installs a global subscriber printing Prefect-style lines to stdout, filtered by
 /// `RUST_LOG` (default `info`). Does nothing if a global subscriber is already set, so it is
@@ -143,7 +155,8 @@ where
         attrs.record(&mut run);
         if let (Some(name), Some(run_id), Some(span)) = (run.name, run.id, ctx.span(id)) {
             span.extensions_mut().insert(RunLabel {
-                label: format!("{kind} '{name}'"),
+                // Escaped once here, not at every line: a run name is user code's to choose.
+                label: format!("{kind} '{}'", escape_controls(&name)),
                 id: run_id,
             });
         }
@@ -258,9 +271,100 @@ where
         });
         match label {
             Some(label) => write!(writer, "{label} - ")?,
-            None => write!(writer, "{} - ", meta.target())?,
+            None => write!(writer, "{} - ", escape_controls(meta.target()))?,
         }
-        ctx.format_fields(writer.by_ref(), event)?;
+        let mut fields = ConsoleFields {
+            writer: writer.by_ref(),
+            ansi: self.ansi,
+            first: true,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
         writeln!(writer)
+    }
+}
+
+/// An event's fields as tracing-subscriber's default format writes them (the message, then
+/// ` key=value` with the value's `Debug`, an error's sources after it), with their control
+/// characters escaped as [`crate::terminal`] says. The message keeps its line feeds, its later
+/// lines indented; every other field stays on the line.
+///
+/// tracing-subscriber escapes a few of them itself, but only in the message, not `\r` or the
+/// other C0 controls, and in its own `\x1b` form; so the fields are written here.
+struct ConsoleFields<'w> {
+    writer: Writer<'w>,
+    ansi: bool,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl ConsoleFields<'_> {
+    fn field(&mut self, name: &str, value: &dyn fmt::Debug) -> fmt::Result {
+        use std::fmt::Write as _;
+        if !std::mem::take(&mut self.first) {
+            self.writer.write_char(' ')?;
+        }
+        if name == "message" {
+            return write!(
+                Escaping::new(&mut self.writer, LineFeeds::Indent),
+                "{value:?}"
+            );
+        }
+        let name = escape_controls(name.strip_prefix("r#").unwrap_or(name));
+        if self.ansi {
+            // Italic name, dimmed `=`, as tracing-subscriber's default fields.
+            write!(self.writer, "\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m")?;
+        } else {
+            write!(self.writer, "{name}=")?;
+        }
+        write!(
+            Escaping::new(&mut self.writer, LineFeeds::Escape),
+            "{value:?}"
+        )
+    }
+}
+
+impl Visit for ConsoleFields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        match value.source() {
+            Some(source) => {
+                let name = field.name();
+                let sources = Sources(source);
+                self.record_debug(field, &format_args!("{value} {name}.sources={sources}"));
+            }
+            None => self.record_debug(field, &format_args!("{value}")),
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // Metadata of events from the `log` crate (tracing-log), which the line already shows.
+        if self.result.is_err() || field.name().starts_with("log.") {
+            return;
+        }
+        self.result = self.field(field.name(), value);
+    }
+}
+
+/// An error's chain of sources: `[timed out, connection reset]`.
+struct Sources<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Sources<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        let mut next = Some(self.0);
+        while let Some(error) = next {
+            list.entry(&format_args!("{error}"));
+            next = error.source();
+        }
+        list.finish()
     }
 }

@@ -1,5 +1,6 @@
 //! The table a flow run logs when it finishes, and how it writes durations.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
@@ -7,11 +8,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::record::{CacheStatus, FlowRunRecord, TaskRunRecord};
 use crate::state::StateKind;
+use crate::terminal::escape_controls;
 
 /// Rows shown before the table is cut short; the record keeps every run.
 const MAX_ROWS: usize = 100;
 
-/// A flow run's summary, rendered by `Display`:
+/// A flow run's summary, rendered by `Display`, names and errors with their control
+/// characters escaped (see [`crate::terminal`]), each task run on one line:
 ///
 /// ```text
 /// Flow run 'enchanted-peacock' for flow 'etl': Completed — 1 task run failed and was handled
@@ -31,7 +34,8 @@ impl<'a> Summary<'a> {
 
     /// The first line's verdict: `"Completed"`, `"Completed — 1 task run failed and was
     /// handled"`, `"Failed: disk full"`, and `" · not recorded: disk full"` after it when the
-    /// run store does not hold the run ([`FlowRunRecord::not_recorded`]).
+    /// run store does not hold the run ([`FlowRunRecord::not_recorded`]). The state's message
+    /// as it is: `Display` escapes it.
     pub fn headline(&self) -> String {
         let state = self.run.state();
         let failed = self
@@ -71,9 +75,9 @@ impl fmt::Display for Summary<'_> {
         writeln!(
             f,
             "Flow run '{}' for flow '{}': {}",
-            run.name,
-            run.flow,
-            self.headline()
+            escape_controls(&run.name),
+            escape_controls(&run.flow),
+            escape_controls(&self.headline())
         )?;
 
         let header = [
@@ -108,9 +112,9 @@ impl fmt::Display for Summary<'_> {
             writeln!(
                 f,
                 "Subflow run '{}' for flow '{}': {}",
-                sub.name,
-                sub.flow,
-                sub.summary().headline()
+                escape_controls(&sub.name),
+                escape_controls(&sub.flow),
+                escape_controls(&sub.summary().headline())
             )?;
         }
 
@@ -166,6 +170,13 @@ fn rows(run: &FlowRunRecord) -> Vec<([String; 6], usize)> {
             ],
             runs => fold(runs),
         };
+        // Names and errors are user code's: escaped, line feeds too, so that each row is one
+        // line and the widths are those of the text printed.
+        for cell in row.iter_mut() {
+            if let Cow::Owned(escaped) = escape_controls(cell) {
+                *cell = escaped;
+            }
+        }
     }
     rows
 }

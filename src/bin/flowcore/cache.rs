@@ -1,6 +1,7 @@
 //! `flowcore cache ls | clear`: the cached task results in the store.
 
 use flowcore::store::CacheEntry;
+use flowcore::terminal::escape_controls;
 use flowcore::{Store, Timestamp};
 use serde_json::{Value, json};
 
@@ -64,7 +65,7 @@ pub fn clear(store: &Store, args: &CacheClear) -> Result<String, Failure> {
     }
     let what = format::plural(removed, "cached result", "cached results");
     let mut text = match task {
-        Some(task) => format!("Removed {what} of task '{task}'"),
+        Some(task) => format!("Removed {what} of task '{}'", escape_controls(task)),
         None => format!("Removed {what}"),
     };
     // Nothing removed for a task is most likely a misspelt name: say which tasks do have
@@ -80,7 +81,7 @@ pub fn clear(store: &Store, args: &CacheClear) -> Result<String, Failure> {
         } else if !tasks.iter().any(|t| t == task) {
             text.push_str(&format!(
                 "; the cache holds results of: {}",
-                tasks.join(", ")
+                escape_controls(&tasks.join(", "))
             ));
         }
     }

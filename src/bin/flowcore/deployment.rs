@@ -3,6 +3,7 @@
 use std::io::Write as _;
 use std::time::Duration;
 
+use flowcore::terminal::escape_controls;
 use flowcore::{StateKind, Store, Uuid};
 
 use crate::Failure;
@@ -61,7 +62,9 @@ pub fn run(store: &Store, args: &DeploymentRun, style: Style) -> Result<String, 
     let requested = store.request_run(&args.name, &args.params)?;
     let mut text = format!(
         "Created flow run '{}' of deployment '{}' (id {})\n",
-        requested.name, requested.deployment, requested.id
+        escape_controls(&requested.name),
+        escape_controls(&requested.deployment),
+        requested.id
     );
     let served = store
         .deployments()?
@@ -71,7 +74,7 @@ pub fn run(store: &Store, args: &DeploymentRun, style: Style) -> Result<String, 
     if served.is_none() {
         text.push_str(&format!(
             "No process serves '{}' now: the run stays Scheduled until one does.\n",
-            requested.deployment
+            escape_controls(&requested.deployment)
         ));
     }
     if !args.watch {
@@ -95,7 +98,7 @@ fn watch(store: &Store, id: Uuid, name: &str, style: Style) -> Result<String, Fa
             let message = state
                 .message
                 .as_deref()
-                .map(|m| format!("  {m}"))
+                .map(|m| format!("  {}", escape_controls(m)))
                 .unwrap_or_default();
             print_now(&format!(
                 "{}  {}{message}\n",
@@ -107,7 +110,8 @@ fn watch(store: &Store, id: Uuid, name: &str, style: Style) -> Result<String, Fa
         let last = run.state();
         if last.is_final() {
             let summary = format!(
-                "Flow run '{name}' finished in state {}",
+                "Flow run '{}' finished in state {}",
+                escape_controls(name),
                 style.state(last.kind)
             );
             return match last.kind {

@@ -1,10 +1,15 @@
 //! `flowcore runs graph`: a flow run's task graph, as Graphviz DOT, Mermaid or SVG.
+//!
+//! The drawing's labels hold task and run names as they are: a file, or a pipe into `dot`,
+//! gets them unchanged. Only a drawing printed on a terminal has its control characters
+//! escaped, its own line feeds kept (the labels hold theirs as `\n` or `<br/>`).
 
-use std::io::{ErrorKind, Write as _};
+use std::io::{ErrorKind, IsTerminal as _, Write as _};
 use std::process::{Command, Stdio};
 
 use flowcore::Store;
 use flowcore::graph::TaskGraph;
+use flowcore::terminal::{LineFeeds, escape_controls_with};
 
 use crate::Failure;
 use crate::args::{GraphFormat, RunsGraph};
@@ -42,7 +47,20 @@ pub fn graph(store: &Store, args: &RunsGraph) -> Result<String, Failure> {
         }
         // Only an SVG could be anything but UTF-8, and Graphviz writes UTF-8.
         None => String::from_utf8(drawing)
+            .map(|text| for_stdout(text, std::io::stdout().is_terminal()))
             .map_err(|_| Failure::new("Graphviz's `dot` wrote an SVG that is not UTF-8")),
+    }
+}
+
+/// The drawing as printed: its control characters escaped when a terminal shows it, as they
+/// are when a program reads it.
+fn for_stdout(drawing: String, terminal: bool) -> String {
+    if !terminal {
+        return drawing;
+    }
+    match escape_controls_with(&drawing, LineFeeds::Keep) {
+        std::borrow::Cow::Owned(escaped) => escaped,
+        std::borrow::Cow::Borrowed(_) => drawing,
     }
 }
 
@@ -88,4 +106,19 @@ fn svg(dot_text: &str) -> Result<Vec<u8>, Failure> {
     } else {
         format!("Graphviz's `dot` failed: {}", why.join(" "))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drawing_is_escaped_for_a_terminal_only() {
+        let dot = "digraph {\n  n0 [label=\"a\\n\x1b]0;t\x07\"];\n}\n".to_owned();
+        assert_eq!(
+            for_stdout(dot.clone(), true),
+            "digraph {\n  n0 [label=\"a\\n\\u{1b}]0;t\\u{7}\"];\n}\n"
+        );
+        assert_eq!(for_stdout(dot.clone(), false), dot);
+    }
 }

@@ -16,6 +16,10 @@
 //!
 //! Every command takes `--store PATH`. A failure is one line on stderr, `flowcore: …`, and
 //! exit code 1; a bad command line is clap's first line and exit code 2.
+//!
+//! Text from the store (names, errors, messages, log lines) is printed with its control
+//! characters escaped (`flowcore::terminal`), in tables, in `runs show` and in error lines;
+//! `--json` is escaped by serde, and `runs graph` only when it prints to a terminal.
 
 mod args;
 mod cache;
@@ -34,6 +38,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
+use flowcore::terminal::escape_controls;
 
 use args::{
     CacheCommand, Cli, Command, DeploymentCommand, RunsCommand, ServerCommand, StoreCommand,
@@ -72,8 +77,10 @@ fn main() -> ExitCode {
         Ok(text) => print(&text),
         Err(Failure(message)) => {
             // Messages are one line by design; a newline inside one (from SQLite, say) must
-            // not break the promise that stderr holds a single line.
-            eprintln!("flowcore: {}", message.replace('\n', " "));
+            // not break the promise that stderr holds a single line. They may quote the store
+            // (a deployment's name, a state's message): control characters are escaped.
+            let line = message.replace('\n', " ");
+            eprintln!("flowcore: {}", escape_controls(&line));
             ExitCode::FAILURE
         }
     }
@@ -117,7 +124,11 @@ fn usage_error(e: &clap::Error) -> ExitCode {
                 ErrorKind::InvalidValue | ErrorKind::ValueValidation => String::new(),
                 _ => format!(" (see '{} --help')", command_of(e)),
             };
-            eprintln!("flowcore: {}{hint}", one_line(&e.to_string()));
+            // Clap quotes the argument it refused, which may hold anything.
+            eprintln!(
+                "flowcore: {}{hint}",
+                escape_controls(&one_line(&e.to_string()))
+            );
             ExitCode::from(2)
         }
     }

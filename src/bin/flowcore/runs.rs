@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use flowcore::store::{FlowRunSummary, LogLine, RunFilter};
+use flowcore::terminal::{LineFeeds, escape_controls, escape_controls_with};
 use flowcore::{FlowRunRecord, StateKind, Store, Timestamp, Uuid};
 use serde_json::{Value, json};
 
@@ -62,7 +63,7 @@ pub fn ls(store: &Store, args: &RunsLs, style: Style) -> Result<String, Failure>
 fn nothing_found(filter: &RunFilter) -> String {
     let mut which = Vec::new();
     if let Some(flow) = &filter.flow {
-        which.push(format!("of flow '{flow}'"));
+        which.push(format!("of flow '{}'", escape_controls(flow)));
     }
     if let Some(state) = filter.state {
         which.push(format!("in state {state}"));
@@ -188,14 +189,20 @@ pub fn show(store: &Store, args: &RunArg, style: Style) -> Result<String, Failur
     let start = record.history.started_at();
     // The day the run began: history and log times show the date only when it differs.
     let day = record.history.first().map_or(state.at, |s| s.at);
-    let _ = writeln!(out, "Flow run '{}'", record.name);
+    // Names, errors and parameters come from user code: each is escaped where it goes in,
+    // since the state's colour codes share the line.
+    let _ = writeln!(out, "Flow run '{}'", escape_controls(&record.name));
     let mut field = |label: &str, value: String| {
         let _ = writeln!(out, "  {label:<11} {value}");
     };
     field("Id", record.id.to_string());
-    field("Flow", record.flow.to_string());
+    field("Flow", escape_controls(&record.flow).into_owned());
     let state_text = match record.error() {
-        Some(error) => format!("{}: {}", style.state(state.kind), format::first_line(error)),
+        Some(error) => format!(
+            "{}: {}",
+            style.state(state.kind),
+            escape_controls(&format::first_line(error))
+        ),
         None => style.state(state.kind),
     };
     field("State", state_text);
@@ -203,14 +210,17 @@ pub fn show(store: &Store, args: &RunArg, style: Style) -> Result<String, Failur
         "Parent",
         match &parent {
             None => "none".to_owned(),
-            Some((id, Some(name))) => format!("{name} ({id})"),
+            Some((id, Some(name))) => format!("{} ({id})", escape_controls(name)),
             Some((id, None)) => format!("{id} (no longer in the store)"),
         },
     );
     if let Some(deployment) = deployment {
-        field("Deployment", deployment);
+        field("Deployment", escape_controls(&deployment).into_owned());
     }
-    field("Parameters", parameters_text(parameters.as_ref()));
+    field(
+        "Parameters",
+        escape_controls(&parameters_text(parameters.as_ref())).into_owned(),
+    );
     field(
         "Start",
         start
@@ -298,7 +308,7 @@ pub fn show(store: &Store, args: &RunArg, style: Style) -> Result<String, Failur
     if !errors.is_empty() {
         out.push_str("\nErrors\n");
         for (label, error) in errors {
-            let _ = writeln!(out, "{label}: {}", indent_rest(error));
+            let _ = writeln!(out, "{}: {}", escape_controls(&label), indent_rest(error));
         }
     }
 
@@ -413,9 +423,13 @@ fn errors(record: &FlowRunRecord) -> Vec<(String, &str)> {
     errors
 }
 
-/// A multi-line text with its later lines indented, so that they read as part of one entry.
+/// A multi-line text with its later lines indented, so that they read as part of one entry,
+/// and its control characters escaped.
 fn indent_rest(text: &str) -> String {
-    text.lines().collect::<Vec<_>>().join("\n    ")
+    text.lines()
+        .map(escape_controls)
+        .collect::<Vec<_>>()
+        .join("\n    ")
 }
 
 /// `Flow run 'x'` / `Task run 'y-3f1'` for each run whose log lines `store.logs` returns.
@@ -428,7 +442,8 @@ fn run_labels(record: &FlowRunRecord) -> HashMap<Uuid, String> {
 }
 
 /// `18:02:00.123 | INFO    | Task run 'extract-a8e' - message`: as flowcore's console
-/// logs printed it.
+/// logs printed it, control characters escaped and a multi-line message's later lines
+/// indented.
 fn log_line(
     line: &LogLine,
     labels: &HashMap<Uuid, String>,
@@ -448,9 +463,10 @@ fn log_line(
         .cloned()
         .unwrap_or_else(|| format!("Run {}", line.run_id));
     format!(
-        "{} | {level} | {label} - {}\n",
+        "{} | {level} | {} - {}\n",
         format::time_of_day(line.at, day),
-        line.message
+        escape_controls(&label),
+        escape_controls_with(&line.message, LineFeeds::Indent)
     )
 }
 

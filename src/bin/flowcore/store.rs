@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use flowcore::terminal::escape_controls;
 use flowcore::{Store, StoreError};
 
 use crate::Failure;
@@ -29,7 +30,9 @@ pub fn path(path: &Path, output: &Output) -> Result<String, Failure> {
         Ok(_) => "exists, but is not a file".to_owned(),
         Err(_) => "does not exist yet: the first flow run creates it".to_owned(),
     };
-    Ok(format!("{}\n{status}\n", path.display()))
+    // The path is the user's own, but may hold anything a file name can.
+    let path = path.display().to_string();
+    Ok(format!("{}\n{status}\n", escape_controls(&path)))
 }
 
 /// `flowcore store upgrade`: the one command that changes a store's schema, as every program
@@ -42,8 +45,9 @@ pub fn upgrade(path: &Path) -> Result<String, Failure> {
         .into());
     }
     Store::sqlite(path)?;
+    let path = path.display().to_string();
     Ok(format!(
         "{} is ready for this flowcore; its runs are kept\n",
-        path.display()
+        escape_controls(&path)
     ))
 }

@@ -1,7 +1,12 @@
 //! Plain-text tables: columns sized to their widest cell, two spaces apart, numbers
 //! right-aligned. Widths count what is visible, so coloured cells line up with plain ones.
+//! Plain cells hold text from the store (names, errors, messages): its control characters are
+//! escaped (`\u{1b}`), and widths are those of the escaped text, which is what is printed.
+
+use std::borrow::Cow;
 
 use flowcore::StateKind;
+use flowcore::terminal::escape_controls;
 
 use crate::style::Style;
 
@@ -12,9 +17,14 @@ pub struct Cell {
 }
 
 impl Cell {
-    /// A cell without colour. Only its first line is kept: a table row is one line.
+    /// A cell without colour. Only its first line is kept: a table row is one line. Its
+    /// control characters are escaped: it may come from user code, by way of the store.
     pub fn plain(text: impl AsRef<str>) -> Cell {
-        let text = crate::format::first_line(text.as_ref());
+        let first = crate::format::first_line(text.as_ref());
+        let text = match escape_controls(&first) {
+            Cow::Owned(escaped) => escaped,
+            Cow::Borrowed(_) => first,
+        };
         Cell {
             width: text.chars().count(),
             text,
@@ -162,6 +172,20 @@ mod tests {
             "Name         State      Attempts\n\
              extract-a8e  \x1b[32mCompleted\x1b[0m         1\n\
              load         \x1b[31mFailed\x1b[0m           12\n"
+        );
+    }
+
+    #[test]
+    fn plain_cells_show_control_characters_escaped_and_line_up_on_the_escaped_text() {
+        let mut table = Table::new(vec![Column::left("Name"), Column::left("Error")]);
+        table.row(vec![Cell::plain("a\x1b]0;t\x07"), Cell::plain("x\ry")]);
+        table.row(vec![Cell::plain("b"), Cell::plain("\u{9b}2J")]);
+        assert_eq!(
+            table.render(),
+            // The first column is as wide as `a\u{1b}]0;t\u{7}`, 16 characters.
+            "Name              Error\n\
+             a\\u{1b}]0;t\\u{7}  x\\ry\n\
+             b                 \\u{9b}2J\n"
         );
     }
 }
