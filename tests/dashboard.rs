@@ -1401,3 +1401,34 @@ fn sigterm_lets_a_request_under_way_finish_then_exits() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     assert!(TcpStream::connect(addr).is_err(), "still listening");
 }
+
+#[test]
+fn a_bad_limit_in_the_environment_is_a_one_line_error() {
+    let _ = &*FILLED;
+    for (var, value, message) in [
+        (
+            "FLOWCORE_DASHBOARD_HEADER_TIMEOUT_MS",
+            "soon",
+            "flowcore: FLOWCORE_DASHBOARD_HEADER_TIMEOUT_MS=\"soon\" is not a whole number\n",
+        ),
+        (
+            "FLOWCORE_DASHBOARD_MAX_CONNECTIONS",
+            "0",
+            "flowcore: FLOWCORE_DASHBOARD_MAX_CONNECTIONS must be from 1 to 1048576\n",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowcore"))
+            .args(["server", "start", "--port", "0", "--store"])
+            .arg(store_path())
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{var}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), message);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "",
+            "it never listened"
+        );
+    }
+}
