@@ -24,7 +24,15 @@
 //! 6. Deployments page: clicking "Run now" on `e2e-hello` lands on the new run's page, which
 //!    reloads itself until the run (executed by this process's `serve`) shows `Completed`; the
 //!    store has that run, of deployment `e2e-hello`; the home page lists it in the latest runs.
-//! 7. Cleans up: closes the WebDriver session, kills ChromeDriver, stops the dashboard with
+//!    All of it under the dashboard's content security policy (no inline script or style): the
+//!    state colours of the screenshot come from its stylesheet, the reloads from its script.
+//! 7. Another site's pages: a small server of this test on another port of 127.0.0.1, which
+//!    Chromium reaches as `evil.example` (`--host-resolver-rules`), serves a page whose script
+//!    submits a form to the dashboard's "Run now", and one whose script POSTs to the API with
+//!    `fetch`. Both are refused (the form lands on a "Forbidden" page) and the store has exactly
+//!    as many runs after as before. The dashboard's own pages under `evil.example`, the name
+//!    pointed at it as DNS rebinding would, are a "Misdirected request" page.
+//! 8. Cleans up: closes the WebDriver session, kills ChromeDriver, stops the dashboard with
 //!    SIGTERM (it must exit cleanly) and the deployment server with its shutdown channel.
 //!
 //! On a failure in the browser part the test saves the page's screenshot and source as
@@ -75,6 +83,9 @@ const POLL: Duration = Duration::from_millis(100);
 /// The deployment served by this process.
 const DEPLOYMENT: &str = "e2e-hello";
 
+/// The other site's name, which Chromium resolves to 127.0.0.1.
+const EVIL: &str = "evil.example";
+
 #[task]
 async fn greet(who: String) -> String {
     format!("hello, {who}")
@@ -118,6 +129,8 @@ struct Expected {
     failed_name: String,
     /// Every run id before "Run now".
     ids: HashSet<Uuid>,
+    /// The other site's server: `http://evil.example:PORT/`.
+    attacker: String,
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -226,7 +239,8 @@ async fn the_dashboard_in_a_browser_shows_runs_escapes_errors_and_runs_a_deploym
         .await;
     println!("browser session after {:?}", started.elapsed());
 
-    // 5. and 6., with a screenshot and the source of the page kept if they fail.
+    // 5., 6. and 7., with a screenshot and the source of the page kept if they fail.
+    let attacker = Attacker::start(&base);
     let expected = Expected {
         base,
         store: store.clone(),
@@ -234,6 +248,7 @@ async fn the_dashboard_in_a_browser_shows_runs_escapes_errors_and_runs_a_deploym
         failed_id: failed.id,
         failed_name: failed.name.clone(),
         ids: runs.iter().map(|r| r.id).collect(),
+        attacker: format!("http://{EVIL}:{}/", attacker.port),
     };
     let outcome = AssertUnwindSafe(browse(&client, &expected, &artifacts))
         .catch_unwind()
@@ -242,7 +257,7 @@ async fn the_dashboard_in_a_browser_shows_runs_escapes_errors_and_runs_a_deploym
         keep_failure(&client, &artifacts).await;
     }
 
-    // 7. Clean up: the session, ChromeDriver, the dashboard, the deployment server.
+    // 8. Clean up: the session, ChromeDriver, the dashboard, the deployment server.
     if let Err(e) = client.close().await {
         eprintln!("closing the WebDriver session failed: {e}");
     }
@@ -476,6 +491,127 @@ async fn browse(client: &Client, expected: &Expected, artifacts: &Path) {
         summary.name
     );
     not_pwned(client).await;
+
+    other_sites(client, expected).await;
+}
+
+/// Step 7: pages of another site ask the dashboard to run a deployment, and it refuses; its
+/// own pages, under another site's name, are refused too.
+async fn other_sites(client: &Client, expected: &Expected) {
+    let all = RunFilter {
+        limit: 1000,
+        ..RunFilter::default()
+    };
+    let count = || expected.store.flow_runs(&all).expect("list the runs").len();
+    // The runs so far, and the one "Run now" made (Completed: nothing more is coming).
+    let before = count();
+    assert_eq!(before, expected.ids.len() + 1);
+
+    // A form that the page's script submits as soon as it loads.
+    goto(client, &format!("{}form.html", expected.attacker)).await;
+    let run_now = format!("/deployments/{DEPLOYMENT}/run");
+    wait_for_path(client, |p| p == run_now).await;
+    let url = client.current_url().await.unwrap();
+    assert_eq!(
+        url.host_str(),
+        Some("127.0.0.1"),
+        "the form posted to the dashboard"
+    );
+    assert_eq!(
+        text(client, "h1").await,
+        "Forbidden",
+        "the dashboard refuses another site's form\n{}",
+        context(client, "<h1").await
+    );
+    assert_eq!(count(), before, "another site's form ran the deployment");
+
+    // A POST with fetch, as another site's script may send without asking (text/plain).
+    goto(client, &format!("{}fetch.html", expected.attacker)).await;
+    let settled = poll("the other site's fetch to settle", WAIT, async || {
+        let title = client.title().await.ok()?;
+        title.starts_with("fetch ").then_some(title)
+    })
+    .await
+    .expect("the other site's page never finished its fetch");
+    // Not even an opaque answer: the dashboard's answers are for its own origin only
+    // (`Cross-Origin-Resource-Policy: same-origin`), so the browser withholds it.
+    assert_eq!(settled, "fetch failed TypeError: Failed to fetch");
+    assert_eq!(count(), before, "another site's fetch ran the deployment");
+
+    // The dashboard under the other site's name (DNS rebinding): nothing of it shown.
+    let port = expected
+        .base
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap();
+    goto(client, &format!("http://{EVIL}:{port}/")).await;
+    assert_eq!(text(client, "h1").await, "Misdirected request");
+    assert!(
+        client
+            .find_all(Locator::Css("#latest-runs"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the dashboard answered another site's name\n{}",
+        context(client, "<body").await
+    );
+    assert_eq!(count(), before);
+}
+
+/// The other site: a server of this test on another port of 127.0.0.1 (for Chromium,
+/// `evil.example`), serving `form.html`, whose script submits a form to the dashboard's "Run
+/// now", and `fetch.html`, whose script POSTs to the dashboard's API and puts what it got in
+/// the page's title. It answers until the test process ends.
+struct Attacker {
+    port: u16,
+}
+
+impl Attacker {
+    fn start(dashboard: &str) -> Attacker {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the other site's port");
+        let port = listener.local_addr().unwrap().port();
+        let form = format!(
+            "<!doctype html><title>win a prize</title>\
+             <form id=f method=post action=\"{dashboard}deployments/{DEPLOYMENT}/run\">\
+             <input type=hidden name=x value=1></form>\
+             <script>document.getElementById('f').submit()</script>"
+        );
+        let fetch = format!(
+            "<!doctype html><title>loading</title><script>\
+             fetch('{dashboard}api/deployments/{DEPLOYMENT}/runs', {{method: 'POST', \
+             mode: 'no-cors', headers: {{'Content-Type': 'text/plain'}}, body: '{{}}'}})\
+             .then(r => {{ document.title = 'fetch ' + r.type + ' ' + r.status; }}, \
+             e => {{ document.title = 'fetch failed ' + e; }});</script>"
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match std::io::Read::read(&mut stream, &mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split(' ').nth(1).unwrap_or("");
+                let (status, body) = match path {
+                    "/form.html" => ("200 OK", form.as_str()),
+                    "/fetch.html" => ("200 OK", fetch.as_str()),
+                    _ => ("404 Not Found", "not here"),
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = std::io::Write::write_all(&mut stream, answer.as_bytes());
+            }
+        });
+        Attacker { port }
+    }
 }
 
 /// The dashboard's URL from the rest of its startup line, which must be
@@ -582,6 +718,8 @@ impl ChromeDriver {
                     "--disable-sync",
                     "--disable-quic",
                     "--window-size=1280,1000",
+                    // The other site's name, pointed at this machine.
+                    format!("--host-resolver-rules=MAP {EVIL} 127.0.0.1"),
                     format!("--user-data-dir={}", profile.display()),
                 ],
             },

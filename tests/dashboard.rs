@@ -1,12 +1,17 @@
 //! The dashboard over HTTP: every page and API route of `flowcore server start`, against a
 //! store filled by real flow runs, as a browser or a script would call them; and its refusals
-//! (a port in use, a missing store, a bad address).
+//! (a port in use, a missing store, a bad address, another host, another site's page, a body
+//! that is not JSON); the headers on every answer; and its connections' limits (timeouts, the
+//! cap, the bounded shutdown), through raw sockets.
 
 mod support;
 
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use flowcore::store::RunFilter;
 use flowcore::{Deployment, StateKind, Store, flow, task};
@@ -44,11 +49,14 @@ struct Adding {
 
 /// A store with 3 Completed runs of `adding`, 1 Failed run of `exploding`, and the
 /// deployment `adder` (served once, no longer served). Made once per test binary; the tests
-/// run at once, and only the deployments test adds runs (Scheduled ones, of `adder`).
+/// run at once, and only the deployments test adds runs (Scheduled ones, of `adder`) to it:
+/// the tests that count the runs their requests make have their own copy ([`own_store`]).
 struct Filled {
     dir: tempfile::TempDir,
     store: Store,
     failed: flowcore::Uuid,
+    /// A copy of the store as it was made, for [`own_store`].
+    template: std::path::PathBuf,
 }
 
 static FILLED: LazyLock<Filled> = LazyLock::new(|| {
@@ -72,31 +80,99 @@ static FILLED: LazyLock<Filled> = LazyLock::new(|| {
         store.flush().await.unwrap();
         run.id
     });
-    Filled { dir, store, failed }
+    let template = dir.path().join("template.db");
+    rusqlite::Connection::open(dir.path().join("flowcore.db"))
+        .unwrap()
+        .execute("VACUUM INTO ?1", [template.to_str().unwrap()])
+        .unwrap();
+    Filled {
+        dir,
+        store,
+        failed,
+        template,
+    }
 });
+
+/// A store of the calling test's own: a copy of the filled store as it was made (its four
+/// runs and the deployment `adder`), with the number of flow runs in it, read as another
+/// process reads it.
+struct OwnStore {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    store: Store,
+}
+
+fn own_store() -> OwnStore {
+    let dir = support::tempdir();
+    let path = dir.path().join("flowcore.db");
+    std::fs::copy(&FILLED.template, &path).unwrap();
+    let store = Store::sqlite(&path).unwrap();
+    OwnStore {
+        _dir: dir,
+        path,
+        store,
+    }
+}
+
+impl OwnStore {
+    /// The number of flow runs in the store.
+    fn runs(&self) -> usize {
+        self.store
+            .flow_runs(&RunFilter {
+                limit: 100_000,
+                ..RunFilter::default()
+            })
+            .unwrap()
+            .len()
+    }
+}
 
 fn store_path() -> std::path::PathBuf {
     FILLED.dir.path().join("flowcore.db")
 }
 
-/// A running dashboard on a free port, and its base URL.
+/// A running dashboard on a free port, and its base URL. Killed when dropped.
 struct Dashboard {
-    running: Running,
+    running: Option<Running>,
     url: String,
 }
 
 impl Drop for Dashboard {
     fn drop(&mut self) {
-        let _ = self.running.child.kill();
-        let _ = self.running.child.wait();
+        if let Some(running) = &mut self.running {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+        }
+    }
+}
+
+impl Dashboard {
+    /// Sends it SIGTERM, as a service manager or `kill` stops it.
+    fn sigterm(&self) {
+        let pid = self.running.as_ref().unwrap().child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success(), "kill -TERM {pid}: {status}");
+    }
+
+    /// Waits (with the deadline) for it to exit; returns what it printed.
+    fn wait_exit(mut self) -> std::process::Output {
+        self.running.take().unwrap().finish_unchecked()
     }
 }
 
 fn start_dashboard(store: &Path) -> Dashboard {
+    start_dashboard_with(store, &[], &[])
+}
+
+/// A dashboard started with more arguments and environment variables (the limits'
+/// `FLOWCORE_DASHBOARD_…`).
+fn start_dashboard_with(store: &Path, args: &[&str], envs: &[(&str, &str)]) -> Dashboard {
     let mut running = Running::spawn(
         Command::new(env!("CARGO_BIN_EXE_flowcore"))
             .args(["server", "start", "--port", "0", "--store"])
             .arg(store)
+            .args(args)
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
@@ -113,7 +189,10 @@ fn start_dashboard(store: &Path) -> Dashboard {
         rest.ends_with(&format!("(store {})", store.display())),
         "{rest}"
     );
-    Dashboard { running, url }
+    Dashboard {
+        running: Some(running),
+        url,
+    }
 }
 
 fn client() -> reqwest::blocking::Client {
@@ -496,4 +575,860 @@ fn listening_beyond_this_machine_warns_that_there_is_no_login() {
         stderr.starts_with("flowcore: warning: serving the dashboard on 0.0.0.0, reachable from other machines; it has no login"),
         "{stderr}"
     );
+}
+
+/// An answer read from a raw socket.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    /// Names lower-cased.
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `{"error": …}` of a JSON error, failing unless the answer is one.
+    fn json_error(&self) -> String {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{self:?}"
+        );
+        let value: Value = serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!("the body is not JSON ({e}): {self:?}");
+        });
+        let object = value.as_object().unwrap();
+        assert_eq!(object.len(), 1, "{value}");
+        let message = object["error"].as_str().unwrap().to_owned();
+        assert!(!message.is_empty());
+        message
+    }
+}
+
+impl Dashboard {
+    /// `127.0.0.1:PORT`.
+    fn addr(&self) -> &str {
+        self.url.strip_prefix("http://").unwrap()
+    }
+
+    fn port(&self) -> u16 {
+        self.addr().rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// A new connection to the dashboard, reads failing after a while rather than hanging.
+    fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        stream
+    }
+
+    /// Sends `method path` with `headers` (and `Host: 127.0.0.1:PORT` unless they have a Host)
+    /// and `body` on a new connection, and reads the whole answer.
+    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+        let mut request = format!("{method} {path} HTTP/1.1\r\n");
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+            request.push_str(&format!("Host: {}\r\n", self.addr()));
+        }
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if method != "GET" && method != "HEAD" {
+            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        request.push_str("Connection: close\r\n\r\n");
+        request.push_str(body);
+        self.raw(&request)
+    }
+
+    /// Sends `request` as it is on a new connection and reads the answer to the connection's
+    /// end.
+    fn raw(&self, request: &str) -> Answer {
+        let mut stream = self.connect();
+        stream.write_all(request.as_bytes()).unwrap();
+        read_answer(&mut stream)
+    }
+
+    fn get(&self, path: &str) -> Answer {
+        self.send("GET", path, &[], "")
+    }
+}
+
+/// An HTTP/1.x answer read to the end of the connection.
+fn read_answer(stream: &mut TcpStream) -> Answer {
+    let mut bytes = Vec::new();
+    stream
+        .read_to_end(&mut bytes)
+        .unwrap_or_else(|e| panic!("read the answer: {e}; read so far: {bytes:?}"));
+    parse_answer(&bytes)
+}
+
+fn parse_answer(bytes: &[u8]) -> Answer {
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.to_ascii_lowercase(), v.trim().to_owned())
+        })
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        let mut out = String::new();
+        let mut rest = body;
+        loop {
+            let (size, after) = rest.split_once("\r\n").unwrap();
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            out.push_str(&after[..size]);
+            rest = &after[size + 2..];
+        }
+        out
+    } else {
+        body.to_owned()
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Reads from `stream` until the dashboard closes it; returns what it sent meanwhile. Fails
+/// if it is still open after a minute.
+fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    match stream.read_to_end(&mut bytes) {
+        Ok(_) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => bytes,
+        Err(e) => panic!("the dashboard did not close the connection: {e}; it sent {bytes:?}"),
+    }
+}
+
+#[test]
+fn a_request_for_another_host_is_refused_with_421_and_does_nothing() {
+    let own = own_store();
+    let dashboard = start_dashboard(&own.path);
+    let port = dashboard.port();
+    let evil = format!("evil.example:{port}");
+    for path in [
+        "/".to_owned(),
+        "/runs".to_owned(),
+        format!("/runs/{}", FILLED.failed),
+        "/deployments".to_owned(),
+        "/assets/dashboard.js".to_owned(),
+        "/no/such/page".to_owned(),
+    ] {
+        let answer = dashboard.send("GET", &path, &[("Host", &evil)], "");
+        assert_eq!(answer.status, 421, "{path}: {answer:?}");
+        assert!(
+            answer
+                .header("content-type")
+                .unwrap()
+                .starts_with("text/html"),
+            "{answer:?}"
+        );
+        assert!(
+            answer.body.contains("<h1>Misdirected request</h1>"),
+            "{answer:?}"
+        );
+        assert!(!answer.body.contains("exploding"), "{answer:?}");
+    }
+    for path in ["/api/stats", "/api/runs", "/api/deployments"] {
+        let answer = dashboard.send("GET", path, &[("Host", &evil)], "");
+        assert_eq!(answer.status, 421, "{path}: {answer:?}");
+        assert!(answer.json_error().contains("evil.example"), "{answer:?}");
+    }
+
+    // Nothing is requested, by a form or through the API.
+    assert_eq!(own.runs(), 4);
+    let answer = dashboard.send(
+        "POST",
+        "/deployments/adder/run",
+        &[
+            ("Host", &evil),
+            ("Origin", &format!("http://{evil}")),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        "",
+    );
+    assert_eq!(answer.status, 421, "{answer:?}");
+    let answer = dashboard.send(
+        "POST",
+        "/api/deployments/adder/runs",
+        &[("Host", &evil), ("Content-Type", "application/json")],
+        "{}",
+    );
+    assert_eq!(answer.status, 421, "{answer:?}");
+    answer.json_error();
+    // A request line with a whole URL names its host there.
+    let answer = dashboard.raw(&format!(
+        "GET http://{evil}/api/runs HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        dashboard.addr()
+    ));
+    assert_eq!(answer.status, 421, "{answer:?}");
+    // HTTP/1.0 without a Host.
+    let answer = dashboard.raw("GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(answer.status, 421, "{answer:?}");
+    assert_eq!(own.runs(), 4);
+
+    // The names of this machine, with the port or none, and no other port.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        "127.0.0.1".to_owned(),
+        format!("localhost:{port}"),
+        "localhost".to_owned(),
+        format!("[::1]:{port}"),
+    ] {
+        let answer = dashboard.send("GET", "/api/stats", &[("Host", &host)], "");
+        assert_eq!(answer.status, 200, "{host}: {answer:?}");
+    }
+    for host in [
+        format!("localhost:{}", port.wrapping_add(1)),
+        format!("127.0.0.2:{port}"),
+        "dashboard.internal".to_owned(),
+    ] {
+        let answer = dashboard.send("GET", "/", &[("Host", &host)], "");
+        assert_eq!(answer.status, 421, "{host}: {answer:?}");
+    }
+}
+
+#[test]
+fn allow_host_adds_names_with_any_port_or_the_one_given() {
+    let _ = &*FILLED;
+    let dashboard = start_dashboard_with(
+        &store_path(),
+        &[
+            "--allow-host",
+            "dashboard.internal",
+            "--allow-host",
+            "proxy.example:8443",
+        ],
+        &[],
+    );
+    for (host, status) in [
+        ("dashboard.internal", 200),
+        ("DASHBOARD.internal:8080", 200),
+        ("proxy.example:8443", 200),
+        ("proxy.example", 421),
+        ("proxy.example:80", 421),
+        ("other.internal", 421),
+        ("localhost", 200),
+    ] {
+        let answer = dashboard.send("GET", "/deployments", &[("Host", host)], "");
+        assert_eq!(answer.status, status, "{host}: {answer:?}");
+    }
+    // Its pages' changes: its own origin, over HTTP or HTTPS (a proxy may add TLS).
+    for (origin, status) in [
+        ("https://dashboard.internal", 404),
+        ("http://dashboard.internal:8080", 404),
+        ("http://evil.example", 403),
+    ] {
+        let answer = dashboard.send(
+            "POST",
+            "/deployments/nope/run",
+            &[("Host", "dashboard.internal"), ("Origin", origin)],
+            "",
+        );
+        assert_eq!(answer.status, status, "{origin}: {answer:?}");
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_flowcore"))
+        .args(["server", "start", "--port", "0", "--store"])
+        .arg(store_path())
+        .args(["--allow-host", "http://dashboard.internal/"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "flowcore: --allow-host \"http://dashboard.internal/\" is not a host name: give a name or address, e.g. dashboard.internal or dashboard.internal:8080\n"
+    );
+}
+
+#[test]
+fn a_change_asked_by_another_sites_page_is_refused_with_403_and_runs_nothing() {
+    let store = own_store();
+    let dashboard = start_dashboard(&store.path);
+    let own = dashboard.url.clone();
+    let own = own.as_str();
+    let own_localhost = own.replace("127.0.0.1", "localhost");
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    assert_eq!(store.runs(), 4);
+    for headers in [
+        vec![("Origin", "http://evil.example"), form],
+        vec![("Origin", "null"), form],
+        // Another server of this machine: port 80, or another port.
+        vec![("Origin", "http://127.0.0.1"), form],
+        vec![("Origin", "http://localhost:1"), form],
+        vec![("Origin", "https://127.0.0.1:1"), form],
+        // The Origin decides, whatever follows it.
+        vec![
+            ("Origin", "http://evil.example"),
+            ("Sec-Fetch-Site", "same-origin"),
+            ("Referer", own),
+        ],
+        vec![("Sec-Fetch-Site", "cross-site"), form],
+        // A hidden origin (a sandboxed frame's): Sec-Fetch-Site decides, or nothing does.
+        vec![("Origin", "null"), ("Sec-Fetch-Site", "cross-site"), form],
+        vec![("Origin", "null"), ("Referer", own), form],
+        vec![("Sec-Fetch-Site", "same-site"), ("Referer", own)],
+        vec![("Referer", "http://evil.example/page.html"), form],
+    ] {
+        let answer = dashboard.send("POST", "/deployments/adder/run", &headers, "");
+        assert_eq!(answer.status, 403, "{headers:?}: {answer:?}");
+        assert!(answer.body.contains("<h1>Forbidden</h1>"), "{answer:?}");
+        assert!(
+            answer
+                .body
+                .contains("changes are made only from the dashboard&#39;s own pages")
+                || answer
+                    .body
+                    .contains("changes are made only from the dashboard's own pages"),
+            "{answer:?}"
+        );
+        let answer = dashboard.send(
+            "POST",
+            "/api/deployments/adder/runs",
+            &[&headers[..1], &[("Content-Type", "application/json")]].concat(),
+            "{}",
+        );
+        assert_eq!(answer.status, 403, "{headers:?}: {answer:?}");
+        assert!(answer.json_error().starts_with("refused: "), "{answer:?}");
+    }
+    assert_eq!(store.runs(), 4, "no refused request ran");
+
+    // The dashboard's own pages, and scripts that send none of the three.
+    let referer = format!("{own}/deployments");
+    let mut expected = 4;
+    for headers in [
+        vec![("Origin", own), form],
+        vec![("Origin", own_localhost.as_str()), form],
+        vec![("Sec-Fetch-Site", "same-origin"), form],
+        vec![("Sec-Fetch-Site", "none")],
+        // What a browser sends for the pages' own form, whose referrer policy hides the origin.
+        vec![("Origin", "null"), ("Sec-Fetch-Site", "same-origin"), form],
+        vec![("Referer", referer.as_str())],
+        vec![],
+    ] {
+        let answer = dashboard.send("POST", "/deployments/adder/run", &headers, "");
+        assert_eq!(answer.status, 303, "{headers:?}: {answer:?}");
+        expected += 1;
+        assert_eq!(store.runs(), expected, "{headers:?}");
+    }
+    let answer = dashboard.send(
+        "POST",
+        "/api/deployments/adder/runs",
+        &[("Origin", own), ("Content-Type", "application/json")],
+        "{}",
+    );
+    assert_eq!(answer.status, 201, "{answer:?}");
+    assert_eq!(store.runs(), expected + 1);
+}
+
+#[test]
+fn the_api_takes_a_body_only_as_json() {
+    let store = own_store();
+    let dashboard = start_dashboard(&store.path);
+    let url = "/api/deployments/adder/runs";
+    for headers in [
+        vec![],
+        vec![("Content-Type", "text/plain")],
+        vec![("Content-Type", "application/x-www-form-urlencoded")],
+        vec![("Content-Type", "multipart/form-data; boundary=x")],
+        vec![("Content-Type", "application/jsonp")],
+    ] {
+        for body in ["", "{}"] {
+            let answer = dashboard.send("POST", url, &headers, body);
+            assert_eq!(answer.status, 415, "{headers:?} {body:?}: {answer:?}");
+            assert_eq!(
+                answer.json_error(),
+                "send the body as JSON, with Content-Type: application/json"
+            );
+        }
+    }
+    assert_eq!(store.runs(), 4);
+    for (content_type, body) in [
+        ("application/json", ""),
+        ("application/json", "{}"),
+        (
+            "Application/JSON; charset=utf-8",
+            r#"{"parameters": {"n": 3}}"#,
+        ),
+    ] {
+        let before = store.runs();
+        let answer = dashboard.send("POST", url, &[("Content-Type", content_type)], body);
+        assert_eq!(answer.status, 201, "{content_type} {body:?}: {answer:?}");
+        assert_eq!(store.runs(), before + 1);
+    }
+    assert_eq!(store.runs(), 7);
+}
+
+#[test]
+fn every_api_error_is_json() {
+    let _ = &*FILLED;
+    let dashboard = start_dashboard(&store_path());
+    let json = [("Content-Type", "application/json")];
+    for (method, path, headers, body, status, message) in [
+        (
+            "POST",
+            "/api/deployments/adder/runs",
+            &json[..],
+            "{",
+            400,
+            "the body is not JSON: ",
+        ),
+        (
+            "POST",
+            "/api/deployments/adder/runs",
+            &json,
+            "[1, 2]",
+            422,
+            "the body should be {\"parameters\": {\"name\": value, …}}: ",
+        ),
+        (
+            "POST",
+            "/api/deployments/adder/runs",
+            &json,
+            r#"{"parameters": 5}"#,
+            422,
+            "the body should be",
+        ),
+        (
+            "POST",
+            "/api/deployments/adder/runs",
+            &[],
+            "{}",
+            415,
+            "send the body as JSON",
+        ),
+        (
+            "GET",
+            "/api/runs?limit=many",
+            &[],
+            "",
+            400,
+            "Failed to deserialize query string",
+        ),
+        (
+            "GET",
+            "/api/runs?offset=-1",
+            &[],
+            "",
+            400,
+            "Failed to deserialize query string",
+        ),
+        (
+            "GET",
+            "/api/stats?window=month",
+            &[],
+            "",
+            400,
+            "unknown window \"month\"",
+        ),
+        (
+            "GET",
+            "/api/runs?state=finished",
+            &[],
+            "",
+            400,
+            "unknown state",
+        ),
+        (
+            "GET",
+            "/api/runs/not-a-uuid",
+            &[],
+            "",
+            404,
+            "no flow run with id \"not-a-uuid\"",
+        ),
+        (
+            "GET",
+            "/api/runs/%FF",
+            &[],
+            "",
+            400,
+            "Invalid UTF-8 in `id`",
+        ),
+        (
+            "GET",
+            "/api/no/such/route",
+            &[],
+            "",
+            404,
+            "nothing at /api/no/such/route",
+        ),
+        (
+            "GET",
+            "/api/deployments/adder/runs",
+            &[],
+            "",
+            405,
+            "/api/deployments/adder/runs does not take GET",
+        ),
+        (
+            "DELETE",
+            "/api/runs",
+            &[],
+            "",
+            405,
+            "/api/runs does not take DELETE",
+        ),
+    ] {
+        let answer = dashboard.send(method, path, headers, body);
+        assert_eq!(answer.status, status, "{method} {path}: {answer:?}");
+        let error = answer.json_error();
+        assert!(error.starts_with(message), "{method} {path}: {error}");
+    }
+    // The methods a route takes.
+    let answer = dashboard.get("/api/deployments/adder/runs");
+    assert_eq!(answer.header("allow"), Some("POST"), "{answer:?}");
+    // A body past the limit (2 MB) is refused from its length, before it is sent.
+    let answer = dashboard.raw(&format!(
+        "POST /api/deployments/adder/runs HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        dashboard.addr(),
+        3 << 20
+    ));
+    assert_eq!(answer.status, 413, "{answer:?}");
+    assert_eq!(answer.json_error(), "the body is larger than 2 MiB");
+}
+
+/// The headers every answer carries, whatever it is.
+const SECURITY_HEADERS: [(&str, &str); 5] = [
+    (
+        "content-security-policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-resource-policy", "same-origin"),
+];
+
+/// The names of the attributes of every tag of `html` (roughly: values with spaces give
+/// words that are not names, never names that are hidden).
+fn attribute_names(html: &str) -> Vec<String> {
+    html.split('<')
+        .skip(1)
+        .filter_map(|tag| tag.split('>').next())
+        .filter(|tag| !tag.starts_with(['/', '!']))
+        .flat_map(|tag| tag.split_whitespace().skip(1))
+        .map(|word| word.split('=').next().unwrap().to_ascii_lowercase())
+        .collect()
+}
+
+#[test]
+fn every_answer_carries_the_security_headers_and_pages_have_no_inline_script_or_style() {
+    let filled = &*FILLED;
+    let dashboard = start_dashboard(&store_path());
+    let evil = [("Host", "evil.example")];
+    let cross = [("Origin", "http://evil.example")];
+    let answers = [
+        ("GET", "/".to_owned(), &[][..], 200),
+        ("GET", "/runs".to_owned(), &[], 200),
+        ("GET", format!("/runs/{}", filled.failed), &[], 200),
+        ("GET", "/deployments".to_owned(), &[], 200),
+        ("GET", "/assets/dashboard.css".to_owned(), &[], 200),
+        ("GET", "/assets/dashboard.js".to_owned(), &[], 200),
+        ("GET", "/api/stats".to_owned(), &[], 200),
+        ("GET", "/api/runs".to_owned(), &[], 200),
+        ("GET", format!("/api/runs/{}", filled.failed), &[], 200),
+        ("GET", "/no/such/page".to_owned(), &[], 404),
+        ("GET", "/api/nope".to_owned(), &[], 404),
+        ("GET", "/runs?state=finished".to_owned(), &[], 400),
+        ("PUT", "/deployments".to_owned(), &[], 405),
+        ("POST", "/deployments/nope/run".to_owned(), &[], 404),
+        ("GET", "/".to_owned(), &evil, 421),
+        ("POST", "/deployments/nope/run".to_owned(), &cross, 403),
+        ("HEAD", "/".to_owned(), &[], 200),
+    ];
+    for (method, path, headers, status) in answers {
+        let answer = dashboard.send(method, &path, headers, "");
+        assert_eq!(answer.status, status, "{method} {path}: {answer:?}");
+        for (name, value) in SECURITY_HEADERS {
+            assert_eq!(
+                answer.header(name),
+                Some(value),
+                "{name} of {method} {path}: {answer:?}"
+            );
+        }
+        let html = answer
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/html"));
+        if html && method != "HEAD" {
+            // Scripts only from the dashboard's own file, and no inline script or style.
+            let scripts: Vec<&str> = answer
+                .body
+                .match_indices("<script")
+                .map(|(at, _)| {
+                    let tag = &answer.body[at..];
+                    &tag[..tag.find('>').unwrap() + 1]
+                })
+                .collect();
+            assert_eq!(
+                scripts,
+                [r#"<script src="/assets/dashboard.js" defer>"#],
+                "{path}"
+            );
+            for name in attribute_names(&answer.body) {
+                assert!(
+                    name != "style" && !name.starts_with("on"),
+                    "{path} has an attribute {name}:\n{}",
+                    answer.body
+                );
+            }
+        }
+    }
+    // The states' colours are the stylesheet's.
+    let css = dashboard.get("/assets/dashboard.css").body;
+    for kind in StateKind::ALL {
+        assert!(
+            css.contains(&format!(
+                ".badge[data-state=\"{}\"] {{ background: {}; color: {}; }}",
+                kind.as_str(),
+                kind.colour(),
+                kind.text_colour()
+            )),
+            "{kind}: {css}"
+        );
+    }
+}
+
+/// `FLOWCORE_DASHBOARD_…` for a dashboard whose connections time out fast.
+const FAST: [(&str, &str); 1] = [("FLOWCORE_DASHBOARD_HEADER_TIMEOUT_MS", "300")];
+
+#[test]
+fn connections_that_stay_idle_or_send_half_a_request_are_closed_after_the_header_timeout() {
+    let _ = &*FILLED;
+    let dashboard = start_dashboard_with(&store_path(), &[], &FAST);
+    // Nothing sent.
+    let mut idle = dashboard.connect();
+    // Half a request: its first line and one header, never the blank line.
+    let mut half = dashboard.connect();
+    half.write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\n", dashboard.addr()).as_bytes())
+        .unwrap();
+    // A request answered, then nothing more on the kept-alive connection.
+    let mut kept = dashboard.connect();
+    kept.write_all(
+        format!(
+            "GET /api/stats HTTP/1.1\r\nHost: {}\r\n\r\n",
+            dashboard.addr()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+
+    assert_eq!(
+        read_until_closed(&mut idle),
+        b"",
+        "closed without an answer"
+    );
+    assert_eq!(
+        read_until_closed(&mut half),
+        b"",
+        "closed without an answer"
+    );
+    let answered = parse_answer(&read_until_closed(&mut kept));
+    assert_eq!(answered.status, 200, "{answered:?}");
+    assert_eq!(
+        answered.body.len(),
+        answered
+            .header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        "one answer, then the connection closed"
+    );
+    // The dashboard goes on serving.
+    assert_eq!(dashboard.get("/api/stats").status, 200);
+}
+
+#[test]
+fn a_request_whose_body_does_not_come_is_answered_408() {
+    let _ = &*FILLED;
+    let dashboard = start_dashboard_with(
+        &store_path(),
+        &[],
+        &[("FLOWCORE_DASHBOARD_REQUEST_TIMEOUT_MS", "300")],
+    );
+    let mut stream = dashboard.connect();
+    stream
+        .write_all(
+            format!(
+                "POST /api/deployments/adder/runs HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+                dashboard.addr()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let answer = parse_answer(&read_until_closed(&mut stream));
+    assert_eq!(answer.status, 408, "{answer:?}");
+    assert_eq!(
+        answer.json_error(),
+        "the request was not answered within 300ms"
+    );
+}
+
+#[test]
+fn past_the_connection_cap_a_request_waits_and_is_served_once_a_connection_closes() {
+    let _ = &*FILLED;
+    let dashboard = start_dashboard_with(
+        &store_path(),
+        &[],
+        &[
+            ("FLOWCORE_DASHBOARD_MAX_CONNECTIONS", "4"),
+            ("FLOWCORE_DASHBOARD_HEADER_TIMEOUT_MS", "600000"),
+        ],
+    );
+    // Four idle connections hold every slot (for ten minutes: only closing one frees it).
+    let mut idle: Vec<TcpStream> = (0..4).map(|_| dashboard.connect()).collect();
+    let mut waiting = dashboard.connect();
+    waiting
+        .write_all(
+            format!(
+                "GET /api/stats HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                dashboard.addr()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    // Not answered while they are open (a correct dashboard never answers here, however long
+    // this waits).
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = waiting.read(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the fifth connection was answered while four were open: {early:?}"
+    );
+    // One closes: the waiting request is served.
+    drop(idle.pop());
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let answer = read_answer(&mut waiting);
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
+
+#[test]
+fn sigterm_stops_the_dashboard_within_the_grace_even_with_half_a_request_open() {
+    let _ = &*FILLED;
+    // Half a request would be let be for ten minutes: only the grace can end it.
+    let dashboard = start_dashboard_with(
+        &store_path(),
+        &[],
+        &[("FLOWCORE_DASHBOARD_HEADER_TIMEOUT_MS", "600000")],
+    );
+    let mut half = dashboard.connect();
+    half.write_all(format!("GET / HTTP/1.1\r\nHost: {}\r\n", dashboard.addr()).as_bytes())
+        .unwrap();
+    let _idle = dashboard.connect();
+    // Answered after the two were accepted (in order): both are open.
+    assert_eq!(dashboard.get("/api/stats").status, 200);
+    dashboard.sigterm();
+    let sent = Instant::now();
+    let out = dashboard.wait_exit();
+    let took = sent.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "exited {took:?} after SIGTERM; the grace is 5 s\n{}",
+        support::show(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", support::show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "flowcore: stopped with 1 connection(s) still open after 5s\n"
+    );
+    assert_eq!(read_until_closed(&mut half), b"");
+}
+
+#[test]
+fn sigterm_lets_a_request_under_way_finish_then_exits() {
+    let _ = &*FILLED;
+    // A grace long enough that exiting before it shows the dashboard did not wait it out.
+    let dashboard = start_dashboard_with(
+        &store_path(),
+        &[],
+        &[("FLOWCORE_DASHBOARD_SHUTDOWN_GRACE_MS", "120000")],
+    );
+    let mut under_way = dashboard.connect();
+    under_way
+        .write_all(format!("GET /api/stats HTTP/1.1\r\nHost: {}\r\n", dashboard.addr()).as_bytes())
+        .unwrap();
+    assert_eq!(dashboard.get("/api/stats").status, 200);
+    dashboard.sigterm();
+    // Its end, whether it comes before or after the dashboard reads the signal.
+    under_way.write_all(b"\r\n").unwrap();
+    let answer = read_answer(&mut under_way);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let answered = Instant::now();
+    let addr = dashboard.addr().to_owned();
+    let out = dashboard.wait_exit();
+    let took = answered.elapsed();
+    assert!(
+        took < Duration::from_secs(60),
+        "exited {took:?} after its last request; the grace is 120 s\n{}",
+        support::show(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", support::show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(TcpStream::connect(addr).is_err(), "still listening");
+}
+
+#[test]
+fn a_bad_limit_in_the_environment_is_a_one_line_error() {
+    let _ = &*FILLED;
+    for (var, value, message) in [
+        (
+            "FLOWCORE_DASHBOARD_HEADER_TIMEOUT_MS",
+            "soon",
+            "flowcore: FLOWCORE_DASHBOARD_HEADER_TIMEOUT_MS=\"soon\" is not a whole number\n",
+        ),
+        (
+            "FLOWCORE_DASHBOARD_MAX_CONNECTIONS",
+            "0",
+            "flowcore: FLOWCORE_DASHBOARD_MAX_CONNECTIONS must be from 1 to 1048576\n",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowcore"))
+            .args(["server", "start", "--port", "0", "--store"])
+            .arg(store_path())
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{var}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), message);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "",
+            "it never listened"
+        );
+    }
 }

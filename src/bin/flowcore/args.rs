@@ -58,6 +58,12 @@ pub struct ServerArgs {
     /// The port to listen on; 0 picks a free one (the address is printed).
     #[arg(long, default_value_t = 4200, value_name = "PORT")]
     pub port: u16,
+
+    /// Another host name to answer to, e.g. the name a proxy in front of it or /etc/hosts gives
+    /// it (repeatable; NAME:PORT answers it on that port only). It answers only requests for
+    /// 127.0.0.1, localhost, [::1], the --host address and these; others get 421.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_host: Vec<String>,
 }
 
 /// `flowcore deployment …`

@@ -9,7 +9,7 @@
 //! flowcore cache clear [TASK] [--json]
 //! flowcore deployment ls [--json]
 //! flowcore deployment run NAME [--param KEY=VALUE …] [--watch]
-//! flowcore server start [--host 127.0.0.1] [--port 4200]   (or: flowcore dashboard …)
+//! flowcore server start [--host 127.0.0.1] [--port 4200] [--allow-host NAME …]   (or: flowcore dashboard …)
 //! flowcore store path [--json]
 //! flowcore store upgrade
 //! ```

@@ -1,12 +1,18 @@
 //! The JSON API under `/api/`: what the pages' script reads, and what users can script
-//! against. Shapes match `flowcore … --json`.
+//! against. Shapes match `flowcore … --json`. Every error is `{"error": "…"}`, those of a bad
+//! query string or body included: axum's own extractors answer them in plain text, so the
+//! handlers take [`ApiQuery`], [`ApiPath`] and [`RunRequest`] instead.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use flowcore::store::RunFilter;
 use flowcore::{StateKind, StoreError, Timestamp};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::App;
@@ -14,6 +20,40 @@ use super::error::{ApiError, PageError};
 use super::pages::{blocking, parse_id, stats as window_stats};
 use super::window::Window;
 use crate::runs;
+
+/// An axum rejection (a bad query string, path or body) as a JSON error, with its status.
+fn rejected(rejection: impl IntoResponse + std::fmt::Display) -> ApiError {
+    let message = rejection.to_string();
+    ApiError::new(rejection.into_response().status(), message)
+}
+
+/// The query string, read as `T`; a bad one is a JSON error (400).
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(q) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(rejected)?;
+        Ok(ApiQuery(q))
+    }
+}
+
+/// The path's parameters, read as `T`; a bad one is a JSON error (400).
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(p) = Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(rejected)?;
+        Ok(ApiPath(p))
+    }
+}
 
 #[derive(Deserialize)]
 pub struct StatsQuery {
@@ -23,7 +63,7 @@ pub struct StatsQuery {
 /// `GET /api/stats?window=hour|day|week`
 pub async fn stats(
     State(app): State<App>,
-    Query(q): Query<StatsQuery>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let window = Window::parse(q.window.as_deref()).map_err(PageError::bad_request)?;
     let stats = blocking(&app, move |store| window_stats(store, window)).await?;
@@ -53,7 +93,7 @@ pub struct RunsQuery {
 /// `GET /api/runs?flow=&state=&window=&limit=50&offset=0`
 pub async fn runs(
     State(app): State<App>,
-    Query(q): Query<RunsQuery>,
+    ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(s.parse::<StateKind>().map_err(PageError::bad_request)?),
@@ -87,7 +127,10 @@ pub async fn runs(
 }
 
 /// `GET /api/runs/<id>`: as `flowcore runs show --json`.
-pub async fn run(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn run(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let value = blocking(&app, move |store| {
         let record = store
@@ -113,7 +156,7 @@ pub async fn run(State(app): State<App>, Path(id): Path<String>) -> Result<Json<
 /// `GET /api/runs/<id>/state`: just enough for a page to tell that the run moved on.
 pub async fn run_state(
     State(app): State<App>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let value = blocking(&app, move |store| {
@@ -139,20 +182,75 @@ pub async fn deployments(State(app): State<App>) -> Result<Json<Value>, ApiError
     ))
 }
 
+/// The largest body taken, as axum's default limit.
+const MAX_BODY: u64 = 2 << 20;
+
+/// The body of a run's request: `{"parameters": {…}}`, both optional (an empty body is `{}`).
+/// It must be sent as `Content-Type: application/json` (415 otherwise): a page of another
+/// site cannot send that without asking first, which the dashboard never allows.
 #[derive(Deserialize, Default)]
 pub struct RunRequest {
     #[serde(default)]
     parameters: serde_json::Map<String, Value>,
 }
 
+impl<S: Send + Sync> FromRequest<S> for RunRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the body as JSON, with Content-Type: application/json",
+            ));
+        }
+        // Refused from its length before it is sent; a longer body of unknown length stops
+        // at the same limit, axum's (`DefaultBodyLimit`).
+        let length = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if length.is_some_and(|n| n > MAX_BODY) {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the body is larger than 2 MiB",
+            ));
+        }
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(rejected)?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(RunRequest::default());
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            if e.is_data() {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("the body should be {{\"parameters\": {{\"name\": value, …}}}}: {e}"),
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not JSON: {e}"),
+                )
+            }
+        })
+    }
+}
+
 /// `POST /api/deployments/<name>/runs` with `{"parameters": {"key": "value"}}` (optional):
 /// requests a run as `flowcore deployment run` does.
 pub async fn request_run(
     State(app): State<App>,
-    Path(name): Path<String>,
-    body: Option<Json<RunRequest>>,
+    ApiPath(name): ApiPath<String>,
+    request: RunRequest,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let request = body.map(|Json(r)| r).unwrap_or_default();
     // Values are given as on the command line: text, read as the parameter's type. A JSON
     // number or boolean is taken as its text.
     let parameters: Vec<(String, String)> = request

@@ -50,12 +50,16 @@ impl From<crate::Failure> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let title = match self.status {
-            StatusCode::NOT_FOUND => "Not found",
-            StatusCode::BAD_REQUEST => "Bad request",
-            _ => "Error",
+        // "Not found", "Bad request", "Misdirected request", …
+        let title = match self.status.canonical_reason() {
+            Some(reason) if self.status.is_client_error() => {
+                let mut words = reason.split(' ');
+                let first = words.next().unwrap_or_default().to_owned();
+                words.fold(first, |title, w| title + " " + &w.to_ascii_lowercase())
+            }
+            _ => "Error".to_owned(),
         };
-        (self.status, layout::error_page(title, &self.message)).into_response()
+        (self.status, layout::error_page(&title, &self.message)).into_response()
     }
 }
 
@@ -68,8 +72,44 @@ impl<E: Into<PageError>> From<E> for ApiError {
     }
 }
 
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError(PageError {
+            status,
+            message: message.into(),
+        })
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0.status, Json(json!({ "error": self.0.message }))).into_response()
     }
+}
+
+/// Whether `path` is the JSON API's: its errors are JSON, never a page.
+pub fn is_api(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/")
+}
+
+/// An error answered before or instead of a handler: JSON under `/api/`, a page elsewhere.
+pub fn respond(path: &str, status: StatusCode, message: impl Into<String>) -> Response {
+    let error = PageError {
+        status,
+        message: message.into(),
+    };
+    if is_api(path) {
+        ApiError(error).into_response()
+    } else {
+        error.into_response()
+    }
+}
+
+/// Any route, with a method it does not take: 405, with the methods it takes in `Allow`.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    respond(
+        uri.path(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {method}", uri.path()),
+    )
 }

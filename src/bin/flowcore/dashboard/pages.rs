@@ -134,7 +134,7 @@ fn runs_table(id: &str, runs: &[FlowRunSummary]) -> Markup {
                         td.num { (run.duration().map(format::duration).unwrap_or_default()) }
                         td.task-counts {
                             @for (state, n) in &run.task_runs {
-                                span.mini data-state=(state.as_str()) style=(format!("color:{}", state.colour())) { (n) " " (state.as_str()) }
+                                span.mini data-state=(state.as_str()) { (n) " " (state.as_str()) }
                                 " "
                             }
                         }
@@ -276,8 +276,7 @@ pub async fn run(State(app): State<App>, Path(id): Path<String>) -> Result<Marku
     let body = html! {
         div.run-head data-run-id=(record.id) data-history=(record.history.len()) data-task-runs=(record.task_runs.len()) {
             h1 #run-name { (record.name) }
-            span #run-state .badge data-state=(state.kind.as_str())
-                style=(format!("background:{};color:{}", state.kind.colour(), state.kind.text_colour())) {
+            span #run-state .badge data-state=(state.kind.as_str()) {
                 (state.kind.as_str())
             }
         }
@@ -416,7 +415,11 @@ pub async fn run_now(
     Ok(Redirect::to(&format!("/runs/{}", requested.id)).into_response())
 }
 
-/// Any other address.
-pub async fn not_found(uri: axum::http::Uri) -> PageError {
-    PageError::not_found(format!("nothing at {}", uri.path()))
+/// Any other address: a page, or a JSON error under `/api/`.
+pub async fn not_found(uri: axum::http::Uri) -> Response {
+    super::error::respond(
+        uri.path(),
+        axum::http::StatusCode::NOT_FOUND,
+        format!("nothing at {}", uri.path()),
+    )
 }
