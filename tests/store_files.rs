@@ -43,6 +43,15 @@ async fn child_one_flow() {
     assert_eq!(run.state().kind, Completed);
     println!("FLOW_RUN {}", run.id);
     println!("STORE_USED {}", Store::current().describe());
+    println!(
+        "NOT_RECORDED {}",
+        run.not_recorded.as_deref().unwrap_or("-")
+    );
+    if run.not_recorded.is_some() {
+        // Every run says so, not only the first.
+        let (_, again) = file_flow(1).with_run().await;
+        assert_eq!(again.not_recorded, run.not_recorded);
+    }
 }
 
 /// Runs `child_one_flow` with `envs` (and without `remove`); returns the flow run's id and the
@@ -397,6 +406,14 @@ fn a_bad_default_store_stops_no_flow() {
     );
     assert!(std::fs::read(&path).unwrap() == before, "the file changed");
     assert_eq!(companions(&path), Vec::<PathBuf>::new());
+    // Each run's record and summary say where its runs went.
+    assert_eq!(
+        marker(&out, "NOT_RECORDED"),
+        format!(
+            "{} is not a flowcore run store (it holds tables flowcore did not create: users, orders); flowcore leaves it untouched: point FLOWCORE_HOME or --store at another file; kept in memory only",
+            path.display()
+        )
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -414,6 +431,7 @@ fn the_default_store_is_in_flowcore_home() {
     let (id, out) = one_flow(&[("FLOWCORE_HOME", home.path().as_os_str())], &[]);
     let path = home.path().join("flowcore.db");
     assert_eq!(marker(&out, "STORE_USED"), path.display().to_string());
+    assert_eq!(marker(&out, "NOT_RECORDED"), "-");
     holds_run(&path, id);
 }
 
@@ -442,6 +460,10 @@ fn without_flowcore_home_the_default_store_is_in_home() {
 fn without_flowcore_home_or_home_runs_are_kept_in_memory() {
     let (_, out) = one_flow(&[], &["FLOWCORE_HOME", "HOME"]);
     assert_eq!(marker(&out, "STORE_USED"), ":memory:");
+    assert_eq!(
+        marker(&out, "NOT_RECORDED"),
+        "cannot find a place for the run store: set FLOWCORE_HOME (or HOME) to a directory; kept in memory only"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("set FLOWCORE_HOME (or HOME)"),

@@ -208,6 +208,12 @@ impl Running {
         }
     }
 
+    /// Whether the child has printed a stdout line starting with `key` by now, without waiting.
+    pub fn has_printed(&mut self, key: &str) -> bool {
+        self.seen.extend(self.lines.try_iter());
+        self.seen.iter().any(|l| after(l, key).is_some())
+    }
+
     /// SIGKILLs the child (on Unix) and reaps it: a dead process, not a zombie.
     pub fn kill(mut self) -> Output {
         self.child.kill().expect("kill the child");
@@ -433,4 +439,56 @@ fn newer_than(path: &Path, time: SystemTime) -> Option<PathBuf> {
         .ok()
         .filter(|&modified| modified > time)
         .map(|_| path.to_owned())
+}
+
+/// A small tmpfs of the test's own: for a disk that fills up, or a file system that is
+/// read-only. Mounting needs root (CI runs as root); elsewhere the test says it skipped, unless
+/// `FLOWCORE_MOUNT_TEST=required` (as `.ci/run` sets), which makes a refused mount a failure.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`"2m"`), or says why it cannot and returns `None`.
+    pub fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempdir();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        let refused = match out {
+            Ok(out) if out.status.success() => return Some(Tmpfs { dir }),
+            Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            std::env::var("FLOWCORE_MOUNT_TEST").as_deref() != Ok("required"),
+            "FLOWCORE_MOUNT_TEST=required but a tmpfs cannot be mounted: {refused}"
+        );
+        eprintln!("skipped: cannot mount a tmpfs here ({refused}); run as root to test this");
+        None
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Changes its options: `"size=256m"`, `"ro"`, `"rw"`.
+    pub fn remount(&self, options: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(self.dir.path())
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "remount {options}: {}", show(&out));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
 }

@@ -133,6 +133,18 @@ impl SqliteBackend {
     /// A connection that may write to a store opened for reading: the file exists and was
     /// checked, so it is neither created nor upgraded here.
     fn connect_to_write(&self) -> Result<Connection, StoreError> {
+        // Opening for appending writes nothing; it fails where SQLite would only say it cannot
+        // open the file (its shared-memory file cannot be made on a read-only file system).
+        if let Err(e) = std::fs::OpenOptions::new().append(true).open(&self.path)
+            && matches!(
+                e.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            )
+        {
+            return Err(StoreError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
         let conn = Connection::open_with_flags(
             &self.path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -357,8 +357,7 @@ pub async fn run(State(app): State<App>, Path(id): Path<String>) -> Result<Marku
 
 /// `/deployments`: each deployment, its schedule and next run, its last runs, "Run now".
 pub async fn deployments(State(app): State<App>) -> Result<Markup, PageError> {
-    let list = blocking(&app, |store| Ok(store.deployments()?))
-    .await?;
+    let list = blocking(&app, |store| Ok(store.deployments()?)).await?;
     let body = html! {
         h1 { "Deployments" }
         table #deployments {
