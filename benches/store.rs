@@ -13,7 +13,10 @@
 //! - `store_sqlite/sequential/n`: the task awaited `n` times, one after the other;
 //! - `store_sqlite/join_all/n`: `n` calls awaited together with `futures::future::join_all`;
 //! - `store_sqlite/cache_hit/n`: a `cache_for` task called `n` times with the same argument:
-//!   every call after the first reads the cached result from the SQLite file.
+//!   every call after the first reads the cached result from the SQLite file;
+//! - `store_sqlite/flow_run_round_trip`: a flow run of one task run, from the call to its
+//!   return: two commits waited for, its start (committed before its body runs, so that a
+//!   crash always leaves the run) and its final state.
 //!
 //! A process has one store, so the same benchmarks with the memory store are in
 //! `benches/task_overhead.rs` (`cargo bench --bench task_overhead -- store_memory`).
@@ -65,6 +68,11 @@ async fn cache_hits(n: u64) -> u64 {
     acc
 }
 
+#[flow]
+async fn one_task() -> u64 {
+    trivial(black_box(1)).await
+}
+
 /// Task runs per flow run.
 const SIZES: [u64; 2] = [1_000, 10_000];
 
@@ -111,6 +119,16 @@ fn store_sqlite(c: &mut Criterion) {
             })
         });
     }
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("flow_run_round_trip", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let start = Instant::now();
+            for _ in 0..iters {
+                black_box(one_task().await);
+            }
+            start.elapsed()
+        })
+    });
     group.finish();
 }
 
