@@ -8,7 +8,6 @@ mod support;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use std::time::{Duration, Instant};
 use flowcore::store::RunFilter;
 use flowcore::{Deployment, StateKind, Store, flow, task};
 use serde_json::Value;
-use support::Running;
+use support::{Dashboard, Running, start_dashboard, start_dashboard_with};
 
 /// The error of the failing task: it must reach the pages as text, never as markup.
 const INJECTED: &str = "<script>window.__pwned = 1</script> boom & <b>bold</b>";
@@ -129,70 +128,6 @@ impl OwnStore {
 
 fn store_path() -> std::path::PathBuf {
     FILLED.dir.path().join("flowcore.db")
-}
-
-/// A running dashboard on a free port, and its base URL. Killed when dropped.
-struct Dashboard {
-    running: Option<Running>,
-    url: String,
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        if let Some(running) = &mut self.running {
-            let _ = running.child.kill();
-            let _ = running.child.wait();
-        }
-    }
-}
-
-impl Dashboard {
-    /// Sends it SIGTERM, as a service manager or `kill` stops it.
-    fn sigterm(&self) {
-        let pid = self.running.as_ref().unwrap().child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success(), "kill -TERM {pid}: {status}");
-    }
-
-    /// Waits (with the deadline) for it to exit; returns what it printed.
-    fn wait_exit(mut self) -> std::process::Output {
-        self.running.take().unwrap().finish_unchecked()
-    }
-}
-
-fn start_dashboard(store: &Path) -> Dashboard {
-    start_dashboard_with(store, &[], &[])
-}
-
-/// A dashboard started with more arguments and environment variables (the limits'
-/// `FLOWCORE_DASHBOARD_…`).
-fn start_dashboard_with(store: &Path, args: &[&str], envs: &[(&str, &str)]) -> Dashboard {
-    let mut running = Running::spawn(
-        Command::new(env!("CARGO_BIN_EXE_flowcore"))
-            .args(["server", "start", "--port", "0", "--store"])
-            .arg(store)
-            .args(args)
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
-    let rest = running.wait_for_line("flowcore dashboard at");
-    let url = rest
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "{rest}");
-    assert!(
-        rest.ends_with(&format!("(store {})", store.display())),
-        "{rest}"
-    );
-    Dashboard {
-        running: Some(running),
-        url,
-    }
 }
 
 fn client() -> reqwest::blocking::Client {

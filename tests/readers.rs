@@ -8,11 +8,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use flowcore::{Store, flow, task};
-use support::{Running, Tmpfs, child, count, env_path, raw, run_ok, show, tempdir};
+use support::{
+    Dashboard, Running, Tmpfs, child, companions, count, env_path, flowcore_cli, raw, run_ok, show,
+    start_dashboard, tempdir,
+};
 
 #[task]
 async fn step(i: u32) -> u32 {
@@ -87,16 +90,6 @@ fn contents(path: &Path) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
-fn flowcore(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowcore"))
-        .args(args)
-        .arg("--store")
-        .arg(store)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
 fn stdout(out: &Output) -> String {
     assert!(out.status.success(), "{}", show(out));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -108,18 +101,6 @@ fn failure(out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     stderr.trim_end().to_owned()
-}
-
-fn companions(path: &Path) -> Vec<PathBuf> {
-    ["-wal", "-shm", "-journal"]
-        .iter()
-        .map(|s| {
-            let mut p = path.as_os_str().to_owned();
-            p.push(s);
-            PathBuf::from(p)
-        })
-        .filter(|p| p.exists())
-        .collect()
 }
 
 /// The reading commands, each of which must leave the store as it found it.
@@ -141,11 +122,11 @@ fn reading_commands_leave_the_file_byte_for_byte_as_it_was() {
         &["runs", "summary", name.as_str()][..],
         &["runs", "graph", name.as_str()][..],
     ]) {
-        let out = flowcore(&path, args);
+        let out = flowcore_cli(&path, args);
         assert!(out.status.success(), "{args:?}: {}", show(&out));
         assert!(contents(&path) == before, "{args:?} changed the file");
     }
-    assert!(stdout(&flowcore(&path, &["runs", "ls"])).contains(&name));
+    assert!(stdout(&flowcore_cli(&path, &["runs", "ls"])).contains(&name));
 }
 
 #[test]
@@ -157,15 +138,15 @@ fn a_store_on_a_read_only_file_system_can_be_read() {
     let name = record(&path, 3);
     disk.remount("ro");
     for args in READS {
-        let out = flowcore(&path, args);
+        let out = flowcore_cli(&path, args);
         assert!(out.status.success(), "{args:?}: {}", show(&out));
     }
-    let ls = stdout(&flowcore(&path, &["runs", "ls"]));
+    let ls = stdout(&flowcore_cli(&path, &["runs", "ls"]));
     assert!(ls.contains(&name), "{ls}");
-    let shown = stdout(&flowcore(&path, &["runs", "show", &name]));
+    let shown = stdout(&flowcore_cli(&path, &["runs", "show", &name]));
     assert!(shown.contains("Completed"), "{shown}");
     // Writing is what fails, and it says why.
-    let clear = failure(&flowcore(&path, &["cache", "clear"]));
+    let clear = failure(&flowcore_cli(&path, &["cache", "clear"]));
     assert!(clear.contains("is read-only"), "{clear}");
 }
 
@@ -174,7 +155,7 @@ fn an_empty_file_is_refused_and_stays_empty() {
     let dir = tempdir();
     let path = dir.path().join("empty.db");
     std::fs::write(&path, "").unwrap();
-    let line = failure(&flowcore(&path, &["runs", "ls"]));
+    let line = failure(&flowcore_cli(&path, &["runs", "ls"]));
     assert_eq!(
         line,
         format!(
@@ -209,7 +190,7 @@ fn a_store_with_a_damaged_page_is_refused_by_readers_untouched() {
     }
     std::fs::write(&path, &bytes).unwrap();
 
-    let line = failure(&flowcore(&path, &["runs", "ls"]));
+    let line = failure(&flowcore_cli(&path, &["runs", "ls"]));
     assert!(
         line.starts_with(&format!("flowcore: {} is damaged (", path.display())),
         "{line}"
@@ -226,7 +207,7 @@ fn a_store_of_an_older_flowcore_is_refused_by_readers_until_upgraded() {
     let dir = tempdir();
     let path = dir.path().join("old.db");
     Store::create_sqlite_at_schema_version(&path, 4).unwrap();
-    let line = failure(&flowcore(&path, &["runs", "ls"]));
+    let line = failure(&flowcore_cli(&path, &["runs", "ls"]));
     assert_eq!(
         line,
         format!(
@@ -241,7 +222,7 @@ fn a_store_of_an_older_flowcore_is_refused_by_readers_until_upgraded() {
     };
     assert_eq!(version(&path), 4, "reading did not upgrade it");
 
-    let upgraded = stdout(&flowcore(&path, &["store", "upgrade"]));
+    let upgraded = stdout(&flowcore_cli(&path, &["store", "upgrade"]));
     assert_eq!(
         upgraded,
         format!(
@@ -250,7 +231,7 @@ fn a_store_of_an_older_flowcore_is_refused_by_readers_until_upgraded() {
         )
     );
     assert_eq!(version(&path), 5);
-    assert!(stdout(&flowcore(&path, &["runs", "ls"])).contains("No flow runs yet"));
+    assert!(stdout(&flowcore_cli(&path, &["runs", "ls"])).contains("No flow runs yet"));
 }
 
 #[test]
@@ -272,24 +253,24 @@ fn the_runs_of_a_killed_process_read_as_crashed_at_once_without_a_write() {
         ) == 1)
             .then_some(())
     });
-    let dashboard = Dashboard::start(&path);
+    let dashboard = start_dashboard(&path);
     let ls: serde_json::Value =
-        serde_json::from_str(&stdout(&flowcore(&path, &["runs", "ls", "--json"]))).unwrap();
+        serde_json::from_str(&stdout(&flowcore_cli(&path, &["runs", "ls", "--json"]))).unwrap();
     assert_eq!(ls[0]["state"], "Running", "alive, it is running");
     let id = ls[0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(dashboard.state_of(&id), "Running");
+    assert_eq!(state_of(&dashboard, &id), "Running");
 
     running.kill();
     let before = contents(&path);
     let ls: serde_json::Value =
-        serde_json::from_str(&stdout(&flowcore(&path, &["runs", "ls", "--json"]))).unwrap();
+        serde_json::from_str(&stdout(&flowcore_cli(&path, &["runs", "ls", "--json"]))).unwrap();
     assert_eq!(ls[0]["state"], "Crashed");
     let error = ls[0]["error"].as_str().unwrap();
     assert!(
         error.starts_with(&format!("the process running it (pid {pid} on ")),
         "{error}"
     );
-    let shown = stdout(&flowcore(&path, &["runs", "show", &id, "--json"]));
+    let shown = stdout(&flowcore_cli(&path, &["runs", "show", &id, "--json"]));
     let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
     let kinds: Vec<&str> = shown["history"]
         .as_array()
@@ -301,7 +282,7 @@ fn the_runs_of_a_killed_process_read_as_crashed_at_once_without_a_write() {
     // The dashboard that was open all along sees it too: it looks at which processes died at
     // most once a second.
     support::wait_until("the dashboard to show the run Crashed", None, || {
-        (dashboard.state_of(&id) == "Crashed").then_some(())
+        (state_of(&dashboard, &id) == "Crashed").then_some(())
     });
     drop(dashboard);
 
@@ -326,54 +307,17 @@ fn the_runs_of_a_killed_process_read_as_crashed_at_once_without_a_write() {
     );
 }
 
-/// A dashboard on this store, on a port of its own.
-struct Dashboard {
-    running: Option<Running>,
-    url: String,
-}
-
-impl Dashboard {
-    fn start(store: &Path) -> Dashboard {
-        let mut running = Running::spawn(
-            Command::new(env!("CARGO_BIN_EXE_flowcore"))
-                .args(["server", "start", "--port", "0", "--store"])
-                .arg(store)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped()),
-        );
-        let rest = running.wait_for_line("flowcore dashboard at");
-        let url = rest
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .trim_end_matches('/');
-        Dashboard {
-            url: url.to_owned(),
-            running: Some(running),
-        }
-    }
-
-    /// `GET /api/runs/<id>/state`'s state.
-    fn state_of(&self, id: &str) -> String {
-        let body: serde_json::Value = reqwest::blocking::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap()
-            .get(format!("{}/api/runs/{id}/state", self.url))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        body["state"].as_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        if let Some(running) = self.running.take() {
-            running.kill();
-        }
-    }
+/// `GET /api/runs/<id>/state`'s state.
+fn state_of(dashboard: &Dashboard, id: &str) -> String {
+    let body: serde_json::Value = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .get(format!("{}/api/runs/{id}/state", dashboard.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    body["state"].as_str().unwrap().to_owned()
 }

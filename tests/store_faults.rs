@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use flowcore::StateKind::*;
 use flowcore::{Store, flow, task};
-use support::{Running, Tmpfs, child, count, env_path, raw, show, tempdir};
+use support::{Running, Tmpfs, child, count, env_path, flowcore_cli, raw, show, tempdir};
 
 #[task]
 async fn tiny(i: u32) -> u32 {
@@ -118,16 +118,6 @@ fn histories_with_gaps(path: &Path) -> i64 {
              FROM states GROUP BY run_id) WHERE lo != 0 OR hi + 1 != n",
         [],
     )
-}
-
-fn flowcore_cli(store: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_flowcore"))
-        .args(args)
-        .arg("--store")
-        .arg(store)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use flowcore::StateKind::*;
 use flowcore::{Store, StoreError, Uuid, flow, task};
-use support::{child, env_path, marker, raw, run_ok, show};
+use support::{child, companions, env_path, marker, raw, run_ok, show};
 
 #[task]
 async fn file_step(i: u32) -> u32 {
@@ -191,19 +191,6 @@ fn stores_of_older_schemas_are_migrated_and_keep_their_runs() {
 
 // ---------------------------------------------------------------------------------------------
 // Refusal, file untouched.
-
-/// The files next to `path` that SQLite would make for it.
-fn companions(path: &Path) -> Vec<PathBuf> {
-    ["-wal", "-shm", "-journal"]
-        .iter()
-        .map(|s| {
-            let mut p = path.as_os_str().to_owned();
-            p.push(s);
-            PathBuf::from(p)
-        })
-        .filter(|p| p.exists())
-        .collect()
-}
 
 /// Opens `path` as a store, expects it refused with an error naming it, and checks that the
 /// file is byte for byte what it was and that no companion file appeared.

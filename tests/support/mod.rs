@@ -492,3 +492,96 @@ impl Drop for Tmpfs {
             .status();
     }
 }
+
+/// The `flowcore` binary cargo built for these tests.
+fn flowcore_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_flowcore")
+}
+
+/// Runs `flowcore ARGS --store STORE` without colours; returns what it printed.
+pub fn flowcore_cli(store: &Path, args: &[&str]) -> Output {
+    Command::new(flowcore_bin())
+        .args(args)
+        .arg("--store")
+        .arg(store)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run flowcore")
+}
+
+/// The files next to `path` that SQLite would make for it.
+pub fn companions(path: &Path) -> Vec<PathBuf> {
+    ["-wal", "-shm", "-journal"]
+        .iter()
+        .map(|s| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(s);
+            PathBuf::from(p)
+        })
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// A running dashboard on a free port, and its base URL. Killed when dropped.
+pub struct Dashboard {
+    pub running: Option<Running>,
+    pub url: String,
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        if let Some(running) = &mut self.running {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+        }
+    }
+}
+
+impl Dashboard {
+    /// Sends it SIGTERM, as a service manager or `kill` stops it.
+    pub fn sigterm(&self) {
+        let pid = self.running.as_ref().unwrap().child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success(), "kill -TERM {pid}: {status}");
+    }
+
+    /// Waits (with the deadline) for it to exit; returns what it printed.
+    pub fn wait_exit(mut self) -> std::process::Output {
+        self.running.take().unwrap().finish_unchecked()
+    }
+}
+
+pub fn start_dashboard(store: &Path) -> Dashboard {
+    start_dashboard_with(store, &[], &[])
+}
+
+/// A dashboard started with more arguments and environment variables (the limits'
+/// `FLOWCORE_DASHBOARD_…`).
+pub fn start_dashboard_with(store: &Path, args: &[&str], envs: &[(&str, &str)]) -> Dashboard {
+    let mut running = Running::spawn(
+        Command::new(flowcore_bin())
+            .args(["server", "start", "--port", "0", "--store"])
+            .arg(store)
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let rest = running.wait_for_line("flowcore dashboard at");
+    let url = rest
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{rest}");
+    assert!(
+        rest.ends_with(&format!("(store {})", store.display())),
+        "{rest}"
+    );
+    Dashboard {
+        running: Some(running),
+        url,
+    }
+}
