@@ -23,7 +23,7 @@ use crate::task::{TaskBody, TaskCall};
 /// ```
 /// use flowcore::{flow, task};
 ///
-/// #[task(retries = 2)]
+/// #[task]
 /// async fn double(x: u64) -> u64 {
 ///     x * 2
 /// }

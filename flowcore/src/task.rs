@@ -129,7 +129,7 @@ pin_project! {
     /// ```
     /// use flowcore::task;
     ///
-    /// #[task(retries = 2)]
+    /// #[task]
     /// async fn add(a: u32, b: u32) -> u32 {
     ///     a + b
     /// }
