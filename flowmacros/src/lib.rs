@@ -30,7 +30,7 @@ use args::Macro;
 /// | argument | meaning |
 /// |---|---|
 /// | `name = "extract"` | the task's name (default: the function's) |
-/// | `retries = 10` | attempts after the first; the arguments must then be `Clone` |
+/// | `retries = 10` | attempts after the first; needs a `Result` output (only an `Err` is retried, never a panic), and the arguments must be `Clone` |
 /// | `retry_delay = "15s"` or `["1s", "10s", "1m"]` | delay before each retry (a list's last entry repeats) |
 /// | `retry_backoff = 2.0` | multiply the delay after each retry |
 /// | `retry_jitter = 0.2` | move each delay randomly by up to ±20 % |
@@ -44,6 +44,9 @@ use args::Macro;
 /// | `on_failure = f`, `on_completion = f` | `fn(&RunInfo, &State)`, called on the final state |
 ///
 /// Durations are humantime strings ("250ms", "15s", "1h 30m", "1d"), checked at compile time.
+/// A `Result` output is a type named `Result` (`Result<T, E>`, `io::Result<T>`,
+/// `anyhow::Result<T>`); a task returning anything else fails only by panicking, so `retries`,
+/// `retry_if` and `timeout` need a `Result`.
 ///
 /// ```
 /// use flowcore::{task, RunInfo, State};
@@ -82,7 +85,8 @@ pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Arguments: `name`, `retries`, `retry_delay`, `retry_backoff`, `retry_jitter`, `retry_if`,
 /// `timeout`, `on_state`, `on_failure`, `on_completion`, with the meanings they have on
-/// [`macro@task`]. A flow's final state is `Failed` if its body returns `Err` or panics,
+/// [`macro@task`] (`retries` needs a `Result` output here too: a panicking flow body is not
+/// retried). A flow's final state is `Failed` if its body returns `Err` or panics,
 /// `TimedOut` on timeout, `Cancelled` if its future is dropped, and `Completed` otherwise, even
 /// when task runs inside it failed and the body handled them.
 ///

@@ -9,6 +9,18 @@ pub(crate) fn validate(args: &Args, function: &Function, which: Macro) -> syn::R
     let noun = which.noun();
 
     let retries = args.retries.as_ref().map_or(0, |r| r.value);
+    if let Some(setting) = &args.retries
+        && retries > 0
+        && !function.fallible
+    {
+        // A panic is a bug and never retried, so an output that cannot be `Err` never is.
+        errors.at(
+            &setting.key,
+            format!(
+                "`retries` needs the {noun} to return a `Result`: only an `Err` is retried (a panic never is); return `Result<T, E>` (or an alias named `Result`, like `io::Result<T>`), or remove `retries`"
+            ),
+        );
+    }
     if retries == 0 {
         let fix = match &args.retries {
             Some(_) => "with `retries = 0`; set `retries` above 0 or remove it",
@@ -32,14 +44,8 @@ pub(crate) fn validate(args: &Args, function: &Function, which: Macro) -> syn::R
             "`retry_backoff` cannot be combined with a list of delays: give one `retry_delay` to multiply, or list every delay",
         );
     }
-    if let Some(retry_if) = &args.retry_if
-        && !function.fallible
-    {
-        errors.at(
-            &retry_if.key,
-            format!("`retry_if` needs a {noun} that returns `Result`: it decides which errors are retried"),
-        );
-    }
+    // `retry_if` without a `Result` is already an error: of `retries`, or of `retry_if`
+    // without retries.
     if let Some(timeout) = &args.timeout
         && !function.fallible
     {

@@ -18,8 +18,8 @@ async fn greet(name: &str) -> String {
 }
 
 #[task(retries = 1)]
-async fn count_items(order: &Order) -> usize {
-    order.items.len()
+async fn count_items(order: &Order) -> Result<usize, String> {
+    Ok(order.items.len())
 }
 
 #[task]
@@ -41,7 +41,7 @@ async fn describe<T: Display + Clone + Send + Sync>(
 #[flow(name = "edition-2021")]
 async fn edition_flow(customer: &str, order: &Order) -> Vec<String> {
     let greeting = greet(customer).await;
-    let count = count_items(order).await;
+    let count = count_items(order).await.unwrap();
     let with_prefix = label(Some("order"), order.id).await;
     let without_prefix = label(None, order.id).await;
     let number = describe(count, 2).await.unwrap();

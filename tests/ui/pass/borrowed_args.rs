@@ -12,8 +12,8 @@ async fn greet(name: &str) -> String {
 }
 
 #[task(retries = 2)]
-async fn prefixed<'a>(config: &'a Config, name: &'a str) -> String {
-    format!("{}{name}", config.prefix)
+async fn prefixed<'a>(config: &'a Config, name: &'a str) -> Result<String, String> {
+    Ok(format!("{}{name}", config.prefix))
 }
 
 #[task]
@@ -33,7 +33,7 @@ async fn main() {
     };
     let name = String::from("Ada");
     assert_eq!(greet(&name).await, "Hello, Ada!");
-    assert_eq!(prefixed(&config, &name).await, "dear Ada");
+    assert_eq!(prefixed(&config, &name).await.unwrap(), "dear Ada");
     assert_eq!(shout(Cow::Borrowed("hi")).await, "HI");
     assert_eq!(cached_len("ab", Cow::Owned("c".into())).await, 3);
 }

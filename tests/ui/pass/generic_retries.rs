@@ -8,16 +8,16 @@ async fn describe<T: Clone + Send + Debug>(value: T) -> Result<String, String> {
 }
 
 #[task(retries = 1)]
-async fn first<T>(items: Vec<T>) -> Option<T>
+async fn first<T>(items: Vec<T>) -> Result<T, String>
 where
     T: Clone + Send,
 {
-    items.into_iter().next()
+    items.into_iter().next().ok_or_else(|| "no items".to_owned())
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     assert_eq!(describe(vec![1, 2]).await.unwrap(), "[1, 2]");
     assert_eq!(describe::<&str>("x").await.unwrap(), "\"x\"");
-    assert_eq!(first(vec!['a', 'b']).await, Some('a'));
+    assert_eq!(first(vec!['a', 'b']).await, Ok('a'));
 }

@@ -3,9 +3,9 @@ use std::fmt::Display;
 use flowcore::{TimeoutError, task};
 
 #[task(retries = 2, cache_for = "1h")]
-async fn patterns(mut count: u32, (a, b): (u32, u32), _: String) -> u32 {
+async fn patterns(mut count: u32, (a, b): (u32, u32), _: String) -> Result<u32, String> {
     count += a + b;
-    count
+    Ok(count)
 }
 
 #[task(retries = 1, timeout = "1s", retry_if = |_| true)]
@@ -34,7 +34,7 @@ async fn keyed_by_closure(id: u32, label: String) -> usize {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    assert_eq!(patterns(1, (2, 3), "x".into()).await, 6);
+    assert_eq!(patterns(1, (2, 3), "x".into()).await, Ok(6));
     assert_eq!(generic_error::<anyhow::Error>(3).await.unwrap(), 3);
     assert_eq!(no_args().await.unwrap(), 1);
     assert_eq!(keyed_by_path(1, "ab".into()).await, 3);
