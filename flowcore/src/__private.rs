@@ -10,12 +10,20 @@
 //!   Where a runtime bound can still fail, the macros write its generic argument at the
 //!   user's type, so the error lands there and rustc merges it with the check's.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::TimeoutError;
 use crate::hooks::RunInfo;
+use crate::record::{FlowRunRecord, TaskRunRecord};
 use crate::state::State;
+use crate::task::TaskBody;
 
 pub use crate::attempt::{Behaviour, Once, Repeat, Timeout};
 pub use crate::cache::{ArgsKey, Cache, CacheArg};
@@ -164,4 +172,37 @@ impl<E: From<TimeoutError>> FromTimeout for E {}
 /// name `E`, so an `E` without the conversion is reported at the error type.
 pub fn timeout_error<T, E: FromTimeout>(timeout: TimeoutError) -> Result<T, E> {
     Err(E::from(timeout))
+}
+
+// ---------------------------------------------------------------------------------------------
+// An attribute with an error.
+
+/// The body type of a call whose attribute has an error. The macros then write the function
+/// with its usual shape, `fn f(…) -> TaskCall<UnexpandedTask<Output>>`, and
+/// `unimplemented!()` as its code, beside the error: callers type-check against it, so the
+/// user sees the attribute's error alone. It cannot be built.
+pub struct Unexpanded<R, Rec>(Infallible, PhantomData<fn() -> (R, Rec)>);
+
+/// See [`Unexpanded`].
+pub type UnexpandedTask<R> = Unexpanded<R, TaskRunRecord>;
+
+/// See [`Unexpanded`].
+pub type UnexpandedFlow<R> = Unexpanded<R, FlowRunRecord>;
+
+impl<R, Rec: Record> Future for Unexpanded<R, Rec> {
+    type Output = Finished<R, Rec>;
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.0 {}
+    }
+}
+
+impl<R> TaskBody for Unexpanded<R, TaskRunRecord> {
+    fn options(&mut self) -> &mut CallOptions<R> {
+        match self.0 {}
+    }
+
+    fn task_name(&self) -> &'static str {
+        match self.0 {}
+    }
 }

@@ -106,28 +106,30 @@ fn example(key: &str) -> String {
     format!("`{}`", text.replace(" or ", "` or `"))
 }
 
-/// Parses the attribute's tokens; reports every problem, not only the first.
-pub(crate) fn parse(tokens: proc_macro2::TokenStream, which: Macro) -> syn::Result<Args> {
-    let metas = syn::parse::Parser::parse2(
+/// Parses the attribute's tokens into every argument that is right; each problem goes into
+/// `errors`, not only the first.
+pub(crate) fn parse(tokens: proc_macro2::TokenStream, which: Macro, errors: &mut Errors) -> Args {
+    let mut args = Args::default();
+    let metas = match syn::parse::Parser::parse2(
         Punctuated::<Meta, Token![,]>::parse_terminated,
         tokens.clone(),
-    )
-    .map_err(|e| {
-        if let Some(hint) = syntax_hint(&tokens, which) {
-            return hint;
+    ) {
+        Ok(metas) => metas,
+        Err(e) => {
+            errors.push(syntax_hint(&tokens, which).unwrap_or_else(|| {
+                syn::Error::new(
+                    e.span(),
+                    format!(
+                        "{e}: {} takes `key = value` arguments separated by commas, e.g. `#[{}(retries = 3, retry_delay = \"15s\")]`",
+                        which.attr(),
+                        which.noun()
+                    ),
+                )
+            }));
+            return args;
         }
-        syn::Error::new(
-            e.span(),
-            format!(
-                "{e}: {} takes `key = value` arguments separated by commas, e.g. `#[{}(retries = 3, retry_delay = \"15s\")]`",
-                which.attr(),
-                which.noun()
-            ),
-        )
-    })?;
+    };
 
-    let mut args = Args::default();
-    let mut errors = Errors::default();
     let mut seen: Vec<String> = Vec::new();
     for meta in metas {
         let path = meta.path();
@@ -172,7 +174,7 @@ pub(crate) fn parse(tokens: proc_macro2::TokenStream, which: Macro) -> syn::Resu
             errors.push(e);
         }
     }
-    errors.finish(args)
+    args
 }
 
 /// A clearer error for two common slips: `key: value`, and a bare string for the name.

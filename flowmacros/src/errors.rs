@@ -16,6 +16,15 @@ impl Errors {
         self.push(syn::Error::new_spanned(span, message));
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Every error, if anything went wrong.
+    pub(crate) fn into_error(self) -> Option<syn::Error> {
+        self.0
+    }
+
     /// `Ok(value)` if nothing went wrong, otherwise every error.
     pub(crate) fn finish<T>(self, value: T) -> syn::Result<T> {
         match self.0 {

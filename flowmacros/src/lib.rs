@@ -1,22 +1,30 @@
 //! The `#[task]` and `#[flow]` attributes of [flowcore](https://docs.rs/flowcore).
 //!
 //! Use them through `flowcore` (`use flowcore::{task, flow};`); the code they generate refers
-//! to `::flowcore`. Each attribute runs three stages: [`args`] parses the arguments into a typed
-//! struct, [`signature`] and [`validate`] check the function and the arguments together, and
-//! [`expand`] writes the wrapper. Every problem found is reported, each at its own tokens.
+//! to `::flowcore`. Each attribute runs in stages:
+//! [`item`] reads the function (its body stays tokens), [`args`] parses the arguments into a
+//! typed struct, [`signature`] and [`validate`] check the function and the arguments together,
+//! and [`expand`] writes the wrapper. Every problem found is reported, each at its own tokens;
+//! with any, [`fallback`] writes the function with its usual shape beside the errors, so that
+//! its callers add none.
 
 use proc_macro::TokenStream;
-use syn::ItemFn;
 
 mod args;
 mod duration;
 mod errors;
 mod expand;
+mod fallback;
+mod item;
 mod lifetimes;
 mod signature;
+#[cfg(test)]
+mod tests;
 mod validate;
 
 use args::Macro;
+use errors::Errors;
+use item::FnItem;
 
 /// Turns an `async fn` into a tracked task.
 ///
@@ -115,27 +123,37 @@ pub fn flow(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn attribute(args: TokenStream, item: TokenStream, which: Macro) -> TokenStream {
-    let item_tokens = proc_macro2::TokenStream::from(item);
-    let function = match syn::parse2::<ItemFn>(item_tokens.clone()) {
+    expand_attribute(args.into(), item.into(), which).into()
+}
+
+/// The whole expansion: parse, check, then write the wrapper; on any error, the errors and a
+/// function of the same shape (see [`fallback`]).
+fn expand_attribute(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+    which: Macro,
+) -> proc_macro2::TokenStream {
+    let function = match syn::parse2::<FnItem>(item.clone()) {
         Ok(f) => f,
-        Err(_) => return combine(not_a_function(&item_tokens, which), item_tokens),
-    };
-    let parsed = args::parse(args.into(), which);
-    let analyzed = signature::analyze(function.clone(), which);
-    let result = match (parsed, analyzed) {
-        (Ok(args), Ok(function)) => validate::validate(&args, &function, which)
-            .map(|()| expand::expand(args, function, which)),
-        (Err(mut a), Err(b)) => {
-            a.combine(b);
-            Err(a)
+        Err(_) => {
+            let mut out = not_a_function(&item, which).to_compile_error();
+            out.extend(item);
+            return out;
         }
-        (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    match result {
-        Ok(tokens) => tokens.into(),
-        // Emitting the function unchanged beside the errors keeps other errors (and IDEs) from
-        // complaining that it does not exist.
-        Err(error) => combine(error, quote::quote!(#function)),
+    let mut errors = Errors::default();
+    let args = args::parse(args, which, &mut errors);
+    let analyzed = signature::analyze(&function, which, &mut errors);
+    if errors.is_empty() {
+        validate::validate(&args, &analyzed, which, &mut errors);
+    }
+    match errors.into_error() {
+        None => expand::expand(args, analyzed, which),
+        Some(error) => {
+            let mut out = error.to_compile_error();
+            out.extend(fallback::expand(&function, which));
+            out
+        }
     }
 }
 
@@ -176,10 +194,4 @@ fn not_a_function(item: &proc_macro2::TokenStream, which: Macro) -> syn::Error {
             format!("{} goes on an `async fn` with a body", which.attr()),
         ),
     }
-}
-
-fn combine(error: syn::Error, tokens: proc_macro2::TokenStream) -> TokenStream {
-    let mut out = error.to_compile_error();
-    out.extend(tokens);
-    out.into()
 }

@@ -4,12 +4,13 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens as _, format_ident};
 use syn::visit::Visit;
 use syn::{
-    Attribute, FnArg, GenericArgument, GenericParam, Generics, Ident, ItemFn, Pat, PathArguments,
+    Attribute, FnArg, GenericArgument, GenericParam, Generics, Ident, Pat, PathArguments,
     ReturnType, Safety, Signature, Type, TypeImplTrait, Visibility, parse_quote,
 };
 
 use crate::args::Macro;
 use crate::errors::Errors;
+use crate::item::FnItem;
 use crate::lifetimes;
 
 /// One argument of the function.
@@ -37,7 +38,7 @@ pub(crate) struct Function {
     pub ok_type: Option<Type>,
     pub err_type: Option<Type>,
     /// The user's function, unchanged apart from the attributes it keeps: the body that runs.
-    pub body: ItemFn,
+    pub body: FnItem,
 }
 
 impl Function {
@@ -74,11 +75,11 @@ impl Function {
     }
 }
 
-/// Checks that the item is a function the attribute can wrap, and takes it apart.
-pub(crate) fn analyze(item: ItemFn, which: Macro) -> syn::Result<Function> {
-    let mut errors = Errors::default();
+/// Checks that the item is a function the attribute can wrap, and takes it apart. Every
+/// problem goes into `errors`.
+pub(crate) fn analyze(item: &FnItem, which: Macro, errors: &mut Errors) -> Function {
     let sig = &item.sig;
-    check_qualifiers(sig, which, &mut errors);
+    check_qualifiers(sig, which, errors);
 
     let mut args = Vec::new();
     let mut generics = sig.generics.clone();
@@ -148,10 +149,10 @@ pub(crate) fn analyze(item: ItemFn, which: Macro) -> syn::Result<Function> {
     };
 
     let (outer_attrs, inner_attrs) = split_attrs(&item.attrs);
-    let mut body = item;
+    let mut body = item.clone();
     body.attrs = inner_attrs;
     let vis = std::mem::replace(&mut body.vis, Visibility::Inherited);
-    errors.finish(Function {
+    Function {
         outer_attrs,
         vis,
         generics,
@@ -161,7 +162,7 @@ pub(crate) fn analyze(item: ItemFn, which: Macro) -> syn::Result<Function> {
         ok_type,
         err_type,
         body,
-    })
+    }
 }
 
 fn check_qualifiers(sig: &Signature, which: Macro, errors: &mut Errors) {
@@ -243,7 +244,7 @@ fn find_impl_trait(ty: &Type) -> Option<&TypeImplTrait> {
 
 /// Docs, `cfg`, lint levels and `deprecated` describe the function users call; the rest
 /// (`#[instrument]`, `#[allow]` too) belongs to the body.
-fn split_attrs(attrs: &[Attribute]) -> (Vec<Attribute>, Vec<Attribute>) {
+pub(crate) fn split_attrs(attrs: &[Attribute]) -> (Vec<Attribute>, Vec<Attribute>) {
     let mut outer = Vec::new();
     let mut inner = Vec::new();
     for attr in attrs {

@@ -4,8 +4,7 @@ use crate::args::{Args, Macro};
 use crate::errors::Errors;
 use crate::signature::Function;
 
-pub(crate) fn validate(args: &Args, function: &Function, which: Macro) -> syn::Result<()> {
-    let mut errors = Errors::default();
+pub(crate) fn validate(args: &Args, function: &Function, which: Macro, errors: &mut Errors) {
     let noun = which.noun();
 
     let retries = args.retries.as_ref().map_or(0, |r| r.value);
@@ -70,5 +69,4 @@ pub(crate) fn validate(args: &Args, function: &Function, which: Macro) -> syn::R
             );
         }
     }
-    errors.finish(())
 }

@@ -1,0 +1,90 @@
+//! Properties of the generated code that the UI tests cannot see: which paths it names, and
+//! what an attribute with an error expands to.
+
+use proc_macro2::{TokenStream, TokenTree};
+use quote::quote;
+
+use crate::args::Macro;
+use crate::expand_attribute;
+
+/// Every identifier in the tokens, groups included, each with the token before it.
+fn idents(tokens: TokenStream) -> Vec<(Option<TokenTree>, String)> {
+    fn walk(tokens: TokenStream, out: &mut Vec<(Option<TokenTree>, String)>) {
+        let mut before = None;
+        for tree in tokens {
+            match &tree {
+                TokenTree::Ident(ident) => out.push((before.clone(), ident.to_string())),
+                TokenTree::Group(group) => walk(group.stream(), out),
+                _ => {}
+            }
+            before = Some(tree);
+        }
+    }
+    let mut out = Vec::new();
+    walk(tokens, &mut out);
+    out
+}
+
+fn count(tokens: &TokenStream, name: &str) -> usize {
+    idents(tokens.clone())
+        .iter()
+        .filter(|(_, ident)| ident == name)
+        .count()
+}
+
+#[test]
+fn an_attribute_with_an_error_expands_to_its_error_and_a_function_of_the_same_shape() {
+    let tokens = expand_attribute(
+        quote!(colour = "red"),
+        quote!(
+            async fn paint(wall: u32) -> u32 {
+                wall
+            }
+        ),
+        Macro::Task,
+    );
+    assert_eq!(count(&tokens, "compile_error"), 1, "{tokens}");
+    let text = tokens.to_string();
+    assert!(
+        text.contains(
+            "fn paint (_ : u32) -> :: flowcore :: TaskCall < :: flowcore :: __private :: UnexpandedTask < u32 >>"
+        ),
+        "{text}"
+    );
+    // The user's function is still there, to be checked.
+    assert!(
+        text.contains("async fn paint (wall : u32) -> u32 { wall }"),
+        "{text}"
+    );
+
+    let tokens = expand_attribute(
+        quote!(),
+        quote!(
+            fn sync_flow() {}
+        ),
+        Macro::Flow,
+    );
+    assert_eq!(count(&tokens, "compile_error"), 1, "{tokens}");
+    assert!(
+        tokens
+            .to_string()
+            .contains("fn sync_flow () -> :: flowcore :: FlowCall < :: flowcore :: __private :: UnexpandedFlow < () >>"),
+        "{tokens}"
+    );
+}
+
+#[test]
+fn a_body_that_does_not_parse_is_written_back_for_rustc_to_report() {
+    let tokens = expand_attribute(
+        quote!(retries = 1),
+        quote!(async fn parse(text: String) -> Result<u32, String> { let x = text +; x.parse() }),
+        Macro::Task,
+    );
+    assert_eq!(count(&tokens, "compile_error"), 0, "{tokens}");
+    assert!(
+        tokens
+            .to_string()
+            .contains("{ let x = text + ; x . parse () }"),
+        "{tokens}"
+    );
+}
