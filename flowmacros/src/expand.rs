@@ -6,17 +6,26 @@
 //! fn extract<'__fc0>(url: &'__fc0 str)
 //!     -> ::flowcore::TaskCall<impl ::flowcore::TaskBody<Output = Result<Vec<Row>, Error>> + use<'__fc0>>
 //! {
-//!     async fn extract(url: &str) -> Result<Vec<Row>, Error> { … }   // the user's function
-//!     static SPEC: TaskSpec = TaskSpec { name: "extract", retry: …, hooks: … };
+//!     let spec = { static SPEC: TaskSpec = TaskSpec { name: "extract", retry: …, hooks: … }; &SPEC };
+//!     let body = {
+//!         async fn extract(url: &str) -> Result<Vec<Row>, Error> { … }   // the user's function
+//!         extract
+//!     };
 //!     let upstream = upstream_of(&[probe(&url)]);   // which task runs produced `url`
 //!     ::flowcore::TaskCall::new(run_task::<Fallible, _, _>(
-//!         &SPEC, Once::new((url,), |(url,)| extract(url)), behaviour, cache, codec, upstream,
+//!         spec, Once::new((url,), move |(url,)| body(url)), behaviour, cache, codec, upstream,
 //!     ))
 //! }
 //! ```
 //!
 //! The wrapper is a plain `fn`, not an `async fn`, so the call (not its first poll) records
 //! which flow run it belongs to.
+//!
+//! Every name the wrapper binds (the arguments, `spec`, `body`, `upstream`) has mixed-site
+//! hygiene, and the user's function sits in a block of its own: the user's function and the
+//! expressions in the attribute neither see nor shadow them, so an argument named like the
+//! function or like a hook changes nothing. Every path is absolute (`::core::…`,
+//! `::flowcore::…`), so local items named `Option`, `Result` or `core` change nothing either.
 //!
 //! Trait bounds the user's types must meet are checked by calls that name those types, written
 //! with their spans (`quote_spanned!`), so rustc reports a missing trait at the user's argument
@@ -29,10 +38,48 @@ use syn::spanned::Spanned as _;
 
 use crate::args::{Args, Macro};
 use crate::duration;
-use crate::signature::Function;
+use crate::signature::{Function, display_name};
+
+/// The names the generated code binds: mixed-site, so the user's code can neither see nor
+/// shadow them, and each different from every argument's name, since the arguments are
+/// mixed-site too (`body_` if an argument is named `body`).
+struct Vars {
+    spec: Ident,
+    body: Ident,
+    cache: Ident,
+    upstream: Ident,
+    parameters: Ident,
+    cache_key: Ident,
+}
+
+impl Vars {
+    fn new(function: &Function) -> Self {
+        let taken: Vec<String> = function
+            .args
+            .iter()
+            .map(|a| display_name(&a.name))
+            .collect();
+        let var = |name: &str| {
+            let mut name = name.to_owned();
+            while taken.contains(&name) {
+                name.push('_');
+            }
+            Ident::new(&name, Span::mixed_site())
+        };
+        Vars {
+            spec: var("spec"),
+            body: var("body"),
+            cache: var("cache"),
+            upstream: var("upstream"),
+            parameters: var("parameters"),
+            cache_key: var("cache_key"),
+        }
+    }
+}
 
 pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStream {
-    let parts = Parts::new(&args, &function);
+    let vars = Vars::new(&function);
+    let parts = Parts::new(&args, &function, &vars);
     let Function {
         outer_attrs,
         vis,
@@ -47,6 +94,12 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
     let types = fn_args.iter().map(|a| &a.ty);
     let captures = function.captures();
     let where_clause = &generics.where_clause;
+    let type_params = function.type_params();
+    let turbofish = if type_params.is_empty() {
+        quote!()
+    } else {
+        quote!(::<#(#type_params),*>)
+    };
     let Parts {
         kind,
         cache_kind,
@@ -57,10 +110,8 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
         attempts,
         behaviour,
     } = &parts;
-    let spec = Ident::new("SPEC", Span::mixed_site());
+    let (spec_var, body_var) = (&vars.spec, &vars.body);
 
-    // The cache borrows the arguments, so it is made before the attempts take them.
-    let cache_var = Ident::new("cache", Span::mixed_site());
     // Whether outputs can be stored, for a resumed flow run to reuse them: `Some` exactly when
     // the output (or the `T` of `Result<T, E>`) serializes; nothing is required of it.
     // An output that borrows (`&'static str`) is never stored: the probe cannot see that
@@ -80,8 +131,9 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
         Macro::Task => {
             let refresh = args.refresh_cache.as_ref().is_some_and(|r| r.value);
             let tags = args.tags.iter();
-            let cache = cache(&args, &function, cache_kind, *call_span);
-            let upstream_var = Ident::new("upstream", Span::mixed_site());
+            let cache_var = &vars.cache;
+            let cache = cache(&args, &function, cache_kind, *call_span, &vars);
+            let upstream_var = &vars.upstream;
             let traced = fn_args.iter().map(|a| {
                 let (name, ty) = (&a.name, &a.ty);
                 quote!((&&::flowcore::__private::ArgProbe::<#ty>::new()).trace(&#name))
@@ -94,8 +146,9 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                     refresh_cache: #refresh,
                     tags: &[#(::flowcore::__private::Cow::Borrowed(#tags)),*],
                 },
-                // `cache_key = |a| …` is called where it is written. The data edges are
-                // found from the arguments before the attempts take them.
+                // `cache_key = |a| …` is called where it is written. The cache borrows the
+                // arguments and the data edges are found from them, before the attempts take
+                // them.
                 quote! {
                     #[allow(clippy::redundant_closure_call)]
                     let #cache_var = #cache;
@@ -106,16 +159,16 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                     };
                 },
                 quote_spanned! {*call_span=>
-                    ::flowcore::__private::run_task::<#kind, #output, _>(&#spec, #attempts, #behaviour, #cache_var, #codec, #upstream_var)
+                    ::flowcore::__private::run_task::<#kind, #output, _>(#spec_var, #attempts, #behaviour, #cache_var, #codec, #upstream_var)
                 },
             )
         }
         Macro::Flow => {
             // The arguments that serialize, recorded as the run's parameters.
-            let params_var = Ident::new("parameters", Span::mixed_site());
+            let params_var = &vars.parameters;
             let params = fn_args.iter().map(|a| {
                 let (name, ty) = (&a.name, &a.ty);
-                let key = name.to_string();
+                let key = display_name(name);
                 quote!((#key, (&&::flowcore::__private::ArgProbe::<#ty>::new()).json(&#name)))
             });
             (
@@ -131,7 +184,7 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                     };
                 },
                 quote_spanned! {*call_span=>
-                    ::flowcore::__private::run_flow::<#kind, #output, _>(&#spec, #attempts, #behaviour, #codec, #params_var)
+                    ::flowcore::__private::run_flow::<#kind, #output, _>(#spec_var, #attempts, #behaviour, #codec, #params_var)
                 },
             )
         }
@@ -151,20 +204,24 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
             #returns
             #where_clause
         {
-            // The attribute requires an `async fn`, with or without an `.await` in it.
-            #[allow(clippy::unused_async)]
-            #body
-
-            static #spec: #spec_type = #spec_type {
-                name: #name,
-                retry: #retry,
-                #spec_extra
-                hooks: #hooks,
+            let #spec_var: &'static #spec_type = {
+                static SPEC: #spec_type = #spec_type {
+                    name: #name,
+                    retry: #retry,
+                    #spec_extra
+                    hooks: #hooks,
+                };
+                &SPEC
+            };
+            let #body_var = {
+                // The attribute requires an `async fn`, with or without an `.await` in it.
+                #[allow(clippy::unused_async)]
+                #body
+                #ident #turbofish
             };
             #(#checks)*
             #prepare
             #call
-
         }
     }
 }
@@ -187,7 +244,7 @@ struct Parts {
 }
 
 impl Parts {
-    fn new(args: &Args, function: &Function) -> Self {
+    fn new(args: &Args, function: &Function, vars: &Vars) -> Self {
         let output = &function.output;
         // For `Result<T, E>`: `E` as written, else as the output's associated type.
         let (error_type, error_span) = match &function.err_type {
@@ -279,13 +336,7 @@ impl Parts {
         }
 
         let names: Vec<&Ident> = function.args.iter().map(|a| &a.name).collect();
-        let ident = function.ident();
-        let type_params = function.type_params();
-        let turbofish = if type_params.is_empty() {
-            quote!()
-        } else {
-            quote!(::<#(#type_params),*>)
-        };
+        let body_var = &vars.body;
         let attempts = if retries > 0 {
             // Each argument is copied by a call naming its type, so one that is not `Clone`
             // is reported at its type.
@@ -297,12 +348,12 @@ impl Parts {
                 ::flowcore::__private::Repeat::new(
                     (#(#names,)*),
                     |(#(#names,)*)| (#(#copies,)*),
-                    |(#(#names,)*)| #ident #turbofish (#(#names),*),
+                    move |(#(#names,)*)| #body_var(#(#names),*),
                 )
             }
         } else {
             quote! {
-                ::flowcore::__private::Once::new((#(#names,)*), |(#(#names,)*)| #ident #turbofish (#(#names),*))
+                ::flowcore::__private::Once::new((#(#names,)*), move |(#(#names,)*)| #body_var(#(#names),*))
             }
         };
 
@@ -355,7 +406,13 @@ impl Parts {
 
 /// `Some(Cache::…)` for a task with `cache_for`, else `None`. `kind` is written at the cached
 /// value's type and the call at `call_span`, where the same bounds fail for the run itself.
-fn cache(args: &Args, function: &Function, kind: &TokenStream, call_span: Span) -> TokenStream {
+fn cache(
+    args: &Args,
+    function: &Function,
+    kind: &TokenStream,
+    call_span: Span,
+    vars: &Vars,
+) -> TokenStream {
     let Some(cache_for) = &args.cache_for else {
         return quote!(::core::option::Option::None);
     };
@@ -366,20 +423,31 @@ fn cache(args: &Args, function: &Function, kind: &TokenStream, call_span: Span) 
         .map_or_else(|| function.ident().to_string(), |n| n.value());
     let key = match &args.cache_key {
         Some(key_fn) => {
+            // `f` is taken first, where the names below are not yet bound. The arguments are
+            // then lent to it under their own names, written at `f` with call-site hygiene,
+            // so a wrong signature is reported at `f` as in the user's own code (and rustc
+            // suggests no edit of the attribute: `&*x` is a borrow whose text is not there).
             let f = &key_fn.value;
-            // The call and its arguments are written at the function's path, so a wrong
-            // signature is reported there.
-            let names = function.args.iter().map(|a| {
-                let mut name = a.name.clone();
-                name.set_span(f.span());
-                name
-            });
-            // A closure is called as `(|a| …)(&a)`.
-            let callee = match f {
-                syn::Expr::Closure(_) => quote_spanned!(f.span()=> (#f)),
-                _ => quote!(#f),
-            };
-            quote_spanned!(f.span()=> #callee(#(&#names),*))
+            let mut key_fn_var = vars.cache_key.clone();
+            key_fn_var.set_span(Span::mixed_site().located_at(f.span()));
+            let refs = function.args.iter().map(|a| &a.name);
+            let lent: Vec<Ident> = function
+                .args
+                .iter()
+                .map(|a| {
+                    let mut name = a.name.clone();
+                    name.set_span(f.span());
+                    name
+                })
+                .collect();
+            let lent_refs = lent.iter().map(|name| quote_spanned!(f.span()=> &*#name));
+            quote! {
+                {
+                    let #key_fn_var = #f;
+                    let (#(#lent,)*) = (#(&#refs,)*);
+                    #key_fn_var(#(#lent_refs),*)
+                }
+            }
         }
         None => {
             // Each argument goes into the key through a call naming its type, so one that is

@@ -1,7 +1,8 @@
 //! Stage 2a: the function under the attribute, checked and taken apart for expansion.
 
-use proc_macro2::TokenStream;
-use quote::{ToTokens as _, format_ident};
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens as _;
+use syn::ext::IdentExt as _;
 use syn::visit::Visit;
 use syn::{
     Attribute, FnArg, GenericArgument, GenericParam, Generics, Ident, Pat, PathArguments,
@@ -15,7 +16,8 @@ use crate::lifetimes;
 
 /// One argument of the function.
 pub(crate) struct Arg {
-    /// The name the generated wrapper uses for it.
+    /// The name the generated wrapper uses for it: the user's, with mixed-site hygiene (see
+    /// [`wrapper_name`]).
     pub name: Ident,
     /// Its type with elided lifetimes named, as the wrapper's signature declares it.
     pub ty: Type,
@@ -106,8 +108,10 @@ pub(crate) fn analyze(item: &FnItem, which: Macro, errors: &mut Errors) -> Funct
                     continue;
                 }
                 let name = match &*typed.pat {
-                    Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => p.ident.clone(),
-                    _ => format_ident!("__arg{}", i),
+                    Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
+                        wrapper_name(&p.ident)
+                    }
+                    _ => Ident::new(&format!("__arg{i}"), Span::mixed_site()),
                 };
                 let mut ty = (*typed.ty).clone();
                 namer.name_elided(&mut ty);
@@ -163,6 +167,26 @@ pub(crate) fn analyze(item: &FnItem, which: Macro, errors: &mut Errors) -> Funct
         err_type,
         body,
     }
+}
+
+/// The wrapper's name for an argument: the user's name with mixed-site hygiene, located at the
+/// user's. The expressions in the attribute (`on_state = log` beside an argument `log`) and the
+/// body's function (`fn user(user: u32)`) are written with call-site hygiene, so neither sees
+/// or shadows it.
+fn wrapper_name(ident: &Ident) -> Ident {
+    let span = Span::mixed_site().located_at(ident.span());
+    // Mixed-site spans carry this crate's edition, in which `gen` is a keyword.
+    if ident == "gen" {
+        return Ident::new_raw("gen", span);
+    }
+    let mut name = ident.clone();
+    name.set_span(span);
+    name
+}
+
+/// The argument's name as the user wrote it, without `r#`: the key of a flow's parameter.
+pub(crate) fn display_name(name: &Ident) -> String {
+    name.unraw().to_string()
 }
 
 fn check_qualifiers(sig: &Signature, which: Macro, errors: &mut Errors) {

@@ -32,6 +32,78 @@ fn count(tokens: &TokenStream, name: &str) -> usize {
         .count()
 }
 
+/// A task and a flow with every setting that generates code.
+fn everything(krate: Option<&str>) -> Vec<TokenStream> {
+    let krate = krate.map(|path| quote!(crate = #path,));
+    vec![
+        expand_attribute(
+            quote!(#krate retries = 2, retry_delay = "1s", retry_if = transient, timeout = "5s",
+                cache_for = "1h", tags = ["db"], on_state = log, on_failure = [notify]),
+            quote!(
+                async fn fetch(id: u64, name: &str) -> Result<u64, Error> {
+                    Ok(id)
+                }
+            ),
+            Macro::Task,
+        ),
+        expand_attribute(
+            quote!(#krate retries = 1, timeout = "5s", retry_if = transient, on_completion = notify),
+            quote!(
+                async fn nightly(day: u32) -> anyhow::Result<u32> {
+                    Ok(day)
+                }
+            ),
+            Macro::Flow,
+        ),
+        expand_attribute(
+            quote!(#krate cache_for = "1h"),
+            quote!(
+                async fn plain<T: Clone>(value: T) -> u64 {
+                    1
+                }
+            ),
+            Macro::Task,
+        ),
+    ]
+}
+
+#[test]
+fn without_crate_the_generated_code_names_flowcore_from_the_root() {
+    for tokens in everything(None) {
+        let mut flowcore = 0;
+        for (before, ident) in idents(tokens.clone()) {
+            if ident == "flowcore" {
+                flowcore += 1;
+                assert!(
+                    matches!(before, Some(TokenTree::Punct(p)) if p.as_char() == ':'),
+                    "`flowcore` without a leading `::` in {tokens}"
+                );
+            }
+        }
+        assert!(flowcore > 5, "{tokens}");
+    }
+}
+
+#[test]
+fn the_generated_code_names_prelude_items_by_absolute_path() {
+    // The bodies above use `Ok`, `Result` and `Clone` themselves; everything else that could
+    // be shadowed must come after `::`.
+    let shadowable = [
+        "Option", "Some", "None", "Box", "Vec", "String", "Default", "Into", "From", "Send",
+        "Sync", "Sized", "Fn", "FnOnce", "FnMut", "Drop", "Iterator", "core", "std",
+    ];
+    for tokens in everything(None) {
+        for (before, ident) in idents(tokens.clone()) {
+            if shadowable.contains(&ident.as_str()) {
+                assert!(
+                    matches!(&before, Some(TokenTree::Punct(p)) if p.as_char() == ':'),
+                    "`{ident}` without a leading `::` in {tokens}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn an_attribute_with_an_error_expands_to_its_error_and_a_function_of_the_same_shape() {
     let tokens = expand_attribute(

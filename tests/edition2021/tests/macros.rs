@@ -38,6 +38,18 @@ async fn describe<T: Display + Clone + Send + Sync>(
     Ok(value.to_string().repeat(times))
 }
 
+// `gen` is a keyword from edition 2024 on, the macros' own edition: an argument of a 2021
+// crate may still be named so, and an argument may have the function's name.
+#[task(retries = 1)]
+async fn repeat(gen: usize, repeat: &str) -> Result<String, String> {
+    Ok(repeat.repeat(gen))
+}
+
+#[flow]
+async fn gen(gen: usize) -> String {
+    repeat(gen, "ab").await.unwrap()
+}
+
 #[flow(name = "edition-2021")]
 async fn edition_flow(customer: &str, order: &Order) -> Vec<String> {
     let greeting = greet(customer).await;
@@ -90,4 +102,11 @@ async fn a_borrowed_argument_can_be_a_temporary_outside_a_flow() {
     let (out, run) = describe(1.5_f64, 3).with_run().await;
     assert_eq!(out, Ok("1.51.51.5".to_owned()));
     assert_eq!(run.attempts, 1);
+}
+
+#[tokio::test]
+async fn arguments_named_gen_or_like_the_function_work_in_a_2021_crate() {
+    let (out, run) = gen(2).with_run().await;
+    assert_eq!(out, "abab");
+    assert_eq!(run.task_runs[0].state().kind, Completed);
 }
