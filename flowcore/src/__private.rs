@@ -1,14 +1,19 @@
 //! Support for the code `#[task]` and `#[flow]` generate. Each check below exists to turn a
 //! misuse into one error that names the problem and its fix, at the user's token.
 //!
-//! - A check is a call with the user's type as an explicit generic argument
-//!   (`retry_clone::<T>`), which the macros write with that type's span: rustc points at the
-//!   type, and the trait's `on_unimplemented` names the fix.
+//! - A check names the user's type through a trait, `<T as RetryArg>::retry_clone(…)`, which
+//!   the macros write with that type's span: rustc points at the type, and the trait's
+//!   `on_unimplemented` names the fix. A trait's method, unlike a generic function's bound,
+//!   adds no "required by a bound in `flowcore::__private::…`" note sending users here, and
+//!   `#[diagnostic::do_not_recommend]` on a blanket impl reports the missing trait in our words
+//!   (one error for `Serialize` and `Deserialize` together) instead of the impl's bounds.
 //! - The runtime's own bounds must not fail again for the same mistake, at the attribute:
 //!   [`Repeat`] and [`ArgsKey`] need nothing of the arguments (each argument is checked on its
-//!   own), and [`Fallible`] needs `TaskError`, whose failure reads as flowcore's message.
-//!   Where a runtime bound can still fail, the macros write its generic argument at the
+//!   own), and [`Fallible`] needs `TaskError`, which the macros check first at `E`.
+//!   Where a runtime bound can still fail, the macros write its generic argument over the
 //!   user's type, so the error lands there and rustc merges it with the check's.
+//! - Hooks and `retry_if` are coerced to their function pointer types where they are written,
+//!   so a wrong signature is reported at the user's function with the signature wanted.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,9 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::TimeoutError;
-use crate::hooks::RunInfo;
 use crate::record::{FlowRunRecord, TaskRunRecord};
-use crate::state::State;
 use crate::task::TaskBody;
 
 pub use crate::attempt::{Behaviour, Once, Repeat, Timeout};
@@ -64,19 +67,25 @@ pub fn upstream_of(args: &[Option<&dyn TraceArg>]) -> Vec<crate::record::Upstrea
 // `retries`: every argument is copied for each attempt.
 
 /// An argument of a task or flow that may run more than once.
+///
+/// The blanket impl keeps its `Clone` bound visible to rustc (no `do_not_recommend`), so the
+/// error also says "the trait `Clone` is not implemented" and suggests `#[derive(Clone)]`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` must implement `Clone`: with `retries`, each attempt gets its own copy of the arguments",
     label = "not `Clone`",
     note = "derive or implement `Clone` for it, take a reference or an `Arc` instead, or remove `retries`"
 )]
-pub trait RetryArg: Clone {}
+pub trait RetryArg: Sized {
+    /// Copies the argument for the next attempt. The macros call it once per argument, as
+    /// `<T as RetryArg>::retry_clone(arg)` with the argument's type as written, so a type that
+    /// is not `Clone` is reported at that type.
+    fn retry_clone(&self) -> Self;
+}
 
-impl<T: Clone> RetryArg for T {}
-
-/// Copies one argument for the next attempt. The macros call it once per argument, with the
-/// argument's type as written, so a type that is not `Clone` is reported at that type.
-pub fn retry_clone<T: RetryArg>(arg: &T) -> T {
-    arg.clone()
+impl<T: Clone> RetryArg for T {
+    fn retry_clone(&self) -> Self {
+        self.clone()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -99,63 +108,57 @@ impl<T, E> ResultError for Result<T, E> {
 // ---------------------------------------------------------------------------------------------
 // `cache_for`: the arguments make the key, the output is stored as JSON.
 
-/// One argument as a part of the cache key. Called with the argument's type as written, so a
-/// type that is not `Serialize` is reported at that type; [`ArgsKey`] itself needs nothing
-/// more, so no error is repeated for the arguments as a whole.
-pub fn cache_arg<T: CacheArg>(arg: &T) -> &dyn CacheArg {
-    arg
+/// One argument as a part of the cache key. The macros call it as
+/// `<T as CacheKeyArg>::key_part(&arg)` with the argument's type as written, so a type that is
+/// not `Serialize` is reported at that type; [`ArgsKey`] itself needs nothing more, so no error
+/// is repeated for the arguments as a whole.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` must implement `serde::Serialize`: with `cache_for`, the arguments make the cache key",
+    label = "not `Serialize`",
+    note = "derive `Serialize` for it, or set `cache_key = key_fn` (`fn(&A, &B, …) -> impl Display`) to compute the key yourself"
+)]
+pub trait CacheKeyArg {
+    fn key_part(&self) -> &dyn CacheArg;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: CacheArg> CacheKeyArg for T {
+    fn key_part(&self) -> &dyn CacheArg {
+        self
+    }
 }
 
 /// The value a task with `cache_for` stores: its output, or the `T` of `Result<T, E>`.
+///
+/// One trait for both directions, so a type with neither gets one error. The supertraits let
+/// rustc see that the cache's own `Serialize` and `DeserializeOwned` bounds fail for the same
+/// reason, at the same type, and not report them again.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` must implement `serde::Serialize`: with `cache_for`, the result is stored as JSON",
-    label = "not `Serialize`",
-    note = "derive `Serialize` and `Deserialize` for it, or remove `cache_for`"
+    message = "`{Self}` must implement `serde::Serialize` and `serde::Deserialize`: with `cache_for`, the result is stored as JSON and read back",
+    label = "not `Serialize` and `Deserialize`",
+    note = "derive both for it (`#[derive(Serialize, Deserialize)]`), or remove `cache_for`"
 )]
-pub trait CacheSerialize: Serialize {}
+pub trait CacheValue: Serialize + DeserializeOwned {}
 
 #[diagnostic::do_not_recommend]
-impl<T: Serialize> CacheSerialize for T {}
-
-/// See [`CacheSerialize`].
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` must implement `serde::Deserialize`: with `cache_for`, the result is read back from JSON",
-    label = "not `Deserialize`",
-    note = "derive `Serialize` and `Deserialize` for it, or remove `cache_for`"
-)]
-pub trait CacheDeserialize: DeserializeOwned {}
-
-#[diagnostic::do_not_recommend]
-impl<T: DeserializeOwned> CacheDeserialize for T {}
+impl<T: Serialize + DeserializeOwned> CacheValue for T {}
 
 /// Checks the cached value's type where the macros can write it out.
-pub const fn assert_cache_value<T: CacheSerialize + CacheDeserialize>() {}
+///
+/// A generic bound, not a trait method as the other checks: rustc would report each supertrait
+/// of a trait method's `Self` on its own, two errors for one mistake.
+pub const fn assert_cache_value<T: CacheValue>() {}
 
-/// Checks the cached value's type where the macros cannot write it out.
+/// Checks the cached value's type where the macros cannot write it out (`MyResult` for
+/// `Result<T, E>`).
 pub const fn assert_cache_output<K: Outcome<R>, R>()
 where
-    K::Value: CacheSerialize + CacheDeserialize,
+    K::Value: CacheValue,
 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hooks, `retry_if` and `timeout`.
-
-/// `on_state = f`: coerces `f` to its function pointer type where it is written, so a wrong
-/// signature is reported at `f`, and rustc's note shows this line, with the signature wanted.
-pub const fn state_hook(hook: fn(&RunInfo<'_>, &State, &State)) -> StateHook {
-    hook
-}
-
-/// `on_failure = f`, `on_completion = f`: as [`state_hook`].
-pub const fn hook(hook: fn(&RunInfo<'_>, &State)) -> Hook {
-    hook
-}
-
-/// `retry_if = f`: coerces `f` to `fn(&E) -> bool` for the body's error type `E`.
-pub const fn retry_if<K: Outcome<R>, R>(f: fn(&K::Error) -> bool) -> fn(&K::Error) -> bool {
-    f
-}
+// `timeout`.
 
 /// The error type of a task or flow with `timeout`.
 #[diagnostic::on_unimplemented(
@@ -163,15 +166,18 @@ pub const fn retry_if<K: Outcome<R>, R>(f: fn(&K::Error) -> bool) -> fn(&K::Erro
     label = "the timeout is returned as an `Err` of this type",
     note = "`anyhow::Error` and `Box<dyn Error + Send + Sync>` work as they are; give an error enum a `#[from] flowcore::TimeoutError` variant, or implement `From<flowcore::TimeoutError>`"
 )]
-pub trait FromTimeout: From<TimeoutError> {}
+pub trait FromTimeout: Sized {
+    /// How a timed-out attempt becomes the body's output: `Err(E::from(timeout))`. The macros
+    /// name `E` (`<E as FromTimeout>::timeout_result`), so an `E` without the conversion is
+    /// reported at the error type.
+    fn timeout_result<T>(timeout: TimeoutError) -> Result<T, Self>;
+}
 
 #[diagnostic::do_not_recommend]
-impl<E: From<TimeoutError>> FromTimeout for E {}
-
-/// How a timed-out attempt becomes the body's output: `Err(E::from(timeout))`. The macros
-/// name `E`, so an `E` without the conversion is reported at the error type.
-pub fn timeout_error<T, E: FromTimeout>(timeout: TimeoutError) -> Result<T, E> {
-    Err(E::from(timeout))
+impl<E: From<TimeoutError>> FromTimeout for E {
+    fn timeout_result<T>(timeout: TimeoutError) -> Result<T, E> {
+        Err(E::from(timeout))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::LitStr;
 
+use crate::expand::Krate;
+
 /// Parses `"250ms"`, `"15s"`, `"1h 30m"`, `"1d"` with humantime.
 pub(crate) fn parse(lit: &LitStr) -> syn::Result<Duration> {
     let text = lit.value();
@@ -20,7 +22,7 @@ pub(crate) fn parse(lit: &LitStr) -> syn::Result<Duration> {
 }
 
 /// A `Duration` constant: `::flowcore::__private::Duration::new(15, 0)`.
-pub(crate) fn tokens(d: Duration) -> TokenStream {
+pub(crate) fn tokens(d: Duration, krate: &Krate) -> TokenStream {
     let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-    quote!(::flowcore::__private::Duration::new(#secs, #nanos))
+    quote!(#krate::__private::Duration::new(#secs, #nanos))
 }

@@ -11,7 +11,8 @@
 //!         async fn extract(url: &str) -> Result<Vec<Row>, Error> { … }   // the user's function
 //!         extract
 //!     };
-//!     let upstream = upstream_of(&[probe(&url)]);   // which task runs produced `url`
+//!     let _ = <Error as ::flowcore::TaskError>::text;   // checks, at the user's types
+//!     let upstream = upstream_of(&[probe(&url)]);       // which task runs produced `url`
 //!     ::flowcore::TaskCall::new(run_task::<Fallible, _, _>(
 //!         spec, Once::new((url,), move |(url,)| body(url)), behaviour, cache, codec, upstream,
 //!     ))
@@ -27,18 +28,37 @@
 //! function or like a hook changes nothing. Every path is absolute (`::core::…`,
 //! `::flowcore::…`), so local items named `Option`, `Result` or `core` change nothing either.
 //!
-//! Trait bounds the user's types must meet are checked by calls that name those types, written
-//! with their spans (`quote_spanned!`), so rustc reports a missing trait at the user's argument
-//! or return type; see `flowcore::__private` for how each check avoids a second error.
+//! Trait bounds the user's types must meet are checked by code that names those types, written
+//! with their spans, so rustc reports a missing trait at the user's argument or return type;
+//! see `flowcore::__private` for how each check avoids a second error.
 
-use proc_macro2::{Literal, Span, TokenStream};
-use quote::{quote, quote_spanned};
-use syn::Ident;
+use proc_macro2::{Delimiter, Group, Ident, Literal, Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned as _;
 
 use crate::args::{Args, Macro};
 use crate::duration;
 use crate::signature::{Function, display_name};
+
+/// Where the generated code finds flowcore: `::flowcore`.
+pub(crate) struct Krate(TokenStream);
+
+impl Krate {
+    pub(crate) fn new() -> Self {
+        Krate(quote!(::flowcore))
+    }
+
+    /// The path with every token at `span`, for code whose errors rustc must report there.
+    fn at(&self, span: Span) -> TokenStream {
+        respan(self.0.clone(), span)
+    }
+}
+
+impl ToTokens for Krate {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        self.0.to_tokens(tokens);
+    }
+}
 
 /// The names the generated code binds: mixed-site, so the user's code can neither see nor
 /// shadow them, and each different from every argument's name, since the arguments are
@@ -49,6 +69,7 @@ struct Vars {
     cache: Ident,
     upstream: Ident,
     parameters: Ident,
+    retry_if: Ident,
     cache_key: Ident,
 }
 
@@ -72,14 +93,16 @@ impl Vars {
             cache: var("cache"),
             upstream: var("upstream"),
             parameters: var("parameters"),
+            retry_if: var("retry_if"),
             cache_key: var("cache_key"),
         }
     }
 }
 
 pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStream {
+    let krate = Krate::new();
     let vars = Vars::new(&function);
-    let parts = Parts::new(&args, &function, &vars);
+    let parts = Parts::new(&args, &function, &krate, &vars);
     let Function {
         outer_attrs,
         vis,
@@ -102,14 +125,16 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
     };
     let Parts {
         kind,
-        cache_kind,
-        call_span,
+        call_spans,
         retry,
         hooks,
         checks,
+        retry_if_fn,
         attempts,
         behaviour,
+        ..
     } = &parts;
+    let call_span = call_spans.0;
     let (spec_var, body_var) = (&vars.spec, &vars.body);
 
     // Whether outputs can be stored, for a resumed flow run to reuse them: `Some` exactly when
@@ -122,29 +147,30 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
         quote! {
             {
                 #[allow(unused_imports)]
-                use ::flowcore::__private::{NotStorable as _, Storable as _};
-                (&&::flowcore::__private::Probe::<#kind, #output>::new()).codec()
+                use #krate::__private::{NotStorable as _, Storable as _};
+                (&&#krate::__private::Probe::<#kind, #output>::new()).codec()
             }
         }
     };
+    let at_call = krate.at(call_span);
     let (call_type, body_trait, spec_type, spec_extra, prepare, start) = match which {
         Macro::Task => {
             let refresh = args.refresh_cache.as_ref().is_some_and(|r| r.value);
             let tags = args.tags.iter();
             let cache_var = &vars.cache;
-            let cache = cache(&args, &function, cache_kind, *call_span, &vars);
+            let cache = cache(&args, &function, &parts, &krate, &vars);
             let upstream_var = &vars.upstream;
             let traced = fn_args.iter().map(|a| {
                 let (name, ty) = (&a.name, &a.ty);
-                quote!((&&::flowcore::__private::ArgProbe::<#ty>::new()).trace(&#name))
+                quote!((&&#krate::__private::ArgProbe::<#ty>::new()).trace(&#name))
             });
             (
-                quote_spanned!(*call_span=> ::flowcore::TaskCall),
-                quote_spanned!(*call_span=> ::flowcore::TaskBody),
-                quote!(::flowcore::__private::TaskSpec),
+                quote_spanned!(call_span=> #at_call::TaskCall),
+                quote_spanned!(call_span=> #at_call::TaskBody),
+                quote!(#krate::__private::TaskSpec),
                 quote! {
                     refresh_cache: #refresh,
-                    tags: &[#(::flowcore::__private::Cow::Borrowed(#tags)),*],
+                    tags: &[#(#krate::__private::Cow::Borrowed(#tags)),*],
                 },
                 // `cache_key = |a| …` is called where it is written. The cache borrows the
                 // arguments and the data edges are found from them, before the attempts take
@@ -154,13 +180,16 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                     let #cache_var = #cache;
                     let #upstream_var = {
                         #[allow(unused_imports)]
-                        use ::flowcore::__private::{NotRecordable as _, Recordable as _};
-                        ::flowcore::__private::upstream_of(&[#(#traced),*])
+                        use #krate::__private::{NotRecordable as _, Recordable as _};
+                        #krate::__private::upstream_of(&[#(#traced),*])
                     };
                 },
-                quote_spanned! {*call_span=>
-                    ::flowcore::__private::run_task::<#kind, #output, _>(#spec_var, #attempts, #behaviour, #cache_var, #codec, #upstream_var)
-                },
+                call_over(
+                    quote!(#krate::__private::run_task),
+                    &[quote!(#kind), quote!(#output), quote!(_)],
+                    quote!(#spec_var, #attempts, #behaviour, #cache_var, #codec, #upstream_var),
+                    *call_spans,
+                ),
             )
         }
         Macro::Flow => {
@@ -169,23 +198,26 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
             let params = fn_args.iter().map(|a| {
                 let (name, ty) = (&a.name, &a.ty);
                 let key = display_name(name);
-                quote!((#key, (&&::flowcore::__private::ArgProbe::<#ty>::new()).json(&#name)))
+                quote!((#key, (&&#krate::__private::ArgProbe::<#ty>::new()).json(&#name)))
             });
             (
-                quote_spanned!(*call_span=> ::flowcore::FlowCall),
-                quote_spanned!(*call_span=> ::flowcore::FlowBody),
-                quote!(::flowcore::__private::FlowSpec),
+                quote_spanned!(call_span=> #at_call::FlowCall),
+                quote_spanned!(call_span=> #at_call::FlowBody),
+                quote!(#krate::__private::FlowSpec),
                 quote!(),
                 quote! {
                     let #params_var = {
                         #[allow(unused_imports)]
-                        use ::flowcore::__private::{NotRecordable as _, Recordable as _};
-                        ::flowcore::__private::parameters(&[#(#params),*])
+                        use #krate::__private::{NotRecordable as _, Recordable as _};
+                        #krate::__private::parameters(&[#(#params),*])
                     };
                 },
-                quote_spanned! {*call_span=>
-                    ::flowcore::__private::run_flow::<#kind, #output, _>(#spec_var, #attempts, #behaviour, #codec, #params_var)
-                },
+                call_over(
+                    quote!(#krate::__private::run_flow),
+                    &[quote!(#kind), quote!(#output), quote!(_)],
+                    quote!(#spec_var, #attempts, #behaviour, #codec, #params_var),
+                    *call_spans,
+                ),
             )
         }
     };
@@ -194,9 +226,13 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
         .as_ref()
         .map_or_else(|| ident.to_string(), |n| n.value());
 
-    let call = quote_spanned!(*call_span=> #call_type::new(#start));
-    let returns = quote_spanned! {*call_span=>
-        -> #call_type<impl #body_trait<Output = #output> + use<#(#captures),*>>
+    let call = call_over(quote!(#call_type::new), &[], start, *call_spans);
+    // The opaque type carries `run_task`'s bounds too: written over `E` like the call.
+    let (first, last) = *call_spans;
+    let opaque = quote_spanned!(first=> impl);
+    let close = quote_spanned!(last=> >);
+    let returns = quote_spanned! {last=>
+        -> #call_type<#opaque #body_trait<Output = #output> + use<#(#captures),* #close>
     };
     quote! {
         #(#outer_attrs)*
@@ -220,6 +256,7 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                 #ident #turbofish
             };
             #(#checks)*
+            #retry_if_fn
             #prepare
             #call
         }
@@ -230,59 +267,63 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
 struct Parts {
     /// `Fallible` or `Plain`: how the output is judged.
     kind: TokenStream,
-    /// `kind` again, written at the cached value's type (see [`cache`]).
+    /// `kind` again, written over the cached value's type (see [`cache`]).
     cache_kind: TokenStream,
-    /// Where errors about the start of the run go: at `E` of `Result<T, E>`, the only type
-    /// the runtime's bounds there can fail for (when `E` is not `Display`).
-    call_span: Span,
+    /// Where errors about the start of the run go: over `E` of `Result<T, E>`, the only type
+    /// the runtime's bounds there can fail for (when `E` is not `Display`), where the check
+    /// of `E` fails first.
+    call_spans: (Span, Span),
     retry: TokenStream,
     hooks: TokenStream,
-    /// Assertions that turn a missing trait into an error at the user's type.
+    /// Code that turns a missing trait into an error at the user's type.
     checks: Vec<TokenStream>,
+    /// `let retry_if: fn(&E) -> bool = f;`, when `retry_if = f` is given.
+    retry_if_fn: TokenStream,
     attempts: TokenStream,
     behaviour: TokenStream,
 }
 
 impl Parts {
-    fn new(args: &Args, function: &Function, vars: &Vars) -> Self {
+    fn new(args: &Args, function: &Function, krate: &Krate, vars: &Vars) -> Self {
         let output = &function.output;
         // For `Result<T, E>`: `E` as written, else as the output's associated type.
-        let (error_type, error_span) = match &function.err_type {
-            Some(e) => (Some(quote!(#e)), e.span()),
+        let error = match &function.err_type {
+            Some(e) => Some((quote!(#e), outer_spans(e))),
             None if function.fallible => {
                 // From the output's first token to its last, so rustc underlines all of it.
                 let (first, last) = outer_spans(output);
                 let open = quote_spanned!(first=> <);
                 let error = quote_spanned!(last=> Error);
-                (
-                    Some(quote! {
-                        #open #output as ::flowcore::__private::ResultError>::#error
-                    }),
-                    output.span(),
-                )
+                Some((
+                    quote! {
+                        #open #output as #krate::__private::ResultError>::#error
+                    },
+                    (first, last),
+                ))
             }
-            None => (None, output.span()),
+            None => None,
         };
-        // `Fallible` judges a `Result`; its bound on `E` is reported with flowcore's message.
-        // Written at `E`, so rustc points there.
-        let kind_at = |span: Span| match &error_type {
-            Some(_) => quote_spanned!(span=> ::flowcore::__private::Fallible),
-            None => quote!(::flowcore::__private::Plain),
+        // `Fallible` judges a `Result`; its bound on `E` is checked first (below). Written over
+        // `E`, so that rustc reports a failure of the same bound there, and only once.
+        let kind_over = |spans: (Span, Span)| match &error {
+            Some(_) => over(quote!(#krate::__private::Fallible), spans),
+            None => quote!(#krate::__private::Plain),
         };
-        let kind = kind_at(error_span);
+        let error_spans = error.as_ref().map_or_else(|| outer_spans(output), |e| e.1);
+        let kind = kind_over(error_spans);
         // The stored value: the output, or the `T` of `Result<T, E>`.
         let cache_value = if function.fallible {
             function.ok_type.as_ref()
         } else {
             Some(output)
         };
-        // The cache's own `Serialize` bounds on the value then fail where `assert_cache_value`
+        // The cache's own `Serialize` bounds on the value then fail where the check below
         // does, and rustc reports the failure once.
-        let cache_kind = kind_at(cache_value.map_or(output.span(), |t| t.span()));
-        let call_span = if function.fallible {
-            error_span
+        let cache_kind = kind_over(cache_value.map_or_else(|| outer_spans(output), outer_spans));
+        let call_spans = if function.fallible {
+            error_spans
         } else {
-            Span::call_site()
+            (Span::call_site(), Span::call_site())
         };
         let retries = args.retries.as_ref().map_or(0, |r| r.value);
 
@@ -290,11 +331,11 @@ impl Parts {
             .retry_delay
             .iter()
             .flat_map(|d| &d.value.durations)
-            .map(|d| duration::tokens(*d));
+            .map(|d| duration::tokens(*d, krate));
         let backoff = Literal::f64_suffixed(args.retry_backoff.as_ref().map_or(1.0, |b| b.value));
         let jitter = Literal::f64_suffixed(args.retry_jitter.as_ref().map_or(0.0, |j| j.value));
         let retry = quote! {
-            ::flowcore::__private::RetryPolicy {
+            #krate::__private::RetryPolicy {
                 retries: #retries,
                 delays: &[#(#delays),*],
                 backoff: #backoff,
@@ -302,21 +343,12 @@ impl Parts {
             }
         };
 
-        // Each hook is coerced where it is written, so a wrong signature is reported there.
-        let on_state = args
-            .on_state
-            .iter()
-            .map(|f| quote_spanned!(f.span()=> ::flowcore::__private::state_hook(#f)));
-        let on_failure = args
-            .on_failure
-            .iter()
-            .map(|f| quote_spanned!(f.span()=> ::flowcore::__private::hook(#f)));
-        let on_completion = args
-            .on_completion
-            .iter()
-            .map(|f| quote_spanned!(f.span()=> ::flowcore::__private::hook(#f)));
+        // Each hook is coerced to the field's function pointer type where it is written, so
+        // a wrong signature is reported at the hook, with the signature wanted.
+        let (on_state, on_failure, on_completion) =
+            (&args.on_state, &args.on_failure, &args.on_completion);
         let hooks = quote! {
-            ::flowcore::__private::Hooks {
+            #krate::__private::Hooks {
                 on_state: &[#(#on_state),*],
                 on_failure: &[#(#on_failure),*],
                 on_completion: &[#(#on_completion),*],
@@ -324,14 +356,27 @@ impl Parts {
         };
 
         let mut checks = Vec::new();
+        if let Some((e, _)) = &error {
+            // `E: Display`, through flowcore's trait with its message: the run's own bound
+            // on `E` would say the same with notes about flowcore's internals.
+            checks.push(quote! {
+                let _ = <#e as #krate::TaskError>::text;
+            });
+        }
         if args.cache_for.is_some() {
             checks.push(match cache_value {
-                Some(t) => quote_spanned! {t.span()=>
-                    ::flowcore::__private::assert_cache_value::<#t>();
+                Some(t) => quote! {
+                    #krate::__private::assert_cache_value::<#t>();
                 },
-                None => quote_spanned! {output.span()=>
-                    ::flowcore::__private::assert_cache_output::<#kind, #output>();
-                },
+                None => {
+                    let assert = call_over(
+                        quote!(#krate::__private::assert_cache_output),
+                        &[quote!(#kind), quote!(#output)],
+                        quote!(),
+                        outer_spans(output),
+                    );
+                    quote!(#assert;)
+                }
             });
         }
 
@@ -342,10 +387,10 @@ impl Parts {
             // is reported at its type.
             let copies = function.args.iter().map(|a| {
                 let (name, ty) = (&a.name, &a.ty);
-                quote_spanned!(ty.span()=> ::flowcore::__private::retry_clone::<#ty>(#name))
+                quote!(<#ty as #krate::__private::RetryArg>::retry_clone(#name))
             });
             quote! {
-                ::flowcore::__private::Repeat::new(
+                #krate::__private::Repeat::new(
                     (#(#names,)*),
                     |(#(#names,)*)| (#(#copies,)*),
                     move |(#(#names,)*)| #body_var(#(#names),*),
@@ -353,70 +398,71 @@ impl Parts {
             }
         } else {
             quote! {
-                ::flowcore::__private::Once::new((#(#names,)*), move |(#(#names,)*)| #body_var(#(#names),*))
+                #krate::__private::Once::new((#(#names,)*), move |(#(#names,)*)| #body_var(#(#names),*))
             }
         };
 
-        let retry_if = match &args.retry_if {
-            Some(setting) => {
+        // `retry_if = f` is coerced to `fn(&E) -> bool` by a `let` whose type is written at
+        // the key: a wrong signature is reported at `f`, "expected due to" `retry_if`.
+        let retry_if_var = &vars.retry_if;
+        let (retry_if_fn, retry_if) = match (&args.retry_if, &error) {
+            (Some(setting), Some((e, _))) => {
                 let f = &setting.value;
-                quote_spanned! {f.span()=>
-                    ::core::option::Option::Some(::flowcore::__private::retry_if::<#kind, #output>(#f))
-                }
+                let fn_type = quote_spanned!(setting.key.span()=> fn(&#e) -> bool);
+                (
+                    quote!(let #retry_if_var: #fn_type = #f;),
+                    quote!(::core::option::Option::Some(#retry_if_var)),
+                )
             }
-            None => quote!(::core::option::Option::None),
+            // `retry_if` without a `Result` is an error of `validate`.
+            _ => (quote!(), quote!(::core::option::Option::None)),
         };
-        let timeout = match &args.timeout {
-            Some(setting) => {
-                let after = duration::tokens(setting.value);
+        let timeout = match (&args.timeout, &error) {
+            (Some(setting), Some((e, _))) => {
+                let after = duration::tokens(setting.value, krate);
                 // Naming `E` puts a missing `From<TimeoutError>` at the error type.
-                let error = match &error_type {
-                    Some(e) => quote_spanned! {error_span=>
-                        ::flowcore::__private::timeout_error::<_, #e>
-                    },
-                    None => {
-                        quote_spanned!(setting.key.span()=> ::flowcore::__private::timeout_error)
-                    }
-                };
                 quote_spanned! {setting.key.span()=>
-                    ::core::option::Option::Some(::flowcore::__private::Timeout {
+                    ::core::option::Option::Some(#krate::__private::Timeout {
                         after: #after,
-                        error: #error,
+                        error: <#e as #krate::__private::FromTimeout>::timeout_result,
                     })
                 }
             }
-            None => quote!(::core::option::Option::None),
+            // `timeout` without a `Result` is an error of `validate`.
+            _ => quote!(::core::option::Option::None),
         };
         let behaviour = quote! {
-            ::flowcore::__private::Behaviour { retry_if: #retry_if, timeout: #timeout }
+            #krate::__private::Behaviour { retry_if: #retry_if, timeout: #timeout }
         };
 
         Parts {
             kind,
             cache_kind,
-            call_span,
+            call_spans,
             retry,
             hooks,
             checks,
+            retry_if_fn,
             attempts,
             behaviour,
         }
     }
 }
 
-/// `Some(Cache::…)` for a task with `cache_for`, else `None`. `kind` is written at the cached
-/// value's type and the call at `call_span`, where the same bounds fail for the run itself.
+/// `Some(Cache::…)` for a task with `cache_for`, else `None`. Its `kind` is written over the
+/// cached value's type, where the check of that type fails first, and the call over `E`, where
+/// the same bounds fail for the run itself.
 fn cache(
     args: &Args,
     function: &Function,
-    kind: &TokenStream,
-    call_span: Span,
+    parts: &Parts,
+    krate: &Krate,
     vars: &Vars,
 ) -> TokenStream {
     let Some(cache_for) = &args.cache_for else {
         return quote!(::core::option::Option::None);
     };
-    let ttl = duration::tokens(cache_for.value);
+    let ttl = duration::tokens(cache_for.value, krate);
     let name = args
         .name
         .as_ref()
@@ -454,24 +500,76 @@ fn cache(
             // not `Serialize` is reported at its type.
             let parts = function.args.iter().map(|a| {
                 let (name, ty) = (&a.name, &a.ty);
-                quote_spanned!(ty.span()=> ::flowcore::__private::cache_arg::<#ty>(&#name))
+                quote!(<#ty as #krate::__private::CacheKeyArg>::key_part(&#name))
             });
-            quote!(::flowcore::__private::ArgsKey(&[#(#parts),*]))
+            quote!(#krate::__private::ArgsKey(&[#(#parts),*]))
         }
     };
-    let by_key = quote_spanned! {call_span=>
-        ::flowcore::__private::Cache::new::<#kind>(#name, #ttl, #key)
-    };
-    quote!(::core::option::Option::Some(#by_key))
+    let kind = &parts.cache_kind;
+    let new = call_over(
+        quote!(#krate::__private::Cache::new),
+        &[quote!(#kind)],
+        quote!(#name, #ttl, #key),
+        parts.call_spans,
+    );
+    quote!(::core::option::Option::Some(#new))
 }
 
 /// The spans of a type's first and last tokens.
-fn outer_spans(ty: &syn::Type) -> (Span, Span) {
-    use quote::ToTokens as _;
+fn outer_spans(ty: &impl ToTokens) -> (Span, Span) {
     let tokens: Vec<_> = ty.to_token_stream().into_iter().collect();
-    let first = tokens.first().map_or_else(Span::call_site, |t| t.span());
-    let last = tokens.last().map_or(first, |t| t.span());
+    let first = tokens.first().map_or_else(Span::call_site, TokenTree::span);
+    let last = tokens.last().map_or(first, TokenTree::span);
     (first, last)
+}
+
+/// `tokens` (a path) written over a user's type: up to its first name at the type's first
+/// token (a leading `::` is one token to rustc) and the rest at its last, so rustc's span for
+/// them is the type's, and an error about them is reported there, merged with a check's error
+/// at the same type.
+fn over(tokens: TokenStream, (first, last): (Span, Span)) -> TokenStream {
+    let mut span = first;
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            tree.set_span(span);
+            if let TokenTree::Ident(_) = tree {
+                span = last;
+            }
+            tree
+        })
+        .collect()
+}
+
+/// `callee::<generics>(args)` with the callee's path, turbofish and parentheses written over
+/// `spans`, so rustc's span for the call is the user's type there: a bound of the callee that
+/// fails for that type is reported once, merged with the check's error at the same type.
+fn call_over(
+    callee: TokenStream,
+    generics: &[TokenStream],
+    args: TokenStream,
+    spans: (Span, Span),
+) -> TokenStream {
+    let callee = over(callee, spans);
+    let turbofish = if generics.is_empty() {
+        quote!()
+    } else {
+        quote_spanned!(spans.1=> ::<#(#generics),*>)
+    };
+    let mut args = Group::new(Delimiter::Parenthesis, args);
+    args.set_span(spans.1);
+    quote!(#callee #turbofish #args)
+}
+
+/// `tokens` with every span set to `span` (the tokens of a path have no groups).
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            tree.set_span(span);
+            tree
+        })
+        .collect()
 }
 
 /// Whether a type mentions a reference or a lifetime.
