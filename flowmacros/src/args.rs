@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Meta, Token, UnOp};
+use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Meta, Path, Token, UnOp};
 
 use crate::duration;
 use crate::errors::Errors;
@@ -61,6 +61,8 @@ pub(crate) struct Args {
     pub on_state: Vec<Expr>,
     pub on_failure: Vec<Expr>,
     pub on_completion: Vec<Expr>,
+    /// `crate = "my_reexport::flowcore"`: where the generated code finds flowcore.
+    pub krate: Option<Path>,
 }
 
 /// Every key, whether `#[flow]` accepts it too, and how its value is written.
@@ -95,6 +97,7 @@ const KEYS: &[(&str, bool, &str)] = &[
         true,
         "on_completion = notify or on_completion = [a, b]",
     ),
+    ("crate", true, "crate = \"my_reexport::flowcore\""),
 ];
 
 /// How `key` is written, in backticks: "`retries = 3`", "`on_state = f` or `on_state = [a, b]`".
@@ -257,6 +260,7 @@ impl Args {
             "on_state" => self.on_state = functions(value, name)?,
             "on_failure" => self.on_failure = functions(value, name)?,
             "on_completion" => self.on_completion = functions(value, name)?,
+            "crate" => self.krate = Some(crate_path(&value)?),
             _ => unreachable!("every key in KEYS is handled"),
         }
         Ok(())
@@ -486,6 +490,23 @@ fn function(value: Expr, key: &str) -> syn::Result<Expr> {
             format!("expected a function path or a closure: {}", example(key)),
         )),
     }
+}
+
+/// `crate = "my_reexport::flowcore"`: a string holding a module path, like serde's
+/// `#[serde(crate = "…")]` and tokio's `#[tokio::main(crate = "…")]`. The path's tokens carry
+/// the string's span, so a path that does not resolve is reported at the string.
+fn crate_path(value: &Expr) -> syn::Result<Path> {
+    let lit = string(value, "crate")?;
+    lit.parse_with(Path::parse_mod_style).map_err(|_| {
+        syn::Error::new(
+            lit.span(),
+            format!(
+                "{:?} is not a path: `crate` names the path flowcore is re-exported under, e.g. {}",
+                lit.value(),
+                example("crate")
+            ),
+        )
+    })
 }
 
 fn functions(value: Expr, key: &str) -> syn::Result<Vec<Expr>> {

@@ -26,7 +26,8 @@
 //! hygiene, and the user's function sits in a block of its own: the user's function and the
 //! expressions in the attribute neither see nor shadow them, so an argument named like the
 //! function or like a hook changes nothing. Every path is absolute (`::core::…`,
-//! `::flowcore::…`), so local items named `Option`, `Result` or `core` change nothing either.
+//! `::flowcore::…`, or the path given with `crate = …`), so local items named `Option`,
+//! `Result` or `core` change nothing either.
 //!
 //! Trait bounds the user's types must meet are checked by code that names those types, written
 //! with their spans, so rustc reports a missing trait at the user's argument or return type;
@@ -40,12 +41,12 @@ use crate::args::{Args, Macro};
 use crate::duration;
 use crate::signature::{Function, display_name};
 
-/// Where the generated code finds flowcore: `::flowcore`.
+/// Where the generated code finds flowcore: `::flowcore`, or the path given with `crate = …`.
 pub(crate) struct Krate(TokenStream);
 
 impl Krate {
-    pub(crate) fn new() -> Self {
-        Krate(quote!(::flowcore))
+    pub(crate) fn new(path: Option<&syn::Path>) -> Self {
+        Krate(path.map_or_else(|| quote!(::flowcore), ToTokens::to_token_stream))
     }
 
     /// The path with every token at `span`, for code whose errors rustc must report there.
@@ -100,7 +101,7 @@ impl Vars {
 }
 
 pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStream {
-    let krate = Krate::new();
+    let krate = Krate::new(args.krate.as_ref());
     let vars = Vars::new(&function);
     let parts = Parts::new(&args, &function, &krate, &vars);
     let Function {

@@ -20,10 +20,11 @@ use syn::visit_mut::{self, VisitMut};
 use syn::{FnArg, ReturnType, Type};
 
 use crate::args::Macro;
+use crate::expand::Krate;
 use crate::item::FnItem;
 use crate::signature::split_attrs;
 
-pub(crate) fn expand(item: &FnItem, which: Macro) -> TokenStream {
+pub(crate) fn expand(item: &FnItem, which: Macro, krate: &Krate) -> TokenStream {
     let FnItem {
         attrs,
         vis,
@@ -52,12 +53,12 @@ pub(crate) fn expand(item: &FnItem, which: Macro) -> TokenStream {
     };
     let (call, body_type) = match which {
         Macro::Task => (
-            quote!(::flowcore::TaskCall),
-            quote!(::flowcore::__private::UnexpandedTask),
+            quote!(#krate::TaskCall),
+            quote!(#krate::__private::UnexpandedTask),
         ),
         Macro::Flow => (
-            quote!(::flowcore::FlowCall),
-            quote!(::flowcore::__private::UnexpandedFlow),
+            quote!(#krate::FlowCall),
+            quote!(#krate::__private::UnexpandedFlow),
         ),
     };
     // The user's function, so that errors in it are still reported and what it uses counts as

@@ -1,7 +1,7 @@
 //! The `#[task]` and `#[flow]` attributes of [flowcore](https://docs.rs/flowcore).
 //!
 //! Use them through `flowcore` (`use flowcore::{task, flow};`); the code they generate refers
-//! to `::flowcore`. Each attribute runs in stages:
+//! to `::flowcore`, or to the path given with `crate = "…"`. Each attribute runs in stages:
 //! [`item`] reads the function (its body stays tokens), [`args`] parses the arguments into a
 //! typed struct, [`signature`] and [`validate`] check the function and the arguments together,
 //! and [`expand`] writes the wrapper. Every problem found is reported, each at its own tokens;
@@ -24,6 +24,7 @@ mod validate;
 
 use args::Macro;
 use errors::Errors;
+use expand::Krate;
 use item::FnItem;
 
 /// Turns an `async fn` into a tracked task.
@@ -50,6 +51,7 @@ use item::FnItem;
 /// | `tags = ["db", "http"]` | labels on every run |
 /// | `on_state = f` or `[f, g]` | `fn(&RunInfo, &State, &State)`, called on every transition |
 /// | `on_failure = f`, `on_completion = f` | `fn(&RunInfo, &State)`, called on the final state |
+/// | `crate = "my_reexport::flowcore"` | where the generated code finds flowcore, for a crate that re-exports it (default `::flowcore`) |
 ///
 /// Durations are humantime strings ("250ms", "15s", "1h 30m", "1d"), checked at compile time.
 /// A `Result` output is a type named `Result` (`Result<T, E>`, `io::Result<T>`,
@@ -92,9 +94,9 @@ pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
 /// runs, states and summary are recorded.
 ///
 /// Arguments: `name`, `retries`, `retry_delay`, `retry_backoff`, `retry_jitter`, `retry_if`,
-/// `timeout`, `on_state`, `on_failure`, `on_completion`, with the meanings they have on
-/// [`macro@task`] (`retries` needs a `Result` output here too: a panicking flow body is not
-/// retried). A flow's final state is `Failed` if its body returns `Err` or panics,
+/// `timeout`, `on_state`, `on_failure`, `on_completion` and `crate`, with the meanings they
+/// have on [`macro@task`] (`retries` needs a `Result` output here too: a panicking flow body is
+/// not retried). A flow's final state is `Failed` if its body returns `Err` or panics,
 /// `TimedOut` on timeout, `Cancelled` if its future is dropped, and `Completed` otherwise, even
 /// when task runs inside it failed and the body handled them.
 ///
@@ -151,7 +153,11 @@ fn expand_attribute(
         None => expand::expand(args, analyzed, which),
         Some(error) => {
             let mut out = error.to_compile_error();
-            out.extend(fallback::expand(&function, which));
+            out.extend(fallback::expand(
+                &function,
+                which,
+                &Krate::new(args.krate.as_ref()),
+            ));
             out
         }
     }

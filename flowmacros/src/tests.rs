@@ -68,6 +68,15 @@ fn everything(krate: Option<&str>) -> Vec<TokenStream> {
 }
 
 #[test]
+fn the_generated_code_names_flowcore_by_the_path_given_with_crate() {
+    for tokens in everything(Some("crate::rt::engine")) {
+        assert_eq!(count(&tokens, "flowcore"), 0, "{tokens}");
+        assert!(count(&tokens, "engine") > 5, "{tokens}");
+        assert_eq!(count(&tokens, "compile_error"), 0, "{tokens}");
+    }
+}
+
+#[test]
 fn without_crate_the_generated_code_names_flowcore_from_the_root() {
     for tokens in everything(None) {
         let mut flowcore = 0;
@@ -107,7 +116,7 @@ fn the_generated_code_names_prelude_items_by_absolute_path() {
 #[test]
 fn an_attribute_with_an_error_expands_to_its_error_and_a_function_of_the_same_shape() {
     let tokens = expand_attribute(
-        quote!(colour = "red"),
+        quote!(crate = "crate::rt::engine", colour = "red"),
         quote!(
             async fn paint(wall: u32) -> u32 {
                 wall
@@ -116,10 +125,11 @@ fn an_attribute_with_an_error_expands_to_its_error_and_a_function_of_the_same_sh
         Macro::Task,
     );
     assert_eq!(count(&tokens, "compile_error"), 1, "{tokens}");
+    assert_eq!(count(&tokens, "flowcore"), 0, "{tokens}");
     let text = tokens.to_string();
     assert!(
         text.contains(
-            "fn paint (_ : u32) -> :: flowcore :: TaskCall < :: flowcore :: __private :: UnexpandedTask < u32 >>"
+            "fn paint (_ : u32) -> crate :: rt :: engine :: TaskCall < crate :: rt :: engine :: __private :: UnexpandedTask < u32 >>"
         ),
         "{text}"
     );
