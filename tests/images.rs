@@ -118,7 +118,7 @@ async fn served_every_minute_the_first_run_retries_the_flaky_api_twice() {
     let first = Timestamp::now()
         .checked_add(Duration::from_secs(10))
         .unwrap();
-    let schedule = Schedule::every("1m").map(|s| s.anchored_at(first.to_datetime()));
+    let schedule = Schedule::every("1m").map(|s| s.anchored_at(first));
     let deployment = pipeline::deployment(Params {
         api: service.url().to_owned(),
         out_dir: out.path().to_str().unwrap().to_owned(),

@@ -136,11 +136,13 @@ impl Deployment {
 
     /// Runs on a cron line: crontab's five fields (`"*/5 * * * *"`), or six with seconds
     /// first, in UTC.
+    #[cfg(feature = "schedules")]
     pub fn cron(self, line: &str) -> Deployment {
         self.schedule(Schedule::cron(line))
     }
 
     /// Runs on a cron line in a named time zone (`"Europe/Paris"`), daylight saving included.
+    #[cfg(feature = "schedules")]
     pub fn cron_in(self, line: &str, zone: &str) -> Deployment {
         self.schedule(Schedule::cron(line).and_then(|s| s.in_time_zone(zone)))
     }

@@ -217,11 +217,7 @@ fn runs_count(n: usize) -> String {
 
 /// The deployment's next scheduled time after `after`, recorded in the store and logged.
 fn next_after(d: &Served, after: Timestamp, store: &Store) -> Option<Timestamp> {
-    let next = d
-        .schedule
-        .as_ref()?
-        .next_after(after.to_datetime())
-        .map(|at| Timestamp::from_micros(at.timestamp_micros()));
+    let next = d.schedule.as_ref()?.next_after(after);
     store.send(Event::NextRun {
         deployment: d.name.clone(),
         at: next,

@@ -28,6 +28,8 @@
 //!     double(21).await
 //! }
 //!
+//! # #[cfg(not(feature = "sqlite"))] fn main() {}
+//! # #[cfg(feature = "sqlite")]
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), flowcore::StoreError> {
 //! let dir = tempfile::tempdir().unwrap();
@@ -50,12 +52,15 @@ mod memory;
 mod process;
 mod query;
 mod schema;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod task_states;
 mod writer;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "sqlite")]
+use std::path::Path;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -79,6 +84,7 @@ use crate::record::FlowRunRecord;
 use backend::Backend;
 use memory::MemoryBackend;
 use process::ProcessInfo;
+#[cfg(feature = "sqlite")]
 use sqlite::{Access, SqliteBackend};
 use writer::{Health, Writer};
 
@@ -135,6 +141,7 @@ impl Store {
     /// upgraded. Opening marks Crashed the unfinished runs of processes that died, a thousand
     /// runs per transaction so that other processes' commits go on meanwhile; a file locked by
     /// another process is waited for, never given up.
+    #[cfg(feature = "sqlite")]
     pub fn sqlite(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let process = ProcessInfo::current();
         let backend = SqliteBackend::open(path.as_ref(), Access::Write, &process)?;
@@ -152,15 +159,20 @@ impl Store {
     /// Refused, untouched: a missing file ([`StoreError::NoStore`]: a mistyped path must not
     /// leave an empty store behind), an empty file or somebody else's, one of another
     /// flowcore's schema, and a damaged one (SQLite's `quick_check` at open).
+    #[cfg(feature = "sqlite")]
     pub fn open_existing(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let process = ProcessInfo::current();
         let backend = SqliteBackend::open(path.as_ref(), Access::Read, &process)?;
         Store::start(Arc::new(backend), process, None)
     }
 
-    /// The default store: `$FLOWCORE_HOME/flowcore.db` (see [`Store::default_path`]).
+    /// The default store: `$FLOWCORE_HOME/flowcore.db` (see [`Store::default_path`]); in a
+    /// build without the `sqlite` feature, a memory store.
     pub fn open_default() -> Result<Store, StoreError> {
-        Store::sqlite(Store::default_path()?)
+        #[cfg(feature = "sqlite")]
+        return Store::sqlite(Store::default_path()?);
+        #[cfg(not(feature = "sqlite"))]
+        return Ok(Store::memory());
     }
 
     /// Where the default store lives: `$FLOWCORE_HOME/flowcore.db`, with `FLOWCORE_HOME`
@@ -265,6 +277,8 @@ impl Store {
     ///
     /// ```
     /// use std::time::Duration;
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
+    /// # #[cfg(feature = "sqlite")]
     /// # fn main() -> Result<(), flowcore::StoreError> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// let store = flowcore::Store::sqlite(dir.path().join("flowcore.db"))?
@@ -303,6 +317,7 @@ impl Store {
     /// Creates a SQLite store at `path` with only the first `version` schema migrations, as
     /// an older flowcore left it: for testing the migrations.
     #[doc(hidden)]
+    #[cfg(feature = "sqlite")]
     pub fn create_sqlite_at_schema_version(path: &Path, version: usize) -> Result<(), StoreError> {
         SqliteBackend::create_at_version(path, version)
     }
@@ -681,7 +696,7 @@ impl Store {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use super::*;
 
