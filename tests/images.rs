@@ -26,7 +26,7 @@ use flowcore::{FlowRunRecord, StateKind, Store, Timestamp};
 use pipeline::{Finished, Params};
 
 /// The store of this process: in memory, installed by whichever test comes first.
-fn memory_store() -> &'static Store {
+fn memory_store() -> Store {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         Store::memory()
@@ -130,7 +130,7 @@ async fn served_every_minute_the_first_run_retries_the_flaky_api_twice() {
         .await
         .unwrap();
 
-    let runs = deployment_runs(store);
+    let runs = deployment_runs(&store);
     assert_eq!(runs.len(), 3, "runs: {runs:#?}");
     for (k, run) in runs.iter().enumerate() {
         assert_eq!(

@@ -124,7 +124,7 @@ pub(crate) trait LiveRun {
     fn info(&self) -> RunInfo<'_>;
 
     /// The store the run records to.
-    fn store(&self) -> &'static Store;
+    fn store(&self) -> &Store;
 
     /// What the store is told when the run enters `state`, before it is pushed.
     fn transition_event(&self, state: &State) -> Event;

@@ -73,6 +73,7 @@ mod submit;
 pub mod summary;
 mod task;
 pub mod terminal;
+pub mod testing;
 mod upstream;
 
 pub use flowmacros::{flow, task};

@@ -39,8 +39,9 @@ use tracing_subscriber::{EnvFilter, Layer};
 use uuid::Uuid;
 
 use crate::clock::Timestamp;
+use crate::context::FlowContext;
 use crate::state::{State, StateKind};
-use crate::store::{Event as StoreEvent, Store};
+use crate::store::{Event as StoreEvent, RunStore};
 use crate::terminal::{Escaping, LineFeeds, escape_controls};
 
 /// Installs a global subscriber printing Prefect-style lines to stdout, filtered by
@@ -187,7 +188,10 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let Some(store) = Store::current_if_open() else {
+        // The store of the run the event belongs to: its flow run's, else the one in scope.
+        let Some(store) =
+            FlowContext::with_current(|flow| flow.store.clone()).or_else(RunStore::current_if_open)
+        else {
             return;
         };
         let Some(run_id) = ctx.event_scope(event).and_then(|scope| {

@@ -52,6 +52,7 @@ mod memory;
 mod process;
 mod query;
 mod schema;
+mod scope;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod task_states;
@@ -68,7 +69,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use tokio::sync::Notify;
-use tokio::sync::futures::Notified;
+use tokio::sync::futures::OwnedNotified;
 use uuid::Uuid;
 
 pub use deployments::{DeploymentInfo, DeploymentRun, RequestedRun, ServedBy};
@@ -78,6 +79,7 @@ pub use query::{CacheEntry, FlowRunSummary, LogLine, RunFilter};
 pub(crate) use deployments::{DeploymentRow, REQUESTED};
 pub(crate) use event::{CallPosition, Committed, Event};
 pub(crate) use query::{PriorRun, ResumePoint};
+pub(crate) use scope::RunStore;
 
 use crate::clock::Timestamp;
 use crate::record::FlowRunRecord;
@@ -206,10 +208,16 @@ impl Store {
         }
     }
 
-    /// The store this process records to, opening the default one on first use. If that
-    /// cannot be opened, the error is printed and runs are kept in memory, so that a bad file
-    /// stops no flow.
-    pub fn current() -> &'static Store {
+    /// The store runs started here record to: the one [in scope](Store::scope), else the
+    /// process's ([`Store::install`]), opening the default one on first use. If that cannot be
+    /// used at all, the error is printed and runs are kept in memory (and each run's summary
+    /// says so), so that a bad file stops no flow.
+    pub fn current() -> Store {
+        (*RunStore::current()).clone()
+    }
+
+    /// The process's store, opened on first use (see [`Store::current`]).
+    pub(crate) fn process() -> &'static Store {
         GLOBAL.get_or_init(|| {
             Store::open_default().unwrap_or_else(|e| {
                 eprintln!("flowcore: {e}");
@@ -219,8 +227,8 @@ impl Store {
         })
     }
 
-    /// The store this process records to, if it has one yet.
-    pub(crate) fn current_if_open() -> Option<&'static Store> {
+    /// The process's store, if it has one yet.
+    pub(crate) fn process_if_open() -> Option<&'static Store> {
         GLOBAL.get()
     }
 
@@ -345,7 +353,7 @@ impl Store {
 
     /// Waits while the writer is far behind: the backpressure that keeps a flow of a million
     /// task runs from queueing a million records in memory.
-    pub(crate) async fn throttle(&'static self) {
+    pub(crate) async fn throttle(&self) {
         let mut waiting = None;
         std::future::poll_fn(|cx| self.poll_room(cx, &mut waiting)).await;
     }
@@ -354,9 +362,9 @@ impl Store {
     /// ready when the writer's backlog is small; otherwise `cx` is woken at the next commit,
     /// `waiting` holding the registration between polls (allocated only while waiting).
     pub(crate) fn poll_room(
-        &'static self,
+        &self,
         cx: &mut Context<'_>,
-        waiting: &mut Option<Pin<Box<Notified<'static>>>>,
+        waiting: &mut Option<Pin<Box<OwnedNotified>>>,
     ) -> Poll<()> {
         let Some(events) = &self.inner.events else {
             return Poll::Ready(()); // written as sent: nothing waits in between
@@ -366,8 +374,9 @@ impl Store {
                 *waiting = None;
                 return Poll::Ready(());
             }
-            let committed =
-                waiting.get_or_insert_with(|| Box::pin(self.inner.committed.notified()));
+            let committed = waiting.get_or_insert_with(|| {
+                Box::pin(Arc::clone(&self.inner.committed).notified_owned())
+            });
             // Registered before the second look, so that a commit in between is not missed.
             committed.as_mut().enable();
             if events.len() <= BACKLOG || self.inner.health.is_unavailable() {
@@ -449,11 +458,12 @@ impl Store {
     /// Waits until everything sent so far is committed, on the blocking pool: while a blocking
     /// task runs, a paused tokio clock does not jump ahead, so a test's timeout around a flow
     /// call is not spent waiting for the writer thread.
-    pub(crate) async fn flush_off_runtime(&'static self) -> Result<(), StoreError> {
+    pub(crate) async fn flush_off_runtime(&self) -> Result<(), StoreError> {
         if self.inner.events.is_none() {
             return Ok(());
         }
-        tokio::task::spawn_blocking(|| self.flush_blocking(Duration::MAX))
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.flush_blocking(Duration::MAX))
             .await
             .unwrap_or(Err(StoreError::WriterStopped))
     }
