@@ -129,6 +129,9 @@ where
         if let RunStore::Process(process) = store {
             crate::interrupt::arm(process);
         }
+        if parent.is_none() {
+            crate::logging::check_recorder();
+        }
         store.throttle().await;
         let earlier = match resuming {
             Some(point) => Earlier::Resume(point),

@@ -12,6 +12,24 @@
 //! printed with that task run's name. To combine flowcore's format with your own subscriber
 //! setup, add [`layer()`] to a `tracing_subscriber::registry()`.
 //!
+//! Log lines written inside runs are also kept in the run store, with their run (what
+//! `flowcore runs show` and the dashboard show). That is the [`recorder()`] layer's work, apart
+//! from any printing: [`init_logging`] and [`layer()`] include it; a subscriber of your own (a
+//! JSON formatter, OpenTelemetry) keeps the lines in the store once you add it:
+//!
+//! ```
+//! use tracing_subscriber::layer::SubscriberExt as _;
+//!
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(tracing_subscriber::fmt::layer())   // your printing, any format
+//!     .with(flowcore::logging::recorder());     // the runs' lines into the store
+//! # let _ = subscriber;
+//! // tracing::subscriber::set_global_default(subscriber).unwrap();
+//! ```
+//!
+//! A subscriber without it still prints what it prints, and flowcore says once, through it,
+//! that the runs' lines are not being kept.
+//!
 //! Run names, messages and fields come from user code: their control characters are printed
 //! escaped (`\u{1b}`, see [`crate::terminal`]), so that a message cannot clear the screen or
 //! retitle the window. A message keeps its line feeds, and its later lines are indented, so
@@ -25,6 +43,7 @@
 
 use std::fmt;
 use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
@@ -113,12 +132,60 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    RunLabels.and_then(StoredLogs).and_then(
+    recorder().and_then(
         tracing_subscriber::fmt::layer()
             .with_writer(writer)
             .with_ansi(ansi)
             .event_format(PrefectFormat { ansi }),
     )
+}
+
+/// The layer that keeps each log line written inside a run in that run's store (the store of
+/// its flow run, or the one in scope), and prints nothing: for a subscriber of your own. See
+/// the module's documentation.
+///
+/// ```
+/// use flowcore::{flow, testing};
+/// use tracing_subscriber::layer::SubscriberExt as _;
+///
+/// #[flow]
+/// async fn chatty() {
+///     tracing::info!("loaded 10 rows");
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // A subscriber that prints nothing at all, and records.
+/// let subscriber = tracing_subscriber::registry().with(flowcore::logging::recorder());
+/// let _guard = tracing::subscriber::set_default(subscriber);
+/// let ((_, run), store) = testing::isolated(chatty().with_run()).await;
+/// let lines = store.logs(run.id).unwrap();
+/// assert!(lines.iter().any(|line| line.message == "loaded 10 rows"));
+/// # }
+/// ```
+pub fn recorder<S>() -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    RunLabels.and_then(StoredLogs)
+}
+
+/// Says once, through the subscriber in use, when it prints but does not keep the runs' log
+/// lines: called as the first runs start, when the program has set its subscriber up.
+pub(crate) fn check_recorder() {
+    static CHECKED: AtomicBool = AtomicBool::new(false);
+    if CHECKED.load(Ordering::Relaxed) || CHECKED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let missing = tracing::dispatcher::get_default(|d| {
+        !d.is::<tracing::subscriber::NoSubscriber>() && !d.is::<StoredLogs>()
+    });
+    if missing {
+        tracing::warn!(
+            target: "flowcore",
+            "The tracing subscriber in use has no flowcore::logging::recorder() layer: the log lines of runs are printed but not kept in the run store (flowcore runs show, the dashboard); add the layer to keep them"
+        );
+    }
 }
 
 /// Logs a run's final state at a level that matches it.

@@ -298,6 +298,7 @@ where
         if let RunStore::Process(process) = store {
             crate::interrupt::arm(process);
         }
+        crate::logging::check_recorder();
         let (run, waits, skip) = LiveTaskRun::new(spec, store, flow, call_seq, called_at, options);
         let span = tracing::info_span!(
             target: "flowcore",
