@@ -66,6 +66,7 @@ mod resume;
 mod retry;
 pub mod runtime;
 pub mod schedule;
+mod sealed;
 mod serve;
 mod state;
 pub mod store;
@@ -85,7 +86,7 @@ pub use context::spawn;
 pub use error::TimeoutError;
 pub use flow::{FlowBody, FlowCall};
 pub use hooks::{Hook, RunInfo, RunKind, StateHook};
-pub use logging::init_logging;
+pub use logging::init::init_logging;
 pub use map::{Map, MapFuture, map};
 pub use names::TaskRunName;
 pub use outcome::TaskError;
@@ -97,9 +98,9 @@ pub use serve::{
     serve,
 };
 pub use state::{State, StateKind};
-pub use store::{Store, StoreError};
+pub use store::error::StoreError;
+pub use store::handle::Store;
 pub use submit::TaskHandle;
-pub use summary::Summary;
 pub use task::{TaskBody, TaskCall};
 pub use upstream::{AllowFailure, Skippable, UpstreamFailed, WaitFor, allow_failure};
 

@@ -40,6 +40,7 @@ use crate::clock::Timestamp;
 
 /// A schedule that cannot be made, with what was wrong and how to write it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ScheduleError {
     /// An interval that is not a duration, or is zero.
     #[error("bad interval {input:?}: {reason}; write it like \"30s\", \"5m\" or \"1h 30m\"")]

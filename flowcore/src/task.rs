@@ -41,7 +41,7 @@ pub struct TaskSpec {
 
 /// The future of a task run, as `#[task]` builds it; its `Output` is the task function's
 /// declared return type.
-pub trait TaskBody: RunFuture<Record = TaskRunRecord> {
+pub trait TaskBody: RunFuture<Record = TaskRunRecord> + crate::sealed::TaskBody {
     /// How the call was set up after it was made, before it runs.
     #[doc(hidden)]
     fn options(&mut self) -> &mut CallOptions<Self::Output>;
@@ -102,6 +102,8 @@ where
             .poll(cx)
     }
 }
+
+impl<S, F, R> crate::sealed::TaskBody for TaskStart<S, F, R> {}
 
 impl<S, F, R> TaskBody for TaskStart<S, F, R>
 where

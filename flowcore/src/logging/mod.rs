@@ -1,6 +1,6 @@
 //! Prefect-style console logs.
 //!
-//! [`init_logging`] prints lines like
+//! [`init_logging`](crate::init_logging) prints lines like
 //!
 //! ```text
 //! 18:02:00.123 | INFO    | Flow run 'enchanted-peacock' - Beginning flow run 'enchanted-peacock' for flow 'etl'
@@ -14,7 +14,7 @@
 //!
 //! Log lines written inside runs are also kept in the run store, with their run (what
 //! `flowcore runs show` and the dashboard show). That is the [`recorder()`] layer's work, apart
-//! from any printing: [`init_logging`] and [`layer()`] include it; a subscriber of your own (a
+//! from any printing: [`init_logging`](crate::init_logging) and [`layer()`] include it; a subscriber of your own (a
 //! JSON formatter, OpenTelemetry) keeps the lines in the store once you add it:
 //!
 //! ```
@@ -48,43 +48,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{EnvFilter, Layer};
 
 use uuid::Uuid;
+
+pub(crate) mod init;
 
 use crate::clock::Timestamp;
 use crate::context::FlowContext;
 use crate::state::{State, StateKind};
 use crate::store::{Event as StoreEvent, RunStore};
 use crate::terminal::{Escaping, LineFeeds, escape_controls};
-
-/// Installs a global subscriber printing Prefect-style lines to stdout, filtered by
-/// `RUST_LOG` (default `info`). Does nothing if a global subscriber is already set, so it is
-/// safe to call from every example and test.
-///
-/// An invalid `RUST_LOG` is reported on stderr and `info` is used instead.
-///
-/// ```
-/// flowcore::init_logging();
-/// flowcore::init_logging(); // a second call is harmless
-/// ```
-pub fn init_logging() {
-    let filter = EnvFilter::builder()
-        .with_default_directive(Level::INFO.into())
-        .from_env()
-        .unwrap_or_else(|e| {
-            eprintln!("flowcore: ignoring RUST_LOG ({e}); logging at info");
-            EnvFilter::new("info")
-        });
-    let _ = tracing_subscriber::registry()
-        .with(layer().with_filter(filter))
-        .try_init();
-}
 
 /// flowcore's console format as a layer, for building your own subscriber.
 ///
