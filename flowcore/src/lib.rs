@@ -112,6 +112,12 @@ pub mod prelude {
     };
 }
 
+/// The README's Rust blocks, compiled (and, unless marked `no_run`, run) as doc tests, so that
+/// what it shows keeps working.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// What the macros' generated code uses. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private;
