@@ -27,6 +27,7 @@ pub use crate::flow::{FlowSpec, run_flow};
 pub use crate::hooks::{Hook, Hooks, StateHook};
 pub use crate::outcome::{Fallible, Outcome, Plain};
 pub use crate::retry::RetryPolicy;
+pub use crate::span::RunCallsite;
 pub use crate::task::{CallOptions, TaskSpec, run_task};
 pub use std::borrow::Cow;
 pub use std::time::Duration;

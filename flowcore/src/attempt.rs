@@ -135,6 +135,7 @@ pub(crate) trait LiveRun {
         let state = State::new(kind, Timestamp::now(), message);
         if state.is_final() {
             log_final_state(&state);
+            crate::span::record_final_state(state.kind);
         }
         self.store().send(self.transition_event(&state));
         self.push(state);

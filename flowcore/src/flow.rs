@@ -23,6 +23,7 @@ use crate::outcome::Outcome;
 use crate::record::{CacheStatus, FlowRunRecord, History};
 use crate::resume;
 use crate::retry::RetryPolicy;
+use crate::span::RunCallsite;
 use crate::state::{State, StateKind};
 use crate::store::{Event, ResumePoint, RunStore, Store};
 
@@ -33,6 +34,8 @@ pub struct FlowSpec {
     pub name: &'static str,
     pub retry: RetryPolicy,
     pub hooks: Hooks,
+    /// Its runs' tracing span, named for the flow.
+    pub span: RunCallsite,
 }
 
 /// The future of a flow run, as `#[flow]` builds it; its `Output` is the flow function's
@@ -223,11 +226,11 @@ where
         if let Err(e) = store.flush_off_runtime().await {
             tracing::error!(target: "flowcore", "The flow run's start was not recorded: {e}");
         }
-        let span = tracing::info_span!(
-            target: "flowcore",
-            "flow_run",
-            run = %context.name,
-            id = %context.id,
+        let span = spec.span.span(
+            spec.name,
+            RunKind::Flow,
+            &tracing::field::display(&context.name),
+            context.id,
         );
         let run = LiveFlowRun {
             spec,

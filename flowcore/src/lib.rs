@@ -34,6 +34,7 @@ pub mod runtime;
 pub mod schedule;
 mod sealed;
 mod serve;
+mod span;
 mod state;
 pub mod store;
 mod submit;

@@ -23,6 +23,7 @@ use crate::names::{TaskRunName, new_run_id, new_run_id_at};
 use crate::outcome::Outcome;
 use crate::record::{CacheStatus, EdgeKind, History, TaskRunRecord, Upstream};
 use crate::retry::RetryPolicy;
+use crate::span::RunCallsite;
 use crate::state::{State, StateKind};
 use crate::store::{CallPosition, Event, RunStore, Store};
 use crate::submit::TaskHandle;
@@ -37,6 +38,8 @@ pub struct TaskSpec {
     pub refresh_cache: bool,
     pub tags: &'static [Cow<'static, str>],
     pub hooks: Hooks,
+    /// Its runs' tracing span, named for the task.
+    pub span: RunCallsite,
 }
 
 /// The future of a task run, as `#[task]` builds it; its `Output` is the task function's
@@ -302,11 +305,11 @@ where
         }
         crate::logging::check_recorder();
         let (run, waits, skip) = LiveTaskRun::new(spec, store, flow, call_seq, called_at, options);
-        let span = tracing::info_span!(
-            target: "flowcore",
-            "task_run",
-            run = %run.record().name(),
-            id = %run.record().id,
+        let span = spec.span.span(
+            spec.name,
+            RunKind::Task,
+            &tracing::field::display(run.record().name()),
+            run.record().id,
         );
         drive::<K, R, A>(run, attempts, behaviour, cache, codec, waits, skip).instrument(span)
     };

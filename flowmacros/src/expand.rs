@@ -160,6 +160,7 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                 retry: #retry,
                 #spec_extra
                 hooks: #hooks,
+                span: ::flowcore::__private::RunCallsite::new(),
             };
             #(#checks)*
             #prepare

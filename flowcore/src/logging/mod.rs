@@ -191,14 +191,15 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let meta = attrs.metadata();
-        let kind = match (meta.target(), meta.name()) {
-            ("flowcore", "task_run") => "Task run",
-            ("flowcore", "flow_run") => "Flow run",
-            _ => return,
-        };
+        if !crate::span::is_run_span(attrs.metadata()) {
+            return;
+        }
         let mut run = RunFields::default();
         attrs.record(&mut run);
+        let kind = match run.kind.as_deref() {
+            Some("flow") => "Flow run",
+            _ => "Task run",
+        };
         if let (Some(name), Some(run_id), Some(span)) = (run.name, run.id, ctx.span(id)) {
             span.extensions_mut().insert(RunLabel {
                 // Escaped once here, not at every line: a run name is user code's to choose.
@@ -213,6 +214,7 @@ where
 struct RunFields {
     name: Option<String>,
     id: Option<Uuid>,
+    kind: Option<String>,
 }
 
 impl Visit for RunFields {
@@ -220,7 +222,15 @@ impl Visit for RunFields {
         match field.name() {
             "run" => self.name = Some(format!("{value:?}")),
             "id" => self.id = Uuid::parse_str(&format!("{value:?}")).ok(),
+            "kind" => self.kind = Some(format!("{value:?}")),
             _ => {}
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "kind" => self.kind = Some(value.to_owned()),
+            _ => self.record_debug(field, &value),
         }
     }
 }
