@@ -28,7 +28,7 @@ fn serve_monitor(home: &Path, every: &str) -> Running {
 }
 
 fn flowcore(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowcore"))
+    Command::new(support::flowcore_bin())
         .args(args)
         .env("FLOWCORE_HOME", home)
         .env("NO_COLOR", "1")

@@ -26,7 +26,7 @@ use flowcore::{FlowRunRecord, StateKind, Store, Timestamp};
 use pipeline::{Finished, Params};
 
 /// The store of this process: in memory, installed by whichever test comes first.
-fn memory_store() -> &'static Store {
+fn memory_store() -> Store {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         Store::memory()
@@ -118,7 +118,7 @@ async fn served_every_minute_the_first_run_retries_the_flaky_api_twice() {
     let first = Timestamp::now()
         .checked_add(Duration::from_secs(10))
         .unwrap();
-    let schedule = Schedule::every("1m").map(|s| s.anchored_at(first.to_datetime()));
+    let schedule = Schedule::every("1m").map(|s| s.anchored_at(first));
     let deployment = pipeline::deployment(Params {
         api: service.url().to_owned(),
         out_dir: out.path().to_str().unwrap().to_owned(),
@@ -130,7 +130,7 @@ async fn served_every_minute_the_first_run_retries_the_flaky_api_twice() {
         .await
         .unwrap();
 
-    let runs = deployment_runs(store);
+    let runs = deployment_runs(&store);
     assert_eq!(runs.len(), 3, "runs: {runs:#?}");
     for (k, run) in runs.iter().enumerate() {
         assert_eq!(

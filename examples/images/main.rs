@@ -18,7 +18,7 @@
 //! cargo run --example images -- --every 5s --runs 2 --fail-first 0 --out /tmp/images
 //!
 //! # Meanwhile, in another terminal: a run now, besides the scheduled ones.
-//! cargo run --bin flowcore -- deployment run images
+//! cargo run -p flowcore-cli -- deployment run images
 //! ```
 
 mod pipeline;

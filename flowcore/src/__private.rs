@@ -38,6 +38,7 @@ pub use crate::flow::{FlowSpec, run_flow};
 pub use crate::hooks::{Hook, Hooks, StateHook};
 pub use crate::outcome::{Fallible, Outcome, Plain};
 pub use crate::retry::RetryPolicy;
+pub use crate::span::RunCallsite;
 pub use crate::task::{CallOptions, TaskSpec, run_task};
 pub use std::borrow::Cow;
 pub use std::time::Duration;
@@ -202,6 +203,8 @@ impl<R, Rec: Record> Future for Unexpanded<R, Rec> {
         match self.0 {}
     }
 }
+
+impl<R> crate::sealed::TaskBody for Unexpanded<R, TaskRunRecord> {}
 
 impl<R> TaskBody for Unexpanded<R, TaskRunRecord> {
     fn options(&mut self) -> &mut CallOptions<R> {

@@ -124,7 +124,7 @@ pub(crate) trait LiveRun {
     fn info(&self) -> RunInfo<'_>;
 
     /// The store the run records to.
-    fn store(&self) -> &'static Store;
+    fn store(&self) -> &Store;
 
     /// What the store is told when the run enters `state`, before it is pushed.
     fn transition_event(&self, state: &State) -> Event;
@@ -135,6 +135,7 @@ pub(crate) trait LiveRun {
         let state = State::new(kind, Timestamp::now(), message);
         if state.is_final() {
             log_final_state(&state);
+            crate::span::record_final_state(state.kind);
         }
         self.store().send(self.transition_event(&state));
         self.push(state);

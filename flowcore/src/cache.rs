@@ -5,7 +5,7 @@
 //! has an unexpired entry returns the stored result without running the body and ends in
 //! state `Cached`. Results are stored as JSON text, and only successful ones (`Ok` values).
 //!
-//! Entries live in the run store ([`Store`](crate::Store)), so a result cached by one process is
+//! Entries live in the run store ([`Store`]), so a result cached by one process is
 //! found by the next: with the default SQLite store, `cache_for = "1d"` means a rerun tomorrow
 //! morning still hits. Expiry follows tokio's clock, like every timestamp in flowcore, so tests
 //! can step over a day with `tokio::time::advance`.

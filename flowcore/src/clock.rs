@@ -13,7 +13,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// `tokio::time::pause()` a 15 s retry delay puts the two attempts 15 s apart in the run's
 /// history, although the test took a millisecond. Outside a paused runtime this is wall time.
 ///
-/// It serializes as an RFC 3339 string, `"2026-11-22T18:02:00.123456Z"`.
+/// It is the one type of instant in flowcore's API (states, records, schedules, the store):
+/// one `i64`, `Copy`, ordered, and exact to the microsecond on tokio's paused clock. It
+/// serializes as an RFC 3339 string, `"2026-11-22T18:02:00.123456Z"`, parses from one, and
+/// converts from a `SystemTime` or a chrono `DateTime<Utc>` (and back with
+/// [`to_datetime`](Timestamp::to_datetime)). Spans of time are `std::time::Duration`s.
 ///
 /// ```
 /// use flowcore::Timestamp;
@@ -22,6 +26,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// let t = Timestamp::from_micros(1_700_000_000_000_000);
 /// assert_eq!(t.to_string(), "2023-11-14T22:13:20.000000Z");
 /// assert_eq!(t.checked_add(Duration::from_secs(1)).unwrap().duration_since(t), Duration::from_secs(1));
+/// assert_eq!("2023-11-14T22:13:20Z".parse::<Timestamp>(), Ok(t));
+/// assert!("yesterday".parse::<Timestamp>().unwrap_err().contains("RFC 3339"));
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
@@ -103,6 +109,35 @@ impl Timestamp {
     }
 }
 
+impl From<DateTime<Utc>> for Timestamp {
+    fn from(t: DateTime<Utc>) -> Self {
+        Timestamp(t.timestamp_micros())
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    /// Times before the epoch count back from it.
+    fn from(t: SystemTime) -> Self {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(after) => Timestamp(micros(after)),
+            Err(before) => Timestamp(-micros(before.duration())),
+        }
+    }
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = String;
+
+    /// An RFC 3339 date and time with an offset: `2026-11-22T18:02:00Z`, `…+01:00`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        DateTime::parse_from_rfc3339(text.trim())
+            .map(|t| Timestamp(t.timestamp_micros()))
+            .map_err(|e| {
+                format!("bad time {text:?}: {e}; write it in RFC 3339, like 2026-11-22T18:02:00Z")
+            })
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(
@@ -128,9 +163,7 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| Timestamp(t.timestamp_micros()))
-            .map_err(|e| serde::de::Error::custom(format!("bad timestamp {text:?}: {e}")))
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 

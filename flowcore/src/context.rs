@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::fingerprint::BuildPreHashed;
 use crate::record::{EdgeKind, FlowRunRecord, TaskRunRecord, Upstream};
-use crate::store::PriorRun;
+use crate::store::{PriorRun, RunStore};
 
 tokio::task_local! {
     static CURRENT_FLOW: Arc<FlowContext>;
@@ -29,6 +29,8 @@ tokio::task_local! {
 pub struct FlowContext {
     pub(crate) id: Uuid,
     pub(crate) name: String,
+    /// Where the flow run, its task runs and its subflow runs record.
+    pub(crate) store: RunStore,
     /// Task and subflow calls made so far: each call's position, by which a resumed run
     /// finds what the crashed one did at the same point.
     calls: AtomicU32,
@@ -71,10 +73,16 @@ struct Finished {
 }
 
 impl FlowContext {
-    pub(crate) fn new(id: Uuid, name: String, prior: BTreeMap<u32, PriorRun>) -> Self {
+    pub(crate) fn new(
+        id: Uuid,
+        name: String,
+        prior: BTreeMap<u32, PriorRun>,
+        store: RunStore,
+    ) -> Self {
         FlowContext {
             id,
             name,
+            store,
             calls: AtomicU32::new(0),
             prior,
             finished: Mutex::new(Finished::default()),
@@ -283,7 +291,9 @@ where
     F::Output: Send + 'static,
 {
     match FlowContext::current() {
+        // Runs made inside record to the flow run's store.
         Some(flow) => tokio::spawn(CURRENT_FLOW.scope(flow, fut)),
-        None => tokio::spawn(fut),
+        // A store in scope goes along, so that runs made inside record where this code's do.
+        None => tokio::spawn(RunStore::current().keep_in(fut)),
     }
 }

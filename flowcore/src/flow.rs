@@ -23,8 +23,9 @@ use crate::outcome::Outcome;
 use crate::record::{CacheStatus, FlowRunRecord, History};
 use crate::resume;
 use crate::retry::RetryPolicy;
+use crate::span::RunCallsite;
 use crate::state::{State, StateKind};
-use crate::store::{Event, ResumePoint, Store};
+use crate::store::{Event, ResumePoint, RunStore, Store};
 
 /// A flow's settings from `#[flow(...)]`, fixed at compile time.
 #[doc(hidden)]
@@ -33,6 +34,8 @@ pub struct FlowSpec {
     pub name: &'static str,
     pub retry: RetryPolicy,
     pub hooks: Hooks,
+    /// Its runs' tracing span, named for the flow.
+    pub span: RunCallsite,
 }
 
 /// The future of a flow run, as `#[flow]` builds it; its `Output` is the flow function's
@@ -120,12 +123,22 @@ where
         .flatten();
     let called_at = Timestamp::now();
     async move {
-        let store = Store::current();
-        crate::interrupt::arm(store);
+        // A subflow records where its parent does; a flow run called on its own, to the store in
+        // scope where it is first polled (`store.scope(etl())` calls `etl` before the scope).
+        let store = match &parent {
+            Some(parent) => parent.store.clone(),
+            None => RunStore::current(),
+        };
+        if let RunStore::Process(process) = store {
+            crate::interrupt::arm(process);
+        }
+        if parent.is_none() {
+            crate::logging::check_recorder();
+        }
         store.throttle().await;
         let earlier = match resuming {
             Some(point) => Earlier::Resume(point),
-            None => Earlier::find(store, parent.as_deref(), call_seq, spec.name).await,
+            None => Earlier::find(&store, parent.as_deref(), call_seq, spec.name).await,
         };
         let resumed = matches!(earlier, Earlier::Resume(_));
         let mut cancelled_because = None;
@@ -142,20 +155,30 @@ where
                 history.push(State::new(StateKind::Pending, called_at, None));
                 unsent = (stored + 1..history.len()).collect();
                 (
-                    FlowContext::new(launch.id, launch.name, Default::default()),
+                    FlowContext::new(launch.id, launch.name, Default::default(), store.clone()),
                     history,
                     0,
                     None,
                 )
             }
             Earlier::None => (
-                FlowContext::new(new_run_id(), flow_run_name(), Default::default()),
+                FlowContext::new(
+                    new_run_id(),
+                    flow_run_name(),
+                    Default::default(),
+                    store.clone(),
+                ),
                 History::starting_at(called_at),
                 0,
                 None,
             ),
             Earlier::Completed { name, output } => (
-                FlowContext::new(new_run_id(), flow_run_name(), Default::default()),
+                FlowContext::new(
+                    new_run_id(),
+                    flow_run_name(),
+                    Default::default(),
+                    store.clone(),
+                ),
                 History::starting_at(called_at),
                 0,
                 Some((name, output)),
@@ -165,7 +188,7 @@ where
                 let note = format!("resumed after {}", history.current().kind);
                 history.push(State::new(StateKind::Pending, Timestamp::now(), Some(note)));
                 (
-                    FlowContext::new(point.id, point.name, point.prior),
+                    FlowContext::new(point.id, point.name, point.prior, store.clone()),
                     history,
                     point.attempts,
                     None,
@@ -203,11 +226,11 @@ where
         if let Err(e) = store.flush_off_runtime().await {
             tracing::error!(target: "flowcore", "The flow run's start was not recorded: {e}");
         }
-        let span = tracing::info_span!(
-            target: "flowcore",
-            "flow_run",
-            run = %context.name,
-            id = %context.id,
+        let span = spec.span.span(
+            spec.name,
+            RunKind::Flow,
+            &tracing::field::display(&context.name),
+            context.id,
         );
         let run = LiveFlowRun {
             spec,
@@ -392,7 +415,7 @@ impl<F: Future> Future for AndSubmitted<F> {
 /// A flow run in progress. Dropped before it finishes, it records `Cancelled`.
 struct LiveFlowRun {
     spec: &'static FlowSpec,
-    store: &'static Store,
+    store: RunStore,
     parent: Option<Arc<FlowContext>>,
     context: Arc<FlowContext>,
     history: History,
@@ -477,8 +500,8 @@ impl LiveRun for LiveFlowRun {
         &self.spec.hooks
     }
 
-    fn store(&self) -> &'static Store {
-        self.store
+    fn store(&self) -> &Store {
+        &self.store
     }
 
     fn transition_event(&self, state: &State) -> Event {

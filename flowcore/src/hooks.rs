@@ -80,6 +80,7 @@ fn guard(hook: impl FnOnce()) {
 
 /// Whether a run is a task run or a flow run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum RunKind {
     /// A run of a `#[task]`.
     Task,

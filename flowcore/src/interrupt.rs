@@ -16,7 +16,6 @@
 //! ends instead.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use crate::store::Store;
 
@@ -30,7 +29,8 @@ static ARMED: AtomicBool = AtomicBool::new(false);
 static SERVING: AtomicUsize = AtomicUsize::new(0);
 
 /// How long the handler waits for the store to commit what runs sent before it ends them.
-const FLUSH_WAIT: Duration = Duration::from_secs(5);
+#[cfg(all(unix, feature = "sqlite"))]
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Sets whether flowcore handles SIGINT and SIGTERM; see [`crate::runtime::handle_interrupts`].
 pub(crate) fn set_wanted(on: bool) -> bool {
@@ -44,11 +44,13 @@ pub(crate) fn arm(store: &'static Store) {
     if ARMED.load(Ordering::Relaxed) {
         return;
     }
-    if ARMED.swap(true, Ordering::SeqCst) || !WANTED.load(Ordering::SeqCst) || !store.persists() {
-        return;
+    let wanted = !ARMED.swap(true, Ordering::SeqCst) && WANTED.load(Ordering::SeqCst);
+    #[cfg(all(unix, feature = "sqlite"))]
+    if wanted && store.persists() {
+        listen(store);
     }
-    #[cfg(unix)]
-    listen(store);
+    #[cfg(not(all(unix, feature = "sqlite")))]
+    let _ = (wanted, store);
 }
 
 /// While the guard lives, `serve` handles the signals and this handler stands aside.
@@ -67,7 +69,7 @@ impl Drop for Serving {
     }
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "sqlite"))]
 fn listen(store: &'static Store) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     use signal_hook::iterator::Signals;
@@ -114,7 +116,7 @@ fn listen(store: &'static Store) {
 }
 
 /// Commits what the runs sent, then ends every unfinished run of this process `Cancelled`.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "sqlite"))]
 fn end_runs(store: &Store, signal: &str) {
     eprintln!("flowcore: received {signal}: ending this process's unfinished runs as Cancelled");
     if let Err(e) = store.flush_blocking(FLUSH_WAIT) {

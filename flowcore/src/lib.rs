@@ -1,42 +1,12 @@
-//! Prefect-style workflow orchestration for Rust.
-//!
-//! Put `#[task]` and `#[flow]` on plain `async fn`s and every call becomes a tracked run with
-//! states, retries, timeouts, caching, state hooks, Prefect-style logs and an end-of-run
-//! summary. Misuse of the attributes is a compile error that points at the bad token.
-//!
-//! ```
-//! use flowcore::{flow, task, StateKind};
-//!
-//! #[task(retries = 3, retry_delay = "15s")]
-//! async fn fetch(attempt_ok: u32) -> Result<u32, String> {
-//!     static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-//!     let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-//!     if n < attempt_ok { Err(format!("flaky ({n})")) } else { Ok(n) }
-//! }
-//!
-//! #[flow(name = "demo")]
-//! async fn demo() -> Result<u32, String> {
-//!     fetch(3).await
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() {
-//! flowcore::init_logging();
-//! let (out, run) = demo().with_run().await;
-//! assert_eq!(out, Ok(3));
-//! let fetch_run = &run.task_runs[0];
-//! assert_eq!(fetch_run.attempts, 3);
-//! assert_eq!(fetch_run.history.kinds(), [
-//!     StateKind::Pending, StateKind::Running, StateKind::Retrying, StateKind::Running,
-//!     StateKind::Retrying, StateKind::Running, StateKind::Completed,
-//! ]);
-//! # }
-//! ```
-//!
-//! See the `task` and `flow` attributes for every setting, [`TaskCall`] and [`FlowCall`] for
-//! what a call returns, and [`FlowRunRecord`] for what a run records.
-
+// The crate's front page is the README (its first sections say what flowcore is and how to use
+// it in a project); every Rust block in it is compiled, and run unless marked `no_run`, as a doc
+// test, so that what it shows keeps working.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
+// The writer thread, its batches and the crash bookkeeping serve the SQLite store only: a build
+// without it (`default-features = false`, memory only) compiles them unused rather than
+// scattering cfgs through the store. The default build still reports dead code.
+#![cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 
 mod attempt;
 pub mod cache;
@@ -62,13 +32,16 @@ mod resume;
 mod retry;
 pub mod runtime;
 pub mod schedule;
+mod sealed;
 mod serve;
+mod span;
 mod state;
 pub mod store;
 mod submit;
 pub mod summary;
 mod task;
 pub mod terminal;
+pub mod testing;
 mod upstream;
 
 pub use flowmacros::{flow, task};
@@ -80,7 +53,7 @@ pub use context::spawn;
 pub use error::TimeoutError;
 pub use flow::{FlowBody, FlowCall};
 pub use hooks::{Hook, RunInfo, RunKind, StateHook};
-pub use logging::init_logging;
+pub use logging::init::init_logging;
 pub use map::{Map, MapFuture, map};
 pub use names::TaskRunName;
 pub use outcome::TaskError;
@@ -92,9 +65,9 @@ pub use serve::{
     serve,
 };
 pub use state::{State, StateKind};
-pub use store::{Store, StoreError};
+pub use store::error::StoreError;
+pub use store::handle::Store;
 pub use submit::TaskHandle;
-pub use summary::Summary;
 pub use task::{TaskBody, TaskCall};
 pub use upstream::{AllowFailure, Skippable, UpstreamFailed, WaitFor, allow_failure};
 

@@ -40,6 +40,7 @@ pub const ENV_PREFIX: &str = "FLOWCORE_LIMIT_";
 
 /// A limit that cannot be set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LimitError {
     /// `0` would stop every task run with the tag for good.
     #[error("the limit for tag '{tag}' must be at least 1; to lift a limit, remove it")]

@@ -110,6 +110,7 @@ impl Deref for History {
 /// Whether a cached task's result came from the cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum CacheStatus {
     /// The task has no `cache_for`.
     #[default]
@@ -185,11 +186,22 @@ pub struct Upstream {
 /// Why one task run depended on another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum EdgeKind {
     /// An argument of the downstream run was the upstream's output, or an element of it.
     Data,
     /// The downstream run was told to wait for the upstream (`.wait_for(…)`).
     WaitFor,
+}
+
+impl EdgeKind {
+    /// Its name as stored and serialized: `"data"`, `"wait_for"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EdgeKind::Data => "data",
+            EdgeKind::WaitFor => "wait_for",
+        }
+    }
 }
 
 impl TaskRunRecord {

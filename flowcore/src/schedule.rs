@@ -5,35 +5,42 @@
 //! deployments waits for that instant on tokio's clock, so tests step through a simulated day
 //! under `tokio::time::pause()`.
 //!
+//! Instants are [`Timestamp`]s, as everywhere in flowcore's API (parse one from RFC 3339 text,
+//! or convert a `SystemTime` or a chrono `DateTime<Utc>` with `From`).
+//!
 //! ```
-//! use chrono::{TimeZone, Utc};
+//! use flowcore::Timestamp;
 //! use flowcore::schedule::Schedule;
 //!
+//! let t = |text: &str| text.parse::<Timestamp>().unwrap();
 //! let every = Schedule::every("30s").unwrap();
-//! let t = Utc.with_ymd_and_hms(2026, 11, 22, 18, 2, 40).unwrap();
-//! assert_eq!(every.next_after(t), Some(Utc.with_ymd_and_hms(2026, 11, 22, 18, 3, 0).unwrap()));
+//! assert_eq!(every.next_after(t("2026-11-22T18:02:40Z")), Some(t("2026-11-22T18:03:00Z")));
 //!
-//! // Crontab's five fields (seconds optional); 1-5 is Monday to Friday, as in crontab.
+//! // Crontab's five fields (seconds optional); 1-5 is Monday to Friday, as in crontab. Cron
+//! // lines and time zones need the `schedules` feature (on by default).
+//! # #[cfg(feature = "schedules")] {
 //! let weekdays = Schedule::cron("0 9 * * 1-5").unwrap().in_time_zone("Europe/Paris").unwrap();
-//! let saturday = Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap();
-//! // Monday 09:00 in Paris is 08:00 UTC in November.
-//! assert_eq!(
-//!     weekdays.next_after(saturday),
-//!     Some(Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap())
-//! );
+//! // From a Saturday: Monday 09:00 in Paris is 08:00 UTC in November.
+//! assert_eq!(weekdays.next_after(t("2026-11-21T12:00:00Z")), Some(t("2026-11-23T08:00:00Z")));
 //!
 //! assert!(Schedule::cron("0 9 * *").unwrap_err().to_string().contains("5 or 6 fields"));
+//! # }
 //! ```
 
 use std::fmt;
+#[cfg(feature = "schedules")]
 use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+#[cfg(feature = "schedules")]
 use chrono_tz::Tz;
+
+use crate::clock::Timestamp;
 
 /// A schedule that cannot be made, with what was wrong and how to write it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ScheduleError {
     /// An interval that is not a duration, or is zero.
     #[error("bad interval {input:?}: {reason}; write it like \"30s\", \"5m\" or \"1h 30m\"")]
@@ -69,12 +76,13 @@ enum Kind {
         every: Duration,
         anchor: DateTime<Utc>,
     },
+    #[cfg(feature = "schedules")]
     Cron {
         line: String,
         cron: Box<cron::Schedule>,
         zone: Tz,
     },
-    Times(Vec<DateTime<Utc>>),
+    Times(Vec<Timestamp>),
 }
 
 impl Schedule {
@@ -108,9 +116,9 @@ impl Schedule {
 
     /// Counts an interval schedule's ticks from `anchor` (Prefect's `anchor_date`): every day
     /// at 06:30 is `every("1d")` anchored at any day's 06:30. No effect on other schedules.
-    pub fn anchored_at(mut self, at: DateTime<Utc>) -> Schedule {
+    pub fn anchored_at(mut self, at: Timestamp) -> Schedule {
         if let Kind::Interval { anchor, .. } = &mut self.0 {
-            *anchor = at;
+            *anchor = at.to_datetime();
         }
         self
     }
@@ -118,6 +126,7 @@ impl Schedule {
     /// A cron line: crontab's five fields (minute hour day-of-month month day-of-week), or six
     /// with seconds first. Day-of-week numbers are crontab's, 0 or 7 for Sunday to 6 for
     /// Saturday; names (MON-FRI) work too. In UTC unless [`in_time_zone`](Schedule::in_time_zone).
+    #[cfg(feature = "schedules")]
     pub fn cron(line: &str) -> Result<Schedule, ScheduleError> {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let refuse = |reason: String| ScheduleError::Cron {
@@ -150,6 +159,7 @@ impl Schedule {
 
     /// Reads a cron schedule's fields in the time zone named `zone` ("Europe/Paris"), daylight
     /// saving included. No effect on other schedules.
+    #[cfg(feature = "schedules")]
     pub fn in_time_zone(mut self, zone: &str) -> Result<Schedule, ScheduleError> {
         let tz: Tz = zone
             .parse()
@@ -161,7 +171,7 @@ impl Schedule {
     }
 
     /// At each of `times`, once.
-    pub fn at(times: impl IntoIterator<Item = DateTime<Utc>>) -> Result<Schedule, ScheduleError> {
+    pub fn at(times: impl IntoIterator<Item = Timestamp>) -> Result<Schedule, ScheduleError> {
         let mut times: Vec<_> = times.into_iter().collect();
         if times.is_empty() {
             return Err(ScheduleError::NoTimes);
@@ -172,26 +182,29 @@ impl Schedule {
     }
 
     /// The first run strictly after `after`; `None` when a list of times is used up.
-    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
         match &self.0 {
             Kind::Interval { every, anchor } => {
                 let every = i128::try_from(every.as_micros()).ok()?;
-                let since = i128::from((after - *anchor).num_microseconds()?);
+                let since = i128::from(after.as_micros()) - i128::from(anchor.timestamp_micros());
                 // The next multiple of `every` past `since`, counting back before the anchor.
                 let ticks = since.div_euclid(every) + 1;
                 let micros = i64::try_from(ticks * every).ok()?;
-                Some(*anchor + chrono::TimeDelta::microseconds(micros))
+                Some(Timestamp::from_micros(
+                    anchor.timestamp_micros().checked_add(micros)?,
+                ))
             }
+            #[cfg(feature = "schedules")]
             Kind::Cron { cron, zone, .. } => cron
-                .after(&after.with_timezone(zone))
+                .after(&after.to_datetime().with_timezone(zone))
                 .next()
-                .map(|t| t.with_timezone(&Utc)),
+                .map(|t| Timestamp::from(t.with_timezone(&Utc))),
             Kind::Times(times) => times.iter().find(|t| **t > after).copied(),
         }
     }
 
     /// The next `n` runs after `after`.
-    pub fn upcoming(&self, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+    pub fn upcoming(&self, after: Timestamp, n: usize) -> Vec<Timestamp> {
         let mut out = Vec::with_capacity(n);
         let mut at = after;
         while out.len() < n {
@@ -221,17 +234,21 @@ impl fmt::Display for Schedule {
                 }
                 Ok(())
             }
+            #[cfg(feature = "schedules")]
             Kind::Cron { line, zone, .. } => write!(f, "cron {line:?} ({zone})"),
             Kind::Times(times) if times.len() == 1 => write!(
                 f,
                 "at {}",
-                times[0].to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                times[0]
+                    .to_datetime()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
             Kind::Times(times) => write!(f, "at {} times", times.len()),
         }
     }
 }
 
+#[cfg(feature = "schedules")]
 /// Crontab's day-of-week field with its numbers written as names: `1-5` → `MON-FRI`,
 /// `0,6` → `SUN,SAT`, `*/2` unchanged.
 fn crontab_days(field: &str) -> Result<String, String> {
@@ -270,8 +287,8 @@ mod tests {
 
     use super::*;
 
-    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Timestamp {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap().into()
     }
 
     #[test]
@@ -302,6 +319,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "schedules")]
     fn cron_reads_crontab_days_and_optional_seconds() {
         let weekdays = Schedule::cron("30 9 * * 1-5").unwrap();
         // 2026-11-21 is a Saturday.
@@ -328,6 +346,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "schedules")]
     fn cron_follows_daylight_saving_in_a_named_zone() {
         let nine = Schedule::cron("0 9 * * *")
             .unwrap()
@@ -355,6 +374,12 @@ mod tests {
                 .to_string()
                 .contains("longer than zero")
         );
+        assert_eq!(Schedule::at([]).unwrap_err(), ScheduleError::NoTimes);
+    }
+
+    #[test]
+    #[cfg(feature = "schedules")]
+    fn bad_cron_lines_and_zones_say_what_is_wrong() {
         assert!(
             Schedule::cron("61 * * * *")
                 .unwrap_err()
@@ -375,7 +400,6 @@ mod tests {
                 .to_string(),
             "unknown time zone \"Mars/Olympus\"; use an IANA name like \"Europe/Paris\" or \"UTC\""
         );
-        assert_eq!(Schedule::at([]).unwrap_err(), ScheduleError::NoTimes);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
-use tokio::sync::futures::Notified;
+use tokio::sync::futures::OwnedNotified;
 use tracing::Instrument as _;
 
 use crate::attempt::{Attempts, Behaviour, Ending, LiveRun, attempt_loop};
@@ -23,8 +23,9 @@ use crate::names::{TaskRunName, new_run_id, new_run_id_at};
 use crate::outcome::Outcome;
 use crate::record::{CacheStatus, EdgeKind, History, TaskRunRecord, Upstream};
 use crate::retry::RetryPolicy;
+use crate::span::RunCallsite;
 use crate::state::{State, StateKind};
-use crate::store::{CallPosition, Event, Store};
+use crate::store::{CallPosition, Event, RunStore, Store};
 use crate::submit::TaskHandle;
 use crate::upstream::{RunSlot, Skippable, UpstreamFailed, WaitFor, Waiting};
 
@@ -37,11 +38,13 @@ pub struct TaskSpec {
     pub refresh_cache: bool,
     pub tags: &'static [Cow<'static, str>],
     pub hooks: Hooks,
+    /// Its runs' tracing span, named for the task.
+    pub span: RunCallsite,
 }
 
 /// The future of a task run, as `#[task]` builds it; its `Output` is the task function's
 /// declared return type.
-pub trait TaskBody: RunFuture<Record = TaskRunRecord> {
+pub trait TaskBody: RunFuture<Record = TaskRunRecord> + crate::sealed::TaskBody {
     /// How the call was set up after it was made, before it runs.
     #[doc(hidden)]
     fn options(&mut self) -> &mut CallOptions<Self::Output>;
@@ -71,8 +74,10 @@ pin_project! {
     pub struct TaskStart<S, F, R> {
         spec: &'static TaskSpec,
         start: Option<(S, CallOptions<R>)>,
+        // Its flow run's store, or (outside any flow) the one in scope at the first poll.
+        store: Option<RunStore>,
         // While the store's writer is far behind, the call waits before creating its run.
-        room: Option<Pin<Box<Notified<'static>>>>,
+        room: Option<Pin<Box<OwnedNotified>>>,
         #[pin]
         running: Option<F>,
     }
@@ -80,7 +85,7 @@ pin_project! {
 
 impl<S, F, R> Future for TaskStart<S, F, R>
 where
-    S: FnOnce(&'static Store, CallOptions<R>) -> F,
+    S: FnOnce(RunStore, CallOptions<R>) -> F,
     F: Future<Output = Finished<R, TaskRunRecord>>,
 {
     type Output = Finished<R, TaskRunRecord>;
@@ -88,9 +93,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if this.start.is_some() {
-            let store = Store::current();
+            let store = this.store.get_or_insert_with(RunStore::current);
             std::task::ready!(store.poll_room(cx, this.room));
-            if let Some((start, options)) = this.start.take() {
+            if let (Some((start, options)), Some(store)) = (this.start.take(), this.store.take()) {
                 this.running.set(Some(start(store, options)));
             }
         }
@@ -101,9 +106,11 @@ where
     }
 }
 
+impl<S, F, R> crate::sealed::TaskBody for TaskStart<S, F, R> {}
+
 impl<S, F, R> TaskBody for TaskStart<S, F, R>
 where
-    S: FnOnce(&'static Store, CallOptions<R>) -> F,
+    S: FnOnce(RunStore, CallOptions<R>) -> F,
     F: Future<Output = Finished<R, TaskRunRecord>>,
 {
     fn options(&mut self) -> &mut CallOptions<R> {
@@ -291,22 +298,25 @@ where
     };
     // A plain closure around `drive`, not an async block: each async layer would keep its own
     // copy of everything it captures, and the call is moved whole before it is awaited.
-    let start = move |store: &'static Store, options: CallOptions<R>| {
-        if flow.is_none() {
-            crate::interrupt::arm(store);
+    let store = flow.as_ref().map(|flow| flow.store.clone());
+    let start = move |store: RunStore, options: CallOptions<R>| {
+        if let RunStore::Process(process) = store {
+            crate::interrupt::arm(process);
         }
+        crate::logging::check_recorder();
         let (run, waits, skip) = LiveTaskRun::new(spec, store, flow, call_seq, called_at, options);
-        let span = tracing::info_span!(
-            target: "flowcore",
-            "task_run",
-            run = %run.record().name(),
-            id = %run.record().id,
+        let span = spec.span.span(
+            spec.name,
+            RunKind::Task,
+            &tracing::field::display(run.record().name()),
+            run.record().id,
         );
         drive::<K, R, A>(run, attempts, behaviour, cache, codec, waits, skip).instrument(span)
     };
     TaskStart {
         spec,
         start: Some((start, options)),
+        store,
         room: None,
         running: None,
     }
@@ -351,7 +361,7 @@ where
     }
     if let Some(cache) = &cache {
         if !spec.refresh_cache
-            && let Some(out) = cache.lookup(run.store).await
+            && let Some(out) = cache.lookup(&run.store).await
         {
             run.keep_output(codec.as_ref(), &out);
             run.record_mut().cache = CacheStatus::Hit;
@@ -373,7 +383,7 @@ where
         Ending::Output(out) => {
             if run.history().current().kind == StateKind::Completed {
                 if let Some(cache) = &cache {
-                    cache.store(run.store, &out).await;
+                    cache.store(&run.store, &out).await;
                 }
                 run.keep_output(codec.as_ref(), &out);
                 run.track_output(codec.as_ref(), &out);
@@ -390,7 +400,7 @@ where
 /// A task run in progress. Dropped before it finishes, it records `Cancelled`.
 struct LiveTaskRun {
     spec: &'static TaskSpec,
-    store: &'static Store,
+    store: RunStore,
     flow: Option<Arc<FlowContext>>,
     call_seq: Option<u32>,
     /// For a submitted run: where its end is announced.
@@ -404,7 +414,7 @@ impl LiveTaskRun {
     #[allow(clippy::type_complexity)]
     fn new<R>(
         spec: &'static TaskSpec,
-        store: &'static Store,
+        store: RunStore,
         flow: Option<Arc<FlowContext>>,
         call_seq: Option<u32>,
         called_at: Timestamp,
@@ -574,8 +584,8 @@ impl LiveRun for LiveTaskRun {
         &self.spec.hooks
     }
 
-    fn store(&self) -> &'static Store {
-        self.store
+    fn store(&self) -> &Store {
+        &self.store
     }
 
     fn transition_event(&self, state: &State) -> Event {

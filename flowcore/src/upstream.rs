@@ -64,19 +64,15 @@ impl RunSlot {
 /// A task run another one waits for, as [`TaskCall::wait_for`](crate::TaskCall::wait_for)
 /// takes it: a [`TaskHandle`](crate::TaskHandle) (from `.submit()`), a finished run's
 /// [`TaskRunRecord`] (from `.with_run()`), or either inside [`allow_failure`].
-pub trait WaitFor: sealed::Sealed {
+pub trait WaitFor: crate::sealed::WaitFor {
     #[doc(hidden)]
     fn upstream(&self) -> Waiting;
-}
-
-pub(crate) mod sealed {
-    pub trait Sealed {}
 }
 
 /// Implements the sealing trait for a `WaitFor` type elsewhere in the crate.
 macro_rules! sealed_impl {
     ($ty:ty, $param:ident) => {
-        impl<$param> $crate::upstream::sealed::Sealed for $ty {}
+        impl<$param> $crate::sealed::WaitFor for $ty {}
     };
 }
 pub(crate) use sealed_impl;
@@ -117,7 +113,7 @@ impl Waiting {
     }
 }
 
-impl sealed::Sealed for &TaskRunRecord {}
+impl crate::sealed::WaitFor for &TaskRunRecord {}
 
 impl WaitFor for &TaskRunRecord {
     fn upstream(&self) -> Waiting {
@@ -167,7 +163,7 @@ pub fn allow_failure<U: WaitFor>(upstream: U) -> AllowFailure<U> {
 #[derive(Clone, Copy, Debug)]
 pub struct AllowFailure<U>(U);
 
-impl<U: WaitFor> sealed::Sealed for AllowFailure<U> {}
+impl<U: WaitFor> crate::sealed::WaitFor for AllowFailure<U> {}
 
 impl<U: WaitFor> WaitFor for AllowFailure<U> {
     fn upstream(&self) -> Waiting {

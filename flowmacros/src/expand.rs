@@ -247,6 +247,7 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                     retry: #retry,
                     #spec_extra
                     hooks: #hooks,
+                    span: #krate::__private::RunCallsite::new(),
                 };
                 &SPEC
             };

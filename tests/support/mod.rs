@@ -380,47 +380,79 @@ pub fn process_store_path(binary: &str) -> &'static Path {
     })
 }
 
-/// `target/debug/examples/<name>`, beside the test binary's `target/debug/deps/`; fails,
-/// saying to build it, if it is missing or older than the sources it is built from.
-pub fn example_binary(name: &str) -> PathBuf {
+/// `target/<profile>/`, where cargo puts binaries, beside the test binary's `deps/`.
+fn target_profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary knows its path");
-    let target_dir = exe
-        .parent()
+    exe.parent()
         .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps");
-    let path = target_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    let built = std::fs::metadata(&path)
+        .expect("the test binary lives in target/<profile>/deps")
+        .to_owned()
+}
+
+/// `binary`, failing with `build`, the command that makes it, if it is missing or older than
+/// any of `sources` (under the workspace's root): `cargo test --test NAME` would otherwise test
+/// an old build without a word.
+fn fresh_binary(binary: PathBuf, sources: &[&str], build: &str) -> PathBuf {
+    let how = format!(
+        "run `{build}` first (plain `cargo test --workspace` builds it, `cargo test --test NAME` does not)"
+    );
+    let built = std::fs::metadata(&binary)
         .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-                "the example binary {} is missing: run `cargo build --examples` first \
-                 (plain `cargo test` builds the examples, `cargo test --test NAME` does not)",
-                path.display()
-            )
-        });
-    // `cargo test --test NAME` would otherwise test an old build without a word.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sources = [
-        root.join("examples").join(format!("{name}.rs")),
-        // Examples of several files (etl), and those that share them (visualize).
-        root.join("examples").join(name),
-        root.join("examples").join("etl"),
-        root.join("flowcore"),
-        root.join("flowmacros"),
-        // Not Cargo.toml: an edit there that changes no dependency of the example relinks
-        // nothing, and `cargo build --examples` would not make the binary newer.
-    ];
-    if let Some(newer) = sources.iter().find_map(|s| newer_than(s, built)) {
+        .unwrap_or_else(|_| panic!("the binary {} is missing: {how}", binary.display()));
+    let root = workspace_root();
+    if let Some(newer) = sources
+        .iter()
+        .find_map(|s| newer_than(&root.join(s), built))
+    {
         panic!(
-            "the example binary {} is older than {}: run `cargo build --examples` first \
-             (plain `cargo test` builds the examples, `cargo test --test NAME` does not)",
-            path.display(),
+            "the binary {} is older than {}: {how}",
+            binary.display(),
             newer.display()
         );
     }
-    path
+    binary
+}
+
+/// The workspace's root, whichever of its packages these tests belong to.
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dir = manifest;
+    while let Some(parent) = dir.parent() {
+        if dir.join("Cargo.lock").exists() {
+            return dir.to_owned();
+        }
+        dir = parent;
+    }
+    manifest.to_owned()
+}
+
+/// `target/debug/examples/<name>`, built by `cargo build --examples` (or plain `cargo test`).
+pub fn example_binary(name: &str) -> PathBuf {
+    let path = target_profile_dir()
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let own = format!("examples/{name}.rs");
+    let dir = format!("examples/{name}");
+    fresh_binary(
+        path,
+        // Examples of several files (etl), and those that share them (visualize). Not
+        // Cargo.toml: an edit there that changes no dependency of the example relinks nothing.
+        &[&own, &dir, "examples/etl", "flowcore", "flowmacros"],
+        "cargo build --examples",
+    )
+}
+
+/// The `flowcore` command: cargo's own path to it in the CLI package's tests, the one built
+/// beside these tests elsewhere (the CLI is a package of its own).
+pub fn flowcore_bin() -> PathBuf {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_flowcore") {
+        return PathBuf::from(bin);
+    }
+    fresh_binary(
+        target_profile_dir().join(format!("flowcore{}", std::env::consts::EXE_SUFFIX)),
+        &["cli/src", "flowcore/src", "flowmacros/src"],
+        "cargo build -p flowcore-cli",
+    )
 }
 
 /// A file at or under `path` modified after `time` (`.rs` and `.toml` files only, in
@@ -491,11 +523,6 @@ impl Drop for Tmpfs {
             .arg(self.dir.path())
             .status();
     }
-}
-
-/// The `flowcore` binary cargo built for these tests.
-fn flowcore_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_flowcore")
 }
 
 /// Runs `flowcore ARGS --store STORE` without colours; returns what it printed.

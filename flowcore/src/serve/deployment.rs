@@ -56,6 +56,7 @@ pub struct Deployment {
 
 /// What happens when a deployment's run is due while an earlier run of it is still going.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Overlap {
     /// The due run is skipped, and the log says so (the default). A run requested by hand is
     /// never skipped: it waits, as with `Queue`.
@@ -136,11 +137,13 @@ impl Deployment {
 
     /// Runs on a cron line: crontab's five fields (`"*/5 * * * *"`), or six with seconds
     /// first, in UTC.
+    #[cfg(feature = "schedules")]
     pub fn cron(self, line: &str) -> Deployment {
         self.schedule(Schedule::cron(line))
     }
 
     /// Runs on a cron line in a named time zone (`"Europe/Paris"`), daylight saving included.
+    #[cfg(feature = "schedules")]
     pub fn cron_in(self, line: &str, zone: &str) -> Deployment {
         self.schedule(Schedule::cron(line).and_then(|s| s.in_time_zone(zone)))
     }
@@ -180,10 +183,14 @@ impl fmt::Debug for Deployment {
 }
 
 /// A [`Schedule`], or the `Result` of making one: what [`Deployment::schedule`] takes.
-pub trait IntoSchedule {
+pub trait IntoSchedule: crate::sealed::IntoSchedule {
     /// The schedule, or why there is none.
     fn into_schedule(self) -> Result<Schedule, ScheduleError>;
 }
+
+impl crate::sealed::IntoSchedule for Schedule {}
+
+impl crate::sealed::IntoSchedule for Result<Schedule, ScheduleError> {}
 
 impl IntoSchedule for Schedule {
     fn into_schedule(self) -> Result<Schedule, ScheduleError> {
@@ -225,9 +232,26 @@ impl ErasedFlow {
 
 /// A closure that makes a flow call, taking nothing or one parameter struct: what
 /// [`Deployment::new`] accepts. `M` tells the two apart; it is inferred.
-pub trait DeploymentFlow<M>: Send + Sync + 'static {
+pub trait DeploymentFlow<M>: crate::sealed::DeploymentFlow<M> + Send + Sync + 'static {
     #[doc(hidden)]
     fn erase(self) -> ErasedFlow;
+}
+
+impl<F, B> crate::sealed::DeploymentFlow<()> for F
+where
+    F: Fn() -> FlowCall<B> + Send + Sync + 'static,
+    B: FlowBody + Send + 'static,
+    B::Output: Send,
+{
+}
+
+impl<F, P, B> crate::sealed::DeploymentFlow<(P,)> for F
+where
+    F: Fn(P) -> FlowCall<B> + Send + Sync + 'static,
+    P: DeserializeOwned,
+    B: FlowBody + Send + 'static,
+    B::Output: Send,
+{
 }
 
 impl<F, B> DeploymentFlow<()> for F

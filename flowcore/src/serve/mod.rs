@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 pub use deployment::{Deployment, DeploymentFlow, IntoSchedule, LATE_AFTER, Overlap};
 pub use error::ServeError;
 
-use crate::store::{DeploymentRow, Store};
+use crate::store::{DeploymentRow, RunStore};
 use runner::{Phase, Served};
 
 /// How often a serving process looks for runs requested by hand.
@@ -117,7 +117,7 @@ impl Serve {
 
     async fn run(self) -> Result<(), ServeError> {
         let served = check(self.deployments)?;
-        let store = Store::current();
+        let store = RunStore::current();
         // The handler of a plain program stands aside: serving stops gracefully on signals.
         let _serving = self
             .shutdown
@@ -137,14 +137,14 @@ impl Serve {
             d.announce();
             loops.spawn(runner::serve_one(
                 Arc::new(d),
-                store,
+                store.clone(),
                 rx,
                 phase.clone(),
                 Arc::clone(&cancelled_because),
             ));
         }
         loops.spawn(runner::poll_requests(
-            store,
+            store.clone(),
             Arc::clone(&names),
             senders,
             phase.clone(),

@@ -20,7 +20,7 @@ use crate::names::{flow_run_name, new_run_id};
 use crate::record::{CacheStatus, FlowRunRecord};
 use crate::schedule::Schedule;
 use crate::state::{State, StateKind};
-use crate::store::{DeploymentRow, Event, RequestedRun, Store};
+use crate::store::{DeploymentRow, Event, RequestedRun, RunStore, Store};
 
 /// Where serving is: the loops follow it.
 #[derive(Clone, Copy, Debug)]
@@ -133,14 +133,14 @@ fn instant_of(at: Timestamp) -> Instant {
 /// until the deadline and cancels the rest.
 pub(crate) async fn serve_one(
     d: Arc<Served>,
-    store: &'static Store,
+    store: RunStore,
     mut requests: mpsc::UnboundedReceiver<RequestedRun>,
     mut phase: watch::Receiver<Phase>,
     cancelled_because: Arc<OnceLock<String>>,
 ) {
     let mut runs: JoinSet<FlowRunRecord> = JoinSet::new();
     let mut queue: VecDeque<Due> = VecDeque::new();
-    let mut next = next_after(&d, Timestamp::now(), store);
+    let mut next = next_after(&d, Timestamp::now(), &store);
     loop {
         if !matches!(*phase.borrow(), Phase::Serving) {
             break;
@@ -148,19 +148,19 @@ pub(crate) async fn serve_one(
         tokio::select! {
             () = tokio::time::sleep_until(next.map_or_else(Instant::now, instant_of)), if next.is_some() => {
                 let at = next.expect("only polled with a next run");
-                due(&d, store, &mut runs, &mut queue, Due { at, request: None }, &cancelled_because);
+                due(&d, &store, &mut runs, &mut queue, Due { at, request: None }, &cancelled_because);
                 // The next time after now, not after `at`: times missed while the process was
                 // stopped or starved are not run in a burst.
-                next = next_after(&d, at.max(Timestamp::now()), store);
+                next = next_after(&d, at.max(Timestamp::now()), &store);
             }
             Some(request) = requests.recv() => {
                 let at = request.requested_at;
-                due(&d, store, &mut runs, &mut queue, Due { at, request: Some(request) }, &cancelled_because);
+                due(&d, &store, &mut runs, &mut queue, Due { at, request: Some(request) }, &cancelled_because);
             }
             Some(ended) = runs.join_next(), if !runs.is_empty() => {
                 report_panic(&d, ended);
                 if runs.is_empty() && let Some(waiting) = queue.pop_front() {
-                    start(&d, store, &mut runs, waiting, &cancelled_because);
+                    start(&d, &store, &mut runs, waiting, &cancelled_because);
                 }
             }
             _ = phase.changed() => {}
@@ -217,11 +217,7 @@ fn runs_count(n: usize) -> String {
 
 /// The deployment's next scheduled time after `after`, recorded in the store and logged.
 fn next_after(d: &Served, after: Timestamp, store: &Store) -> Option<Timestamp> {
-    let next = d
-        .schedule
-        .as_ref()?
-        .next_after(after.to_datetime())
-        .map(|at| Timestamp::from_micros(at.timestamp_micros()));
+    let next = d.schedule.as_ref()?.next_after(after);
     store.send(Event::NextRun {
         deployment: d.name.clone(),
         at: next,
@@ -240,7 +236,7 @@ fn next_after(d: &Served, after: Timestamp, store: &Store) -> Option<Timestamp> 
 /// A run is due: started, queued or skipped, as the overlap policy says.
 fn due(
     d: &Served,
-    store: &'static Store,
+    store: &RunStore,
     runs: &mut JoinSet<FlowRunRecord>,
     queue: &mut VecDeque<Due>,
     due: Due,
@@ -269,7 +265,7 @@ fn due(
 /// Starts a due run: the flow call, handed its id, name and the states before `Pending`.
 fn start(
     d: &Served,
-    store: &'static Store,
+    store: &RunStore,
     runs: &mut JoinSet<FlowRunRecord>,
     due: Due,
     cancelled_because: &Arc<OnceLock<String>>,
@@ -321,7 +317,8 @@ fn start(
     };
     match d.flow.start(&parameters, Some(launch)) {
         Ok((run, _)) => {
-            runs.spawn(run);
+            // A store in scope follows the run onto its own tokio task.
+            runs.spawn(store.keep_in(run));
         }
         Err(e) => {
             // Only a request can bring parameters the flow does not take: the deployment's
@@ -388,7 +385,7 @@ fn report_panic(d: &Served, ended: Result<FlowRunRecord, tokio::task::JoinError>
 /// Claims the runs requested for these deployments, as soon as this process requests one and
 /// twice a second for other processes' requests, and hands each to its deployment's loop.
 pub(crate) async fn poll_requests(
-    store: &'static Store,
+    store: RunStore,
     names: Arc<[String]>,
     senders: HashMap<String, mpsc::UnboundedSender<RequestedRun>>,
     mut phase: watch::Receiver<Phase>,

@@ -192,6 +192,7 @@ impl StoreError {
 
 impl StoreError {
     /// Maps a SQLite error on the file at `path` to the error a user can act on.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn sqlite(path: &std::path::Path, e: rusqlite::Error) -> StoreError {
         use rusqlite::ErrorCode;
         let path = path.to_path_buf();

@@ -1,6 +1,6 @@
 //! Prefect-style console logs.
 //!
-//! [`init_logging`] prints lines like
+//! [`init_logging`](crate::init_logging) prints lines like
 //!
 //! ```text
 //! 18:02:00.123 | INFO    | Flow run 'enchanted-peacock' - Beginning flow run 'enchanted-peacock' for flow 'etl'
@@ -11,6 +11,24 @@
 //! Every task run and flow run is a tracing span, so a `tracing::info!` inside a task is
 //! printed with that task run's name. To combine flowcore's format with your own subscriber
 //! setup, add [`layer()`] to a `tracing_subscriber::registry()`.
+//!
+//! Log lines written inside runs are also kept in the run store, with their run (what
+//! `flowcore runs show` and the dashboard show). That is the [`recorder()`] layer's work, apart
+//! from any printing: [`init_logging`](crate::init_logging) and [`layer()`] include it; a subscriber of your own (a
+//! JSON formatter, OpenTelemetry) keeps the lines in the store once you add it:
+//!
+//! ```
+//! use tracing_subscriber::layer::SubscriberExt as _;
+//!
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(tracing_subscriber::fmt::layer())   // your printing, any format
+//!     .with(flowcore::logging::recorder());     // the runs' lines into the store
+//! # let _ = subscriber;
+//! // tracing::subscriber::set_global_default(subscriber).unwrap();
+//! ```
+//!
+//! A subscriber without it still prints what it prints, and flowcore says once, through it,
+//! that the runs' lines are not being kept.
 //!
 //! Run names, messages and fields come from user code: their control characters are printed
 //! escaped (`\u{1b}`, see [`crate::terminal`]), so that a message cannot clear the screen or
@@ -25,46 +43,26 @@
 
 use std::fmt;
 use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{EnvFilter, Layer};
 
 use uuid::Uuid;
 
-use crate::clock::Timestamp;
-use crate::state::{State, StateKind};
-use crate::store::{Event as StoreEvent, Store};
-use crate::terminal::{Escaping, LineFeeds, escape_controls};
+pub(crate) mod init;
 
-/// Installs a global subscriber printing Prefect-style lines to stdout, filtered by
-/// `RUST_LOG` (default `info`). Does nothing if a global subscriber is already set, so it is
-/// safe to call from every example and test.
-///
-/// An invalid `RUST_LOG` is reported on stderr and `info` is used instead.
-///
-/// ```
-/// flowcore::init_logging();
-/// flowcore::init_logging(); // a second call is harmless
-/// ```
-pub fn init_logging() {
-    let filter = EnvFilter::builder()
-        .with_default_directive(Level::INFO.into())
-        .from_env()
-        .unwrap_or_else(|e| {
-            eprintln!("flowcore: ignoring RUST_LOG ({e}); logging at info");
-            EnvFilter::new("info")
-        });
-    let _ = tracing_subscriber::registry()
-        .with(layer().with_filter(filter))
-        .try_init();
-}
+use crate::clock::Timestamp;
+use crate::context::FlowContext;
+use crate::state::{State, StateKind};
+use crate::store::{Event as StoreEvent, RunStore};
+use crate::terminal::{Escaping, LineFeeds, escape_controls};
 
 /// flowcore's console format as a layer, for building your own subscriber.
 ///
@@ -112,12 +110,60 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    RunLabels.and_then(StoredLogs).and_then(
+    recorder().and_then(
         tracing_subscriber::fmt::layer()
             .with_writer(writer)
             .with_ansi(ansi)
             .event_format(PrefectFormat { ansi }),
     )
+}
+
+/// The layer that keeps each log line written inside a run in that run's store (the store of
+/// its flow run, or the one in scope), and prints nothing: for a subscriber of your own. See
+/// the module's documentation.
+///
+/// ```
+/// use flowcore::{flow, testing};
+/// use tracing_subscriber::layer::SubscriberExt as _;
+///
+/// #[flow]
+/// async fn chatty() {
+///     tracing::info!("loaded 10 rows");
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // A subscriber that prints nothing at all, and records.
+/// let subscriber = tracing_subscriber::registry().with(flowcore::logging::recorder());
+/// let _guard = tracing::subscriber::set_default(subscriber);
+/// let ((_, run), store) = testing::isolated(chatty().with_run()).await;
+/// let lines = store.logs(run.id).unwrap();
+/// assert!(lines.iter().any(|line| line.message == "loaded 10 rows"));
+/// # }
+/// ```
+pub fn recorder<S>() -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    RunLabels.and_then(StoredLogs)
+}
+
+/// Says once, through the subscriber in use, when it prints but does not keep the runs' log
+/// lines: called as the first runs start, when the program has set its subscriber up.
+pub(crate) fn check_recorder() {
+    static CHECKED: AtomicBool = AtomicBool::new(false);
+    if CHECKED.load(Ordering::Relaxed) || CHECKED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let missing = tracing::dispatcher::get_default(|d| {
+        !d.is::<tracing::subscriber::NoSubscriber>() && !d.is::<StoredLogs>()
+    });
+    if missing {
+        tracing::warn!(
+            target: "flowcore",
+            "The tracing subscriber in use has no flowcore::logging::recorder() layer: the log lines of runs are printed but not kept in the run store (flowcore runs show, the dashboard); add the layer to keep them"
+        );
+    }
 }
 
 /// Logs a run's final state at a level that matches it.
@@ -145,14 +191,15 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let meta = attrs.metadata();
-        let kind = match (meta.target(), meta.name()) {
-            ("flowcore", "task_run") => "Task run",
-            ("flowcore", "flow_run") => "Flow run",
-            _ => return,
-        };
+        if !crate::span::is_run_span(attrs.metadata()) {
+            return;
+        }
         let mut run = RunFields::default();
         attrs.record(&mut run);
+        let kind = match run.kind.as_deref() {
+            Some("flow") => "Flow run",
+            _ => "Task run",
+        };
         if let (Some(name), Some(run_id), Some(span)) = (run.name, run.id, ctx.span(id)) {
             span.extensions_mut().insert(RunLabel {
                 // Escaped once here, not at every line: a run name is user code's to choose.
@@ -167,6 +214,7 @@ where
 struct RunFields {
     name: Option<String>,
     id: Option<Uuid>,
+    kind: Option<String>,
 }
 
 impl Visit for RunFields {
@@ -174,7 +222,15 @@ impl Visit for RunFields {
         match field.name() {
             "run" => self.name = Some(format!("{value:?}")),
             "id" => self.id = Uuid::parse_str(&format!("{value:?}")).ok(),
+            "kind" => self.kind = Some(format!("{value:?}")),
             _ => {}
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "kind" => self.kind = Some(value.to_owned()),
+            _ => self.record_debug(field, &value),
         }
     }
 }
@@ -187,7 +243,10 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let Some(store) = Store::current_if_open() else {
+        // The store of the run the event belongs to: its flow run's, else the one in scope.
+        let Some(store) =
+            FlowContext::with_current(|flow| flow.store.clone()).or_else(RunStore::current_if_open)
+        else {
             return;
         };
         let Some(run_id) = ctx.event_scope(event).and_then(|scope| {

@@ -47,6 +47,7 @@
 //!
 //! Every wait has a deadline; the only sleeps are polling intervals.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::collections::{BTreeMap, HashSet};

@@ -82,10 +82,7 @@ pub fn task_graph(graph: &TaskGraph) -> Markup {
                 @let (x2, y2) = (to.x, to.y + layout.node_height / 2.0);
                 @let bend = ((x2 - x1).abs() / 2.0).max(COLUMN_GAP / 2.0);
                 @let dashed = edge.kind == EdgeKind::WaitFor || edge.allow_failure;
-                @let kind = match edge.kind {
-                    EdgeKind::Data => "data",
-                    EdgeKind::WaitFor => "wait_for",
-                };
+                @let kind = edge.kind.as_str();
                 g.edge data-from=(nodes[edge.from].id) data-to=(nodes[edge.to].id)
                     data-kind=(kind) data-allow-failure=[edge.allow_failure.then_some("true")] {
                     path d={ "M" (num(x1)) "," (num(y1)) " C" (num(x1 + bend)) "," (num(y1))

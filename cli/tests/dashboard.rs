@@ -4,6 +4,7 @@
 //! that is not JSON); the headers on every answer; and its connections' limits (timeouts, the
 //! cap, the bounded shutdown), through raw sockets.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::io::{Read as _, Write as _};

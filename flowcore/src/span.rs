@@ -1,0 +1,151 @@
+//! The tracing span of each run, named for its task or flow: `extract`, `etl`, so that
+//! OpenTelemetry, tokio-console and any subscriber show a hundred `extract`s and `load`s rather
+//! than a hundred `task_run`s. Its fields: `run` (the run's name), `id`, `kind` (`"task"` or
+//! `"flow"`) and `state`, the final state, recorded when the run ends.
+//!
+//! tracing names a span by its callsite, which its macros make once per place in the code; a
+//! task's name is only known to flowcore at run time, so each task and flow has a callsite of its
+//! own, made with its spec the first time it runs ([`RunCallsite`]).
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use tracing::callsite::{Callsite, Identifier};
+use tracing::field::{Empty, FieldSet, Value, display};
+use tracing::metadata::Kind;
+use tracing::subscriber::Interest;
+use tracing::{Level, Metadata, Span};
+use uuid::Uuid;
+
+use crate::hooks::RunKind;
+use crate::state::StateKind;
+
+/// The fields of a run's span, in this order.
+const FIELDS: [&str; 4] = ["run", "id", "kind", "state"];
+
+/// The callsite of one task's or flow's runs: in its static spec, so that it lives as long as
+/// the program, as tracing needs.
+#[doc(hidden)]
+pub struct RunCallsite {
+    metadata: OnceLock<Metadata<'static>>,
+    /// tracing's interest in it: [`NEVER`], [`SOMETIMES`], [`ALWAYS`], or [`UNKNOWN`] until
+    /// registered.
+    interest: AtomicU8,
+}
+
+const UNKNOWN: u8 = 0;
+const NEVER: u8 = 1;
+const SOMETIMES: u8 = 2;
+const ALWAYS: u8 = 3;
+
+impl RunCallsite {
+    /// What a spec holds before its first run.
+    pub const fn new() -> Self {
+        RunCallsite {
+            metadata: OnceLock::new(),
+            interest: AtomicU8::new(UNKNOWN),
+        }
+    }
+
+    /// The span of a run named `run` with id `id` of the task or flow `name`: disabled (and
+    /// free) when no subscriber wants it.
+    pub(crate) fn span(
+        &'static self,
+        name: &'static str,
+        kind: RunKind,
+        run: &dyn Value,
+        id: Uuid,
+    ) -> Span {
+        let metadata = self.metadata(name);
+        let enabled = match self.interest.load(Ordering::Relaxed) {
+            NEVER => false,
+            ALWAYS => true,
+            _ => tracing::dispatcher::get_default(|d| d.enabled(metadata)),
+        };
+        if !enabled || !tracing::level_enabled!(Level::INFO) {
+            return Span::none();
+        }
+        let fields = metadata.fields();
+        let kind = match kind {
+            RunKind::Task => "task",
+            RunKind::Flow => "flow",
+        };
+        let [run_field, id_field, kind_field, state_field] =
+            FIELDS.map(|f| fields.field(f).expect("a field of the span's own set"));
+        Span::new(
+            metadata,
+            &fields.value_set(&[
+                (&run_field, Some(run)),
+                (&id_field, Some(&display(id) as &dyn Value)),
+                (&kind_field, Some(&kind as &dyn Value)),
+                (&state_field, Some(&Empty as &dyn Value)),
+            ]),
+        )
+    }
+
+    fn metadata(&'static self, name: &'static str) -> &'static Metadata<'static> {
+        let mut made = false;
+        let metadata = self.metadata.get_or_init(|| {
+            made = true;
+            Metadata::new(
+                name,
+                "flowcore",
+                Level::INFO,
+                None,
+                None,
+                None,
+                FieldSet::new(&FIELDS, Identifier(self)),
+                Kind::SPAN,
+            )
+        });
+        if made {
+            // Tells every subscriber of it, which sets its interest.
+            tracing::callsite::register(self);
+        }
+        metadata
+    }
+}
+
+impl Default for RunCallsite {
+    fn default() -> Self {
+        RunCallsite::new()
+    }
+}
+
+impl std::fmt::Debug for RunCallsite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunCallsite")
+    }
+}
+
+impl Callsite for RunCallsite {
+    fn set_interest(&self, interest: Interest) {
+        let value = if interest.is_never() {
+            NEVER
+        } else if interest.is_always() {
+            ALWAYS
+        } else {
+            SOMETIMES
+        };
+        self.interest.store(value, Ordering::Relaxed);
+    }
+
+    fn metadata(&self) -> &Metadata<'_> {
+        self.metadata
+            .get()
+            .expect("registered only once its metadata is made")
+    }
+}
+
+/// Records `state` as the final state of the run whose span is current.
+pub(crate) fn record_final_state(state: StateKind) {
+    Span::current().record("state", display(state));
+}
+
+/// Whether `metadata` is a run's span, and of which kind: what the console format labels lines
+/// with.
+pub(crate) fn is_run_span(metadata: &Metadata<'_>) -> bool {
+    metadata.target() == "flowcore"
+        && metadata.is_span()
+        && metadata.fields().field("kind").is_some()
+}

@@ -1,0 +1,779 @@
+//! The run store's handle: where runs are recorded and read back, and the process's store.
+
+use std::future::Future;
+#[cfg(feature = "sqlite")]
+use std::path::Path;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
+use uuid::Uuid;
+
+use crate::clock::Timestamp;
+use crate::record::FlowRunRecord;
+use crate::store::backend::Backend;
+use crate::store::deployments::{self, DeploymentInfo, DeploymentRow, RequestedRun};
+use crate::store::error::StoreError;
+use crate::store::event::{Committed, Event};
+use crate::store::memory::MemoryBackend;
+use crate::store::process::ProcessInfo;
+use crate::store::query::{self, CacheEntry, FlowRunSummary, LogLine, ResumePoint, RunFilter};
+use crate::store::scope::RunStore;
+#[cfg(feature = "sqlite")]
+use crate::store::sqlite::{Access, SqliteBackend};
+use crate::store::writer::{Health, Writer};
+
+/// Events waiting for the writer beyond which new runs wait before they start.
+const BACKLOG: usize = 100_000;
+
+/// A run store. Cloning is cheap: clones share the store and its writer.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    /// To the writer thread; `None` for a backend that writes directly.
+    events: Option<Sender<Event>>,
+    /// Notified after each commit, for runs waiting on a backlog.
+    committed: Arc<Notify>,
+    /// Whether the writer commits, or has been failing (and for how long).
+    health: Arc<Health>,
+    /// Why runs are not recorded where the user expects them, for a memory store that stands in
+    /// for a store that could not be used.
+    stand_in_for: Option<String>,
+    process: ProcessInfo,
+    /// Counts the runs this process requested, so that its serving loops pick them up at
+    /// once (runs other processes request are found by polling).
+    requested: tokio::sync::watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.describe())
+    }
+}
+
+static GLOBAL: OnceLock<Store> = OnceLock::new();
+
+impl Store {
+    /// A store in this process's memory.
+    pub fn memory() -> Store {
+        Store::start(
+            Arc::new(MemoryBackend::default()),
+            ProcessInfo::current(),
+            None,
+        )
+        .expect("a memory store cannot fail to start")
+    }
+
+    /// The store in the SQLite file at `path`, created if there is none, for recording runs.
+    /// A file that is not a flowcore store, was written by a newer flowcore, or is damaged is
+    /// refused with an error naming it, and left untouched; one of an older flowcore is
+    /// upgraded. Opening marks Crashed the unfinished runs of processes that died, a thousand
+    /// runs per transaction so that other processes' commits go on meanwhile; a file locked by
+    /// another process is waited for, never given up.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let process = ProcessInfo::current();
+        let backend = SqliteBackend::open(path.as_ref(), Access::Write, &process)?;
+        let store = Store::start(Arc::new(backend), process, None)?;
+        store.mark_crashed()?;
+        Ok(store)
+    }
+
+    /// The store in the SQLite file at `path`, for reading runs: what `flowcore` commands and
+    /// the dashboard use. It never writes to the file unless asked to ([`Store::request_run`],
+    /// [`Store::clear_cache`], [`Store::mark_crashed`]), so a read-only file (or file system)
+    /// can be read. The unfinished runs of processes that died are shown `Crashed`, as a
+    /// writer will record them, without being written.
+    ///
+    /// Refused, untouched: a missing file ([`StoreError::NoStore`]: a mistyped path must not
+    /// leave an empty store behind), an empty file or somebody else's, one of another
+    /// flowcore's schema, and a damaged one (SQLite's `quick_check` at open).
+    #[cfg(feature = "sqlite")]
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let process = ProcessInfo::current();
+        let backend = SqliteBackend::open(path.as_ref(), Access::Read, &process)?;
+        Store::start(Arc::new(backend), process, None)
+    }
+
+    /// The default store: `$FLOWCORE_HOME/flowcore.db` (see [`Store::default_path`]); in a
+    /// build without the `sqlite` feature, a memory store.
+    pub fn open_default() -> Result<Store, StoreError> {
+        #[cfg(feature = "sqlite")]
+        return Store::sqlite(Store::default_path()?);
+        #[cfg(not(feature = "sqlite"))]
+        return Ok(Store::memory());
+    }
+
+    /// Where the default store lives: `$FLOWCORE_HOME/flowcore.db`, with `FLOWCORE_HOME`
+    /// defaulting to `$HOME/.flowcore`.
+    pub fn default_path() -> Result<PathBuf, StoreError> {
+        let home = match std::env::var_os("FLOWCORE_HOME").filter(|h| !h.is_empty()) {
+            Some(home) => PathBuf::from(home),
+            None => std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".flowcore"))
+                .ok_or(StoreError::NoHome)?,
+        };
+        Ok(home.join("flowcore.db"))
+    }
+
+    /// Makes this the store every run of this process records to. Call it before the first
+    /// run; afterwards the store in use stays, and this returns an error saying which it is.
+    pub fn install(self) -> Result<(), StoreError> {
+        if self.inner.backend.opened_for_reading() {
+            return Err(StoreError::OpenedForReading {
+                store: self.describe(),
+            });
+        }
+        let mut mine = Some(self);
+        let current = GLOBAL.get_or_init(|| mine.take().expect("taken once"));
+        match mine {
+            None => Ok(()),
+            Some(_) => Err(StoreError::AlreadyInstalled {
+                current: current.describe(),
+            }),
+        }
+    }
+
+    /// The store runs started here record to: the one [in scope](Store::scope), else the
+    /// process's ([`Store::install`]), opening the default one on first use. If that cannot be
+    /// used at all, the error is printed and runs are kept in memory (and each run's summary
+    /// says so), so that a bad file stops no flow.
+    pub fn current() -> Store {
+        (*RunStore::current()).clone()
+    }
+
+    /// The process's store, opened on first use (see [`Store::current`]).
+    pub(crate) fn process() -> &'static Store {
+        GLOBAL.get_or_init(|| {
+            Store::open_default().unwrap_or_else(|e| {
+                eprintln!("flowcore: {e}");
+                eprintln!("flowcore: runs of this process are kept in memory only");
+                Store::stand_in(format!("{}; kept in memory only", e.reason()))
+            })
+        })
+    }
+
+    /// The process's store, if it has one yet.
+    pub(crate) fn process_if_open() -> Option<&'static Store> {
+        GLOBAL.get()
+    }
+
+    fn start(
+        backend: Arc<dyn Backend>,
+        process: ProcessInfo,
+        stand_in_for: Option<String>,
+    ) -> Result<Store, StoreError> {
+        backend.register_process(&process)?;
+        let committed = Arc::new(Notify::new());
+        let health = Arc::new(Health::new());
+        let events = if backend.writes_directly() || backend.opened_for_reading() {
+            None
+        } else {
+            let (events, receiver) = crossbeam_channel::unbounded();
+            let writer = Writer {
+                backend: Arc::clone(&backend),
+                receiver,
+                committed: Arc::clone(&committed),
+                health: Arc::clone(&health),
+                process: process.clone(),
+            };
+            let name = backend.describe();
+            std::thread::Builder::new()
+                .name("flowcore-store".to_owned())
+                .spawn(move || writer.run())
+                .map_err(|e| StoreError::Open {
+                    path: PathBuf::from(name),
+                    detail: format!("cannot start the writer thread: {e}"),
+                })?;
+            Some(events)
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend,
+                events,
+                committed,
+                health,
+                stand_in_for,
+                process,
+                requested: tokio::sync::watch::Sender::new(0),
+            }),
+        })
+    }
+
+    /// How long runs wait for this store when it cannot commit (a full disk, a lock held by
+    /// another process, a file gone read-only) before they go on without it; 60 s unless set
+    /// ([`WRITE_TIMEOUT`](crate::store::WRITE_TIMEOUT)). While it fails, nothing is dropped: the writer keeps what it could
+    /// not commit and tries again, and new task runs wait. After the timeout, runs go on,
+    /// their records wait in memory (committed if the store recovers before the process
+    /// ends), and each flow run that ends says in its record
+    /// ([`FlowRunRecord::not_recorded`](crate::FlowRunRecord::not_recorded)) and summary that
+    /// it was not recorded.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
+    /// # #[cfg(feature = "sqlite")]
+    /// # fn main() -> Result<(), flowcore::StoreError> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = flowcore::Store::sqlite(dir.path().join("flowcore.db"))?
+    ///     .write_timeout(Duration::from_secs(10));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn write_timeout(self, timeout: Duration) -> Store {
+        self.inner.health.set_patience(timeout);
+        self
+    }
+
+    /// A memory store used because the store meant for this process could not be used at all.
+    fn stand_in(reason: String) -> Store {
+        Store::start(
+            Arc::new(MemoryBackend::default()),
+            ProcessInfo::current(),
+            Some(reason),
+        )
+        .expect("a memory store cannot fail to start")
+    }
+
+    /// Why the runs of this store will not be found where the user expects them, if they will
+    /// not: the store could not be used and runs are kept in memory, or it has committed
+    /// nothing for longer than its write timeout. What a flow run's record and summary say.
+    pub(crate) fn not_recording(&self) -> Option<String> {
+        if let Some(reason) = &self.inner.stand_in_for {
+            return Some(reason.clone());
+        }
+        self.inner
+            .health
+            .unavailable(&self.describe())
+            .map(|e| e.reason())
+    }
+
+    /// Creates a SQLite store at `path` with only the first `version` schema migrations, as
+    /// an older flowcore left it: for testing the migrations.
+    #[doc(hidden)]
+    #[cfg(feature = "sqlite")]
+    pub fn create_sqlite_at_schema_version(path: &Path, version: usize) -> Result<(), StoreError> {
+        SqliteBackend::create_at_version(path, version)
+    }
+
+    /// Where this store keeps its runs: a file path, or `:memory:`.
+    pub fn describe(&self) -> String {
+        self.inner.backend.describe()
+    }
+
+    pub(crate) fn send(&self, event: Event) {
+        match &self.inner.events {
+            // The writer only stops with the process, so the channel never closes.
+            Some(events) => {
+                let _ = events.send(event);
+            }
+            None => {
+                if let Event::Flush(done) = event {
+                    done.send(Ok(()));
+                } else if let Err(e) = self.inner.backend.write_now(event, &self.inner.process) {
+                    eprintln!("flowcore: could not record runs: {e}");
+                }
+            }
+        }
+    }
+
+    /// Waits while the writer is far behind: the backpressure that keeps a flow of a million
+    /// task runs from queueing a million records in memory.
+    pub(crate) async fn throttle(&self) {
+        let mut waiting = None;
+        std::future::poll_fn(|cx| self.poll_room(cx, &mut waiting)).await;
+    }
+
+    /// [`Store::throttle`] as a poll, for a task call to check before it creates its run:
+    /// ready when the writer's backlog is small; otherwise `cx` is woken at the next commit,
+    /// `waiting` holding the registration between polls (allocated only while waiting).
+    pub(crate) fn poll_room(
+        &self,
+        cx: &mut Context<'_>,
+        waiting: &mut Option<Pin<Box<OwnedNotified>>>,
+    ) -> Poll<()> {
+        let Some(events) = &self.inner.events else {
+            return Poll::Ready(()); // written as sent: nothing waits in between
+        };
+        loop {
+            if events.len() <= BACKLOG || self.inner.health.is_unavailable() {
+                *waiting = None;
+                return Poll::Ready(());
+            }
+            let committed = waiting.get_or_insert_with(|| {
+                Box::pin(Arc::clone(&self.inner.committed).notified_owned())
+            });
+            // Registered before the second look, so that a commit in between is not missed.
+            committed.as_mut().enable();
+            if events.len() <= BACKLOG || self.inner.health.is_unavailable() {
+                *waiting = None;
+                return Poll::Ready(());
+            }
+            std::task::ready!(committed.as_mut().poll(cx));
+            *waiting = None;
+        }
+    }
+
+    /// Waits until everything sent so far is committed (at once for a memory store). A store
+    /// that cannot commit is waited for up to its [write timeout](Store::write_timeout); then
+    /// this returns [`StoreError::Unavailable`], and what was sent stays queued.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        if self.inner.events.is_none() {
+            return Ok(());
+        }
+        let (done, committed) = tokio::sync::oneshot::channel();
+        self.send(Event::Flush(Committed::Async(done)));
+        let health = &self.inner.health;
+        let gave_up = health.gave_up();
+        tokio::pin!(committed, gave_up);
+        // Registered before the look, so that the store giving up in between is not missed.
+        gave_up.as_mut().enable();
+        if let Some(e) = health.unavailable(&self.describe()) {
+            return Err(e);
+        }
+        tokio::select! {
+            biased;
+            result = &mut committed => result.unwrap_or(Err(StoreError::WriterStopped)),
+            () = &mut gave_up => match health.unavailable(&self.describe()) {
+                Some(e) => Err(e),
+                None => committed.await.unwrap_or(Err(StoreError::WriterStopped)),
+            },
+        }
+    }
+
+    /// Whether runs recorded here outlive the process (a file, not memory).
+    pub(crate) fn persists(&self) -> bool {
+        self.inner.events.is_some()
+    }
+
+    /// [`Store::flush`] for a thread that may block, waiting at most `wait` (and no longer
+    /// than the store's write timeout when it cannot commit).
+    pub(crate) fn flush_blocking(&self, wait: Duration) -> Result<(), StoreError> {
+        if self.inner.events.is_none() {
+            return Ok(());
+        }
+        let (done, committed) = std::sync::mpsc::sync_channel(1);
+        self.send(Event::Flush(Committed::Blocking(done)));
+        // `None`: no deadline but the store's own write timeout.
+        let deadline = std::time::Instant::now().checked_add(wait);
+        loop {
+            // In slices, to notice the store giving up meanwhile.
+            let slice = deadline
+                .map_or(Duration::MAX, |d| {
+                    d.saturating_duration_since(std::time::Instant::now())
+                })
+                .min(Duration::from_millis(100));
+            match committed.recv_timeout(slice) {
+                Ok(result) => return result,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(StoreError::WriterStopped);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if let Some(e) = self.inner.health.unavailable(&self.describe()) {
+                return Err(e);
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(StoreError::Busy {
+                    path: PathBuf::from(self.describe()),
+                });
+            }
+        }
+    }
+
+    /// Waits until everything sent so far is committed, on the blocking pool: while a blocking
+    /// task runs, a paused tokio clock does not jump ahead, so a test's timeout around a flow
+    /// call is not spent waiting for the writer thread.
+    pub(crate) async fn flush_off_runtime(&self) -> Result<(), StoreError> {
+        if self.inner.events.is_none() {
+            return Ok(());
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.flush_blocking(Duration::MAX))
+            .await
+            .unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    /// Ends every unfinished run of this process `Cancelled` with `message`, and records the
+    /// process as ended: for a process about to exit on a signal. Returns how many it ended.
+    pub(crate) fn end_process_runs(&self, message: &str) -> Result<usize, StoreError> {
+        self.inner.backend.end_process(
+            &self.inner.process,
+            crate::state::StateKind::Cancelled,
+            message,
+            Timestamp::wall_now(),
+        )
+    }
+
+    /// Marks Crashed the unfinished runs of processes that died; returns how many. Opening a
+    /// store for recording runs does this; reading never does (a reader shows such runs
+    /// Crashed without writing it).
+    pub fn mark_crashed(&self) -> Result<usize, StoreError> {
+        self.inner
+            .backend
+            .mark_crashed(&self.inner.process, Timestamp::wall_now())
+    }
+
+    /// Flow runs, newest first.
+    pub fn flow_runs(&self, filter: &RunFilter) -> Result<Vec<FlowRunSummary>, StoreError> {
+        let backend = &*self.inner.backend;
+        backend
+            .flow_rows(filter)?
+            .into_iter()
+            .map(|row| query::summary(backend, row))
+            .collect()
+    }
+
+    /// When each flow run (subflow runs included) created at or after `since` was created,
+    /// and its current state, oldest first: what a dashboard counts and charts.
+    pub fn flow_states_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(Timestamp, crate::state::StateKind)>, StoreError> {
+        self.inner.backend.flow_states_since(since)
+    }
+
+    /// One flow run without its task runs, as [`Store::flow_runs`] lists it.
+    pub fn flow_run_summary(&self, id: Uuid) -> Result<Option<FlowRunSummary>, StoreError> {
+        let backend = &*self.inner.backend;
+        backend
+            .flow_row(id)?
+            .map(|row| query::summary(backend, row))
+            .transpose()
+    }
+
+    /// The whole record of a flow run, with its task runs and subflow runs.
+    pub fn flow_run(&self, id: Uuid) -> Result<Option<FlowRunRecord>, StoreError> {
+        let backend = &*self.inner.backend;
+        backend
+            .flow_row(id)?
+            .map(|row| query::flow_record(backend, row))
+            .transpose()
+    }
+
+    /// The id of the flow run with this name (the newest, if names repeat) or this id.
+    pub fn find_flow_run(&self, name_or_id: &str) -> Result<Uuid, StoreError> {
+        let backend = &*self.inner.backend;
+        let row = match Uuid::parse_str(name_or_id.trim()) {
+            Ok(id) => backend.flow_row(id)?,
+            Err(_) => backend.flow_row_named(name_or_id.trim())?,
+        };
+        row.map(|r| r.id).ok_or_else(|| StoreError::UnknownRun {
+            run: name_or_id.to_owned(),
+            store: self.describe(),
+        })
+    }
+
+    /// The parameters a flow run was called with, as JSON, where they were serializable.
+    pub fn parameters(&self, flow_run: Uuid) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(self
+            .inner
+            .backend
+            .flow_row(flow_run)?
+            .and_then(|r| r.parameters)
+            .and_then(|p| serde_json::from_str(&p).ok()))
+    }
+
+    /// The log lines of a flow run and of its task runs, in order.
+    pub fn logs(&self, flow_run: Uuid) -> Result<Vec<LogLine>, StoreError> {
+        let backend = &*self.inner.backend;
+        let mut runs = vec![flow_run];
+        runs.extend(backend.task_rows(flow_run)?.into_iter().map(|t| t.id));
+        backend.logs(&runs)
+    }
+
+    /// Every cached result, expired ones included until they are next looked up.
+    pub fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
+        self.inner.backend.cache_entries()
+    }
+
+    /// Removes the cached results of the task named `task`, or all of them; returns how many.
+    pub fn clear_cache(&self, task: Option<&str>) -> Result<usize, StoreError> {
+        self.inner.backend.cache_clear(task)
+    }
+
+    /// Every deployment a process has served with this store, by name, with the process
+    /// serving it now (if any), its next scheduled run and its newest runs.
+    pub fn deployments(&self) -> Result<Vec<DeploymentInfo>, StoreError> {
+        self.inner.backend.deployments()
+    }
+
+    /// Requests a run of the deployment `name` (what `flowcore deployment run` does): writes a
+    /// flow run in state `Scheduled`, which the process serving the deployment picks up within
+    /// a second and runs under the name returned here. `parameters` are `(name, value)` pairs
+    /// as typed on a command line, on top of the deployment's own; each value is read as the
+    /// JSON type of the parameter's default (see the README's "Deployments").
+    ///
+    /// An unknown deployment, an unknown parameter or a value of the wrong type is refused
+    /// with an error saying what the deployment takes; nothing is written then.
+    pub fn request_run(
+        &self,
+        name: &str,
+        parameters: &[(String, String)],
+    ) -> Result<RequestedRun, StoreError> {
+        let all = self.deployments()?;
+        let Some(deployment) = all.iter().find(|d| d.name == name) else {
+            let known = if all.is_empty() {
+                "no process has served a deployment with this store yet".to_owned()
+            } else {
+                let names: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
+                format!("deployments: {}", names.join(", "))
+            };
+            return Err(StoreError::UnknownDeployment {
+                name: name.to_owned(),
+                store: self.describe(),
+                known,
+            });
+        };
+        let parameters = deployments::parameters_with(name, &deployment.parameters, parameters)
+            .map_err(StoreError::BadParameter)?;
+        let run = RequestedRun {
+            id: crate::names::new_run_id(),
+            name: crate::names::flow_run_name(),
+            deployment: deployment.name.clone(),
+            flow: deployment.flow.clone(),
+            parameters,
+            requested_at: Timestamp::wall_now(),
+        };
+        self.inner.backend.request_run(&run)?;
+        self.inner.requested.send_modify(|n| *n += 1);
+        Ok(run)
+    }
+
+    /// Changes each time this process requests a run.
+    pub(crate) fn requests_here(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.requested.subscribe()
+    }
+
+    /// Whether other processes can request runs (then serving polls for them).
+    pub(crate) fn shared_with_other_processes(&self) -> bool {
+        self.inner.backend.reads_block()
+    }
+
+    pub(crate) fn serve_deployments(&self, rows: &[DeploymentRow]) -> Result<(), StoreError> {
+        self.inner
+            .backend
+            .serve_deployments(rows, &self.inner.process)
+    }
+
+    pub(crate) fn unserve_deployments(&self, names: &[String]) -> Result<(), StoreError> {
+        self.inner
+            .backend
+            .unserve_deployments(names, &self.inner.process)
+    }
+
+    /// Claims the requested runs of these deployments, off the runtime's threads when the
+    /// store's calls block.
+    pub(crate) async fn claim_requests(
+        &self,
+        deployments: Arc<[String]>,
+    ) -> Result<Vec<RequestedRun>, StoreError> {
+        if !self.inner.backend.reads_block() {
+            return self
+                .inner
+                .backend
+                .claim_requests(&deployments, &self.inner.process);
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            store
+                .inner
+                .backend
+                .claim_requests(&deployments, &store.inner.process)
+        })
+        .await
+        .unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    /// A live cached value, read off the runtime's threads when the read may block.
+    pub(crate) async fn cache_get(&self, key: &str, now: Timestamp) -> Option<String> {
+        let quick = self.inner.backend.cache_get_without_waiting(key, now);
+        let result = if let Some(result) = quick {
+            result
+        } else if self.inner.backend.reads_block() {
+            let backend = Arc::clone(&self.inner.backend);
+            let key = key.to_owned();
+            tokio::task::spawn_blocking(move || backend.cache_get(&key, now))
+                .await
+                .unwrap_or(Err(StoreError::WriterStopped))
+        } else {
+            self.inner.backend.cache_get(key, now)
+        };
+        result.unwrap_or_else(|e| {
+            tracing::warn!(target: "flowcore", "Cache lookup failed, running the task: {e}");
+            None
+        })
+    }
+
+    /// The flow run `id` as a point to resume from, if it ended in a way that can be resumed.
+    pub(crate) fn resume_point(&self, id: Uuid) -> Result<ResumePoint, StoreError> {
+        query::resume_point(&*self.inner.backend, id)
+    }
+
+    /// As [`Store::resume_point`], off the runtime's threads when reads block.
+    pub(crate) async fn resume_point_async(&self, id: Uuid) -> Result<ResumePoint, StoreError> {
+        if !self.inner.backend.reads_block() {
+            return self.resume_point(id);
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.resume_point(id))
+            .await
+            .unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    /// The name of the flow run `id`, if the store has it.
+    pub(crate) fn flow_run_name(&self, id: Uuid) -> Option<String> {
+        self.inner
+            .backend
+            .flow_row(id)
+            .ok()
+            .flatten()
+            .map(|r| r.name)
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    fn log_line() -> Event {
+        Event::Log {
+            run_id: Uuid::nil(),
+            at: Timestamp::from_micros(1),
+            level: "INFO",
+            message: "x".to_owned(),
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn count_logs(conn: &rusqlite::Connection) -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM logs", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Makes every commit that writes a log line fail, as a full disk would, until dropped.
+    const REFUSE_LOGS: &str = "CREATE TRIGGER refuse BEFORE INSERT ON logs
+        BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;";
+
+    #[test]
+    fn a_batch_that_fails_to_commit_is_kept_and_retried_until_it_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flowcore.db");
+        let store: &'static Store = Box::leak(Box::new(Store::sqlite(&path).unwrap()));
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch(REFUSE_LOGS).unwrap();
+        for _ in 0..10 {
+            store.send(log_line());
+        }
+        // The writer has failed several times by now, and kept the batch each time.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(count_logs(&other), 0);
+        assert_eq!(store.not_recording(), None, "within the write timeout");
+
+        other.execute_batch("DROP TRIGGER refuse").unwrap();
+        runtime().block_on(store.flush()).unwrap();
+        assert_eq!(count_logs(&other), 10, "nothing was dropped");
+    }
+
+    #[test]
+    fn past_its_write_timeout_a_failing_store_stops_holding_runs_back_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flowcore.db");
+        let store = Store::sqlite(&path)
+            .unwrap()
+            .write_timeout(std::time::Duration::from_millis(200));
+        let store: &'static Store = Box::leak(Box::new(store));
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch(REFUSE_LOGS).unwrap();
+        for _ in 0..=BACKLOG + 1 {
+            store.send(log_line());
+        }
+        let rt = runtime();
+        match rt.block_on(store.flush()) {
+            Err(StoreError::Unavailable { cause, .. }) => {
+                assert!(
+                    cause.to_string().contains("injected write failure"),
+                    "{cause}"
+                );
+            }
+            other => panic!("expected the store to be unavailable, got {other:?}"),
+        }
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(
+            store.poll_room(&mut cx, &mut None).is_ready(),
+            "runs go on although the backlog is full"
+        );
+        assert!(
+            store
+                .not_recording()
+                .is_some_and(|why| why.contains("injected write failure"))
+        );
+
+        // Once the store can be written again, everything that waited is committed. Until the
+        // writer's next try (backoff of up to 2 s), a flush still answers at once that it is not.
+        other.execute_batch("DROP TRIGGER refuse").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while rt.block_on(store.flush()).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the store recovers");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(count_logs(&other), BACKLOG as i64 + 2);
+        assert_eq!(store.not_recording(), None);
+    }
+
+    #[test]
+    fn task_calls_wait_for_room_while_the_writer_is_far_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flowcore.db");
+        let store: &'static Store = Box::leak(Box::new(Store::sqlite(&path).unwrap()));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut waiting = None;
+        assert!(store.poll_room(&mut cx, &mut waiting).is_ready());
+
+        // Another process holds the file, so the writer cannot commit: the events pile up.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        store.send(log_line()); // the writer takes this one and waits on the lock
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        for _ in 0..=BACKLOG {
+            store.send(log_line());
+        }
+        assert!(store.poll_room(&mut cx, &mut waiting).is_pending());
+        assert!(waiting.is_some(), "registered for the next commit");
+
+        // Once the lock is gone the writer catches up, and the wait ends.
+        other.execute_batch("COMMIT").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(30), store.throttle())
+                .await
+                .expect("the backlog drains once the writer can commit");
+        });
+        rt.block_on(store.flush()).unwrap();
+        let logs: i64 = other
+            .query_row("SELECT COUNT(*) FROM logs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(logs, BACKLOG as i64 + 2, "every event reached the file");
+    }
+}

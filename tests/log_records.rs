@@ -1,0 +1,140 @@
+//! The log lines of runs are kept in the run store by `flowcore::logging::recorder()`, whatever
+//! else the subscriber does: a program with its own format adds that layer and its runs' lines
+//! are kept; one without it is told, once, through its own subscriber, that they are not.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use flowcore::{flow, task, testing};
+use support::{child, run_ok};
+use tracing_subscriber::layer::SubscriberExt as _;
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().write(bytes)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buffer {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[task]
+async fn load_rows(n: u32) -> u32 {
+    tracing::info!(rows = n, "loaded the rows");
+    n
+}
+
+#[flow(name = "loading")]
+async fn loading() -> u32 {
+    tracing::warn!("the source is slow today");
+    load_rows(10).await
+}
+
+/// A subscriber of the program's own: tracing-subscriber's plain format, not flowcore's.
+fn own_format(out: &Buffer) -> impl tracing_subscriber::Layer<tracing_subscriber::Registry> {
+    let out = out.clone();
+    tracing_subscriber::fmt::layer()
+        .with_writer(move || out.clone())
+        .with_ansi(false)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_subscriber_of_your_own_with_the_recorder_keeps_the_runs_lines_in_the_store() {
+    let printed = Buffer::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(own_format(&printed))
+        .with(flowcore::logging::recorder());
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let ((out, run), store) = testing::isolated(loading().with_run()).await;
+    assert_eq!(out, 10);
+
+    let lines: Vec<(flowcore::Uuid, String, String)> = store
+        .logs(run.id)
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.run_id, l.level, l.message))
+        .collect();
+    let task_run = run.task_runs[0].id;
+    assert!(
+        lines.contains(&(
+            run.id,
+            "WARN".to_owned(),
+            "the source is slow today".to_owned()
+        )),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.contains(&(
+            task_run,
+            "INFO".to_owned(),
+            "loaded the rows rows=10".to_owned()
+        )),
+        "{lines:#?}"
+    );
+    // Its own format printed them as it prints everything.
+    let text = printed.text();
+    assert!(text.contains("the source is slow today"), "{text}");
+    assert!(text.contains("loaded the rows rows=10"), "{text}");
+    assert!(!text.contains("recorder()"), "no warning: {text}");
+}
+
+/// Child of `a_subscriber_without_the_recorder_is_told_once_that_lines_are_not_kept`: a global
+/// subscriber of its own, without the recorder; runs two flows and prints what it logged.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "run as a child process by a_subscriber_without_the_recorder_is_told_once_that_lines_are_not_kept"]
+async fn child_without_recorder() {
+    if std::env::var_os("NO_RECORDER_CHILD").is_none() {
+        return;
+    }
+    let printed = Buffer::default();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(own_format(&printed)),
+    )
+    .unwrap();
+    let ((_, first), store) = testing::isolated(loading().with_run()).await;
+    let (_, second) = store.scope(loading().with_run()).await;
+    let kept = store.logs(first.id).unwrap().len() + store.logs(second.id).unwrap().len();
+    println!("KEPT {kept}");
+    for line in printed.text().lines() {
+        println!("PRINTED {line}");
+    }
+}
+
+#[test]
+fn a_subscriber_without_the_recorder_is_told_once_that_lines_are_not_kept() {
+    let out = run_ok(&mut child(
+        "child_without_recorder",
+        [("NO_RECORDER_CHILD", "1")],
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(support::marker(&out, "KEPT"), "0");
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("flowcore::logging::recorder()"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stdout}");
+    assert!(
+        warnings[0].contains(
+            "WARN flowcore: The tracing subscriber in use has no flowcore::logging::recorder() layer: the log lines of runs are printed but not kept in the run store"
+        ),
+        "{stdout}"
+    );
+    // It still printed the runs' lines, twice each.
+    assert_eq!(
+        stdout.matches("the source is slow today").count(),
+        2,
+        "{stdout}"
+    );
+}
