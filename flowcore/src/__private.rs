@@ -8,8 +8,8 @@
 //!   `#[diagnostic::do_not_recommend]` on a blanket impl reports the missing trait in our words
 //!   (one error for `Serialize` and `Deserialize` together) instead of the impl's bounds.
 //! - The runtime's own bounds must not fail again for the same mistake, at the attribute:
-//!   [`Repeat`] and [`ArgsKey`] need nothing of the arguments (each argument is checked on its
-//!   own), and [`Fallible`] needs `TaskError`, which the macros check first at `E`.
+//!   [`Repeat`](crate::__private::Repeat) and [`ArgsKey`](crate::__private::ArgsKey) need nothing of the arguments (each argument is checked on its
+//!   own), and [`Fallible`](crate::__private::Fallible) needs `TaskError`, which the macros check first at `E`.
 //!   Where a runtime bound can still fail, the macros write its generic argument over the
 //!   user's type, so the error lands there and rustc merges it with the check's.
 //! - Hooks and `retry_if` are coerced to their function pointer types where they are written,

@@ -1,11 +1,11 @@
-//! The `#[task]` and `#[flow]` attributes of [flowcore](https://docs.rs/flowcore).
+//! The `#[task]` and `#[flow]` attributes of [flowcore](https://docs.rs/flowcore-runtime).
 //!
 //! Use them through `flowcore` (`use flowcore::{task, flow};`); the code they generate refers
 //! to `::flowcore`, or to the path given with `crate = "…"`. Each attribute runs in stages:
-//! [`item`] reads the function (its body stays tokens), [`args`] parses the arguments into a
-//! typed struct, [`signature`] and [`validate`] check the function and the arguments together,
-//! and [`expand`] writes the wrapper. Every problem found is reported, each at its own tokens;
-//! with any, [`fallback`] writes the function with its usual shape beside the errors, so that
+//! `item` reads the function (its body stays tokens), `args` parses the arguments into a
+//! typed struct, `signature` and `validate` check the function and the arguments together,
+//! and `expand` writes the wrapper. Every problem found is reported, each at its own tokens;
+//! with any, `fallback` writes the function with its usual shape beside the errors, so that
 //! its callers add none.
 
 use proc_macro::TokenStream;
