@@ -259,6 +259,7 @@ where
         let mut message = MessageText(String::new());
         event.record(&mut message);
         store.send(StoreEvent::Log {
+            id: crate::names::new_run_id(),
             run_id,
             at: Timestamp::now(),
             level: event.metadata().level().as_str(),

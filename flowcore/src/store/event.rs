@@ -60,6 +60,8 @@ pub(crate) enum Event {
     },
     /// A log line written inside a run.
     Log {
+        /// Its own key, made when it is written: a batch tried again adds it once.
+        id: Uuid,
         run_id: Uuid,
         at: Timestamp,
         level: &'static str,

@@ -648,6 +648,7 @@ mod tests {
 
     fn log_line() -> Event {
         Event::Log {
+            id: crate::names::new_run_id(),
             run_id: Uuid::nil(),
             at: Timestamp::from_micros(1),
             level: "INFO",

@@ -391,6 +391,7 @@ impl MemoryBackend {
             Event::Log {
                 run_id,
                 at,
+                id: _,
                 level,
                 message,
             } => lock(&self.logs).push(LogLine {

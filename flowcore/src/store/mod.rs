@@ -54,6 +54,8 @@ mod process;
 mod query;
 mod schema;
 mod scope;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod task_states;

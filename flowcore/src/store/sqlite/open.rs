@@ -11,7 +11,7 @@ use crate::store::StoreError;
 use crate::store::schema::{APPLICATION_ID, MIGRATIONS, TABLES, VERSION};
 
 /// How long a statement waits for another process's write lock before reporting busy.
-pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a store file is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

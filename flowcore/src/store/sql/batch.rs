@@ -1,0 +1,445 @@
+//! One group commit: a batch of events turned into as few statements as possible, the same
+//! statements for SQLite and PostgreSQL.
+//!
+//! Each run's row is written once a batch: inserted if the run began in it, with the state its
+//! later events left it in, otherwise updated. Rows go in with multi-row `INSERT`s and
+//! `UPDATE … FROM (VALUES …)`s, a statement for dozens to thousands of rows (a round trip each
+//! to PostgreSQL). A batch applied twice changes nothing the second time (rows have keys, and a
+//! row already there is left as it is): the writer may try a batch again after a commit whose
+//! answer was lost with the connection.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::clock::Timestamp;
+use crate::hooks::RunKind;
+use crate::record::CacheStatus;
+use crate::state::State;
+use crate::store::StoreError;
+use crate::store::event::{Event, RowUpdate, cache_name};
+use crate::store::process::ProcessInfo;
+use crate::store::sql::driver::{Conn, Dialect, Param, values};
+use crate::store::sql::rows::key;
+
+/// A run row as it will be inserted: a run created in this batch is inserted once, with the
+/// state its later events in the batch left it in.
+struct NewRun<'a> {
+    kind: RunKind,
+    id: Uuid,
+    parent: Option<Uuid>,
+    name: &'a str,
+    flow_or_task: &'a str,
+    deployment: Option<&'a str>,
+    tags: Option<String>,
+    parameters: Option<&'a str>,
+    call_seq: Option<u32>,
+    created_at: i64,
+    update: RowUpdate,
+    output: Option<&'a str>,
+    upstream: Option<String>,
+    map_index: Option<u32>,
+}
+
+/// One group commit. Each run's row is written once: inserted if the run began in this batch,
+/// otherwise updated; states, log lines and cached values go in with multi-row inserts.
+pub(crate) fn write_batch(
+    conn: &mut dyn Conn,
+    dialect: Dialect,
+    batch: &[Event],
+    process: &ProcessInfo,
+) -> Result<(), StoreError> {
+    let process_id = key(&process.id);
+    let mut new_runs: Vec<NewRun<'_>> = Vec::new();
+    let mut new_index: HashMap<Uuid, usize> = HashMap::new();
+    let mut updates: HashMap<(RunKind, Uuid), RowUpdate> = HashMap::new();
+    let mut outputs: Vec<(RunKind, Uuid, &str)> = Vec::new();
+    let mut resumed: Vec<Uuid> = Vec::new();
+    let mut states: Vec<(Uuid, u32, &State)> = Vec::new();
+    let mut logs = Vec::new();
+    let mut cache = Vec::new();
+    let mut heartbeat = None;
+    let mut next_runs = HashMap::new();
+
+    for event in batch {
+        match event {
+            Event::FlowRunCreated {
+                id,
+                name,
+                flow,
+                parent_id,
+                parameters,
+                call_seq,
+                seq,
+                state,
+                resumed: was_resumed,
+                deployment,
+            } => {
+                states.push((*id, *seq, state));
+                let update = RowUpdate::from_state(state, 0, CacheStatus::Off);
+                if *was_resumed {
+                    resumed.push(*id);
+                    merge(&mut updates, RunKind::Flow, *id, update);
+                } else {
+                    new_index.insert(*id, new_runs.len());
+                    new_runs.push(NewRun {
+                        kind: RunKind::Flow,
+                        id: *id,
+                        parent: *parent_id,
+                        name,
+                        flow_or_task: flow,
+                        deployment: deployment.as_deref(),
+                        tags: None,
+                        parameters: parameters.as_deref(),
+                        call_seq: *call_seq,
+                        created_at: state.at.as_micros(),
+                        update,
+                        output: None,
+                        upstream: None,
+                        map_index: None,
+                    });
+                }
+            }
+            Event::TaskRunCreated {
+                id,
+                flow_run_id,
+                task,
+                tags,
+                call_seq,
+                state,
+                upstream,
+                map_index,
+            } => {
+                states.push((*id, 0, state));
+                new_index.insert(*id, new_runs.len());
+                new_runs.push(NewRun {
+                    kind: RunKind::Task,
+                    id: *id,
+                    parent: *flow_run_id,
+                    name: "",
+                    flow_or_task: task,
+                    deployment: None,
+                    tags: Some(serde_json::to_string(&**tags).unwrap_or_else(|_| "[]".to_owned())),
+                    parameters: None,
+                    call_seq: *call_seq,
+                    created_at: state.at.as_micros(),
+                    update: RowUpdate::from_state(state, 0, CacheStatus::Off),
+                    output: None,
+                    upstream: (!upstream.is_empty())
+                        .then(|| serde_json::to_string(upstream).unwrap_or_default()),
+                    map_index: *map_index,
+                });
+            }
+            Event::Transition {
+                kind,
+                id,
+                position: _,
+                seq,
+                state,
+                attempts,
+                cache: status,
+            } => {
+                states.push((*id, *seq, state));
+                let update = RowUpdate::from_state(state, *attempts, *status);
+                match new_index.get(id) {
+                    Some(&i) => new_runs[i].update.merge(update),
+                    None => merge(&mut updates, *kind, *id, update),
+                }
+            }
+            Event::Output { kind, id, json, .. } => match new_index.get(id) {
+                Some(&i) => new_runs[i].output = Some(json),
+                None => outputs.push((*kind, *id, json)),
+            },
+            Event::Log {
+                id,
+                run_id,
+                at,
+                level,
+                message,
+            } => logs.push((*id, *run_id, at.as_micros(), *level, message.as_str())),
+            Event::CachePut {
+                key,
+                task,
+                json,
+                created_at,
+                expires_at,
+            } => cache.push((key, task, json, *created_at, *expires_at)),
+            Event::Heartbeat(at) => heartbeat = Some(*at),
+            Event::NextRun { deployment, at } => {
+                next_runs.insert(deployment.as_str(), *at);
+            }
+            Event::Flush(_) => {}
+        }
+    }
+
+    let (flows, tasks): (Vec<&NewRun<'_>>, Vec<&NewRun<'_>>) =
+        new_runs.iter().partition(|r| r.kind == RunKind::Flow);
+    in_chunks(
+        conn,
+        dialect,
+        "INSERT INTO flow_runs (id, name, flow, parent_id, parameters, state, attempts, created_at,
+             started_at, ended_at, error, process_id, call_seq, output, deployment) VALUES ",
+        &[
+            "bytea", "text", "text", "bytea", "text", "text", "bigint", "bigint", "bigint",
+            "bigint", "text", "bytea", "bigint", "text", "text",
+        ],
+        " ON CONFLICT (id) DO NOTHING",
+        &flows,
+        |r, row| {
+            let u = &r.update;
+            row.extend([
+                Param::Bytes(key(&r.id)),
+                Param::Text(r.name),
+                Param::Text(r.flow_or_task),
+                r.parent.as_ref().map(key).into(),
+                r.parameters.into(),
+                Param::Text(u.state.as_str()),
+                u.attempts.into(),
+                r.created_at.into(),
+                u.started_at.map(Timestamp::as_micros).into(),
+                u.ended_at.map(Timestamp::as_micros).into(),
+                u.error.as_deref().into(),
+                Param::Bytes(process_id),
+                r.call_seq.into(),
+                r.output.into(),
+                r.deployment.into(),
+            ]);
+        },
+    )?;
+    in_chunks(
+        conn,
+        dialect,
+        "INSERT INTO task_runs (id, flow_run_id, task, tags, state, attempts, cache, created_at,
+             started_at, ended_at, error, process_id, call_seq, output, upstream, map_index) VALUES ",
+        &[
+            "bytea", "bytea", "text", "text", "text", "bigint", "text", "bigint", "bigint",
+            "bigint", "text", "bytea", "bigint", "text", "text", "bigint",
+        ],
+        " ON CONFLICT (id) DO NOTHING",
+        &tasks,
+        |r, row| {
+            let u = &r.update;
+            row.extend([
+                Param::Bytes(key(&r.id)),
+                r.parent.as_ref().map(key).into(),
+                Param::Text(r.flow_or_task),
+                r.tags.as_deref().into(),
+                Param::Text(u.state.as_str()),
+                u.attempts.into(),
+                Param::Text(cache_name(u.cache)),
+                r.created_at.into(),
+                u.started_at.map(Timestamp::as_micros).into(),
+                u.ended_at.map(Timestamp::as_micros).into(),
+                u.error.as_deref().into(),
+                Param::Bytes(process_id),
+                r.call_seq.into(),
+                r.output.into(),
+                r.upstream.as_deref().into(),
+                r.map_index.into(),
+            ]);
+        },
+    )?;
+    // A transition seen again (a run resumed at a state it had) replaces what was there.
+    in_chunks(
+        conn,
+        dialect,
+        "INSERT INTO states (run_id, seq, kind, at, message) VALUES ",
+        &["bytea", "bigint", "text", "bigint", "text"],
+        " ON CONFLICT (run_id, seq) DO UPDATE SET kind = excluded.kind, at = excluded.at,
+             message = excluded.message",
+        &states,
+        |(id, seq, state), row| {
+            row.extend([
+                Param::Bytes(key(id)),
+                (*seq).into(),
+                Param::Text(state.kind.as_str()),
+                state.at.as_micros().into(),
+                state.message.as_deref().into(),
+            ]);
+        },
+    )?;
+    // PostgreSQL's log lines have a key of their own, so that a batch tried again after a lost
+    // answer adds none twice; SQLite answers every commit.
+    match dialect {
+        Dialect::Postgres => in_chunks(
+            conn,
+            dialect,
+            "INSERT INTO logs (id, run_id, at, level, message) VALUES ",
+            &["bytea", "bytea", "bigint", "text", "text"],
+            " ON CONFLICT (id) DO NOTHING",
+            &logs,
+            |(line, id, at, level, message), row| {
+                row.extend([
+                    Param::Bytes(key(line)),
+                    Param::Bytes(key(id)),
+                    (*at).into(),
+                    Param::Text(level),
+                    Param::Text(message),
+                ]);
+            },
+        )?,
+        Dialect::Sqlite => in_chunks(
+            conn,
+            dialect,
+            "INSERT INTO logs (run_id, at, level, message) VALUES ",
+            &["bytea", "bigint", "text", "text"],
+            "",
+            &logs,
+            |(_, id, at, level, message), row| {
+                row.extend([
+                    Param::Bytes(key(id)),
+                    (*at).into(),
+                    Param::Text(level),
+                    Param::Text(message),
+                ]);
+            },
+        )?,
+    }
+    for (key_, task, json, created_at, expires_at) in cache {
+        conn.execute(
+            "INSERT INTO cache (key, task, value, created_at, expires_at)
+             VALUES ($1::text, $2::text, $3::text, $4::bigint, $5::bigint)
+             ON CONFLICT (key) DO UPDATE SET task = excluded.task, value = excluded.value,
+                 created_at = excluded.created_at, expires_at = excluded.expires_at",
+            &[
+                Param::Text(key_),
+                Param::Text(task),
+                Param::Text(json),
+                created_at.as_micros().into(),
+                expires_at.as_micros().into(),
+            ],
+        )?;
+    }
+    for id in resumed {
+        conn.execute(
+            "UPDATE flow_runs SET process_id = $2::bytea WHERE id = $1::bytea",
+            &[Param::Bytes(key(&id)), Param::Bytes(process_id)],
+        )?;
+    }
+    let (flow_updates, task_updates): (Vec<_>, Vec<_>) = updates
+        .iter()
+        .partition(|((kind, _), _)| *kind == RunKind::Flow);
+    in_chunks(
+        conn,
+        dialect,
+        "UPDATE flow_runs SET state = v.column2,
+             attempts = CASE WHEN flow_runs.attempts > v.column3 THEN flow_runs.attempts
+                 ELSE v.column3 END,
+             started_at = COALESCE(flow_runs.started_at, v.column4), ended_at = v.column5,
+             error = v.column6
+         FROM (VALUES ",
+        &["bytea", "text", "bigint", "bigint", "bigint", "text"],
+        ") AS v WHERE flow_runs.id = v.column1",
+        &flow_updates,
+        |((_, id), u), row| {
+            row.extend([
+                Param::Bytes(key(id)),
+                Param::Text(u.state.as_str()),
+                u.attempts.into(),
+                u.started_at.map(Timestamp::as_micros).into(),
+                u.ended_at.map(Timestamp::as_micros).into(),
+                u.error.as_deref().into(),
+            ]);
+        },
+    )?;
+    in_chunks(
+        conn,
+        dialect,
+        "UPDATE task_runs SET state = v.column2, attempts = v.column3,
+             started_at = COALESCE(task_runs.started_at, v.column4), ended_at = v.column5,
+             error = v.column6, cache = v.column7
+         FROM (VALUES ",
+        &[
+            "bytea", "text", "bigint", "bigint", "bigint", "text", "text",
+        ],
+        ") AS v WHERE task_runs.id = v.column1",
+        &task_updates,
+        |((_, id), u), row| {
+            row.extend([
+                Param::Bytes(key(id)),
+                Param::Text(u.state.as_str()),
+                u.attempts.into(),
+                u.started_at.map(Timestamp::as_micros).into(),
+                u.ended_at.map(Timestamp::as_micros).into(),
+                u.error.as_deref().into(),
+                Param::Text(cache_name(u.cache)),
+            ]);
+        },
+    )?;
+    let (flow_outputs, task_outputs): (Vec<_>, Vec<_>) = outputs
+        .iter()
+        .partition(|(kind, ..)| *kind == RunKind::Flow);
+    for (table, outputs) in [("flow_runs", flow_outputs), ("task_runs", task_outputs)] {
+        in_chunks(
+            conn,
+            dialect,
+            &format!("UPDATE {table} SET output = v.column2 FROM (VALUES "),
+            &["bytea", "text"],
+            &format!(") AS v WHERE {table}.id = v.column1"),
+            &outputs,
+            |(_, id, json), row| row.extend([Param::Bytes(key(id)), Param::Text(json)]),
+        )?;
+    }
+    for (deployment, at) in next_runs {
+        conn.execute(
+            "UPDATE deployments SET next_run_at = $2::bigint
+             WHERE name = $1::text AND process_id = $3::bytea",
+            &[
+                Param::Text(deployment),
+                at.map(Timestamp::as_micros).into(),
+                Param::Bytes(process_id),
+            ],
+        )?;
+    }
+    if let Some(at) = heartbeat {
+        conn.execute(
+            "UPDATE processes SET heartbeat_at = $2::bigint WHERE id = $1::bytea",
+            &[Param::Bytes(process_id), at.as_micros().into()],
+        )?;
+        // Expired cached values are removed here too, whether or not their key comes back.
+        conn.execute(
+            "DELETE FROM cache WHERE expires_at <= $1::bigint",
+            &[at.as_micros().into()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes `rows` with statements of as many rows each as the dialect takes: `head`, then the
+/// `VALUES` of their `types`, then `tail` (an `INSERT … VALUES` and its `ON CONFLICT`, or an
+/// `UPDATE … FROM (VALUES` and its `) AS v WHERE … = v.column1`); `bind` gives one row's
+/// values, in order, borrowed from the row.
+fn in_chunks<'r, T>(
+    conn: &mut dyn Conn,
+    dialect: Dialect,
+    head: &str,
+    types: &[&str],
+    tail: &str,
+    rows: &'r [T],
+    mut bind: impl FnMut(&'r T, &mut Vec<Param<'r>>),
+) -> Result<(), StoreError> {
+    let mut params = Vec::new();
+    for chunk in rows.chunks(dialect.rows_per_insert(types.len())) {
+        let sql = format!("{head}{}{tail}", values(types, chunk.len()));
+        params.clear();
+        for row in chunk {
+            bind(row, &mut params);
+        }
+        conn.execute(&sql, &params)?;
+    }
+    Ok(())
+}
+
+fn merge(
+    updates: &mut HashMap<(RunKind, Uuid), RowUpdate>,
+    kind: RunKind,
+    id: Uuid,
+    update: RowUpdate,
+) {
+    match updates.get_mut(&(kind, id)) {
+        Some(earlier) => earlier.merge(update),
+        None => {
+            updates.insert((kind, id), update);
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! What a SQL database must give the store: transactions that run statements and queries, rows
+//! read by position, and the few words its dialect says differently.
+//!
+//! The store's statements are written once, for both SQLite and PostgreSQL: with PostgreSQL's
+//! numbered parameters and casts (`$1::bytea`), which SQLite reads without the casts, and two
+//! words in braces that differ: `{order}`, the column that orders rows as they were inserted, and
+//! `{lock}`, how a claim locks the rows it takes from other writers. [`Dialect::adapt`] turns a
+//! statement into the dialect's own.
+
+use std::borrow::Cow;
+
+use crate::store::StoreError;
+
+/// A value bound to a statement's parameter, borrowed from the caller: binding copies nothing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Param<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> From<i64> for Param<'a> {
+    fn from(v: i64) -> Self {
+        Param::Int(v)
+    }
+}
+
+impl<'a> From<u32> for Param<'a> {
+    fn from(v: u32) -> Self {
+        Param::Int(i64::from(v))
+    }
+}
+
+impl<'a> From<&'a str> for Param<'a> {
+    fn from(v: &'a str) -> Self {
+        Param::Text(v)
+    }
+}
+
+impl<'a> From<&'a String> for Param<'a> {
+    fn from(v: &'a String) -> Self {
+        Param::Text(v)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Param<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Param::Bytes(v)
+    }
+}
+
+impl<'a, T: Into<Param<'a>>> From<Option<T>> for Param<'a> {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Param::Null, Into::into)
+    }
+}
+
+/// A value read from a row, owned, as the database holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Value {
+    /// The value bound back as it was read: an id is written to as it is stored, whatever its
+    /// type (the earliest SQLite stores kept ids as text).
+    pub(crate) fn param(&self) -> Param<'_> {
+        match self {
+            Value::Null => Param::Null,
+            Value::Int(v) => Param::Int(*v),
+            Value::Text(v) => Param::Text(v),
+            Value::Bytes(v) => Param::Bytes(v),
+        }
+    }
+
+    /// A blob's bytes, or a text's.
+    pub(crate) fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Text(v) => Some(v.as_bytes()),
+            Value::Bytes(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A row of a query's result, read by column position.
+pub(crate) trait Row {
+    fn value(&self, i: usize) -> Result<Value, StoreError>;
+
+    fn int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        match self.value(i)? {
+            Value::Int(v) => Ok(Some(v)),
+            Value::Null => Ok(None),
+            other => Err(wrong_type(i, "a number", &other)),
+        }
+    }
+
+    fn text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        match self.value(i)? {
+            Value::Text(v) => Ok(Some(v)),
+            Value::Null => Ok(None),
+            other => Err(wrong_type(i, "text", &other)),
+        }
+    }
+
+    /// A blob, or the bytes of a text (ids of the earliest SQLite stores are text).
+    fn bytes(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.value(i)? {
+            Value::Bytes(v) => Ok(Some(v)),
+            Value::Text(v) => Ok(Some(v.into_bytes())),
+            Value::Null => Ok(None),
+            other => Err(wrong_type(i, "bytes", &other)),
+        }
+    }
+}
+
+fn wrong_type(i: usize, wanted: &str, found: &Value) -> StoreError {
+    StoreError::Database {
+        path: std::path::PathBuf::from("column"),
+        detail: format!("column {i} should hold {wanted}, and holds {found:?}"),
+    }
+}
+
+/// A connection inside a transaction.
+pub(crate) trait Conn {
+    /// Runs a statement; returns how many rows it changed.
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<usize, StoreError>;
+    /// Runs a query, handing each row to `row` in order.
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        row: &mut dyn FnMut(&dyn Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+}
+
+impl dyn Conn + '_ {
+    /// The rows of a query, each made by `f`.
+    pub(crate) fn collect<T>(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        mut f: impl FnMut(&dyn Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        self.query(sql, params, &mut |row| {
+            out.push(f(row)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The first row of a query, made by `f`, if there is one.
+    pub(crate) fn first<T>(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        mut f: impl FnMut(&dyn Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut out = None;
+        self.query(sql, params, &mut |row| {
+            if out.is_none() {
+                out = Some(f(row)?);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+/// A database a store keeps its runs in: how to run a transaction on it.
+pub(crate) trait Driver: Send + Sync + 'static {
+    /// Where it keeps runs, for messages: a path, or a URL without its password.
+    fn describe(&self) -> String;
+
+    fn dialect(&self) -> Dialect;
+
+    /// Whether it was opened for reading: then nothing is written unless asked for.
+    fn opened_for_reading(&self) -> bool;
+
+    /// Runs `f` in one write transaction, committed if `f` succeeds: once, for the writer
+    /// thread, which tries a batch again itself.
+    fn write_once<T>(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>;
+
+    /// [`Driver::write_once`], waiting out other processes' locks: for one-off writes.
+    fn write<T>(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>;
+
+    /// Runs `f` on a connection that reads one consistent snapshot.
+    fn read<T>(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>;
+
+    /// [`Driver::read`] if it can answer without waiting for a lock, another thread or
+    /// another process; `None` if it would have to wait.
+    fn read_without_waiting<T>(
+        &self,
+        _f: &mut dyn FnMut(&mut dyn Conn) -> Result<T, StoreError>,
+    ) -> Option<Result<T, StoreError>> {
+        None
+    }
+}
+
+/// The two dialects the store's statements are written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// `sql`, written for both, in this dialect: borrowed when it has nothing to change.
+    pub(crate) fn adapt(self, sql: &str) -> Cow<'_, str> {
+        let changes = match self {
+            Dialect::Sqlite => sql.contains(['$', '{']),
+            Dialect::Postgres => sql.contains('{'),
+        };
+        if !changes {
+            return Cow::Borrowed(sql);
+        }
+        let (order, lock) = match self {
+            Dialect::Sqlite => ("rowid", ""),
+            Dialect::Postgres => ("row_order", "FOR UPDATE SKIP LOCKED"),
+        };
+        let sql = sql.replace("{order}", order).replace("{lock}", lock);
+        if self == Dialect::Postgres {
+            return Cow::Owned(sql);
+        }
+        // SQLite takes no casts (`::bytea` and the like go), and reads `$3` as a parameter
+        // *named* "$3", numbered in the order names first appear: `?3` is its third parameter
+        // wherever it appears, as `$3` is PostgreSQL's.
+        let mut out = String::with_capacity(sql.len());
+        let mut rest = sql.as_str();
+        while let Some(at) = rest.find(['$', ':']) {
+            out.push_str(&rest[..at]);
+            rest = &rest[at..];
+            if let Some(after) = rest.strip_prefix("::") {
+                rest = after.trim_start_matches(|c: char| c.is_ascii_alphanumeric() || c == '_');
+            } else if rest.starts_with('$') && rest[1..].starts_with(|c: char| c.is_ascii_digit()) {
+                out.push('?');
+                rest = &rest[1..];
+            } else {
+                out.push_str(&rest[..1]);
+                rest = &rest[1..];
+            }
+        }
+        out.push_str(rest);
+        Cow::Owned(out)
+    }
+
+    /// A blob literal of `bytes`, as a query's text may hold it: ids of dead processes, which
+    /// are hex digits only, never text from the database.
+    pub(crate) fn blob_literal(self, bytes: &[u8], stored_as_text: bool) -> String {
+        use std::fmt::Write as _;
+        let mut hex = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            let _ = write!(hex, "{b:02x}");
+        }
+        match (self, stored_as_text) {
+            (Dialect::Sqlite, false) => format!("X'{hex}'"),
+            (Dialect::Sqlite, true) => format!("CAST(X'{hex}' AS TEXT)"),
+            (Dialect::Postgres, _) => format!("'\\x{hex}'::bytea"),
+        }
+    }
+
+    /// How many rows one multi-row `INSERT` of `columns` columns may carry: SQLite allows 32,766
+    /// parameters a statement, PostgreSQL 65,535; fewer, longer statements cost PostgreSQL fewer
+    /// round trips, while SQLite gains nothing past a few dozen rows.
+    pub(crate) fn rows_per_insert(self, columns: usize) -> usize {
+        match self {
+            Dialect::Sqlite => 64,
+            Dialect::Postgres => (60_000 / columns).min(2_000),
+        }
+    }
+}
+
+/// `($1::bytea, $2::bigint, …), (…)`: the `VALUES` of `rows` rows of these column types,
+/// numbered from `$1`.
+pub(crate) fn values(types: &[&str], rows: usize) -> String {
+    let mut out = String::with_capacity(rows * types.len() * 12);
+    let mut n = 0;
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for (i, ty) in types.iter().enumerate() {
+            n += 1;
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&n.to_string());
+            out.push_str("::");
+            out.push_str(ty);
+        }
+        out.push(')');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_drops_the_casts_and_each_dialect_says_its_words() {
+        let sql = "SELECT id FROM task_runs WHERE process_id = $1::bytea AND n > $2::bigint ORDER BY {order} {lock}";
+        assert_eq!(
+            Dialect::Sqlite.adapt(sql),
+            "SELECT id FROM task_runs WHERE process_id = ?1 AND n > ?2 ORDER BY rowid "
+        );
+        assert_eq!(
+            Dialect::Postgres.adapt(sql),
+            "SELECT id FROM task_runs WHERE process_id = $1::bytea AND n > $2::bigint ORDER BY row_order FOR UPDATE SKIP LOCKED"
+        );
+        let plain = "SELECT 1";
+        assert!(matches!(Dialect::Sqlite.adapt(plain), Cow::Borrowed(_)));
+        // Parameters keep their numbers wherever they appear, as in PostgreSQL.
+        assert_eq!(
+            Dialect::Sqlite.adapt("WHERE ($2::text IS NULL OR s = $2::text) LIMIT $1::bigint"),
+            "WHERE (?2 IS NULL OR s = ?2) LIMIT ?1"
+        );
+    }
+
+    #[test]
+    fn values_are_numbered_across_rows() {
+        assert_eq!(
+            values(&["bytea", "bigint"], 2),
+            "($1::bytea, $2::bigint), ($3::bytea, $4::bigint)"
+        );
+    }
+}

@@ -1,0 +1,602 @@
+//! A store in a SQL database, SQLite or PostgreSQL: one implementation of the store over a
+//! [`Driver`], with its statements written once for both (see [`driver`]; each driver turns
+//! them into its dialect as it runs them). The drivers keep only what differs: connecting,
+//! transactions, locks, and reading a row.
+//!
+//! A store opened for reading (the CLI, the dashboard) never writes unless asked to (a requested
+//! run, a cleared cache), and shows the unfinished runs of processes that died as Crashed
+//! without writing that down: a writer marks them.
+
+pub(crate) mod batch;
+pub(crate) mod crash;
+pub(crate) mod driver;
+pub(crate) mod rows;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::clock::Timestamp;
+use crate::state::{State, StateKind};
+use crate::store::StoreError;
+use crate::store::backend::Backend;
+use crate::store::deployments::{
+    DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED, RequestedRun, ServedBy,
+};
+use crate::store::event::{Event, FlowRow, TaskRow};
+use crate::store::process::ProcessInfo;
+use crate::store::query::{CacheEntry, LogLine, RunFilter};
+use crash::{CrashView, DeadSet, RUNS_PER_TRANSACTION, Table};
+use driver::{Conn, Driver, Param, Value};
+use rows::{
+    FLOW_COLUMNS, TASK_COLUMNS, flow_row, int_at, key, kind_at, opt_ts, task_row, text_at, ts,
+    uuid_at,
+};
+
+/// How long a reader trusts its judgement of which processes died before looking again: a
+/// dashboard page makes dozens of reads.
+const DEAD_PROCESSES_FOR: Duration = Duration::from_secs(1);
+
+pub(crate) struct SqlBackend<D> {
+    driver: D,
+    /// For a store opened for reading: the processes found dead, and when.
+    dead: Mutex<Option<(Instant, DeadSet)>>,
+    /// This process, as readers leave it out of the dead.
+    me: ProcessInfo,
+}
+
+impl<D: Driver> SqlBackend<D> {
+    pub(crate) fn new(driver: D, me: &ProcessInfo) -> Self {
+        SqlBackend {
+            driver,
+            dead: Mutex::new(None),
+            me: me.clone(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn driver(&self) -> &D {
+        &self.driver
+    }
+
+    /// A read of runs, given how to show the runs of dead processes: as Crashed for a reader,
+    /// as stored for a writer (which marks them itself).
+    fn read_runs<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn Conn, &CrashView) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let view = if self.driver.opened_for_reading() {
+            CrashView::new(self.dead_processes()?, Timestamp::wall_now())
+        } else {
+            CrashView::none()
+        };
+        self.driver.read(&mut |c| f(c, &view))
+    }
+
+    fn dead_processes(&self) -> Result<DeadSet, StoreError> {
+        let mut dead = self.dead.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, set)) = &*dead
+            && at.elapsed() < DEAD_PROCESSES_FOR
+        {
+            return Ok(Arc::clone(set));
+        }
+        let set: DeadSet = Arc::new(
+            self.driver
+                .read(&mut |c| crash::dead_processes(c, &self.me, Timestamp::wall_now()))?,
+        );
+        *dead = Some((Instant::now(), Arc::clone(&set)));
+        Ok(set)
+    }
+
+    /// Records that `me` serves `rows`, in one transaction, refusing any another live process
+    /// serves.
+    fn serve_deployments_in(
+        conn: &mut dyn Conn,
+        rows: &[DeploymentRow],
+        me: &ProcessInfo,
+    ) -> Result<(), StoreError> {
+        for row in rows {
+            // A process that died without saying so was marked ended when the store opened.
+            let serving = conn.first(
+                "SELECT p.pid, p.host FROM deployments d JOIN processes p ON p.id = d.process_id
+                 WHERE d.name = $1::text AND p.ended_at IS NULL AND p.id != $2::bytea",
+                &[Param::Text(&row.name), Param::Bytes(key(&me.id))],
+                |r| Ok((int_at(r, 0)?, text_at(r, 1)?)),
+            )?;
+            if let Some((pid, host)) = serving {
+                return Err(StoreError::AlreadyServed {
+                    name: row.name.clone(),
+                    pid: pid as u32,
+                    host,
+                });
+            }
+            let parameters = row.parameters.to_string();
+            conn.execute(
+                "INSERT INTO deployments (name, flow, schedule, parameters, overlap, process_id,
+                     next_run_at, updated_at)
+                 VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::bytea, NULL,
+                     $7::bigint)
+                 ON CONFLICT (name) DO UPDATE SET flow = excluded.flow,
+                     schedule = excluded.schedule, parameters = excluded.parameters,
+                     overlap = excluded.overlap, process_id = excluded.process_id,
+                     next_run_at = NULL, updated_at = excluded.updated_at",
+                &[
+                    Param::Text(&row.name),
+                    Param::Text(&row.flow),
+                    row.schedule.as_deref().into(),
+                    Param::Text(&parameters),
+                    Param::Text(row.overlap),
+                    Param::Bytes(key(&me.id)),
+                    Param::Int(Timestamp::wall_now().as_micros()),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn cache_lookup(c: &mut dyn Conn, key: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
+    c.first(
+        "SELECT value FROM cache WHERE key = $1::text AND expires_at > $2::bigint",
+        &[Param::Text(key), Param::Int(now.as_micros())],
+        |r| text_at(r, 0),
+    )
+}
+
+impl<D: Driver> Backend for SqlBackend<D> {
+    fn describe(&self) -> String {
+        self.driver.describe()
+    }
+
+    /// One attempt: the writer thread tries again, and waits out locks itself (so that it can
+    /// say how long it has waited).
+    fn write(&self, batch: &[Event], process: &ProcessInfo) -> Result<(), StoreError> {
+        let dialect = self.driver.dialect();
+        self.driver
+            .write_once(&mut |c| batch::write_batch(c, dialect, batch, process))
+    }
+
+    /// A reader runs nothing, so it is not recorded: it has no runs to be marked Crashed.
+    fn register_process(&self, p: &ProcessInfo) -> Result<(), StoreError> {
+        if self.driver.opened_for_reading() {
+            return Ok(());
+        }
+        self.driver.write(&mut |c| {
+            c.execute(
+                "INSERT INTO processes (id, pid, host, start_ticks, started_at, heartbeat_at)
+                 VALUES ($1::bytea, $2::bigint, $3::text, $4::bigint, $5::bigint, $5::bigint)",
+                &[
+                    Param::Bytes(key(&p.id)),
+                    Param::Int(i64::from(p.pid)),
+                    Param::Text(&p.host),
+                    p.start_ticks.map(|t| t as i64).into(),
+                    Param::Int(p.started_at.as_micros()),
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    /// In transactions of at most [`RUNS_PER_TRANSACTION`] runs each, so that other processes
+    /// commit in between: which processes died is judged without the write lock, and each
+    /// transaction ends only runs still unfinished, so two processes marking at once mark each
+    /// run once.
+    fn mark_crashed(&self, me: &ProcessInfo, now: Timestamp) -> Result<usize, StoreError> {
+        let dead = self
+            .driver
+            .read(&mut |c| crash::dead_processes(c, me, now))?;
+        let mut marked = 0;
+        for process in dead.values() {
+            for table in [Table::Flow, Table::Task] {
+                loop {
+                    let ended = self.driver.write(&mut |c| {
+                        crash::end_runs(
+                            c,
+                            table,
+                            &process.id,
+                            StateKind::Crashed,
+                            &process.message,
+                            now,
+                            RUNS_PER_TRANSACTION,
+                        )
+                    })?;
+                    marked += ended;
+                    if ended < RUNS_PER_TRANSACTION {
+                        break;
+                    }
+                }
+            }
+            self.driver
+                .write(&mut |c| crash::retire_process(c, &process.id, now))?;
+        }
+        self.driver
+            .write(&mut |c| crash::forget_old_processes(c, me, now))?;
+        Ok(marked)
+    }
+
+    fn end_process(
+        &self,
+        me: &ProcessInfo,
+        kind: StateKind,
+        message: &str,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let id = Value::Bytes(key(&me.id).to_vec());
+        // One transaction: the process is about to exit, and nothing of it may be left half
+        // ended.
+        self.driver.write(&mut |c| {
+            let mut ended = 0;
+            for table in [Table::Flow, Table::Task] {
+                ended += crash::end_runs(c, table, &id, kind, message, now, usize::MAX >> 1)?;
+            }
+            crash::retire_process(c, &id, now)?;
+            Ok(ended)
+        })
+    }
+
+    fn reads_block(&self) -> bool {
+        true
+    }
+
+    fn opened_for_reading(&self) -> bool {
+        self.driver.opened_for_reading()
+    }
+
+    fn flow_rows(&self, filter: &RunFilter) -> Result<Vec<FlowRow>, StoreError> {
+        let dialect = self.driver.dialect();
+        self.read_runs(|c, view| {
+            let state = view.state_sql(Table::Flow, dialect);
+            let sql = format!(
+                "SELECT {FLOW_COLUMNS} FROM flow_runs
+                 WHERE ($1::text IS NULL OR flow = $1::text)
+                     AND ($2::text IS NULL OR {state} = $2::text)
+                     AND ($4::bigint IS NULL OR created_at >= $4::bigint)
+                 ORDER BY created_at DESC LIMIT $3::bigint OFFSET $5::bigint"
+            );
+            c.collect(
+                &sql,
+                &[
+                    filter.flow.as_deref().into(),
+                    filter.state.map(|s| s.as_str()).into(),
+                    Param::Int(i64::try_from(filter.limit).unwrap_or(i64::MAX)),
+                    filter.since.map(Timestamp::as_micros).into(),
+                    Param::Int(i64::try_from(filter.offset).unwrap_or(i64::MAX)),
+                ],
+                |r| flow_row(r, view),
+            )
+        })
+    }
+
+    fn flow_states_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(Timestamp, StateKind)>, StoreError> {
+        let dialect = self.driver.dialect();
+        self.read_runs(|c, view| {
+            let state = view.state_sql(Table::Flow, dialect);
+            let sql = format!(
+                "SELECT created_at, {state} FROM flow_runs WHERE created_at >= $1::bigint
+                 ORDER BY created_at"
+            );
+            c.collect(&sql, &[Param::Int(since.as_micros())], |r| {
+                Ok((ts(r, 0)?, kind_at(r, 1)?))
+            })
+        })
+    }
+
+    fn flow_row(&self, id: Uuid) -> Result<Option<FlowRow>, StoreError> {
+        self.read_runs(|c, view| {
+            let sql = format!("SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = $1::bytea");
+            c.first(&sql, &[Param::Bytes(key(&id))], |r| flow_row(r, view))
+        })
+    }
+
+    fn flow_row_named(&self, name: &str) -> Result<Option<FlowRow>, StoreError> {
+        self.read_runs(|c, view| {
+            let sql = format!(
+                "SELECT {FLOW_COLUMNS} FROM flow_runs WHERE name = $1::text
+                 ORDER BY created_at DESC LIMIT 1"
+            );
+            c.first(&sql, &[Param::Text(name)], |r| flow_row(r, view))
+        })
+    }
+
+    fn child_flows(&self, parent: Uuid) -> Result<Vec<FlowRow>, StoreError> {
+        self.read_runs(|c, view| {
+            let sql = format!(
+                "SELECT {FLOW_COLUMNS} FROM flow_runs WHERE parent_id = $1::bytea
+                 ORDER BY created_at"
+            );
+            c.collect(&sql, &[Param::Bytes(key(&parent))], |r| flow_row(r, view))
+        })
+    }
+
+    fn task_rows(&self, flow_run: Uuid) -> Result<Vec<TaskRow>, StoreError> {
+        self.read_runs(|c, view| {
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM task_runs WHERE flow_run_id = $1::bytea
+                 ORDER BY created_at, {{order}}"
+            );
+            c.collect(&sql, &[Param::Bytes(key(&flow_run))], |r| task_row(r, view))
+        })
+    }
+
+    fn task_counts(&self, flow_run: Uuid) -> Result<BTreeMap<StateKind, usize>, StoreError> {
+        let dialect = self.driver.dialect();
+        self.read_runs(|c, view| {
+            let state = view.state_sql(Table::Task, dialect);
+            let sql = format!(
+                "SELECT {state}, COUNT(*) FROM task_runs WHERE flow_run_id = $1::bytea GROUP BY 1"
+            );
+            let counts = c.collect(&sql, &[Param::Bytes(key(&flow_run))], |r| {
+                Ok((kind_at(r, 0)?, int_at(r, 1)? as usize))
+            })?;
+            Ok(counts.into_iter().collect())
+        })
+    }
+
+    fn states(&self, run: Uuid) -> Result<Vec<State>, StoreError> {
+        self.read_runs(|c, view| {
+            let mut states = c.collect(
+                "SELECT kind, at, message FROM states WHERE run_id = $1::bytea ORDER BY seq",
+                &[Param::Bytes(key(&run))],
+                |r| Ok(State::new(kind_at(r, 0)?, ts(r, 1)?, r.text(2)?)),
+            )?;
+            // The state a writer will record for a run its dead process left unfinished.
+            if let Some(last) = states.last()
+                && !last.is_final()
+                && view.shows_crashes()
+            {
+                let owner = c.first(
+                    "SELECT 'flow', process_id FROM flow_runs WHERE id = $1::bytea
+                         UNION ALL SELECT 'task', process_id FROM task_runs WHERE id = $1::bytea",
+                    &[Param::Bytes(key(&run))],
+                    |r| Ok((text_at(r, 0)?, r.bytes(1)?)),
+                )?;
+                if let Some((table, process)) = owner {
+                    let table = if table == "flow" {
+                        Table::Flow
+                    } else {
+                        Table::Task
+                    };
+                    if let Some(dead) = view.crashed_by(table, last.kind, process.as_deref()) {
+                        states.push(view.crashed_state(dead));
+                    }
+                }
+            }
+            Ok(states)
+        })
+    }
+
+    fn logs(&self, runs: &[Uuid]) -> Result<Vec<LogLine>, StoreError> {
+        self.driver.read(&mut |c| {
+            let sql = "SELECT run_id, at, level, message FROM logs WHERE run_id = $1::bytea
+                 ORDER BY at, {order}";
+            let mut lines = Vec::new();
+            for run in runs {
+                c.query(sql, &[Param::Bytes(key(run))], &mut |r| {
+                    lines.push(LogLine {
+                        run_id: uuid_at(r, 0)?,
+                        at: ts(r, 1)?,
+                        level: text_at(r, 2)?,
+                        message: text_at(r, 3)?,
+                    });
+                    Ok(())
+                })?;
+            }
+            lines.sort_by_key(|l| l.at);
+            Ok(lines)
+        })
+    }
+
+    fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
+        self.driver.read(&mut |c| cache_lookup(c, key, now))
+    }
+
+    fn cache_get_without_waiting(
+        &self,
+        key: &str,
+        now: Timestamp,
+    ) -> Option<Result<Option<String>, StoreError>> {
+        self.driver
+            .read_without_waiting(&mut |c| cache_lookup(c, key, now))
+    }
+
+    fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
+        self.driver.read(&mut |c| {
+            c.collect(
+                "SELECT task, key, created_at, expires_at, LENGTH(value) FROM cache
+                 ORDER BY task, created_at",
+                &[],
+                |r| {
+                    Ok(CacheEntry {
+                        task: text_at(r, 0)?,
+                        key: text_at(r, 1)?,
+                        created_at: ts(r, 2)?,
+                        expires_at: ts(r, 3)?,
+                        size: int_at(r, 4)? as usize,
+                    })
+                },
+            )
+        })
+    }
+
+    fn cache_clear(&self, task: Option<&str>) -> Result<usize, StoreError> {
+        self.driver.write(&mut |c| {
+            c.execute(
+                "DELETE FROM cache WHERE $1::text IS NULL OR task = $1::text",
+                &[task.into()],
+            )
+        })
+    }
+
+    fn serve_deployments(
+        &self,
+        rows: &[DeploymentRow],
+        me: &ProcessInfo,
+    ) -> Result<(), StoreError> {
+        self.driver
+            .write(&mut |c| Self::serve_deployments_in(c, rows, me))
+    }
+
+    fn unserve_deployments(&self, names: &[String], me: &ProcessInfo) -> Result<(), StoreError> {
+        self.driver.write(&mut |c| {
+            for name in names {
+                c.execute(
+                    "UPDATE deployments SET process_id = NULL, next_run_at = NULL
+                     WHERE name = $1::text AND process_id = $2::bytea",
+                    &[Param::Text(name), Param::Bytes(key(&me.id))],
+                )?;
+            }
+            c.execute(
+                "UPDATE flow_runs SET process_id = NULL
+                 WHERE process_id = $1::bytea AND state = 'Scheduled'",
+                &[Param::Bytes(key(&me.id))],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn deployments(&self) -> Result<Vec<DeploymentInfo>, StoreError> {
+        let dialect = self.driver.dialect();
+        self.read_runs(|c, view| {
+            let mut all = c.collect(
+                "SELECT d.name, d.flow, d.schedule, d.parameters, d.overlap, p.pid, p.host,
+                     d.next_run_at, p.id
+                 FROM deployments d LEFT JOIN processes p
+                     ON p.id = d.process_id AND p.ended_at IS NULL
+                 ORDER BY d.name",
+                &[],
+                |r| {
+                    let parameters = text_at(r, 3)?;
+                    // A process that died serves nothing, whether or not a writer has said so.
+                    let alive = !view.died(r.bytes(8)?.as_deref());
+                    let pid = r.int(5)?.filter(|_| alive);
+                    let host = r.text(6)?;
+                    Ok(DeploymentInfo {
+                        name: text_at(r, 0)?,
+                        flow: text_at(r, 1)?,
+                        schedule: r.text(2)?,
+                        parameters: serde_json::from_str(&parameters).unwrap_or_default(),
+                        overlap: text_at(r, 4)?,
+                        served_by: pid.zip(host).map(|(pid, host)| ServedBy {
+                            pid: pid as u32,
+                            host,
+                        }),
+                        next_run_at: opt_ts(r, 7)?.filter(|_| alive),
+                        last_runs: Vec::new(),
+                    })
+                },
+            )?;
+            let state = view.state_sql(Table::Flow, dialect);
+            let sql = format!(
+                "SELECT id, name, {state}, created_at FROM flow_runs WHERE deployment = $1::text
+                 ORDER BY created_at DESC LIMIT $2::bigint"
+            );
+            for d in &mut all {
+                d.last_runs = c.collect(
+                    &sql,
+                    &[Param::Text(&d.name), Param::Int(LAST_RUNS as i64)],
+                    |r| {
+                        Ok(DeploymentRun {
+                            id: uuid_at(r, 0)?,
+                            name: text_at(r, 1)?,
+                            state: kind_at(r, 2)?,
+                            created_at: ts(r, 3)?,
+                        })
+                    },
+                )?;
+            }
+            Ok(all)
+        })
+    }
+
+    fn request_run(&self, run: &RequestedRun) -> Result<(), StoreError> {
+        let at = run.requested_at.as_micros();
+        let parameters = run.parameters.to_string();
+        self.driver.write(&mut |c| {
+            c.execute(
+                "INSERT INTO flow_runs (id, name, flow, parameters, state, attempts, created_at,
+                     deployment)
+                 VALUES ($1::bytea, $2::text, $3::text, $4::text, 'Scheduled', 0, $5::bigint,
+                     $6::text)",
+                &[
+                    Param::Bytes(key(&run.id)),
+                    Param::Text(&run.name),
+                    Param::Text(&run.flow),
+                    Param::Text(&parameters),
+                    Param::Int(at),
+                    Param::Text(&run.deployment),
+                ],
+            )?;
+            c.execute(
+                "INSERT INTO states (run_id, seq, kind, at, message)
+                 VALUES ($1::bytea, 0, 'Scheduled', $2::bigint, $3::text)",
+                &[
+                    Param::Bytes(key(&run.id)),
+                    Param::Int(at),
+                    Param::Text(REQUESTED),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn claim_requests(
+        &self,
+        deployments: &[String],
+        me: &ProcessInfo,
+    ) -> Result<Vec<RequestedRun>, StoreError> {
+        // Looked for twice a second by every serving process: the write lock is taken only
+        // when there is something to claim.
+        let any = self.driver.read(&mut |c| {
+            for deployment in deployments {
+                let found = c.first(
+                    "SELECT 1 FROM flow_runs
+                     WHERE deployment = $1::text AND state = 'Scheduled' AND process_id IS NULL
+                     LIMIT 1",
+                    &[Param::Text(deployment)],
+                    |_| Ok(()),
+                )?;
+                if found.is_some() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })?;
+        if !any {
+            return Ok(Vec::new());
+        }
+        let sql = "SELECT id, name, flow, parameters, created_at FROM flow_runs
+             WHERE deployment = $1::text AND state = 'Scheduled' AND process_id IS NULL
+             ORDER BY created_at {lock}";
+        self.driver.write(&mut |c| {
+            let mut claimed = Vec::new();
+            for deployment in deployments {
+                let runs = c.collect(sql, &[Param::Text(deployment)], |r| {
+                    Ok(RequestedRun {
+                        id: uuid_at(r, 0)?,
+                        name: text_at(r, 1)?,
+                        deployment: deployment.clone(),
+                        flow: text_at(r, 2)?,
+                        parameters: r
+                            .text(3)?
+                            .and_then(|p| serde_json::from_str(&p).ok())
+                            .unwrap_or_default(),
+                        requested_at: ts(r, 4)?,
+                    })
+                })?;
+                for run in &runs {
+                    c.execute(
+                        "UPDATE flow_runs SET process_id = $2::bytea WHERE id = $1::bytea",
+                        &[Param::Bytes(key(&run.id)), Param::Bytes(key(&me.id))],
+                    )?;
+                }
+                claimed.extend(runs);
+            }
+            Ok(claimed)
+        })
+    }
+}
