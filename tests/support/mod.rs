@@ -2,11 +2,17 @@
 //! tests/crash.rs, tests/store_files.rs, tests/graph.rs): child processes, waiting with a
 //! deadline, and raw reads of a store file.
 //!
+//! A real PostgreSQL for the PostgreSQL run store's tests is in `postgres.rs`.
+//!
 //! A child process is the test binary itself, run with `--exact <child test>`: the child is an
 //! ignored test (with the reason "run as a child process by …") that does nothing unless its
 //! environment variable is set.
 
 #![allow(dead_code)] // each test binary uses its own part of this module
+
+pub mod postgres;
+#[allow(unused_imports)] // as dead_code
+pub use postgres::{PgDb, Postgres, PostgresOptions, Shutdown, postgres_db};
 
 use std::ffi::OsStr;
 use std::io::{BufRead as _, BufReader};
