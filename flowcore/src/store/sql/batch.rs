@@ -420,7 +420,7 @@ fn in_chunks<'r, T>(
 ) -> Result<(), StoreError> {
     let mut params = Vec::new();
     for chunk in rows.chunks(dialect.rows_per_insert(types.len())) {
-        let sql = format!("{head}{}{tail}", values(types, chunk.len()));
+        let sql = format!("{head}{}{tail}", values(dialect, types, chunk.len()));
         params.clear();
         for row in chunk {
             bind(row, &mut params);

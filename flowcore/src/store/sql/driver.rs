@@ -222,7 +222,7 @@ impl Dialect {
     /// `sql`, written for both, in this dialect: borrowed when it has nothing to change.
     pub(crate) fn adapt(self, sql: &str) -> Cow<'_, str> {
         let changes = match self {
-            Dialect::Sqlite => sql.contains(['$', '{']),
+            Dialect::Sqlite => sql.contains(['$', '{', ':']),
             Dialect::Postgres => sql.contains('{'),
         };
         if !changes {
@@ -285,8 +285,10 @@ impl Dialect {
 }
 
 /// `($1::bytea, $2::bigint, …), (…)`: the `VALUES` of `rows` rows of these column types,
-/// numbered from `$1`.
-pub(crate) fn values(types: &[&str], rows: usize) -> String {
+/// numbered from `$1`, in the dialect's own words (for SQLite `(?1, ?2, …)`): a statement of
+/// thousands of parameters is built once, not built and then rewritten.
+pub(crate) fn values(dialect: Dialect, types: &[&str], rows: usize) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(rows * types.len() * 12);
     let mut n = 0;
     for row in 0..rows {
@@ -299,10 +301,10 @@ pub(crate) fn values(types: &[&str], rows: usize) -> String {
             if i > 0 {
                 out.push_str(", ");
             }
-            out.push('$');
-            out.push_str(&n.to_string());
-            out.push_str("::");
-            out.push_str(ty);
+            let _ = match dialect {
+                Dialect::Sqlite => write!(out, "?{n}"),
+                Dialect::Postgres => write!(out, "${n}::{ty}"),
+            };
         }
         out.push(')');
     }
@@ -336,8 +338,12 @@ mod tests {
     #[test]
     fn values_are_numbered_across_rows() {
         assert_eq!(
-            values(&["bytea", "bigint"], 2),
+            values(Dialect::Postgres, &["bytea", "bigint"], 2),
             "($1::bytea, $2::bigint), ($3::bytea, $4::bigint)"
+        );
+        assert_eq!(
+            values(Dialect::Sqlite, &["bytea", "bigint"], 2),
+            "(?1, ?2), (?3, ?4)"
         );
     }
 }
