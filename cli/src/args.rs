@@ -1,5 +1,6 @@
 //! The command line: every command, flag and value `flowcore` accepts, as clap types.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -10,10 +11,12 @@ use flowcore::StateKind;
 #[derive(Debug, Parser)]
 #[command(name = "flowcore", version, arg_required_else_help = false)]
 pub struct Cli {
-    /// The run store to read, instead of $FLOWCORE_HOME/flowcore.db (~/.flowcore/flowcore.db
-    /// when FLOWCORE_HOME is not set).
-    #[arg(long, global = true, value_name = "PATH")]
-    pub store: Option<PathBuf>,
+    /// The run store to read: a SQLite file, or a PostgreSQL database
+    /// (postgres://user@host/db, postgres:///db?host=/run/postgresql). Instead of
+    /// $FLOWCORE_STORE, or else $FLOWCORE_HOME/flowcore.db (~/.flowcore/flowcore.db when
+    /// FLOWCORE_HOME is not set).
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    pub store: Option<OsString>,
 
     #[command(subcommand)]
     pub command: Command,

@@ -14,7 +14,7 @@
 //! flowcore store upgrade
 //! ```
 //!
-//! Every command takes `--store PATH`. A failure is one line on stderr, `flowcore: …`, and
+//! Every command takes `--store PATH|URL`: a SQLite file or a `postgres://` database. A failure is one line on stderr, `flowcore: …`, and
 //! exit code 1; a bad command line is clap's first line and exit code 2.
 //!
 //! Text from the store (names, errors, messages, log lines) is printed with its control
@@ -88,7 +88,7 @@ fn main() -> ExitCode {
 
 /// Runs the command and returns what it prints.
 fn run(cli: Cli, style: Style) -> Result<String, Failure> {
-    let path = open::store_path(cli.store.as_deref())?;
+    let path = open::Location::find(cli.store.as_deref())?;
     match cli.command {
         Command::Runs(RunsCommand::Ls(args)) => runs::ls(&open::open(&path)?, &args, style),
         Command::Runs(RunsCommand::Show(args)) => runs::show(&open::open(&path)?, &args, style),

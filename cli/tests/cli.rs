@@ -680,7 +680,7 @@ fn store_path_says_where_the_store_is_and_whether_it_exists() {
     assert_eq!(lines.next(), None);
     assert_eq!(
         json(&["store", "path"]),
-        serde_json::json!({"path": f.db, "exists": true})
+        serde_json::json!({"path": f.db, "kind": "sqlite", "exists": true})
     );
 
     // The default, from FLOWCORE_HOME, and not created by asking.
@@ -711,7 +711,7 @@ fn store_path_says_where_the_store_is_and_whether_it_exists() {
     let value: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         value,
-        serde_json::json!({"path": cwd.join("runs.db"), "exists": false})
+        serde_json::json!({"path": cwd.join("runs.db"), "kind": "sqlite", "exists": false})
     );
 }
 

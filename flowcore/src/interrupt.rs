@@ -29,7 +29,7 @@ static ARMED: AtomicBool = AtomicBool::new(false);
 static SERVING: AtomicUsize = AtomicUsize::new(0);
 
 /// How long the handler waits for the store to commit what runs sent before it ends them.
-#[cfg(all(unix, feature = "sqlite"))]
+#[cfg(all(unix, any(feature = "sqlite", feature = "postgres")))]
 const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Sets whether flowcore handles SIGINT and SIGTERM; see [`crate::runtime::handle_interrupts`].
@@ -45,11 +45,11 @@ pub(crate) fn arm(store: &'static Store) {
         return;
     }
     let wanted = !ARMED.swap(true, Ordering::SeqCst) && WANTED.load(Ordering::SeqCst);
-    #[cfg(all(unix, feature = "sqlite"))]
+    #[cfg(all(unix, any(feature = "sqlite", feature = "postgres")))]
     if wanted && store.persists() {
         listen(store);
     }
-    #[cfg(not(all(unix, feature = "sqlite")))]
+    #[cfg(not(all(unix, any(feature = "sqlite", feature = "postgres"))))]
     let _ = (wanted, store);
 }
 
@@ -69,7 +69,7 @@ impl Drop for Serving {
     }
 }
 
-#[cfg(all(unix, feature = "sqlite"))]
+#[cfg(all(unix, any(feature = "sqlite", feature = "postgres")))]
 fn listen(store: &'static Store) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     use signal_hook::iterator::Signals;
@@ -116,7 +116,7 @@ fn listen(store: &'static Store) {
 }
 
 /// Commits what the runs sent, then ends every unfinished run of this process `Cancelled`.
-#[cfg(all(unix, feature = "sqlite"))]
+#[cfg(all(unix, any(feature = "sqlite", feature = "postgres")))]
 fn end_runs(store: &Store, signal: &str) {
     eprintln!("flowcore: received {signal}: ending this process's unfinished runs as Cancelled");
     if let Err(e) = store.flush_blocking(FLUSH_WAIT) {

@@ -6,7 +6,7 @@
 // The writer thread, its batches and the crash bookkeeping serve the SQLite store only: a build
 // without it (`default-features = false`, memory only) compiles them unused rather than
 // scattering cfgs through the store. The default build still reports dead code.
-#![cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+#![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 
 mod attempt;
 pub mod cache;

@@ -21,7 +21,6 @@ mod timeline;
 mod window;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use axum::Router;
@@ -34,6 +33,7 @@ use flowcore::{StateKind, Store};
 
 use crate::Failure;
 use crate::args::ServerArgs;
+use crate::open::Location;
 use connections::Limits;
 use guard::{AllowedHost, Hosts};
 
@@ -45,8 +45,8 @@ pub struct App {
 }
 
 /// Serves the dashboard until SIGINT or SIGTERM.
-pub fn start(path: &Path, args: &ServerArgs) -> Result<String, Failure> {
-    let store = crate::open::open(path)?;
+pub fn start(location: &Location, args: &ServerArgs) -> Result<String, Failure> {
+    let store = crate::open::open(location)?;
     let ip: IpAddr = args.host.parse().map_err(|_| {
         Failure::new(format!(
             "--host {:?} is not an IP address; use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)",
@@ -71,7 +71,7 @@ pub fn start(path: &Path, args: &ServerArgs) -> Result<String, Failure> {
     }
     let app = App {
         store,
-        store_path: Arc::from(path.display().to_string()),
+        store_path: Arc::from(location.describe()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -131,6 +131,15 @@ pub enum StoreError {
     /// The store's writer thread stopped; nothing more can be written.
     #[error("the run store's writer stopped")]
     WriterStopped,
+    /// The database server could not be reached, or the connection to it was lost (it
+    /// restarted, the network is down). The writer waits for it, up to its write timeout.
+    #[error("cannot reach the run store {store}: {detail}")]
+    Unreachable {
+        /// The database's URL, without its password.
+        store: String,
+        /// The driver's words.
+        detail: String,
+    },
     /// The disk (or file system) holding the store has no room left.
     #[error("the disk holding {path} is full")]
     Full {
@@ -183,6 +192,7 @@ impl StoreError {
             StoreError::Unavailable { cause, .. } => cause.reason(),
             StoreError::Full { .. } => "disk full".to_owned(),
             StoreError::Busy { .. } => "locked by another process".to_owned(),
+            StoreError::Unreachable { .. } => "the database is unreachable".to_owned(),
             StoreError::ReadOnly { .. } => "read-only".to_owned(),
             StoreError::Corrupt { .. } => "the store is damaged".to_owned(),
             other => other.to_string(),

@@ -21,11 +21,15 @@ use crate::store::deployments::{self, DeploymentInfo, DeploymentRow, RequestedRu
 use crate::store::error::StoreError;
 use crate::store::event::{Committed, Event};
 use crate::store::memory::MemoryBackend;
+#[cfg(feature = "postgres")]
+use crate::store::postgres::PostgresBackend;
 use crate::store::process::ProcessInfo;
 use crate::store::query::{self, CacheEntry, FlowRunSummary, LogLine, ResumePoint, RunFilter};
 use crate::store::scope::RunStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::store::sql::driver::Access;
 #[cfg(feature = "sqlite")]
-use crate::store::sqlite::{Access, SqliteBackend};
+use crate::store::sqlite::SqliteBackend;
 use crate::store::writer::{Health, Writer};
 
 /// Events waiting for the writer beyond which new runs wait before they start.
@@ -83,38 +87,109 @@ impl Store {
     pub fn sqlite(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let process = ProcessInfo::current();
         let backend = SqliteBackend::open(path.as_ref(), Access::Write, &process)?;
-        let store = Store::start(Arc::new(backend), process, None)?;
-        store.mark_crashed()?;
-        Ok(store)
+        Store::started(Arc::new(backend), process)
     }
 
-    /// The store in the SQLite file at `path`, for reading runs: what `flowcore` commands and
-    /// the dashboard use. It never writes to the file unless asked to ([`Store::request_run`],
-    /// [`Store::clear_cache`], [`Store::mark_crashed`]), so a read-only file (or file system)
-    /// can be read. The unfinished runs of processes that died are shown `Crashed`, as a
-    /// writer will record them, without being written.
+    /// The store in the PostgreSQL database at `url`, for recording runs: one history for
+    /// processes on many machines. `postgres://user:password@host:5432/db`, or over a Unix
+    /// socket `postgres:///db?host=/run/postgresql`; the password never appears in a message
+    /// or in [`Store::describe`]. An empty database gets flowcore's tables (ten processes
+    /// starting at once make them once); one holding somebody else's tables or a newer
+    /// flowcore's store is refused, untouched. Opening marks Crashed the unfinished runs of
+    /// processes that died (on other hosts: whose heartbeat stopped 30 s ago).
+    ///
+    /// While the server is away (restarting, the network down), runs wait and the writer tries
+    /// its batch again, up to the [write timeout](Store::write_timeout); nothing is lost or
+    /// written twice.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(url: &str) -> Result<Store, StoreError> {
+        let process = ProcessInfo::current();
+        let backend = PostgresBackend::connect(url, Access::Write, &process)?;
+        Store::started(Arc::new(backend), process)
+    }
+
+    /// The store at `target`, for recording runs: [`Store::postgres`] for a `postgres://` URL,
+    /// [`Store::sqlite`] for a path. What `FLOWCORE_STORE` may hold.
+    pub fn open(target: impl AsRef<std::ffi::OsStr>) -> Result<Store, StoreError> {
+        let target = target.as_ref();
+        #[cfg(feature = "postgres")]
+        if let Some(url) = postgres_url(target) {
+            return Store::postgres(url);
+        }
+        #[cfg(not(feature = "postgres"))]
+        if let Some(url) = postgres_url(target) {
+            return Err(without_postgres(url));
+        }
+        #[cfg(feature = "sqlite")]
+        return Store::sqlite(Path::new(target));
+        #[cfg(not(feature = "sqlite"))]
+        return Err(StoreError::Open {
+            path: PathBuf::from(target),
+            detail: "this flowcore was built without the `sqlite` feature, so it keeps no file"
+                .to_owned(),
+        });
+    }
+
+    /// The store at `target` (a SQLite file's path, or a `postgres://` URL), for reading runs:
+    /// what `flowcore` commands and the dashboard use. It never writes unless asked to
+    /// ([`Store::request_run`], [`Store::clear_cache`], [`Store::mark_crashed`]), so a
+    /// read-only file (or file system, or database role) can be read. The unfinished runs of
+    /// processes that died are shown `Crashed`, as a writer will record them, without being
+    /// written.
     ///
     /// Refused, untouched: a missing file ([`StoreError::NoStore`]: a mistyped path must not
-    /// leave an empty store behind), an empty file or somebody else's, one of another
-    /// flowcore's schema, and a damaged one (SQLite's `quick_check` at open).
-    #[cfg(feature = "sqlite")]
-    pub fn open_existing(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+    /// leave an empty store behind), an empty file or database, somebody else's, one of another
+    /// flowcore's schema, and a damaged file (SQLite's `quick_check` at open).
+    pub fn open_existing(target: impl AsRef<std::ffi::OsStr>) -> Result<Store, StoreError> {
+        let target = target.as_ref();
         let process = ProcessInfo::current();
-        let backend = SqliteBackend::open(path.as_ref(), Access::Read, &process)?;
-        Store::start(Arc::new(backend), process, None)
+        #[cfg(feature = "postgres")]
+        if let Some(url) = postgres_url(target) {
+            let backend = PostgresBackend::connect(url, Access::Read, &process)?;
+            return Store::start(Arc::new(backend), process, None);
+        }
+        #[cfg(not(feature = "postgres"))]
+        if let Some(url) = postgres_url(target) {
+            return Err(without_postgres(url));
+        }
+        #[cfg(feature = "sqlite")]
+        {
+            let backend = SqliteBackend::open(Path::new(target), Access::Read, &process)?;
+            Store::start(Arc::new(backend), process, None)
+        }
+        #[cfg(not(feature = "sqlite"))]
+        {
+            let _ = process;
+            Err(StoreError::NoStore {
+                path: PathBuf::from(target),
+            })
+        }
     }
 
-    /// The default store: `$FLOWCORE_HOME/flowcore.db` (see [`Store::default_path`]); in a
-    /// build without the `sqlite` feature, a memory store.
+    /// The default store: [`Store::default_location`], opened for recording runs; in a build
+    /// without the `sqlite` feature and no `FLOWCORE_STORE`, a memory store.
     pub fn open_default() -> Result<Store, StoreError> {
+        if let Some(target) = std::env::var_os("FLOWCORE_STORE").filter(|t| !t.is_empty()) {
+            return Store::open(target);
+        }
         #[cfg(feature = "sqlite")]
         return Store::sqlite(Store::default_path()?);
         #[cfg(not(feature = "sqlite"))]
         return Ok(Store::memory());
     }
 
-    /// Where the default store lives: `$FLOWCORE_HOME/flowcore.db`, with `FLOWCORE_HOME`
-    /// defaulting to `$HOME/.flowcore`.
+    /// Where the default store is: `FLOWCORE_STORE` when set (a `postgres://` URL or a SQLite
+    /// file's path), else [`Store::default_path`]. What `flowcore` commands read without
+    /// `--store`.
+    pub fn default_location() -> Result<std::ffi::OsString, StoreError> {
+        match std::env::var_os("FLOWCORE_STORE").filter(|t| !t.is_empty()) {
+            Some(target) => Ok(target),
+            None => Ok(Store::default_path()?.into_os_string()),
+        }
+    }
+
+    /// Where the default SQLite store lives: `$FLOWCORE_HOME/flowcore.db`, with
+    /// `FLOWCORE_HOME` defaulting to `$HOME/.flowcore`.
     pub fn default_path() -> Result<PathBuf, StoreError> {
         let home = match std::env::var_os("FLOWCORE_HOME").filter(|h| !h.is_empty()) {
             Some(home) => PathBuf::from(home),
@@ -124,6 +199,15 @@ impl Store {
                 .ok_or(StoreError::NoHome)?,
         };
         Ok(home.join("flowcore.db"))
+    }
+
+    /// A store opened for recording runs, started: its runs' process recorded, and the
+    /// unfinished runs of processes that died marked Crashed.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    fn started(backend: Arc<dyn Backend>, process: ProcessInfo) -> Result<Store, StoreError> {
+        let store = Store::start(backend, process, None)?;
+        store.mark_crashed()?;
+        Ok(store)
     }
 
     /// Makes this the store every run of this process records to. Call it before the first
@@ -266,9 +350,36 @@ impl Store {
         SqliteBackend::create_at_version(path, version)
     }
 
-    /// Where this store keeps its runs: a file path, or `:memory:`.
+    /// Where this store keeps its runs: a file path, a PostgreSQL URL without its password, or
+    /// `:memory:`.
     pub fn describe(&self) -> String {
         self.inner.backend.describe()
+    }
+
+    /// How `target` (what [`Store::open`] takes) is shown without opening it: a path as it is,
+    /// a PostgreSQL URL without its password.
+    ///
+    /// ```
+    /// use flowcore::Store;
+    ///
+    /// assert_eq!(
+    ///     Store::describe_location("postgres://flow:s3cret@db.internal/runs"),
+    ///     "postgres://flow@db.internal/runs"
+    /// );
+    /// assert_eq!(Store::describe_location("runs/flowcore.db"), "runs/flowcore.db");
+    /// ```
+    pub fn describe_location(target: impl AsRef<std::ffi::OsStr>) -> String {
+        let target = target.as_ref();
+        match postgres_url(target) {
+            Some(url) => crate::store::location::redact(url),
+            None => std::path::Path::new(target).display().to_string(),
+        }
+    }
+
+    /// Whether `target` (what [`Store::open`] takes) names a PostgreSQL database, a
+    /// `postgres://` or `postgresql://` URL, rather than a SQLite file.
+    pub fn is_postgres_location(target: impl AsRef<std::ffi::OsStr>) -> bool {
+        postgres_url(target.as_ref()).is_some()
     }
 
     pub(crate) fn send(&self, event: Event) {
@@ -639,6 +750,21 @@ impl Store {
             .ok()
             .flatten()
             .map(|r| r.name)
+    }
+}
+
+/// `target` as a PostgreSQL URL, if it is one.
+fn postgres_url(target: &std::ffi::OsStr) -> Option<&str> {
+    target
+        .to_str()
+        .filter(|t| crate::store::location::is_postgres(t))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn without_postgres(url: &str) -> StoreError {
+    StoreError::Open {
+        path: PathBuf::from(crate::store::location::redact(url)),
+        detail: "this flowcore was built without the `postgres` feature; add it (features = [\"postgres\"])".to_owned(),
     }
 }
 

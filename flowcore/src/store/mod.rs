@@ -49,10 +49,12 @@ mod deployments;
 pub(crate) mod error;
 mod event;
 pub(crate) mod handle;
+pub(crate) mod location;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod process;
 mod query;
-mod schema;
 mod scope;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;

@@ -11,6 +11,17 @@ use std::borrow::Cow;
 
 use crate::store::StoreError;
 
+/// How a store's database is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// By a program that runs flows: the store is made if there is none, and upgraded to this
+    /// build's schema.
+    Write,
+    /// By a tool that reads runs (the CLI, the dashboard): it must be a flowcore store of this
+    /// build's schema, and nothing is written to it unless a write is asked for.
+    Read,
+}
+
 /// A value bound to a statement's parameter, borrowed from the caller: binding copies nothing.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Param<'a> {
@@ -213,6 +224,7 @@ pub(crate) trait Driver: Send + Sync + 'static {
 
 /// The two dialects the store's statements are written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(all(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) enum Dialect {
     Sqlite,
     Postgres,

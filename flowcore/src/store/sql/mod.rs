@@ -56,7 +56,7 @@ impl<D: Driver> SqlBackend<D> {
         }
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, feature = "sqlite"))]
     pub(crate) fn driver(&self) -> &D {
         &self.driver
     }

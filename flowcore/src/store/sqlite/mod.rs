@@ -3,6 +3,7 @@
 //! store itself (its statements, crash marking, reads) is [`crate::store::sql`]'s.
 
 mod open;
+pub(crate) mod schema;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -13,12 +14,10 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::store::StoreError;
 use crate::store::process::ProcessInfo;
-use crate::store::schema::{APPLICATION_ID, MIGRATIONS};
 use crate::store::sql::SqlBackend;
-use crate::store::sql::driver::{Conn, Dialect, Driver, Param, Row, Value};
+use crate::store::sql::driver::{Access, Conn, Dialect, Driver, Param, Row, Value};
+use crate::store::sqlite::schema::{APPLICATION_ID, MIGRATIONS};
 use open::{BUSY_TIMEOUT, connect, patiently};
-
-pub(crate) use open::Access;
 
 /// Pages of write-ahead log (4 KiB each) after which the writer copies it into the file.
 const WAL_CHECKPOINT_PAGES: i64 = 10_000;

@@ -8,21 +8,11 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::store::StoreError;
-use crate::store::schema::{APPLICATION_ID, MIGRATIONS, TABLES, VERSION};
+use crate::store::sql::driver::Access;
+use crate::store::sqlite::schema::{APPLICATION_ID, MIGRATIONS, TABLES, VERSION};
 
 /// How long a statement waits for another process's write lock before reporting busy.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How a store file is opened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Access {
-    /// By a program that runs flows: the file is created if missing and upgraded to this
-    /// build's schema.
-    Write,
-    /// By a tool that reads runs (the CLI, the dashboard): the file must be a flowcore store of
-    /// this build's schema, and nothing is written to it unless a write is asked for.
-    Read,
-}
 
 /// A connection to the file at `path`. A reading connection is opened read-only, so that not
 /// even SQLite's own bookkeeping writes to the file; on a read-only file system, where SQLite

@@ -1,4 +1,4 @@
-//! The run store's schema, as forward migrations.
+//! The SQLite store's schema, as forward migrations.
 //!
 //! Migration N brings a store from schema version N - 1 to N (`PRAGMA user_version`). A store is
 //! only ever migrated forward, inside one transaction, and a store of a newer version is

@@ -1,0 +1,80 @@
+//! PostgreSQL's errors as the store's: what the user can act on, naming the database by its
+//! URL without the password.
+
+use std::path::PathBuf;
+
+use tokio_postgres::error::SqlState;
+
+use crate::store::StoreError;
+
+/// Turns PostgreSQL's errors into the store's, for one database.
+#[derive(Clone, Debug)]
+pub(crate) struct Errors {
+    /// The database's URL, without its password.
+    store: String,
+}
+
+impl Errors {
+    pub(crate) fn new(store: String) -> Self {
+        Errors { store }
+    }
+
+    pub(crate) fn store(&self) -> &str {
+        &self.store
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(&self.store)
+    }
+
+    /// The store's error for `e`. A lost connection or a server that is away is
+    /// [`StoreError::Unreachable`], which the writer waits out (its write timeout); a conflict
+    /// between two transactions (a deadlock, a serialization failure) is
+    /// [`StoreError::Busy`], which is tried again.
+    pub(crate) fn map(&self, e: tokio_postgres::Error) -> StoreError {
+        let Some(db) = e.as_db_error() else {
+            return StoreError::Unreachable {
+                store: self.store.clone(),
+                detail: e.to_string(),
+            };
+        };
+        let detail = db.message().to_owned();
+        let code = db.code();
+        if *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::LOCK_NOT_AVAILABLE
+        {
+            StoreError::Busy { path: self.path() }
+        } else if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
+            StoreError::Open {
+                path: self.path(),
+                detail: format!("the server refused the login: {detail}"),
+            }
+        } else if *code == SqlState::INVALID_CATALOG_NAME {
+            StoreError::Open {
+                path: self.path(),
+                detail: format!("{detail}; create it first (createdb)"),
+            }
+        } else if *code == SqlState::DISK_FULL {
+            StoreError::Full { path: self.path() }
+        } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+            StoreError::ReadOnly { path: self.path() }
+        } else if *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::TOO_MANY_CONNECTIONS
+        {
+            StoreError::Unreachable {
+                store: self.store.clone(),
+                detail,
+            }
+        } else {
+            StoreError::Database {
+                path: self.path(),
+                detail,
+            }
+        }
+    }
+}
