@@ -1,44 +1,44 @@
-//! The SQLite run store keeps what it promises: every run, state, attempt, parameter and log
-//! line reaches the file; a flow call returns only once its final state is committed; cached
-//! results are shared between processes and expire; two processes can write at once; and
-//! nothing is dropped under load.
+//! The run store keeps what it promises, on SQLite and on PostgreSQL alike (each test body runs
+//! on both, see `support::backends`): every run, state, attempt, parameter and log line reaches
+//! the tables; a flow call returns only once its final state is committed; cached results are
+//! shared between processes and expire; several processes can write at once; and nothing is
+//! dropped under load.
 //!
-//! The in-process tests record to one SQLite store installed for this test process. The others
-//! run children: this test binary again, with `--exact <child>`, where the child is an ignored
-//! test that does nothing unless its environment variable is set. A child installs its store
-//! from the `STORE` path it is given and prints `KEY value` lines for the parent.
+//! The in-process tests record to the test's own store, in scope. The others run children:
+//! this test binary again, with `--exact <child>`, where the child is an ignored test that does
+//! nothing unless its environment variable is set. A child installs its store from the `STORE`
+//! target (a path or a URL) it is given and prints `KEY value` lines for the parent.
 
+#[macro_use]
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use flowcore::StateKind::*;
 use flowcore::{FlowRunRecord, StateKind, Store, Uuid, flow, task};
-use support::{append_line, child, count, env_path, lines, marker, raw, run_ok, wait_until};
+use support::backends::{Kind, TestStore};
+use support::{append_line, child, env_path, lines, marker, run_ok, wait_until};
 
-/// The store every run of this test process records to.
-fn store() -> &'static Store {
-    static STORE: std::sync::OnceLock<Store> = std::sync::OnceLock::new();
-    STORE.get_or_init(|| {
-        let store = Store::sqlite(support::process_store_path("store")).unwrap();
-        store.clone().install().unwrap();
-        store
-    })
-}
+store_tests!(
+    every_task_run_state_and_attempt_reaches_the_store,
+    a_flow_run_is_committed_when_its_call_returns,
+    a_flow_run_is_durable_even_if_the_process_exits_right_after_the_call,
+    parameters_and_log_lines_are_recorded,
+    cached_results_are_shared_between_processes,
+    several_processes_write_to_one_store_at_once,
+    processes_creating_one_store_at_once_all_open_it,
+    fifty_thousand_task_runs_all_reach_the_store,
+    edges_and_map_positions_are_stored_with_each_task_run,
+);
 
-fn store_path() -> &'static Path {
-    support::process_store_path("store")
-}
-
-/// A child's store: the `STORE` path it was given, installed, or `None` if this process is
-/// not that child.
+/// A child's store: the `STORE` target (a path or a URL) it was given, installed, or `None` if
+/// this process is not that child.
 fn child_store(role_var: &str) -> Option<Store> {
     std::env::var_os(role_var)?;
-    let path = env_path("STORE").expect("a child is given STORE");
-    let store = Store::sqlite(&path).unwrap();
+    let target = std::env::var_os("STORE").expect("a child is given STORE");
+    let store = Store::open(&target).unwrap();
     store.clone().install().unwrap();
     Some(store)
 }
@@ -52,11 +52,10 @@ fn by_id(mut run: FlowRunRecord) -> FlowRunRecord {
     run
 }
 
-fn state_rows(path: &Path, run: Uuid) -> i64 {
-    count(
-        path,
-        "SELECT COUNT(*) FROM states WHERE run_id = ?1",
-        [run.as_bytes()],
+fn state_rows(ts: &TestStore, run: Uuid) -> i64 {
+    ts.count(
+        "SELECT COUNT(*) FROM states WHERE run_id = $1",
+        &[run.as_bytes()],
     )
 }
 
@@ -68,14 +67,15 @@ async fn plain_step(i: u32) -> u32 {
     i + 1
 }
 
-static FLAKY_ATTEMPTS: Mutex<BTreeMap<u32, u32>> = Mutex::new(BTreeMap::new());
+static FLAKY_ATTEMPTS: Mutex<BTreeMap<(u32, u32), u32>> = Mutex::new(BTreeMap::new());
 
-/// Fails the first attempt of each `i`; succeeds on the second.
+/// Fails the first attempt of each `i` of each `round` (one per backend, which run at once);
+/// succeeds on the second.
 #[task(retries = 2)]
-async fn flaky_step(i: u32) -> Result<u32, String> {
+async fn flaky_step(round: u32, i: u32) -> Result<u32, String> {
     let attempt = {
         let mut attempts = FLAKY_ATTEMPTS.lock().unwrap();
-        let n = attempts.entry(i).or_insert(0);
+        let n = attempts.entry((round, i)).or_insert(0);
         *n += 1;
         *n
     };
@@ -105,22 +105,22 @@ const FLAKY: u32 = 140;
 const INNER: u32 = 9;
 
 #[flow]
-async fn two_thousand_runs() -> u32 {
+async fn two_thousand_runs(round: u32) -> u32 {
     let mut sum = 0;
     for i in 0..PLAIN {
         sum += plain_step(i).await;
     }
     // Concurrently, so that they finish in another order than they were created.
-    let flaky = futures::future::join_all((0..FLAKY).map(flaky_step)).await;
+    let flaky = futures::future::join_all((0..FLAKY).map(|i| flaky_step(round, i))).await;
     sum += flaky.into_iter().map(Result::unwrap).sum::<u32>();
     assert!(doomed_step().await.is_err());
     sum + inner_flow(INNER).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_task_run_state_and_attempt_reaches_the_store() {
-    let store = store();
-    let (_, run) = two_thousand_runs().with_run().await;
+async fn every_task_run_state_and_attempt_reaches_the_store(ts: &TestStore) {
+    let store = ts.store();
+    let round = ts.kind() as u32;
+    let (_, run) = store.scope(two_thousand_runs(round).with_run()).await;
     assert_eq!(run.state().kind, Completed);
     assert_eq!(
         run.task_runs.len() + run.subflow_runs[0].task_runs.len(),
@@ -150,8 +150,7 @@ async fn every_task_run_state_and_attempt_reaches_the_store() {
     assert_eq!(doomed.error(), Some("the source is gone"));
     assert_eq!(doomed.tags.as_ref(), ["doomed"]);
 
-    // One row per state in the file, no more and no fewer.
-    let path = store_path();
+    // One row per state in the tables, no more and no fewer.
     let subflow = &run.subflow_runs[0];
     let histories: usize = run.history.len()
         + subflow.history.len()
@@ -161,17 +160,15 @@ async fn every_task_run_state_and_attempt_reaches_the_store() {
             .chain(&subflow.task_runs)
             .map(|t| t.history.len())
             .sum::<usize>();
-    let rows = count(
-        path,
-        "SELECT COUNT(*) FROM states WHERE run_id IN (?1, ?2)
-            OR run_id IN (SELECT id FROM task_runs WHERE flow_run_id IN (?1, ?2))",
-        [run.id.as_bytes(), subflow.id.as_bytes()],
+    let rows = ts.count(
+        "SELECT COUNT(*) FROM states WHERE run_id IN ($1, $2)
+            OR run_id IN (SELECT id FROM task_runs WHERE flow_run_id IN ($1, $2))",
+        &[run.id.as_bytes(), subflow.id.as_bytes()],
     );
     assert_eq!(rows as usize, histories);
-    let task_rows = count(
-        path,
-        "SELECT COUNT(*) FROM task_runs WHERE flow_run_id IN (?1, ?2)",
-        [run.id.as_bytes(), subflow.id.as_bytes()],
+    let task_rows = ts.count(
+        "SELECT COUNT(*) FROM task_runs WHERE flow_run_id IN ($1, $2)",
+        &[run.id.as_bytes(), subflow.id.as_bytes()],
     );
     assert_eq!(task_rows, 2_000);
 }
@@ -193,27 +190,20 @@ async fn quick_flow(n: u32) -> u32 {
     sum
 }
 
-#[tokio::test]
-async fn a_flow_run_is_committed_when_its_call_returns() {
-    store();
+async fn a_flow_run_is_committed_when_its_call_returns(ts: &TestStore) {
     for _ in 0..20 {
-        let (out, run) = quick_flow(5).with_run().await;
+        let (out, run) = ts.store().scope(quick_flow(5).with_run()).await;
         assert_eq!(out, 30);
         // No flush, no wait: another connection sees the final state at once.
-        let conn = raw(store_path());
-        let state: String = conn
-            .query_row(
-                "SELECT state FROM flow_runs WHERE id = ?1",
-                [run.id.as_bytes()],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(state, "Completed");
-        assert_eq!(state_rows(store_path(), run.id), 3);
-        let completed_tasks = count(
-            store_path(),
-            "SELECT COUNT(*) FROM task_runs WHERE flow_run_id = ?1 AND state = 'Completed'",
-            [run.id.as_bytes()],
+        let completed = ts.count(
+            "SELECT COUNT(*) FROM flow_runs WHERE id = $1 AND state = 'Completed'",
+            &[run.id.as_bytes()],
+        );
+        assert_eq!(completed, 1);
+        assert_eq!(state_rows(ts, run.id), 3);
+        let completed_tasks = ts.count(
+            "SELECT COUNT(*) FROM task_runs WHERE flow_run_id = $1 AND state = 'Completed'",
+            &[run.id.as_bytes()],
         );
         assert_eq!(completed_tasks, 5);
     }
@@ -237,51 +227,40 @@ async fn child_exit_after_flow() {
     std::process::exit(0);
 }
 
-#[test]
-fn a_flow_run_is_durable_even_if_the_process_exits_right_after_the_call() {
-    let dir = support::tempdir();
-    let path = dir.path().join("flowcore.db");
+async fn a_flow_run_is_durable_even_if_the_process_exits_right_after_the_call(ts: &TestStore) {
     for _ in 0..3 {
         let out = support::run(&mut child(
             "child_exit_after_flow",
-            [
-                ("EXIT_AFTER_FLOW", "1".as_ref()),
-                ("STORE", path.as_os_str()),
-            ],
+            [("EXIT_AFTER_FLOW", "1".as_ref()), ("STORE", ts.target())],
         ));
         assert!(out.status.success(), "{}", support::show(&out));
         assert_eq!(marker(&out, "OUTPUT"), "18");
         let id: Uuid = marker(&out, "FLOW_RUN").parse().unwrap();
-        let conn = raw(&path);
-        let (state, ended): (String, Option<i64>) = conn
-            .query_row(
-                "SELECT state, ended_at FROM flow_runs WHERE id = ?1",
-                [id.as_bytes()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!(state, "Completed");
-        assert!(ended.is_some());
-        let tasks = count(
-            &path,
-            "SELECT COUNT(*) FROM task_runs WHERE flow_run_id = ?1 AND state = 'Completed'",
-            [id.as_bytes()],
+        let ended = ts.count(
+            "SELECT COUNT(*) FROM flow_runs
+             WHERE id = $1 AND state = 'Completed' AND ended_at IS NOT NULL",
+            &[id.as_bytes()],
+        );
+        assert_eq!(ended, 1);
+        let tasks = ts.count(
+            "SELECT COUNT(*) FROM task_runs WHERE flow_run_id = $1 AND state = 'Completed'",
+            &[id.as_bytes()],
         );
         assert_eq!(tasks, 4);
         let task_run: Uuid = marker(&out, "TASK_RUN").parse().unwrap();
-        let (state, flow_run): (String, Option<Vec<u8>>) = conn
-            .query_row(
-                "SELECT state, flow_run_id FROM task_runs WHERE id = ?1",
-                [task_run.as_bytes()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!((state.as_str(), flow_run), ("Completed", None));
-        assert_eq!(state_rows(&path, task_run), 3);
+        let alone = ts.count(
+            "SELECT COUNT(*) FROM task_runs
+             WHERE id = $1 AND state = 'Completed' AND flow_run_id IS NULL",
+            &[task_run.as_bytes()],
+        );
+        assert_eq!(
+            alone, 1,
+            "the task run called outside a flow is stored, alone"
+        );
+        assert_eq!(state_rows(ts, task_run), 3);
         // And through the store's own reads, which also check that the dead child's run was
         // not taken for a crashed one.
-        let store = Store::sqlite(&path).unwrap();
-        let stored = store.flow_run(id).unwrap().unwrap();
+        let stored = ts.reopen().flow_run(id).unwrap().unwrap();
         assert_eq!(stored.history.kinds(), [Pending, Running, Completed]);
         assert_eq!(stored.task_runs.len(), 4);
     }
@@ -335,18 +314,15 @@ async fn child_logs() {
     println!("TASK_RUN {}", run.task_runs[0].id);
 }
 
-#[test]
-fn parameters_and_log_lines_are_recorded() {
-    let dir = support::tempdir();
-    let path = dir.path().join("flowcore.db");
+async fn parameters_and_log_lines_are_recorded(ts: &TestStore) {
     let out = run_ok(&mut child(
         "child_logs",
-        [("LOGS_CHILD", "1".as_ref()), ("STORE", path.as_os_str())],
+        [("LOGS_CHILD", "1".as_ref()), ("STORE", ts.target())],
     ));
     let flow_id: Uuid = marker(&out, "FLOW_RUN").parse().unwrap();
     let task_id: Uuid = marker(&out, "TASK_RUN").parse().unwrap();
 
-    let store = Store::sqlite(&path).unwrap();
+    let store = ts.reopen();
     assert_eq!(
         store.parameters(flow_id).unwrap(),
         Some(serde_json::json!({
@@ -422,17 +398,15 @@ fn child_cache() {
     });
 }
 
-#[test]
-fn cached_results_are_shared_between_processes() {
+async fn cached_results_are_shared_between_processes(ts: &TestStore) {
     let dir = support::tempdir();
-    let path = dir.path().join("flowcore.db");
     let marker_file = dir.path().join("bodies-ran.txt");
     let step = |role: &str| {
         let out = run_ok(&mut child(
             "child_cache",
             [
                 ("CACHE_CHILD", role.as_ref()),
-                ("STORE", path.as_os_str()),
+                ("STORE", ts.target()),
                 ("MARKER", marker_file.as_os_str()),
             ],
         ));
@@ -459,8 +433,7 @@ fn cached_results_are_shared_between_processes() {
     assert_eq!(step("call"), "hit Cached", "F: hits E's entry");
     assert_eq!(lines(&marker_file).len(), 3);
 
-    let store = Store::sqlite(&path).unwrap();
-    let entries = store.cache_entries().unwrap();
+    let entries = ts.reopen().cache_entries().unwrap();
     assert_eq!(entries.len(), 1, "{entries:#?}");
     assert_eq!(entries[0].task, "cached_report");
     assert_eq!(
@@ -470,8 +443,9 @@ fn cached_results_are_shared_between_processes() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Two processes writing at once.
+// Several processes writing at once.
 
+const WRITERS: u32 = 3;
 const WRITER_FLOWS: u32 = 20;
 const WRITER_TASKS: u32 = 200;
 
@@ -489,10 +463,10 @@ async fn writer_flow(writer: u32, flow: u32) -> u32 {
     sum
 }
 
-/// Child of `two_processes_write_to_one_store_at_once`: opens the store, says `READY`, waits
-/// for the `GO` file, then runs its flows.
+/// Child of `several_processes_write_to_one_store_at_once`: opens the store, says `READY`,
+/// waits for the `GO` file, then runs its flows.
 #[tokio::test]
-#[ignore = "run as a child process by two_processes_write_to_one_store_at_once"]
+#[ignore = "run as a child process by several_processes_write_to_one_store_at_once"]
 async fn child_writer() {
     let Some(writer) = std::env::var("WRITER_CHILD").ok() else {
         return;
@@ -510,22 +484,22 @@ async fn child_writer() {
     println!("DONE");
 }
 
-/// Child of `two_processes_write_to_one_store_at_once`: while the writers write, opens the
+/// Child of `several_processes_write_to_one_store_at_once`: while the writers write, opens the
 /// store again and again and reads it, as `flowcore runs ls` would, until the `STOP` file.
 #[test]
-#[ignore = "run as a child process by two_processes_write_to_one_store_at_once"]
+#[ignore = "run as a child process by several_processes_write_to_one_store_at_once"]
 fn child_reader() {
     if std::env::var_os("READER_CHILD").is_none() {
         return;
     }
-    let path = env_path("STORE").unwrap();
+    let target = std::env::var_os("STORE").unwrap();
     let stop = env_path("STOP").unwrap();
     let go = env_path("GO").unwrap();
     wait_until("the GO file", None, || go.exists().then_some(()));
     let (mut opens, mut reads) = (0, 0);
     while !stop.exists() {
         opens += 1;
-        let store = Store::sqlite(&path).unwrap();
+        let store = Store::open_existing(&target).unwrap();
         for summary in store.flow_runs(&Default::default()).unwrap() {
             let run = store.flow_run(summary.id).unwrap().unwrap();
             assert!(run.task_runs.len() <= WRITER_TASKS as usize);
@@ -537,22 +511,30 @@ fn child_reader() {
     println!("READS {reads} flow runs in {opens} opens");
 }
 
-#[test]
-fn two_processes_write_to_one_store_at_once() {
+async fn several_processes_write_to_one_store_at_once(ts: &TestStore) {
     let dir = support::tempdir();
-    // Neither child finds a store: they create it together, then write together.
-    let path = dir.path().join("flowcore.db");
+    // A fresh SQLite store is made at once by the writers, which then write together.
+    let (_fresh, target) = match ts.kind() {
+        Kind::Sqlite => {
+            let fresh = support::tempdir();
+            let path = fresh.path().join("flowcore.db");
+            (Some(fresh), path.into_os_string())
+        }
+        Kind::Postgres => (None, ts.target().to_owned()),
+    };
     let go = dir.path().join("go");
-    let mut children = [1, 2].map(|writer| {
-        support::Running::spawn(&mut child(
-            "child_writer",
-            [
-                ("WRITER_CHILD", writer.to_string().as_ref()),
-                ("STORE", path.as_os_str()),
-                ("GO", go.as_os_str()),
-            ],
-        ))
-    });
+    let mut children: Vec<_> = (1..=WRITERS)
+        .map(|writer| {
+            support::Running::spawn(&mut child(
+                "child_writer",
+                [
+                    ("WRITER_CHILD", writer.to_string().as_ref()),
+                    ("STORE", target.as_os_str()),
+                    ("GO", go.as_os_str()),
+                ],
+            ))
+        })
+        .collect();
     for c in &mut children {
         c.wait_for_line("READY");
     }
@@ -561,7 +543,7 @@ fn two_processes_write_to_one_store_at_once() {
         "child_reader",
         [
             ("READER_CHILD", "1".as_ref()),
-            ("STORE", path.as_os_str()),
+            ("STORE", target.as_os_str()),
             ("GO", go.as_os_str()),
             ("STOP", stop.as_os_str()),
         ],
@@ -575,7 +557,14 @@ fn two_processes_write_to_one_store_at_once() {
             "{}",
             support::show(&out)
         );
-        for bad in ["locked", "busy", "flowcore", "rror"] {
+        for bad in [
+            "locked",
+            "busy",
+            "serialize",
+            "deadlock",
+            "flowcore",
+            "rror",
+        ] {
             assert!(
                 !stderr.contains(bad),
                 "a writer printed {bad:?}:\n{}",
@@ -593,48 +582,49 @@ fn two_processes_write_to_one_store_at_once() {
     );
     println!("the reader read {} flow runs", marker(&out, "READS"));
 
-    let flows = (2 * WRITER_FLOWS) as i64;
-    let tasks = flows * WRITER_TASKS as i64;
-    assert_eq!(count(&path, "SELECT COUNT(*) FROM flow_runs", []), flows);
+    let made_by_writers;
+    let ts = match ts.kind() {
+        Kind::Sqlite => {
+            made_by_writers = TestStore::at_path(target.as_ref());
+            &made_by_writers
+        }
+        Kind::Postgres => ts,
+    };
+    let flows = i64::from(WRITERS * WRITER_FLOWS);
+    let tasks = flows * i64::from(WRITER_TASKS);
+    assert_eq!(ts.count("SELECT COUNT(*) FROM flow_runs", &[]), flows);
     assert_eq!(
-        count(
-            &path,
+        ts.count(
             "SELECT COUNT(*) FROM flow_runs WHERE state = 'Completed' AND ended_at IS NOT NULL",
-            []
+            &[]
         ),
         flows
     );
     assert_eq!(
-        count(
-            &path,
-            "SELECT COUNT(DISTINCT process_id) FROM flow_runs",
-            []
-        ),
-        2
+        ts.count("SELECT COUNT(DISTINCT process_id) FROM flow_runs", &[]),
+        i64::from(WRITERS)
     );
-    assert_eq!(count(&path, "SELECT COUNT(*) FROM task_runs", []), tasks);
+    assert_eq!(ts.count("SELECT COUNT(*) FROM task_runs", &[]), tasks);
     assert_eq!(
-        count(
-            &path,
+        ts.count(
             "SELECT COUNT(*) FROM task_runs WHERE state = 'Completed' AND attempts = 1
                 AND flow_run_id IN (SELECT id FROM flow_runs)",
-            []
+            &[]
         ),
         tasks
     );
     // Every run has exactly its three states, Pending, Running, Completed, in order.
     assert_eq!(
-        count(&path, "SELECT COUNT(*) FROM states", []),
+        ts.count("SELECT COUNT(*) FROM states", &[]),
         3 * (flows + tasks)
     );
     assert_eq!(
-        count(
-            &path,
+        ts.count(
             "SELECT COUNT(*) FROM states s JOIN (
                  SELECT id FROM flow_runs UNION ALL SELECT id FROM task_runs
              ) r ON s.run_id = r.id
              WHERE (s.seq, s.kind) IN (VALUES (0, 'Pending'), (1, 'Running'), (2, 'Completed'))",
-            []
+            &[]
         ),
         3 * (flows + tasks)
     );
@@ -657,12 +647,20 @@ async fn child_creator() {
     println!("FLOW_RUN {}", run.id);
 }
 
-#[test]
-fn processes_creating_one_store_at_once_all_open_it() {
+/// Processes that find no store (no file, or an empty database) make it together: the schema
+/// is made once, and each of them opens it and writes.
+async fn processes_creating_one_store_at_once_all_open_it(ts: &TestStore) {
     const PROCESSES: usize = 4;
-    for _round in 0..4 {
+    for round in 0..4 {
         let dir = support::tempdir();
-        let path = dir.path().join("flowcore.db");
+        let (db, target) = match ts.kind() {
+            Kind::Sqlite => (None, dir.path().join("flowcore.db").into_os_string()),
+            Kind::Postgres => {
+                let db = support::postgres_db(&format!("creating_{round}")).unwrap();
+                let url = db.url().into();
+                (Some(db), url)
+            }
+        };
         let go = dir.path().join("go");
         let mut children: Vec<_> = (0..PROCESSES)
             .map(|_| {
@@ -670,7 +668,7 @@ fn processes_creating_one_store_at_once_all_open_it() {
                     "child_creator",
                     [
                         ("CREATOR_CHILD", "1".as_ref()),
-                        ("STORE", path.as_os_str()),
+                        ("STORE", target.as_os_str()),
                         ("GO", go.as_os_str()),
                     ],
                 ))
@@ -684,12 +682,25 @@ fn processes_creating_one_store_at_once_all_open_it() {
             .into_iter()
             .map(|c| marker(&c.finish(), "FLOW_RUN").parse().unwrap())
             .collect();
-        let store = Store::sqlite(&path).unwrap();
+        let store = Store::open_existing(&target).unwrap();
         for id in ids {
             let run = store.flow_run(id).unwrap().unwrap();
             assert_eq!(run.history.kinds(), [Pending, Running, Completed]);
         }
-        assert_eq!(count(&path, "PRAGMA user_version", []), 5);
+        drop(store);
+        match db {
+            None => {
+                let version = support::count(target.as_ref(), "PRAGMA user_version", []);
+                assert_eq!(version, 5);
+            }
+            Some(db) => {
+                let ts = TestStore::on_database(db);
+                let rows = ts.count("SELECT COUNT(*) FROM flowcore_schema", &[]);
+                assert_eq!(rows, 1, "one version row: the schema was made once");
+                let version = ts.count("SELECT MAX(version) FROM flowcore_schema", &[]);
+                assert_eq!(version, 1);
+            }
+        }
     }
 }
 
@@ -712,54 +723,36 @@ async fn bulk_flow() -> u64 {
     sum
 }
 
-// A store of the test's own, in scope: the test needs no process of its own for it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_thousand_task_runs_all_reach_the_store() {
-    let dir = support::tempdir();
-    let path = dir.path().join("flowcore.db");
-    let (out, run) = Store::sqlite(&path)
-        .unwrap()
-        .scope(bulk_flow().with_run())
-        .await;
+async fn fifty_thousand_task_runs_all_reach_the_store(ts: &TestStore) {
+    let (out, run) = ts.store().scope(bulk_flow().with_run()).await;
     assert_eq!(out, u64::from(BULK) * u64::from(BULK - 1) / 2);
     assert_eq!(run.task_runs.len(), BULK as usize);
     let id = run.id;
     let bulk = i64::from(BULK);
     assert_eq!(
-        count(
-            &path,
-            "SELECT COUNT(*) FROM task_runs WHERE flow_run_id = ?1",
-            [id.as_bytes()]
+        ts.count(
+            "SELECT COUNT(*) FROM task_runs WHERE flow_run_id = $1",
+            &[id.as_bytes()]
         ),
         bulk
     );
     assert_eq!(
-        count(
-            &path,
-            "SELECT COUNT(*) FROM task_runs WHERE flow_run_id = ?1 AND state = 'Completed'",
-            [id.as_bytes()]
+        ts.count(
+            "SELECT COUNT(*) FROM task_runs WHERE flow_run_id = $1 AND state = 'Completed'",
+            &[id.as_bytes()]
         ),
         bulk
     );
     assert_eq!(
-        count(
-            &path,
+        ts.count(
             "SELECT COUNT(*) FROM states WHERE run_id IN
-                 (SELECT id FROM task_runs WHERE flow_run_id = ?1)",
-            [id.as_bytes()]
+                 (SELECT id FROM task_runs WHERE flow_run_id = $1)",
+            &[id.as_bytes()]
         ),
         3 * bulk
     );
-    assert_eq!(
-        count(
-            &path,
-            "SELECT COUNT(*) FROM states WHERE run_id = ?1",
-            [id.as_bytes()]
-        ),
-        3
-    );
-    let store = Store::sqlite(&path).unwrap();
-    let summary = &store.flow_runs(&Default::default()).unwrap()[0];
+    assert_eq!(state_rows(ts, id), 3);
+    let summary = &ts.reopen().flow_runs(&Default::default()).unwrap()[0];
     assert_eq!(summary.state, StateKind::Completed);
     assert_eq!(summary.task_runs[&Completed], BULK as usize);
 }
@@ -795,10 +788,8 @@ async fn graph_flow() -> Result<usize, String> {
     graph_sink(upper).wait_for(&setup).await
 }
 
-#[tokio::test]
-async fn edges_and_map_positions_are_stored_with_each_task_run() {
-    store();
-    let (out, run) = graph_flow().with_run().await;
+async fn edges_and_map_positions_are_stored_with_each_task_run(ts: &TestStore) {
+    let (out, run) = ts.store().scope(graph_flow().with_run()).await;
     assert_eq!(out, Ok(4));
     let sink = run.task_runs_of("graph_sink").next().unwrap();
     assert_eq!(
@@ -814,6 +805,6 @@ async fn edges_and_map_positions_are_stored_with_each_task_run() {
         4
     );
 
-    let stored = store().flow_run(run.id).unwrap().unwrap();
+    let stored = ts.reopen().flow_run(run.id).unwrap().unwrap();
     assert_eq!(by_id(stored), by_id(run));
 }
