@@ -3,23 +3,33 @@
 //! request runs (picked up within a second), follow them with `--watch`, and are refused bad
 //! parameters; SIGTERM stops the server with nothing left running.
 //!
+//! The first test runs on SQLite and on PostgreSQL (`FLOWCORE_STORE` names the store for the
+//! server and the commands alike; see `support::backends`).
+//!
 //! Needs the example binaries: `cargo test` builds them; with `--test deployments` run
 //! `cargo build --examples` first.
 
+#[macro_use]
 mod support;
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use flowcore::{StateKind, Store};
+use support::backends::TestStore;
 use support::{Running, example_binary, show, wait_until};
 
-fn serve_monitor(home: &Path, every: &str) -> Running {
+store_tests!(a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by_sigterm);
+
+/// The `monitor` example serving, recording to `store` (a path or a URL).
+fn serve_monitor(home: &Path, store: &OsStr, every: &str) -> Running {
     Running::spawn(
         Command::new(example_binary("monitor"))
             .args(["--every", every])
             .env("FLOWCORE_HOME", home)
+            .env("FLOWCORE_STORE", store)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -27,10 +37,11 @@ fn serve_monitor(home: &Path, every: &str) -> Running {
     )
 }
 
-fn flowcore(home: &Path, args: &[&str]) -> Output {
+fn flowcore(home: &Path, store: &OsStr, args: &[&str]) -> Output {
     Command::new(support::flowcore_bin())
         .args(args)
         .env("FLOWCORE_HOME", home)
+        .env("FLOWCORE_STORE", store)
         .env("NO_COLOR", "1")
         .output()
         .expect("run flowcore")
@@ -58,16 +69,18 @@ fn created_run(out: &Output) -> String {
         .to_owned()
 }
 
-#[test]
-fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by_sigterm() {
+async fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by_sigterm(
+    ts: &TestStore,
+) {
     let home = tempfile::tempdir().unwrap();
+    let store = ts.target();
     // Every hour: the only runs in this test are the ones requested by hand (a scheduled one
     // may come if the test crosses an hour; nothing below counts on there being none).
-    let mut server = serve_monitor(home.path(), "1h");
+    let mut server = serve_monitor(home.path(), store, "1h");
     server.wait_for_line("Your flow 'monitor' is being served and polling for scheduled runs!");
     let pid = server.child.id();
 
-    let ls = flowcore(home.path(), &["deployment", "ls"]);
+    let ls = flowcore(home.path(), store, &["deployment", "ls"]);
     assert!(ls.status.success(), "{}", show(&ls));
     let text = stdout(&ls);
     let row = text
@@ -76,7 +89,7 @@ fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by
         .unwrap_or_else(|| panic!("no monitor row:\n{text}"));
     assert!(row.contains("every 1h"), "{row}");
     assert!(row.contains(&format!("pid {pid} on ")), "{row}");
-    let json = flowcore(home.path(), &["deployment", "ls", "--json"]);
+    let json = flowcore(home.path(), store, &["deployment", "ls", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(listed[0]["name"], "monitor");
     assert_eq!(listed[0]["flow"], "monitor");
@@ -85,7 +98,11 @@ fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by
     assert!(listed[0]["next_run_at"].is_string(), "{listed}");
 
     // Run it now and follow it: the status page answers 200 to this first check.
-    let run = flowcore(home.path(), &["deployment", "run", "monitor", "--watch"]);
+    let run = flowcore(
+        home.path(),
+        store,
+        &["deployment", "run", "monitor", "--watch"],
+    );
     assert!(run.status.success(), "{}", show(&run));
     let name = created_run(&run);
     let text = stdout(&run);
@@ -105,12 +122,12 @@ fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by
         "{text}"
     );
 
-    let shown = stdout(&flowcore(home.path(), &["runs", "show", &name]));
+    let shown = stdout(&flowcore(home.path(), store, &["runs", "show", &name]));
     assert!(shown.contains("\n  Deployment  monitor\n"), "{shown}");
 
-    let store = Store::open_existing(home.path().join("flowcore.db")).unwrap();
-    let id = store.find_flow_run(&name).unwrap();
-    let record = store.flow_run(id).unwrap().unwrap();
+    let history = Store::open_existing(store).unwrap();
+    let id = history.find_flow_run(&name).unwrap();
+    let record = history.flow_run(id).unwrap().unwrap();
     let picked_up = record.history[1].at.duration_since(record.history[0].at);
     assert!(
         picked_up < Duration::from_secs(1),
@@ -119,10 +136,14 @@ fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by
     assert_eq!(record.task_runs[0].state().kind, StateKind::Completed);
 
     // The second check meets a 503: the task run fails, the flow run handles it.
-    let second = flowcore(home.path(), &["deployment", "run", "monitor", "--watch"]);
+    let second = flowcore(
+        home.path(),
+        store,
+        &["deployment", "run", "monitor", "--watch"],
+    );
     assert!(second.status.success(), "{}", show(&second));
-    let record = store
-        .flow_run(store.find_flow_run(&created_run(&second)).unwrap())
+    let record = history
+        .flow_run(history.find_flow_run(&created_run(&second)).unwrap())
         .unwrap()
         .unwrap();
     assert_eq!(record.state().kind, StateKind::Completed);
@@ -135,6 +156,7 @@ fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by
     // A parameter replaces the deployment's, read as its type.
     let other = flowcore(
         home.path(),
+        store,
         &[
             "deployment",
             "run",
@@ -146,12 +168,12 @@ fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by
         ],
     );
     assert!(other.status.success(), "{}", show(&other));
-    let other_id = store.find_flow_run(&created_run(&other)).unwrap();
-    let parameters = store.parameters(other_id).unwrap().unwrap();
+    let other_id = history.find_flow_run(&created_run(&other)).unwrap();
+    let parameters = history.parameters(other_id).unwrap().unwrap();
     assert_eq!(parameters["url"], "http://127.0.0.1:1/status");
     assert_eq!(parameters["timeout_secs"], 2);
     let record = wait_until("the third run to end", Some(&mut server.child), || {
-        store
+        history
             .flow_run(other_id)
             .unwrap()
             .filter(|r| r.state().is_final())
@@ -175,18 +197,19 @@ fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by
             vec!["deployment", "run", "nope"],
             format!(
                 "flowcore: no deployment named \"nope\" in the run store {}; deployments: monitor\n",
-                home.path().join("flowcore.db").display()
+                Store::describe_location(store)
             ),
             1,
         ),
     ] {
-        let out = flowcore(home.path(), &args);
+        let out = flowcore(home.path(), store, &args);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {}", show(&out));
         assert_eq!(stderr(&out), expected, "{args:?}");
         assert_eq!(stdout(&out), "", "{args:?}");
     }
     let malformed = flowcore(
         home.path(),
+        store,
         &["deployment", "run", "monitor", "--param", "url"],
     );
     assert_eq!(malformed.status.code(), Some(2), "{}", show(&malformed));
@@ -211,7 +234,7 @@ fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by
     );
     assert!(text.contains("Stopped serving; "), "{text}");
 
-    let ls = stdout(&flowcore(home.path(), &["deployment", "ls"]));
+    let ls = stdout(&flowcore(home.path(), store, &["deployment", "ls"]));
     let row = ls.lines().find(|l| l.starts_with("monitor ")).unwrap();
     assert!(row.contains("not served"), "{row}");
     assert!(row.contains("Completed"), "{row}");
@@ -219,7 +242,7 @@ fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by
         limit: 1000,
         ..Default::default()
     };
-    let unfinished: Vec<_> = store
+    let unfinished: Vec<_> = history
         .flow_runs(&filter)
         .unwrap()
         .into_iter()
@@ -228,7 +251,7 @@ fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by
     assert!(unfinished.is_empty(), "{unfinished:?}");
 
     // With no process serving it, a request waits, Scheduled, and the CLI says why.
-    let waiting = flowcore(home.path(), &["deployment", "run", "monitor"]);
+    let waiting = flowcore(home.path(), store, &["deployment", "run", "monitor"]);
     assert!(waiting.status.success(), "{}", show(&waiting));
     assert!(
         stdout(&waiting)
@@ -236,19 +259,19 @@ fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by
         "{}",
         show(&waiting)
     );
-    let waiting_id = store.find_flow_run(&created_run(&waiting)).unwrap();
+    let waiting_id = history.find_flow_run(&created_run(&waiting)).unwrap();
     assert_eq!(
-        store.flow_run_summary(waiting_id).unwrap().unwrap().state,
+        history.flow_run_summary(waiting_id).unwrap().unwrap().state,
         StateKind::Scheduled
     );
 
     // The next process to serve it picks it up.
-    let mut again = serve_monitor(home.path(), "1h");
+    let mut again = serve_monitor(home.path(), store, "1h");
     let record = wait_until(
         "the waiting run to be picked up and end",
         Some(&mut again.child),
         || {
-            store
+            history
                 .flow_run(waiting_id)
                 .unwrap()
                 .filter(|r| r.state().is_final())
@@ -258,7 +281,7 @@ fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stopped_by
 
     // Killed, it cannot say it stopped: the next command notices, and it serves no more.
     again.kill();
-    let ls = stdout(&flowcore(home.path(), &["deployment", "ls"]));
+    let ls = stdout(&flowcore(home.path(), store, &["deployment", "ls"]));
     let row = ls.lines().find(|l| l.starts_with("monitor ")).unwrap();
     assert!(row.contains("not served"), "{row}");
 }

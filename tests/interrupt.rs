@@ -3,14 +3,23 @@
 //! A program that handles the signals itself says so with `handle_interrupts(false)`, and
 //! flowcore then leaves them alone.
 //!
-//! Children are this test binary again (see tests/support).
+//! Children are this test binary again (see tests/support). The tests of flowcore's own
+//! handler run on SQLite and on PostgreSQL (see `support::backends`).
 
+#[macro_use]
 mod support;
 
+use std::ffi::OsStr;
 use std::process::Command;
 
 use flowcore::{Store, flow, task};
-use support::{Running, child, count, env_path, show, tempdir};
+use support::backends::{Kind, TestStore};
+use support::{Running, child, show};
+
+store_tests!(
+    ctrl_c_ends_the_programs_runs_cancelled_and_exits_130,
+    sigterm_ends_the_programs_runs_cancelled_and_exits_143,
+);
 
 #[task]
 async fn forever() {
@@ -29,12 +38,13 @@ async fn interrupted() {
     forever().await;
 }
 
-/// Runs `interrupted` on the store at `INTERRUPT_STORE`; with `OWN_HANDLER`, the program
-/// handles Ctrl-C itself (printing `OWN_HANDLER` and exiting 0) and turns flowcore's off.
+/// Runs `interrupted` on the store at `INTERRUPT_STORE` (a path or a URL); with
+/// `OWN_HANDLER`, the program handles Ctrl-C itself (printing `OWN_HANDLER` and exiting 0) and
+/// turns flowcore's off.
 #[tokio::test]
 #[ignore = "run as a child process by the tests of tests/interrupt.rs"]
 async fn child_interrupted() {
-    let Some(path) = env_path("INTERRUPT_STORE") else {
+    let Some(target) = std::env::var_os("INTERRUPT_STORE") else {
         return;
     };
     if std::env::var_os("OWN_HANDLER").is_some() {
@@ -45,7 +55,7 @@ async fn child_interrupted() {
             std::process::exit(0);
         });
     }
-    Store::sqlite(path).unwrap().install().unwrap();
+    Store::open(target).unwrap().install().unwrap();
     interrupted().await;
 }
 
@@ -58,49 +68,51 @@ fn signal(running: &Running, name: &str) {
     assert!(status.success());
 }
 
-/// Starts the child, waits until its task run hangs with its states committed, and sends it
-/// `name`; returns what it printed and the store's path.
-fn interrupt(name: &str, own_handler: bool) -> (std::process::Output, tempfile::TempDir) {
-    let dir = tempdir();
-    let path = dir.path().join("flowcore.db");
-    let mut cmd = child("child_interrupted", [("INTERRUPT_STORE", path.as_os_str())]);
+/// Starts the child on `ts`, waits until its task run hangs with its states committed, and
+/// sends it `name`; returns what it printed.
+fn interrupt(ts: &TestStore, name: &str, own_handler: bool) -> std::process::Output {
+    let mut cmd = child("child_interrupted", [("INTERRUPT_STORE", ts.target())]);
     if own_handler {
         cmd.env("OWN_HANDLER", "1");
     }
     let mut running = Running::spawn(&mut cmd);
     running.wait_for_line("WAITING");
     support::wait_until(
-        "the hanging task run to be Running in the file",
+        "the hanging task run to be Running in the store",
         None,
         || {
-            (count(
-                &path,
+            (ts.count(
                 "SELECT COUNT(*) FROM task_runs WHERE state = 'Running'",
-                [],
+                &[],
             ) == 1)
                 .then_some(())
         },
     );
     signal(&running, name);
-    (running.finish_unchecked(), dir)
+    running.finish_unchecked()
 }
 
-/// Each run of the store, `(flow or task, state, message of the last state)`, oldest first.
-fn runs(path: &std::path::Path) -> Vec<(String, String, Option<String>)> {
-    let conn = support::raw(path);
-    let mut stmt = conn
-        .prepare(
-            "SELECT r.name, r.state, (SELECT message FROM states s WHERE s.run_id = r.id
-                 ORDER BY seq DESC LIMIT 1)
-             FROM (SELECT id, flow AS name, state, created_at FROM flow_runs
-                   UNION ALL SELECT id, task, state, created_at FROM task_runs) r
-             ORDER BY r.created_at",
+/// Each run of the store, `(flow or task, state, message of the last state)`, the flow run
+/// first and its task runs in the order they were made, as the store reads them back.
+fn runs(target: &OsStr) -> Vec<(String, String, Option<String>)> {
+    let store = Store::open_existing(target).unwrap();
+    let listed = store.flow_runs(&Default::default()).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    let run = store.flow_run(listed[0].id).unwrap().unwrap();
+    let last = |h: &flowcore::History| {
+        let state = h.current();
+        (
+            state.kind.to_string(),
+            state.message.as_deref().map(str::to_owned),
         )
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    };
+    let (state, message) = last(&run.history);
+    let mut out = vec![(run.flow.to_string(), state, message)];
+    for task_run in &run.task_runs {
+        let (state, message) = last(&task_run.history);
+        out.push((task_run.task.to_string(), state, message));
+    }
+    out
 }
 
 fn cancelled_by(signal: &str) -> Vec<(String, String, Option<String>)> {
@@ -112,9 +124,8 @@ fn cancelled_by(signal: &str) -> Vec<(String, String, Option<String>)> {
     ]
 }
 
-#[test]
-fn ctrl_c_ends_the_programs_runs_cancelled_and_exits_130() {
-    let (out, dir) = interrupt("INT", false);
+async fn ctrl_c_ends_the_programs_runs_cancelled_and_exits_130(ts: &TestStore) {
+    let out = interrupt(ts, "INT", false);
     assert_eq!(out.status.code(), Some(130), "{}", show(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(
@@ -123,39 +134,47 @@ fn ctrl_c_ends_the_programs_runs_cancelled_and_exits_130() {
         "{}",
         show(&out)
     );
-    let path = dir.path().join("flowcore.db");
-    assert_eq!(runs(&path), cancelled_by("SIGINT"));
+    assert_eq!(runs(ts.target()), cancelled_by("SIGINT"));
     assert_eq!(
-        count(
-            &path,
-            "SELECT COUNT(*) FROM processes WHERE ended_at IS NULL",
-            []
+        // The test's own process, which made the store, is the other row, still open.
+        ts.count(
+            "SELECT COUNT(*) FROM processes WHERE ended_at IS NOT NULL",
+            &[]
         ),
-        0,
-        "the process is recorded as ended"
+        1,
+        "the child's process is recorded as ended"
     );
 }
 
-#[test]
-fn sigterm_ends_the_programs_runs_cancelled_and_exits_143() {
-    let (out, dir) = interrupt("TERM", false);
+async fn sigterm_ends_the_programs_runs_cancelled_and_exits_143(ts: &TestStore) {
+    let out = interrupt(ts, "TERM", false);
     assert_eq!(out.status.code(), Some(143), "{}", show(&out));
-    assert_eq!(
-        runs(&dir.path().join("flowcore.db")),
-        cancelled_by("SIGTERM")
-    );
+    assert_eq!(runs(ts.target()), cancelled_by("SIGTERM"));
 }
 
 #[test]
 fn a_program_that_handles_ctrl_c_itself_is_left_to_do_so() {
-    let (out, dir) = interrupt("INT", true);
+    let ts = TestStore::sqlite();
+    assert_eq!(ts.kind(), Kind::Sqlite);
+    let out = interrupt(&ts, "INT", true);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("OWN_HANDLER"));
-    let path = dir.path().join("flowcore.db");
-    // Its runs stay as the program left them; whoever opens the store next sees them Crashed.
-    let states: Vec<String> = runs(&path).into_iter().map(|r| r.1).collect();
-    assert_eq!(states, ["Running", "Completed", "Running"]);
-    let store = Store::open_existing(&path).unwrap();
+    // Its runs stay as the program left them (in the tables: the store's reads show them
+    // Crashed, as whoever opens the store next does).
+    let running = ts.count(
+        "SELECT COUNT(*) FROM flow_runs WHERE state = 'Running'",
+        &[],
+    ) + ts.count(
+        "SELECT COUNT(*) FROM task_runs WHERE state = 'Running'",
+        &[],
+    );
+    assert_eq!(running, 2, "the flow run and its hanging task run");
+    let completed = ts.count(
+        "SELECT COUNT(*) FROM task_runs WHERE state = 'Completed'",
+        &[],
+    );
+    assert_eq!(completed, 1);
+    let store = Store::open_existing(ts.target()).unwrap();
     let listed = store.flow_runs(&Default::default()).unwrap();
     assert_eq!(listed[0].state, flowcore::StateKind::Crashed);
 }

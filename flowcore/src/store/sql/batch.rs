@@ -295,6 +295,10 @@ pub(crate) fn write_batch(
             },
         )?,
     }
+    // Rows that other processes may write too are locked in one order, by key, so that two
+    // batches never wait on each other crosswise (a deadlock, which would be tried again, but
+    // costs the server a second to detect).
+    cache.sort_by(|a, b| a.0.cmp(b.0));
     for (key_, task, json, created_at, expires_at) in cache {
         conn.execute(
             "INSERT INTO cache (key, task, value, created_at, expires_at)
@@ -316,9 +320,11 @@ pub(crate) fn write_batch(
             &[Param::Bytes(key(&id)), Param::Bytes(process_id)],
         )?;
     }
-    let (flow_updates, task_updates): (Vec<_>, Vec<_>) = updates
+    let (mut flow_updates, mut task_updates): (Vec<_>, Vec<_>) = updates
         .iter()
         .partition(|((kind, _), _)| *kind == RunKind::Flow);
+    flow_updates.sort_unstable_by_key(|((_, id), _)| *id);
+    task_updates.sort_unstable_by_key(|((_, id), _)| *id);
     in_chunks(
         conn,
         dialect,
