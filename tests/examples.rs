@@ -5,8 +5,10 @@
 //! `cargo test --test examples` it does not, so build them first with `cargo build --examples`.
 //! Each example starts its own server on 127.0.0.1 (or uses the test's) and needs no network
 //! beyond it. Every run gets `FLOWCORE_HOME` set to a temporary directory of its test, so the
-//! examples' runs and cached results never land in, or come from, the repository's store.
+//! examples' runs and cached results never land in, or come from, the repository's store. The
+//! ETL example's cache test also runs with `FLOWCORE_STORE` naming a PostgreSQL database.
 
+use std::ffi::OsStr;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -17,9 +19,14 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+#[macro_use]
 mod support;
 
+use flowcore::Store;
+use support::backends::{Kind, TestStore};
 use support::example_binary;
+
+store_tests!(etl_run_twice_takes_extract_from_the_cache_the_second_time);
 
 /// Longest any example may run; the slowest takes about a second here.
 const TIME_LIMIT: Duration = Duration::from_secs(60);
@@ -66,7 +73,16 @@ fn flowcore_home() -> TempDir {
 /// Runs an example with `args` and `FLOWCORE_HOME=home`, without colours, and waits at most
 /// [`TIME_LIMIT`].
 fn run_example(name: &str, args: &[&str], home: &Path) -> Output {
-    let mut child = Command::new(example_binary(name))
+    run_example_on(name, args, home, None)
+}
+
+/// [`run_example`], recording to `store` (`FLOWCORE_STORE`: a path or a URL) when given.
+fn run_example_on(name: &str, args: &[&str], home: &Path, store: Option<&OsStr>) -> Output {
+    let mut command = Command::new(example_binary(name));
+    if let Some(store) = store {
+        command.env("FLOWCORE_STORE", store);
+    }
+    let mut child = command
         .args(args)
         .env("FLOWCORE_HOME", home)
         .env("NO_COLOR", "1")
@@ -205,8 +221,10 @@ fn count_complaints(db: &Path) -> i64 {
     .unwrap()
 }
 
-#[test]
-fn etl_run_twice_takes_extract_from_the_cache_the_second_time() {
+/// Two processes, one run store (the default file, or a PostgreSQL database): the second
+/// takes `extract` from the cache the first stored.
+async fn etl_run_twice_takes_extract_from_the_cache_the_second_time(ts: &TestStore) {
+    let on_postgres = ts.kind() == Kind::Postgres;
     let (url, requests) = start_counting_server();
     let home = flowcore_home();
     let dir = tempfile::tempdir().unwrap();
@@ -214,7 +232,8 @@ fn etl_run_twice_takes_extract_from_the_cache_the_second_time() {
     let db_arg = db.to_str().expect("the temp path is UTF-8");
     let args = ["--source", url.as_str(), db_arg];
 
-    let first = run_example("etl", &args, home.path());
+    let store = on_postgres.then(|| ts.target());
+    let first = run_example_on("etl", &args, home.path(), store);
     first.assert_success("etl");
     first.assert_line(&["SQLite database: ", db_arg]);
     first.assert_line(&["Complaints service: ", &url]);
@@ -223,8 +242,11 @@ fn etl_run_twice_takes_extract_from_the_cache_the_second_time() {
         "with --source the example starts no service:\n{}",
         first.stdout
     );
-    let store = home.path().join("flowcore.db");
-    first.assert_line(&["Run store: ", store.to_str().unwrap()]);
+    let store_line = match store {
+        Some(url) => Store::describe_location(url),
+        None => home.path().join("flowcore.db").display().to_string(),
+    };
+    first.assert_line(&["Run store: ", &store_line]);
     assert_eq!(finished_states(&first, "extract"), ["Completed()"]);
     for task in ["transform", "create_table", "load"] {
         assert_eq!(finished_states(&first, task), ["Completed()"], "{task}");
@@ -235,7 +257,7 @@ fn etl_run_twice_takes_extract_from_the_cache_the_second_time() {
     assert_eq!(requests.load(Ordering::SeqCst), 1);
 
     // Another process, the same run store: extract's result comes from the cache.
-    let second = run_example("etl", &args, home.path());
+    let second = run_example_on("etl", &args, home.path(), store);
     second.assert_success("etl");
     assert_eq!(
         finished_states(&second, "extract"),
