@@ -2,13 +2,23 @@
 
 use std::path::PathBuf;
 
+/// Where to look instead of `store`: another file, or another database.
+fn another_store(store: &std::path::Path) -> &'static str {
+    if crate::store::Store::is_postgres_location(store) {
+        "point FLOWCORE_STORE or --store at another database"
+    } else {
+        "point FLOWCORE_HOME or --store at another file"
+    }
+}
+
 /// An error opening, reading or writing a run store. Every variant about a file names it.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The file exists but was not made by flowcore. It is left untouched.
     #[error(
-        "{path} is not a flowcore run store ({reason}); flowcore leaves it untouched: point FLOWCORE_HOME or --store at another file"
+        "{path} is not a flowcore run store ({reason}); flowcore leaves it untouched: {}",
+        another_store(.path)
     )]
     NotAStore {
         /// The file.

@@ -33,9 +33,18 @@ impl Errors {
     /// [`StoreError::Busy`], which is tried again.
     pub(crate) fn map(&self, e: tokio_postgres::Error) -> StoreError {
         let Some(db) = e.as_db_error() else {
+            // tokio-postgres's own words are the kind of error ("error connecting to server");
+            // the reason ("Connection refused") is its source.
+            let detail = with_sources(&e);
+            if detail.contains("password missing") {
+                return StoreError::Open {
+                    path: self.path(),
+                    detail: "the server asks for a password and the URL gives none: write it as postgres://USER:PASSWORD@HOST/DATABASE".to_owned(),
+                };
+            }
             return StoreError::Unreachable {
                 store: self.store.clone(),
-                detail: e.to_string(),
+                detail,
             };
         };
         let detail = db.message().to_owned();
@@ -77,4 +86,19 @@ impl Errors {
             }
         }
     }
+}
+
+/// `e`'s words followed by its sources', each once.
+fn with_sources(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let words = cause.to_string();
+        if !text.contains(&words) {
+            text.push_str(": ");
+            text.push_str(&words);
+        }
+        source = cause.source();
+    }
+    text
 }
