@@ -34,6 +34,9 @@ pub enum Command {
     /// Deployments: list them, run one now.
     #[command(subcommand, arg_required_else_help = false)]
     Deployment(DeploymentCommand),
+    /// Workers: the processes serving deployments.
+    #[command(subcommand, arg_required_else_help = false)]
+    Worker(WorkerCommand),
     /// The dashboard: serves the store's runs and deployments in the browser.
     #[command(subcommand, arg_required_else_help = false)]
     Server(ServerCommand),
@@ -76,6 +79,13 @@ pub enum DeploymentCommand {
     Ls(Output),
     /// Requests a run of a deployment; the process serving it starts it within a second.
     Run(DeploymentRun),
+}
+
+/// `flowcore worker …`
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// Lists the live processes serving deployments: host, pid, last heartbeat, runs held.
+    Ls(Output),
 }
 
 /// `flowcore deployment run`

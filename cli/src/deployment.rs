@@ -48,10 +48,59 @@ pub fn ls(store: &Store, output: &Output, style: Style) -> Result<String, Failur
                 Some(run) => Cell::state(run.state, style),
                 None => Cell::plain(""),
             },
-            Cell::plain(match &d.served_by {
-                Some(p) => format!("pid {} on {}", p.pid, p.host),
-                None => "not served".to_owned(),
-            }),
+            Cell::plain(served_by(d)),
+        ]);
+    }
+    Ok(table.render())
+}
+
+/// Who serves a deployment: its one worker, or how many and which.
+fn served_by(d: &flowcore::store::DeploymentInfo) -> String {
+    let name =
+        |p: &flowcore::store::ServedBy| format!("pid {} on {}", p.pid, escape_controls(&p.host));
+    match (d.workers.as_slice(), &d.served_by) {
+        ([], None) => "not served".to_owned(),
+        ([], Some(p)) | ([p], _) => name(p),
+        (all, _) => format!(
+            "{} workers: {}",
+            all.len(),
+            all.iter().map(name).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// `flowcore worker ls`
+pub fn workers(store: &Store, output: &Output) -> Result<String, Failure> {
+    let workers = store.workers()?;
+    if output.json {
+        return Ok(serde_json::to_string_pretty(&workers)? + "\n");
+    }
+    if workers.is_empty() {
+        return Ok("No workers: no live process serves a deployment with this store.\n".to_owned());
+    }
+    let mut table = Table::new(vec![
+        Column::left("Worker"),
+        Column::left("Host"),
+        Column::right("Pid"),
+        Column::left("Started"),
+        Column::left("Last heartbeat"),
+        Column::right("Runs held"),
+        Column::left("Deployments"),
+    ]);
+    for w in &workers {
+        let deployments: Vec<String> = w
+            .deployments
+            .iter()
+            .map(|d| escape_controls(d).into_owned())
+            .collect();
+        table.row(vec![
+            Cell::plain(w.id.to_string()),
+            Cell::plain(escape_controls(&w.host)),
+            Cell::plain(w.pid.to_string()),
+            Cell::plain(format::date_time(w.started_at)),
+            Cell::plain(format::date_time(w.heartbeat_at)),
+            Cell::plain(w.runs_held.to_string()),
+            Cell::plain(deployments.join(", ")),
         ]);
     }
     Ok(table.render())

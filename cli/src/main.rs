@@ -42,6 +42,7 @@ use flowcore::terminal::escape_controls;
 
 use args::{
     CacheCommand, Cli, Command, DeploymentCommand, RunsCommand, ServerCommand, StoreCommand,
+    WorkerCommand,
 };
 use style::Style;
 
@@ -101,6 +102,9 @@ fn run(cli: Cli, style: Style) -> Result<String, Failure> {
         }
         Command::Deployment(DeploymentCommand::Run(args)) => {
             deployment::run(&open::open(&path)?, &args, style)
+        }
+        Command::Worker(WorkerCommand::Ls(output)) => {
+            deployment::workers(&open::open(&path)?, &output)
         }
         Command::Server(ServerCommand::Start(args)) | Command::Dashboard(args) => {
             dashboard::start(&path, &args)

@@ -52,6 +52,7 @@ pub struct Deployment {
     pub(crate) schedule: Option<Result<Schedule, ScheduleError>>,
     pub(crate) overlap: Overlap,
     pub(crate) late_after: Duration,
+    pub(crate) crash_retries: u32,
 }
 
 /// What happens when a deployment's run is due while an earlier run of it is still going.
@@ -105,6 +106,7 @@ impl Deployment {
             schedule: None,
             overlap: Overlap::default(),
             late_after: LATE_AFTER,
+            crash_retries: CRASH_RETRIES,
         }
     }
 
@@ -169,7 +171,23 @@ impl Deployment {
         self.late_after = late_after;
         self
     }
+
+    /// How many times a run whose worker died (killed, its host gone, cut off from the store
+    /// past its lease) is run again by another worker, as the same flow run's next attempt
+    /// (default 1, at most 10). The run is `Crashed` first, naming the worker; with no retry
+    /// left it stays so.
+    pub fn crash_retries(mut self, retries: u32) -> Deployment {
+        self.crash_retries = retries.min(MAX_CRASH_RETRIES);
+        self
+    }
 }
+
+/// [`Deployment::crash_retries`]' default: a run survives the death of one worker.
+pub const CRASH_RETRIES: u32 = 1;
+
+/// The most [`Deployment::crash_retries`] takes: a run that kills every worker it lands on
+/// (it exhausts the memory, say) stops there.
+pub const MAX_CRASH_RETRIES: u32 = 10;
 
 impl fmt::Debug for Deployment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

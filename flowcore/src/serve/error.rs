@@ -1,4 +1,4 @@
-//! Why serving could not start.
+//! Why serving could not start, or stopped.
 
 use crate::store::StoreError;
 
@@ -17,8 +17,14 @@ pub enum ServeError {
     /// `serve` was given no deployment.
     #[error("nothing to serve: give `flowcore::serve` at least one Deployment")]
     NothingToServe,
-    /// The run store refused: it cannot be written, or another process serves a deployment of
-    /// the same name.
+    /// The run store refused: it cannot be written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another worker took this one for dead (it was cut off from the store, or paused, for
+    /// longer than a worker's lease) and took over its runs; this one cancelled its runs in
+    /// flight and stopped. Start it again to serve again.
+    #[error(
+        "another worker took this one for dead (its heartbeats stopped reaching the store for longer than the lease) and took over its runs; this worker stopped: start it again to serve again"
+    )]
+    TakenForDead,
 }

@@ -24,6 +24,12 @@ use runner::{Phase, Served};
 /// How often a serving process looks for runs requested by hand.
 const POLL: Duration = Duration::from_millis(500);
 
+/// How often a worker looks for dead workers, whose runs it may take over: the heartbeat's
+/// period.
+fn reap_every() -> Duration {
+    crate::store::heartbeat()
+}
+
 /// How long in-flight runs get to finish after a stop signal, unless
 /// [`Serve::grace_period`] says otherwise.
 pub const GRACE_PERIOD: Duration = Duration::from_secs(30);
@@ -37,8 +43,12 @@ pub const GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// with the reason, and none is left `Running`. A second signal cancels them at once.
 ///
 /// Deployments are checked before anything runs: a bad schedule, parameters that do not fit
-/// the flow, two deployments of one name, or a deployment another live process serves is an
-/// error naming the deployment.
+/// the flow, or two deployments of one name is an error naming the deployment.
+///
+/// Any number of processes, on one host or many sharing a PostgreSQL store, may serve the same
+/// deployments: they are its workers. Each scheduled time runs on one of them, a run requested
+/// by hand is claimed by one, and the runs of a worker that dies are `Crashed` and taken over by
+/// another as their next attempt (see [`Deployment::crash_retries`]).
 ///
 /// ```no_run
 /// use flowcore::{flow, task, Deployment};
@@ -152,12 +162,28 @@ impl Serve {
 
         let grace = self.grace_period;
         let on_signals = self.shutdown.is_none();
-        let stop_reason = match self.shutdown {
-            Some(signal) => {
-                signal.await;
-                "serving stopped".to_owned()
+        let stop = async {
+            match self.shutdown {
+                Some(signal) => {
+                    signal.await;
+                    "serving stopped".to_owned()
+                }
+                None => format!("the serving process received {}", signal::stop().await),
             }
-            None => format!("the serving process received {}", signal::stop().await),
+        };
+        // A worker that another took for dead (cut off from the store past its lease) has
+        // lost its runs to other workers: it drops them at once, and stops.
+        let stop_reason = tokio::select! {
+            reason = stop => reason,
+            () = store.fenced() => {
+                tracing::error!(
+                    target: "flowcore",
+                    "Another worker took this one for dead and took over its runs: cancelling the runs in flight, whose states are no longer recorded, and stopping"
+                );
+                let _ = phase_tx.send(Phase::Cancelling);
+                while loops.join_next().await.is_some() {}
+                return Err(ServeError::TakenForDead);
+            }
         };
         tracing::info!(
             target: "flowcore",

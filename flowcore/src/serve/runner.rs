@@ -20,6 +20,7 @@ use crate::names::{flow_run_name, new_run_id};
 use crate::record::{CacheStatus, FlowRunRecord};
 use crate::schedule::Schedule;
 use crate::state::{State, StateKind};
+use crate::store::Tick;
 use crate::store::{DeploymentRow, Event, RequestedRun, RunStore, Store};
 
 /// Where serving is: the loops follow it.
@@ -43,6 +44,7 @@ pub(crate) struct Served {
     schedule: Option<Schedule>,
     overlap: Overlap,
     late_after: Duration,
+    crash_retries: u32,
 }
 
 impl Served {
@@ -80,6 +82,7 @@ impl Served {
             schedule,
             overlap: d.overlap,
             late_after: d.late_after,
+            crash_retries: d.crash_retries,
         })
     }
 
@@ -90,6 +93,7 @@ impl Served {
             schedule: self.schedule.as_ref().map(|s| s.to_string()),
             parameters: self.parameters.clone(),
             overlap: self.overlap.as_str(),
+            crash_retries: self.crash_retries,
         }
     }
 
@@ -148,14 +152,33 @@ pub(crate) async fn serve_one(
         tokio::select! {
             () = tokio::time::sleep_until(next.map_or_else(Instant::now, instant_of)), if next.is_some() => {
                 let at = next.expect("only polled with a next run");
-                due(&d, &store, &mut runs, &mut queue, Due { at, request: None }, &cancelled_because);
+                // Every worker of the deployment comes here at this time; the store gives it
+                // to one.
+                match store.claim_tick(&d.name, at).await {
+                    Ok(Tick::Mine { going }) => {
+                        let elsewhere = going.saturating_sub(runs.len());
+                        due(&d, &store, &mut runs, &mut queue, Due { at, request: None }, elsewhere, &cancelled_because);
+                    }
+                    Ok(Tick::Taken) => tracing::debug!(
+                        target: "flowcore",
+                        "Deployment '{}': the run scheduled for {} is another worker's",
+                        d.name,
+                        rfc3339(at)
+                    ),
+                    Err(e) => tracing::warn!(
+                        target: "flowcore",
+                        "Deployment '{}': the run scheduled for {} is not started here: the store could not say whether another worker took it ({e})",
+                        d.name,
+                        rfc3339(at)
+                    ),
+                }
                 // The next time after now, not after `at`: times missed while the process was
                 // stopped or starved are not run in a burst.
                 next = next_after(&d, at.max(Timestamp::now()), &store);
             }
             Some(request) = requests.recv() => {
                 let at = request.requested_at;
-                due(&d, &store, &mut runs, &mut queue, Due { at, request: Some(request) }, &cancelled_because);
+                due(&d, &store, &mut runs, &mut queue, Due { at, request: Some(request) }, 0, &cancelled_because);
             }
             Some(ended) = runs.join_next(), if !runs.is_empty() => {
                 report_panic(&d, ended);
@@ -233,16 +256,21 @@ fn next_after(d: &Served, after: Timestamp, store: &Store) -> Option<Timestamp> 
     next
 }
 
-/// A run is due: started, queued or skipped, as the overlap policy says.
+/// A run is due: started, queued or skipped, as the overlap policy says. `elsewhere` runs of
+/// the deployment are going on other workers: a run that `Skip` would skip for a run here is
+/// skipped for one there too; `Queue` waits for this worker's own.
+#[allow(clippy::too_many_arguments)]
 fn due(
     d: &Served,
     store: &RunStore,
     runs: &mut JoinSet<FlowRunRecord>,
     queue: &mut VecDeque<Due>,
     due: Due,
+    elsewhere: usize,
     cancelled_because: &Arc<OnceLock<String>>,
 ) {
-    if runs.is_empty() || d.overlap == Overlap::Allow {
+    let skip_for_elsewhere = d.overlap == Overlap::Skip && elsewhere > 0 && due.request.is_none();
+    if (runs.is_empty() && !skip_for_elsewhere) || d.overlap == Overlap::Allow {
         return start(d, store, runs, due, cancelled_because);
     }
     if d.overlap == Overlap::Queue || due.request.is_some() {
@@ -272,6 +300,11 @@ fn start(
 ) {
     let now = Timestamp::now();
     let (id, name, parameters, mut states, stored) = match due.request {
+        // Taken over after its worker died: it goes on from its states.
+        Some(r) if !r.history.is_empty() => {
+            let stored = r.history.len();
+            (r.id, r.name, r.parameters, r.history, stored)
+        }
         Some(r) => {
             let scheduled = State::new(
                 StateKind::Scheduled,
@@ -293,7 +326,8 @@ fn start(
         }
     };
     let delay = now.duration_since(due.at);
-    if delay > d.late_after {
+    // A run taken over (more than its `Scheduled` stored) was on time when it first started.
+    if delay > d.late_after && stored < 2 {
         let late = humantime::format_duration(Duration::from_millis(delay.as_millis() as u64));
         tracing::warn!(
             target: "flowcore",
@@ -397,6 +431,7 @@ pub(crate) async fn poll_requests(
     let poll = store.shared_with_other_processes();
     let mut here = store.requests_here();
     let mut warned = false;
+    let mut reaped_at: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick(), if poll => {}
@@ -406,16 +441,34 @@ pub(crate) async fn poll_requests(
         if !matches!(*phase.borrow(), Phase::Serving) {
             return;
         }
+        // Workers look for dead workers: their runs are Crashed, and given back to be claimed
+        // again (see `crash_retries`) by the claim just below.
+        if poll && reaped_at.is_none_or(|at| at.elapsed() >= super::reap_every()) {
+            reaped_at = Some(Instant::now());
+            if let Err(e) = store.mark_crashed_off_thread().await {
+                tracing::warn!(target: "flowcore", "Cannot look for dead workers: {e}; trying again");
+            }
+        }
         match store.claim_requests(Arc::clone(&names)).await {
             Ok(requested) => {
                 warned = false;
                 for run in requested {
-                    tracing::info!(
-                        target: "flowcore",
-                        "Picked up flow run '{}' of deployment '{}', requested by hand",
-                        run.name,
-                        run.deployment
-                    );
+                    if run.attempt > 1 {
+                        tracing::info!(
+                            target: "flowcore",
+                            "Took over flow run '{}' of deployment '{}': attempt {}, its worker having died",
+                            run.name,
+                            run.deployment,
+                            run.attempt
+                        );
+                    } else {
+                        tracing::info!(
+                            target: "flowcore",
+                            "Picked up flow run '{}' of deployment '{}', requested by hand",
+                            run.name,
+                            run.deployment
+                        );
+                    }
                     if let Some(tx) = senders.get(&run.deployment) {
                         let _ = tx.send(run);
                     }

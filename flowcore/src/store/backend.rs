@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::state::StateKind;
 use crate::store::StoreError;
-use crate::store::deployments::{DeploymentInfo, DeploymentRow, RequestedRun};
+use crate::store::deployments::{DeploymentInfo, DeploymentRow, RequestedRun, Tick, WorkerInfo};
 use crate::store::event::{Event, FlowRow, TaskRow};
 use crate::store::process::ProcessInfo;
 use crate::store::query::{CacheEntry, LogLine, RunFilter};
@@ -83,7 +83,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Log lines of these runs, in the order they were written.
     fn logs(&self, runs: &[Uuid]) -> Result<Vec<LogLine>, StoreError>;
 
-    /// Records that `me` serves these deployments, refusing any another live process serves.
+    /// Records that `me` serves these deployments, as one of their workers.
     fn serve_deployments(&self, rows: &[DeploymentRow], me: &ProcessInfo)
     -> Result<(), StoreError>;
     /// Records that `me` no longer serves these deployments, and gives back the requested runs
@@ -100,6 +100,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
         deployments: &[String],
         me: &ProcessInfo,
     ) -> Result<Vec<RequestedRun>, StoreError>;
+    /// Takes the scheduled time `at` of `deployment` for `me`, unless another worker took it.
+    fn claim_tick(
+        &self,
+        deployment: &str,
+        at: Timestamp,
+        me: &ProcessInfo,
+    ) -> Result<Tick, StoreError>;
+    /// The live processes serving deployments, oldest first.
+    fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError>;
 
     fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError>;
 

@@ -1,10 +1,15 @@
 //! Deployments as the store keeps them, and flow runs requested by hand.
 //!
 //! A process serving deployments writes one row per deployment (its flow, schedule, default
-//! parameters, next run) and clears it when it stops. `flowcore deployment run` (or the
-//! dashboard) requests a run by writing a flow run in state `Scheduled` with the deployment's
-//! name and no process; the serving process claims it (sets its process) and runs it as that
-//! very flow run, so the name printed by the CLI is the run's name.
+//! parameters, next run) and one row per deployment it serves: any number of processes, on
+//! any number of hosts, may serve the same deployment, and together they are its workers.
+//! Each scheduled time is taken by one worker (a row keyed by deployment and time, inserted by
+//! the first), and `flowcore deployment run` (or the dashboard) requests a run by writing a
+//! flow run in state `Scheduled` with the deployment's name and no process, which one worker
+//! claims (sets its process, counts the claim) and runs as that very flow run, so the name
+//! printed by the CLI is the run's name. A run whose worker died is `Crashed`, and given back
+//! `Scheduled` for another worker to claim, as its next attempt, up to the deployment's
+//! crash retries.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -34,8 +39,10 @@ pub struct DeploymentInfo {
     pub parameters: Value,
     /// What happens when a run is due while another is going: `skip`, `queue` or `allow`.
     pub overlap: String,
-    /// The process serving it, if one is.
+    /// A process serving it, if one is: the last to start serving it.
     pub served_by: Option<ServedBy>,
+    /// Every process serving it: its workers, oldest first.
+    pub workers: Vec<ServedBy>,
     /// When its next scheduled run is due, while it is served.
     pub next_run_at: Option<Timestamp>,
     /// Its newest runs, newest first (at most five).
@@ -83,6 +90,11 @@ pub struct RequestedRun {
     pub parameters: Value,
     /// When it was requested.
     pub requested_at: Timestamp,
+    /// Which claim of the run this is: 1, or more for a run taken over after its worker died.
+    pub attempt: u32,
+    /// The run's states so far, when it was taken over: its next attempt goes on from them.
+    #[serde(skip)]
+    pub(crate) history: Vec<crate::state::State>,
 }
 
 /// What a serving process writes of a deployment.
@@ -93,6 +105,38 @@ pub(crate) struct DeploymentRow {
     pub schedule: Option<String>,
     pub parameters: Value,
     pub overlap: &'static str,
+    /// How many times a run whose worker died is claimed again.
+    pub crash_retries: u32,
+}
+
+/// Who runs a deployment's scheduled time, as the worker that asked learns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tick {
+    /// This worker: it took the time. `going` runs of the deployment are unfinished in the
+    /// store, of any worker (for [`Overlap::Skip`](crate::serve::Overlap::Skip)).
+    Mine { going: usize },
+    /// Another worker took it first.
+    Taken,
+}
+
+/// A process serving deployments, as `flowcore worker ls` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct WorkerInfo {
+    /// The process's id in the store: a fresh one at every start.
+    pub id: Uuid,
+    /// Its process id on its host.
+    pub pid: u32,
+    /// The host it runs on.
+    pub host: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// Its last heartbeat (every 5 s while it runs).
+    pub heartbeat_at: Timestamp,
+    /// The deployments it serves, by name.
+    pub deployments: Vec<String>,
+    /// How many flow runs it holds: claimed and not finished.
+    pub runs_held: usize,
 }
 
 /// The deployment's parameters with `overrides` (`key=value`, as typed on a command line) on

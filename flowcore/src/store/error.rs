@@ -123,21 +123,21 @@ pub enum StoreError {
         /// has served a deployment with this store yet".
         known: String,
     },
+    /// Another process took this one for dead (its heartbeat had stopped, for longer than a
+    /// worker's lease) and took over its runs: what this process writes now is refused, so
+    /// that it changes nothing the new owners wrote.
+    #[error(
+        "the run store {store} refuses this process's writes: another process took it for dead at {at} (its heartbeats stopped reaching the store for longer than the lease) and took over its runs"
+    )]
+    Fenced {
+        /// The store, a database's URL without its password.
+        store: String,
+        /// When it was taken for dead, as RFC 3339.
+        at: String,
+    },
     /// A run request whose parameters do not fit the deployment.
     #[error("{0}")]
     BadParameter(String),
-    /// Another live process already serves a deployment of this name.
-    #[error(
-        "deployment '{name}' is already served by process {pid} on {host}; stop that process first, or give this deployment another name"
-    )]
-    AlreadyServed {
-        /// The deployment.
-        name: String,
-        /// The process serving it.
-        pid: u32,
-        /// Its host.
-        host: String,
-    },
     /// The store's writer thread stopped; nothing more can be written.
     #[error("the run store's writer stopped")]
     WriterStopped,
@@ -203,6 +203,7 @@ impl StoreError {
             StoreError::Full { .. } => "disk full".to_owned(),
             StoreError::Busy { .. } => "locked by another process".to_owned(),
             StoreError::Unreachable { .. } => "the database is unreachable".to_owned(),
+            StoreError::Fenced { .. } => "taken for dead by another process".to_owned(),
             StoreError::ReadOnly { .. } => "read-only".to_owned(),
             StoreError::Corrupt { .. } => "the store is damaged".to_owned(),
             other => other.to_string(),

@@ -17,7 +17,9 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::record::FlowRunRecord;
 use crate::store::backend::Backend;
-use crate::store::deployments::{self, DeploymentInfo, DeploymentRow, RequestedRun};
+use crate::store::deployments::{
+    self, DeploymentInfo, DeploymentRow, RequestedRun, Tick, WorkerInfo,
+};
 use crate::store::error::StoreError;
 use crate::store::event::{Committed, Event};
 use crate::store::memory::MemoryBackend;
@@ -342,6 +344,18 @@ impl Store {
             .map(|e| e.reason())
     }
 
+    /// Completes once another process takes this one for dead (its writes are refused from
+    /// then on); never for a store that only this process uses.
+    pub(crate) async fn fenced(&self) {
+        loop {
+            let fenced = self.inner.health.fenced();
+            if self.inner.health.is_fenced() {
+                return;
+            }
+            fenced.await;
+        }
+    }
+
     /// Creates a SQLite store at `path` with only the first `version` schema migrations, as
     /// an older flowcore left it: for testing the migrations.
     #[doc(hidden)]
@@ -535,6 +549,17 @@ impl Store {
             .mark_crashed(&self.inner.process, Timestamp::wall_now())
     }
 
+    /// [`Store::mark_crashed`], off the runtime's threads when the store's calls block.
+    pub(crate) async fn mark_crashed_off_thread(&self) -> Result<usize, StoreError> {
+        if !self.inner.backend.reads_block() {
+            return self.mark_crashed();
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.mark_crashed())
+            .await
+            .unwrap_or(Err(StoreError::WriterStopped))
+    }
+
     /// Flow runs, newest first.
     pub fn flow_runs(&self, filter: &RunFilter) -> Result<Vec<FlowRunSummary>, StoreError> {
         let backend = &*self.inner.backend;
@@ -655,10 +680,44 @@ impl Store {
             flow: deployment.flow.clone(),
             parameters,
             requested_at: Timestamp::wall_now(),
+            attempt: 1,
+            history: Vec::new(),
         };
         self.inner.backend.request_run(&run)?;
         self.inner.requested.send_modify(|n| *n += 1);
         Ok(run)
+    }
+
+    /// The processes serving deployments with this store (their workers), oldest first: what
+    /// `flowcore worker ls` lists. A process that died is left out as soon as it is known dead
+    /// (at once on this host, after 30 s without a heartbeat on another).
+    pub fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+        self.inner.backend.workers()
+    }
+
+    /// Takes the scheduled time `at` of `deployment` for this process, unless another worker
+    /// took it; off the runtime's threads when the store's calls block.
+    pub(crate) async fn claim_tick(
+        &self,
+        deployment: &str,
+        at: Timestamp,
+    ) -> Result<Tick, StoreError> {
+        if !self.inner.backend.reads_block() {
+            return self
+                .inner
+                .backend
+                .claim_tick(deployment, at, &self.inner.process);
+        }
+        let store = self.clone();
+        let deployment = deployment.to_owned();
+        tokio::task::spawn_blocking(move || {
+            store
+                .inner
+                .backend
+                .claim_tick(&deployment, at, &store.inner.process)
+        })
+        .await
+        .unwrap_or(Err(StoreError::WriterStopped))
     }
 
     /// Changes each time this process requests a run.

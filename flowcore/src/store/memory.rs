@@ -31,6 +31,7 @@ use crate::store::StoreError;
 use crate::store::backend::Backend;
 use crate::store::deployments::{
     DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED, RequestedRun, ServedBy,
+    Tick, WorkerInfo,
 };
 use crate::store::event::{Event, FlowRow, RowUpdate, TaskRow};
 use crate::store::process::ProcessInfo;
@@ -606,6 +607,14 @@ impl Backend for MemoryBackend {
                     pid: me.pid,
                     host: me.host.clone(),
                 }),
+                workers: d
+                    .served
+                    .then(|| ServedBy {
+                        pid: me.pid,
+                        host: me.host.clone(),
+                    })
+                    .into_iter()
+                    .collect(),
                 next_run_at: d.next_run_at,
                 last_runs: order
                     .iter()
@@ -685,10 +694,44 @@ impl Backend for MemoryBackend {
                     .states
                     .first()
                     .map_or(Timestamp::from_micros(0), |s| s.at),
+                attempt: 1,
+                history: Vec::new(),
             });
             false
         });
         Ok(claimed)
+    }
+
+    /// Only this process serves a memory store's deployments: every time is its own, and its
+    /// runs in flight are its to count.
+    fn claim_tick(&self, _: &str, _: Timestamp, _: &ProcessInfo) -> Result<Tick, StoreError> {
+        Ok(Tick::Mine { going: 0 })
+    }
+
+    fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+        let deployments: Vec<String> = lock(&self.deployments)
+            .values()
+            .filter(|d| d.served)
+            .map(|d| d.row.name.clone())
+            .collect();
+        if deployments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let me = ProcessInfo::current();
+        let runs_held = self
+            .flows
+            .iter()
+            .filter(|f| f.deployment.is_some() && !f.states.current().is_final())
+            .count();
+        Ok(vec![WorkerInfo {
+            id: me.id,
+            pid: me.pid,
+            host: me.host.clone(),
+            started_at: me.started_at,
+            heartbeat_at: Timestamp::wall_now(),
+            deployments,
+            runs_held,
+        }])
     }
 
     fn flow_rows(&self, filter: &RunFilter) -> Result<Vec<FlowRow>, StoreError> {

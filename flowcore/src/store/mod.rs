@@ -63,13 +63,14 @@ mod sqlite;
 mod task_states;
 mod writer;
 
-pub use deployments::{DeploymentInfo, DeploymentRun, RequestedRun, ServedBy};
+pub use deployments::{DeploymentInfo, DeploymentRun, RequestedRun, ServedBy, WorkerInfo};
 pub use query::{CacheEntry, FlowRunSummary, LogLine, RunFilter};
 pub use writer::WRITE_TIMEOUT;
 
-pub(crate) use deployments::{DeploymentRow, REQUESTED};
+pub(crate) use deployments::{DeploymentRow, REQUESTED, Tick};
 pub(crate) use error::StoreError;
 pub(crate) use event::{CallPosition, Event};
 pub(crate) use handle::Store;
+pub(crate) use process::heartbeat;
 pub(crate) use query::{PriorRun, ResumePoint};
 pub(crate) use scope::RunStore;

@@ -1,5 +1,6 @@
 //! Which process runs what, and whether it is still alive: the basis of crash detection.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -7,12 +8,38 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::names::new_run_id;
 
-/// How often a process using a store records that it is alive.
-pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
+/// [`lease`]'s default.
+pub(crate) const LEASE: Duration = Duration::from_secs(30);
 
-/// A process whose last heartbeat is older than this is taken for dead, when its death cannot
-/// be seen directly (it ran on another host).
-pub(crate) const STALE: Duration = Duration::from_secs(30);
+/// How long a process may go without a heartbeat reaching the store before another process
+/// takes it for dead, when its death cannot be seen directly (it ran on another host): a
+/// worker's lease on its runs. 30 s, or `FLOWCORE_LEASE` ("10s", at least 1 s), which every
+/// process sharing a store should be given alike.
+pub(crate) fn lease() -> Duration {
+    static LEASE_SET: OnceLock<Duration> = OnceLock::new();
+    *LEASE_SET.get_or_init(|| {
+        let Some(text) = std::env::var_os("FLOWCORE_LEASE").filter(|t| !t.is_empty()) else {
+            return LEASE;
+        };
+        match humantime::parse_duration(&text.to_string_lossy()) {
+            Ok(lease) => lease.max(Duration::from_secs(1)),
+            Err(e) => {
+                eprintln!(
+                    "flowcore: FLOWCORE_LEASE={} is not a duration ({e}); using {}",
+                    text.to_string_lossy(),
+                    humantime::format_duration(LEASE)
+                );
+                LEASE
+            }
+        }
+    })
+}
+
+/// How often a process using a store records that it is alive: six times per [`lease`] (every
+/// 5 s by default), so that a few late heartbeats never cost a live process its runs.
+pub(crate) fn heartbeat() -> Duration {
+    lease() / 6
+}
 
 /// This process, as the store records it.
 #[derive(Clone, Debug)]
@@ -31,10 +58,20 @@ impl ProcessInfo {
         ProcessInfo {
             id: new_run_id(),
             pid,
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            host: host_name(),
             start_ticks: start_ticks(pid),
             started_at: Timestamp::wall_now(),
         }
+    }
+}
+
+/// The name this process records as its host: `FLOWCORE_HOST` if set (for hosts whose
+/// containers share one hostname), else the hostname. Processes of one host name are judged
+/// alive or dead by their pid; of another, by their heartbeat.
+fn host_name() -> String {
+    match std::env::var_os("FLOWCORE_HOST").filter(|h| !h.is_empty()) {
+        Some(host) => host.to_string_lossy().into_owned(),
+        None => gethostname::gethostname().to_string_lossy().into_owned(),
     }
 }
 

@@ -48,6 +48,10 @@ pub(crate) struct Health {
     patience: AtomicU64,
     /// Notified when the store becomes unavailable, for flushes waiting on a commit.
     gave_up: Notify,
+    /// Set once another process took this one for dead: its writes are refused for good.
+    fenced: AtomicBool,
+    /// Notified then, for a serving process, which gives up its runs.
+    on_fenced: Notify,
 }
 
 impl Health {
@@ -57,7 +61,34 @@ impl Health {
             unavailable: AtomicBool::new(false),
             patience: AtomicU64::new(WRITE_TIMEOUT.as_millis() as u64),
             gave_up: Notify::new(),
+            fenced: AtomicBool::new(false),
+            on_fenced: Notify::new(),
         }
+    }
+
+    /// Whether another process took this one for dead.
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    /// Waits until another process takes this one for dead (registered before `is_fenced` is
+    /// looked at again).
+    pub(crate) fn fenced(&self) -> tokio::sync::futures::Notified<'_> {
+        self.on_fenced.notified()
+    }
+
+    /// The store refused a write because another process took this one for dead: runs stop
+    /// waiting for it at once, and say they were not recorded. Returns whether this is the
+    /// first time.
+    fn fence(&self, error: StoreError) -> bool {
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), error));
+        self.unavailable.store(true, Ordering::Release);
+        let first = !self.fenced.swap(true, Ordering::AcqRel);
+        if first {
+            self.gave_up.notify_waiters();
+            self.on_fenced.notify_waiters();
+        }
+        first
     }
 
     pub(crate) fn set_patience(&self, patience: Duration) {
@@ -112,6 +143,9 @@ impl Health {
 
     /// A commit succeeded; returns how long the store had been failing, if it had.
     fn recovered(&self) -> Option<Duration> {
+        if self.is_fenced() {
+            return None;
+        }
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         let (since, _) = failing.take()?;
         self.unavailable.store(false, Ordering::Release);
@@ -136,7 +170,7 @@ impl Writer {
         let mut batch = Vec::with_capacity(BATCH_CAPACITY);
         let mut last_heartbeat = Instant::now();
         loop {
-            match self.receiver.recv_timeout(process::HEARTBEAT) {
+            match self.receiver.recv_timeout(process::heartbeat()) {
                 Ok(event) => batch.push(event),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -147,7 +181,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if last_heartbeat.elapsed() >= process::HEARTBEAT {
+            if last_heartbeat.elapsed() >= process::heartbeat() {
                 batch.push(Event::Heartbeat(Timestamp::wall_now()));
                 last_heartbeat = Instant::now();
             }
@@ -189,6 +223,17 @@ impl Writer {
                 }
                 Err(e) => e,
             };
+            // Refused for good: trying again would change nothing, and keeping the batch
+            // would only hold up the runs.
+            if let StoreError::Fenced { .. } = error {
+                if self.health.fence(error.clone()) {
+                    eprintln!(
+                        "flowcore: {error}; what this process records is dropped from now on"
+                    );
+                    self.committed.notify_waiters();
+                }
+                return;
+            }
             let busy = matches!(error, StoreError::Busy { .. });
             let (failed_for, gave_up) = self.health.failed(error.clone());
             if gave_up {

@@ -111,6 +111,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         next_run_at BIGINT,
         updated_at BIGINT NOT NULL
     );",
+    // 2: workers, as SQLite's 6.
+    "CREATE TABLE deployment_workers (
+        deployment TEXT NOT NULL,
+        process_id BYTEA NOT NULL,
+        PRIMARY KEY (deployment, process_id)
+    );
+    CREATE TABLE schedule_ticks (
+        deployment TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        process_id BYTEA NOT NULL,
+        PRIMARY KEY (deployment, at)
+    );
+    ALTER TABLE flow_runs ADD COLUMN claims BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE deployments ADD COLUMN crash_retries BIGINT NOT NULL DEFAULT 1;
+    ALTER TABLE processes ADD COLUMN fenced_at BIGINT;",
 ];
 
 /// The schema version this build writes.

@@ -63,17 +63,25 @@ pub(crate) struct DeadProcess {
     pub id: Value,
     /// What its runs' `Crashed` state says.
     pub message: String,
+    /// For a process on another host, judged by its heartbeat: the heartbeats before this
+    /// time (the database's clock, in microseconds) are too old. `None` for one this host's
+    /// process table says is gone.
+    pub stale_before: Option<i64>,
 }
 
 /// The processes that stopped without saying so, by stored id: on this host when the process
 /// table no longer has them, on other hosts when their heartbeat is older than
-/// [`process::STALE`]. Read without any lock: one small table and a `/proc` read per process.
+/// [`process::lease`]. Read without any lock: one small table and a `/proc` read per process.
 pub(crate) fn dead_processes(
     conn: &mut dyn Conn,
     me: &ProcessInfo,
     now: Timestamp,
 ) -> Result<HashMap<Vec<u8>, DeadProcess>, StoreError> {
-    let stale_before = now.as_micros() - process::STALE.as_micros() as i64;
+    // Heartbeats are judged on the database's clock, which every host's processes share.
+    let now = conn
+        .first("SELECT {now}", &[], |r| int_at(r, 0))?
+        .map_or(now, Timestamp::from_micros);
+    let stale_before = now.as_micros() - process::lease().as_micros() as i64;
     let rows = conn.collect(
         "SELECT id, pid, host, start_ticks, heartbeat_at FROM processes
          WHERE ended_at IS NULL AND id != $1::bytea",
@@ -99,7 +107,15 @@ pub(crate) fn dead_processes(
             let Some(bytes) = id.as_bytes().map(<[u8]>::to_vec) else {
                 continue;
             };
-            dead.insert(bytes, DeadProcess { id, message });
+            let stale_before = alive.is_none().then_some(stale_before);
+            dead.insert(
+                bytes,
+                DeadProcess {
+                    id,
+                    message,
+                    stale_before,
+                },
+            );
         }
     }
     Ok(dead)
@@ -167,8 +183,91 @@ pub(crate) fn end_runs(
                 error.into(),
             ],
         )?;
+        if table == Table::Flow && kind == StateKind::Crashed {
+            give_back(conn, run, seq + 1, now)?;
+        }
     }
     Ok(runs.len())
+}
+
+/// A deployment's flow run, just `Crashed` with its worker: given back `Scheduled`, for a
+/// worker to claim as its next attempt, while the deployment's crash retries last.
+fn give_back(conn: &mut dyn Conn, run: &Value, seq: i64, now: Timestamp) -> Result<(), StoreError> {
+    let Some((claims, retries)) = conn.first(
+        "SELECT r.claims, d.crash_retries FROM flow_runs r JOIN deployments d
+             ON d.name = r.deployment
+         WHERE r.id = $1",
+        &[run.param()],
+        |r| Ok((int_at(r, 0)?, int_at(r, 1)?)),
+    )?
+    else {
+        return Ok(());
+    };
+    // A run its worker made from a scheduled time was never claimed: its first attempt.
+    let attempt = claims.max(1);
+    if attempt > retries {
+        return Ok(());
+    }
+    conn.execute(
+        "INSERT INTO states (run_id, seq, kind, at, message)
+         VALUES ($1, $2::bigint, 'Scheduled', $3::bigint, $4::text)",
+        &[
+            run.param(),
+            Param::Int(seq),
+            Param::Int(now.as_micros()),
+            Param::Text(&format!(
+                "to be taken over by another worker: attempt {} of {}",
+                attempt + 1,
+                retries + 1
+            )),
+        ],
+    )?;
+    conn.execute(
+        "UPDATE flow_runs SET state = 'Scheduled', process_id = NULL, ended_at = NULL,
+             error = NULL, claims = $2::bigint
+         WHERE id = $1",
+        &[run.param(), Param::Int(attempt)],
+    )?;
+    Ok(())
+}
+
+/// Takes `process` for dead, before its runs are ended: from now on its writes are refused
+/// ([`check_not_fenced`]), so that a process that was only cut off changes nothing once it is
+/// back. Returns whether it is (still) taken for dead: a process judged by its heartbeat that
+/// has beaten since it was judged is left alone.
+pub(crate) fn fence(conn: &mut dyn Conn, process: &DeadProcess) -> Result<bool, StoreError> {
+    let fenced = conn.first(
+        "UPDATE processes SET fenced_at = COALESCE(fenced_at, {now})
+         WHERE id = $1 AND ended_at IS NULL
+             AND (fenced_at IS NOT NULL OR $2::bigint IS NULL OR heartbeat_at < $2::bigint)
+         RETURNING id",
+        &[process.id.param(), process.stale_before.into()],
+        |_| Ok(()),
+    )?;
+    Ok(fenced.is_some())
+}
+
+/// Refuses a write of a process that another took for dead: see [`fence`]. Holds the
+/// process's row until the write commits, so that it cannot be taken for dead halfway.
+pub(crate) fn check_not_fenced(
+    conn: &mut dyn Conn,
+    me: &ProcessInfo,
+    store: &str,
+) -> Result<(), StoreError> {
+    let fenced_at = conn.first(
+        "SELECT fenced_at FROM processes WHERE id = $1::bytea {share}",
+        &[Param::Bytes(key(&me.id))],
+        |r| r.int(0),
+    )?;
+    match fenced_at.flatten() {
+        None => Ok(()),
+        Some(at) => Err(StoreError::Fenced {
+            store: store.to_owned(),
+            at: Timestamp::from_micros(at)
+                .to_datetime()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }),
+    }
 }
 
 /// What is left of a process once its runs are ended: runs it claimed but never started go back
@@ -184,7 +283,14 @@ pub(crate) fn retire_process(
         &[process_id.param()],
     )?;
     conn.execute(
-        "UPDATE deployments SET process_id = NULL, next_run_at = NULL WHERE process_id = $1",
+        "DELETE FROM deployment_workers WHERE process_id = $1",
+        &[process_id.param()],
+    )?;
+    conn.execute(
+        "UPDATE deployments SET next_run_at = NULL, process_id = (
+             SELECT w.process_id FROM deployment_workers w WHERE w.deployment = deployments.name
+             ORDER BY w.process_id LIMIT 1)
+         WHERE process_id = $1",
         &[process_id.param()],
     )?;
     conn.execute(
@@ -200,12 +306,15 @@ pub(crate) fn forget_old_processes(
     me: &ProcessInfo,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    let day_ago = now.as_micros() - 86_400_000_000;
     conn.execute(
         "DELETE FROM processes WHERE heartbeat_at < $1::bigint AND id != $2::bytea",
-        &[
-            Param::Int(now.as_micros() - 86_400_000_000),
-            Param::Bytes(key(&me.id)),
-        ],
+        &[Param::Int(day_ago), Param::Bytes(key(&me.id))],
+    )?;
+    // Which worker took a scheduled time matters while the time is near.
+    conn.execute(
+        "DELETE FROM schedule_ticks WHERE at < $1::bigint",
+        &[Param::Int(day_ago)],
     )?;
     Ok(())
 }

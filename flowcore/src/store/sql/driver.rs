@@ -2,10 +2,12 @@
 //! read by position, and the few words its dialect says differently.
 //!
 //! The store's statements are written once, for both SQLite and PostgreSQL: with PostgreSQL's
-//! numbered parameters and casts (`$1::bytea`), which SQLite reads without the casts, and two
-//! words in braces that differ: `{order}`, the column that orders rows as they were inserted, and
-//! `{lock}`, how a claim locks the rows it takes from other writers. [`Dialect::adapt`] turns a
-//! statement into the dialect's own.
+//! numbered parameters and casts (`$1::bytea`), which SQLite reads without the casts, and a few
+//! words in braces that differ: `{order}`, the column that orders rows as they were inserted,
+//! `{lock}`, how a claim locks the rows it takes from other writers, `{share}`, how a writer
+//! keeps a row from changing until it commits, and `{now}`, the database's clock in
+//! microseconds (the server's, for PostgreSQL: one clock for every host's processes).
+//! [`Dialect::adapt`] turns a statement into the dialect's own.
 
 use std::borrow::Cow;
 
@@ -240,11 +242,27 @@ impl Dialect {
         if !changes {
             return Cow::Borrowed(sql);
         }
-        let (order, lock) = match self {
-            Dialect::Sqlite => ("rowid", ""),
-            Dialect::Postgres => ("row_order", "FOR UPDATE SKIP LOCKED"),
+        let (order, lock, share, now) = match self {
+            // SQLite's write lock is the whole database's: a writer's rows cannot change
+            // under it.
+            Dialect::Sqlite => (
+                "rowid",
+                "",
+                "",
+                "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)",
+            ),
+            Dialect::Postgres => (
+                "row_order",
+                "FOR UPDATE SKIP LOCKED",
+                "FOR SHARE",
+                "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint",
+            ),
         };
-        let sql = sql.replace("{order}", order).replace("{lock}", lock);
+        let sql = sql
+            .replace("{order}", order)
+            .replace("{lock}", lock)
+            .replace("{share}", share)
+            .replace("{now}", now);
         if self == Dialect::Postgres {
             return Cow::Owned(sql);
         }

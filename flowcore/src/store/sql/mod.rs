@@ -24,6 +24,7 @@ use crate::store::StoreError;
 use crate::store::backend::Backend;
 use crate::store::deployments::{
     DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED, RequestedRun, ServedBy,
+    Tick, WorkerInfo,
 };
 use crate::store::event::{Event, FlowRow, TaskRow};
 use crate::store::process::ProcessInfo;
@@ -90,38 +91,24 @@ impl<D: Driver> SqlBackend<D> {
         Ok(set)
     }
 
-    /// Records that `me` serves `rows`, in one transaction, refusing any another live process
-    /// serves.
+    /// Records that `me` serves `rows`, in one transaction, beside any other worker: the
+    /// deployment's row is the last starter's, and `me` is one of its workers.
     fn serve_deployments_in(
         conn: &mut dyn Conn,
         rows: &[DeploymentRow],
         me: &ProcessInfo,
     ) -> Result<(), StoreError> {
         for row in rows {
-            // A process that died without saying so was marked ended when the store opened.
-            let serving = conn.first(
-                "SELECT p.pid, p.host FROM deployments d JOIN processes p ON p.id = d.process_id
-                 WHERE d.name = $1::text AND p.ended_at IS NULL AND p.id != $2::bytea",
-                &[Param::Text(&row.name), Param::Bytes(key(&me.id))],
-                |r| Ok((int_at(r, 0)?, text_at(r, 1)?)),
-            )?;
-            if let Some((pid, host)) = serving {
-                return Err(StoreError::AlreadyServed {
-                    name: row.name.clone(),
-                    pid: pid as u32,
-                    host,
-                });
-            }
             let parameters = row.parameters.to_string();
             conn.execute(
                 "INSERT INTO deployments (name, flow, schedule, parameters, overlap, process_id,
-                     next_run_at, updated_at)
+                     next_run_at, updated_at, crash_retries)
                  VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::bytea, NULL,
-                     $7::bigint)
+                     $7::bigint, $8::bigint)
                  ON CONFLICT (name) DO UPDATE SET flow = excluded.flow,
                      schedule = excluded.schedule, parameters = excluded.parameters,
                      overlap = excluded.overlap, process_id = excluded.process_id,
-                     next_run_at = NULL, updated_at = excluded.updated_at",
+                     updated_at = excluded.updated_at, crash_retries = excluded.crash_retries",
                 &[
                     Param::Text(&row.name),
                     Param::Text(&row.flow),
@@ -130,7 +117,13 @@ impl<D: Driver> SqlBackend<D> {
                     Param::Text(row.overlap),
                     Param::Bytes(key(&me.id)),
                     Param::Int(Timestamp::wall_now().as_micros()),
+                    Param::Int(i64::from(row.crash_retries)),
                 ],
+            )?;
+            conn.execute(
+                "INSERT INTO deployment_workers (deployment, process_id)
+                 VALUES ($1::text, $2::bytea) ON CONFLICT DO NOTHING",
+                &[Param::Text(&row.name), Param::Bytes(key(&me.id))],
             )?;
         }
         Ok(())
@@ -154,8 +147,10 @@ impl<D: Driver> Backend for SqlBackend<D> {
     /// say how long it has waited).
     fn write(&self, batch: &[Event], process: &ProcessInfo) -> Result<(), StoreError> {
         let dialect = self.driver.dialect();
-        self.driver
-            .write_once(&mut |c| batch::write_batch(c, dialect, batch, process))
+        self.driver.write_once(&mut |c| {
+            crash::check_not_fenced(c, process, &self.driver.describe())?;
+            batch::write_batch(c, dialect, batch, process)
+        })
     }
 
     /// A reader runs nothing, so it is not recorded: it has no runs to be marked Crashed.
@@ -189,6 +184,9 @@ impl<D: Driver> Backend for SqlBackend<D> {
             .read(&mut |c| crash::dead_processes(c, me, now))?;
         let mut marked = 0;
         for process in dead.values() {
+            if !self.driver.write(&mut |c| crash::fence(c, process))? {
+                continue;
+            }
             for table in [Table::Flow, Table::Task] {
                 loop {
                     let ended = self.driver.write(&mut |c| {
@@ -445,7 +443,15 @@ impl<D: Driver> Backend for SqlBackend<D> {
         self.driver.write(&mut |c| {
             for name in names {
                 c.execute(
-                    "UPDATE deployments SET process_id = NULL, next_run_at = NULL
+                    "DELETE FROM deployment_workers
+                     WHERE deployment = $1::text AND process_id = $2::bytea",
+                    &[Param::Text(name), Param::Bytes(key(&me.id))],
+                )?;
+                // Another worker, if one is left, serves it now.
+                c.execute(
+                    "UPDATE deployments SET next_run_at = NULL, process_id = (
+                         SELECT process_id FROM deployment_workers WHERE deployment = $1::text
+                         ORDER BY process_id LIMIT 1)
                      WHERE name = $1::text AND process_id = $2::bytea",
                     &[Param::Text(name), Param::Bytes(key(&me.id))],
                 )?;
@@ -486,10 +492,32 @@ impl<D: Driver> Backend for SqlBackend<D> {
                             host,
                         }),
                         next_run_at: opt_ts(r, 7)?.filter(|_| alive),
+                        workers: Vec::new(),
                         last_runs: Vec::new(),
                     })
                 },
             )?;
+            for d in &mut all {
+                let workers = c.collect(
+                    "SELECT p.pid, p.host, p.id FROM deployment_workers w
+                         JOIN processes p ON p.id = w.process_id
+                     WHERE w.deployment = $1::text AND p.ended_at IS NULL
+                     ORDER BY p.started_at",
+                    &[Param::Text(&d.name)],
+                    |r| Ok((int_at(r, 0)?, text_at(r, 1)?, r.bytes(2)?)),
+                )?;
+                d.workers = workers
+                    .into_iter()
+                    .filter(|(_, _, id)| !view.died(id.as_deref()))
+                    .map(|(pid, host, _)| ServedBy {
+                        pid: pid as u32,
+                        host,
+                    })
+                    .collect();
+                if d.served_by.is_none() {
+                    d.served_by = d.workers.last().cloned();
+                }
+            }
             let state = view.state_sql(Table::Flow, dialect);
             let sql = format!(
                 "SELECT id, name, {state}, created_at FROM flow_runs WHERE deployment = $1::text
@@ -569,7 +597,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         if !any {
             return Ok(Vec::new());
         }
-        let sql = "SELECT id, name, flow, parameters, created_at FROM flow_runs
+        let sql = "SELECT id, name, flow, parameters, created_at, claims FROM flow_runs
              WHERE deployment = $1::text AND state = 'Scheduled' AND process_id IS NULL
              ORDER BY created_at {lock}";
         self.driver.write(&mut |c| {
@@ -586,17 +614,123 @@ impl<D: Driver> Backend for SqlBackend<D> {
                             .and_then(|p| serde_json::from_str(&p).ok())
                             .unwrap_or_default(),
                         requested_at: ts(r, 4)?,
+                        attempt: u32::try_from(int_at(r, 5)?).unwrap_or(0).saturating_add(1),
+                        history: Vec::new(),
                     })
                 })?;
-                for run in &runs {
+                let mut runs = runs;
+                for run in &mut runs {
                     c.execute(
-                        "UPDATE flow_runs SET process_id = $2::bytea WHERE id = $1::bytea",
+                        "UPDATE flow_runs SET process_id = $2::bytea, claims = claims + 1
+                         WHERE id = $1::bytea",
                         &[Param::Bytes(key(&run.id)), Param::Bytes(key(&me.id))],
                     )?;
+                    // A run taken over goes on from its states; a first claim, from the
+                    // request's `Scheduled`.
+                    if run.attempt > 1 {
+                        run.history = c.collect(
+                            "SELECT kind, at, message FROM states WHERE run_id = $1::bytea
+                             ORDER BY seq",
+                            &[Param::Bytes(key(&run.id))],
+                            |r| Ok(State::new(kind_at(r, 0)?, ts(r, 1)?, r.text(2)?)),
+                        )?;
+                    }
                 }
                 claimed.extend(runs);
             }
             Ok(claimed)
+        })
+    }
+
+    /// The first worker to insert the time's row takes it: the key is the deployment and the
+    /// time, and an insert that finds it there changes nothing.
+    fn claim_tick(
+        &self,
+        deployment: &str,
+        at: Timestamp,
+        me: &ProcessInfo,
+    ) -> Result<Tick, StoreError> {
+        self.driver.write(&mut |c| {
+            let taken = c.first(
+                "INSERT INTO schedule_ticks (deployment, at, process_id)
+                 VALUES ($1::text, $2::bigint, $3::bytea)
+                 ON CONFLICT DO NOTHING RETURNING at",
+                &[
+                    Param::Text(deployment),
+                    Param::Int(at.as_micros()),
+                    Param::Bytes(key(&me.id)),
+                ],
+                |r| int_at(r, 0),
+            )?;
+            if taken.is_none() {
+                return Ok(Tick::Taken);
+            }
+            let going = c
+                .first(
+                    &format!(
+                        "SELECT COUNT(*) FROM flow_runs
+                         WHERE deployment = $1::text AND state IN ({})",
+                        crash::UNFINISHED_FLOW
+                    ),
+                    &[Param::Text(deployment)],
+                    |r| int_at(r, 0),
+                )?
+                .unwrap_or(0);
+            Ok(Tick::Mine {
+                going: usize::try_from(going).unwrap_or(0),
+            })
+        })
+    }
+
+    fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+        self.read_runs(|c, view| {
+            let workers = c.collect(
+                "SELECT p.id, p.pid, p.host, p.started_at, p.heartbeat_at FROM processes p
+                 WHERE p.ended_at IS NULL
+                     AND EXISTS (SELECT 1 FROM deployment_workers w WHERE w.process_id = p.id)
+                 ORDER BY p.started_at",
+                &[],
+                |r| {
+                    Ok((
+                        r.bytes(0)?.unwrap_or_default(),
+                        WorkerInfo {
+                            id: uuid_at(r, 0)?,
+                            pid: int_at(r, 1)? as u32,
+                            host: text_at(r, 2)?,
+                            started_at: ts(r, 3)?,
+                            heartbeat_at: ts(r, 4)?,
+                            deployments: Vec::new(),
+                            runs_held: 0,
+                        },
+                    ))
+                },
+            )?;
+            let mut live = Vec::new();
+            for (id, mut worker) in workers {
+                if view.died(Some(&id)) {
+                    continue;
+                }
+                worker.deployments = c.collect(
+                    "SELECT deployment FROM deployment_workers WHERE process_id = $1
+                     ORDER BY deployment",
+                    &[Param::Bytes(&id)],
+                    |r| text_at(r, 0),
+                )?;
+                let held = c
+                    .first(
+                        &format!(
+                            "SELECT COUNT(*) FROM flow_runs
+                             WHERE process_id = $1 AND state IN ('Scheduled', {})",
+                            crash::UNFINISHED_FLOW
+                        ),
+                        &[Param::Bytes(&id)],
+                        |r| int_at(r, 0),
+                    )?
+                    .unwrap_or(0);
+                worker.runs_held = usize::try_from(held).unwrap_or(0);
+                live.push(worker);
+            }
+            Ok(live)
         })
     }
 }

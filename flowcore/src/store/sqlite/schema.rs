@@ -113,6 +113,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP INDEX flow_runs_unfinished;
     CREATE INDEX flow_runs_unfinished ON flow_runs (process_id)
         WHERE state IN ('Scheduled', 'Late', 'Pending', 'Running', 'Retrying');",
+    // 6: workers. Every process serving a deployment (any number of them); each scheduled
+    // time of a deployment, taken by the one worker that runs it; how many times a flow run
+    // was claimed (its attempt: a run whose worker died is claimed again); how many times a
+    // deployment's run is taken over after its worker died; and when a process was taken for
+    // dead by another, after which its writes are refused (fencing).
+    "CREATE TABLE deployment_workers (
+        deployment TEXT NOT NULL,
+        process_id BLOB NOT NULL,
+        PRIMARY KEY (deployment, process_id)
+    );
+    CREATE TABLE schedule_ticks (
+        deployment TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        process_id BLOB NOT NULL,
+        PRIMARY KEY (deployment, at)
+    );
+    ALTER TABLE flow_runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE deployments ADD COLUMN crash_retries INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE processes ADD COLUMN fenced_at BIGINT;",
 ];
 
 /// The schema version this build writes.
@@ -121,10 +140,12 @@ pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
 /// The tables of a flowcore store, to tell an empty file from somebody else's.
 pub(crate) const TABLES: &[&str] = &[
     "cache",
+    "deployment_workers",
     "deployments",
     "flow_runs",
     "logs",
     "processes",
+    "schedule_ticks",
     "states",
     "task_runs",
 ];

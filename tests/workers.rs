@@ -1,0 +1,396 @@
+//! Several processes serving the same deployments, on one store: its workers. Each scheduled
+//! time runs once, however many workers see it; the run of a worker that is killed is `Crashed`
+//! and taken over by another as its next attempt; and a worker that was only cut off (here:
+//! stopped with SIGSTOP past its lease, as a paused VM or a network partition leaves it) finds
+//! its runs taken over and its late writes refused. Each test runs on SQLite (processes of one
+//! machine) and on PostgreSQL (see `support::backends`).
+//!
+//! Workers are this test binary again (`child_worker`), each given a host name of its own
+//! (`FLOWCORE_HOST`) where a test needs them judged by their heartbeat rather than their pid,
+//! and a short lease (`FLOWCORE_LEASE`) so that takeovers come in seconds.
+
+#[macro_use]
+mod support;
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use flowcore::StateKind::*;
+use flowcore::{Deployment, Store, Uuid, flow, task};
+use support::backends::TestStore;
+use support::{Running, child, env_path, show, wait_until};
+
+store_tests!(
+    three_workers_run_each_scheduled_time_once,
+    a_killed_workers_run_is_taken_over_by_another_as_its_next_attempt,
+    a_worker_cut_off_past_its_lease_loses_its_run_and_its_late_writes_are_refused,
+);
+
+/// The lease the workers of these tests are given: a worker judged by its heartbeat is taken
+/// for dead this long after its last one.
+const LEASE: &str = "3s";
+
+#[task]
+async fn tick_step() -> u32 {
+    1
+}
+
+#[flow]
+async fn tick() -> u32 {
+    tick_step().await
+}
+
+#[task]
+async fn first_step() -> u32 {
+    1
+}
+
+/// Waits for the `GO` file, so that the test can kill or stop its worker while it runs.
+#[task]
+async fn long_step() -> u32 {
+    println!("LONG_STEP_RUNNING");
+    let go = env_path("GO").expect("GO");
+    while !go.exists() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    2
+}
+
+#[flow]
+async fn long_job() -> u32 {
+    first_step().await + long_step().await
+}
+
+/// A worker: serves `tick` every second (with `TICK`) and `long_job` (on request) on the
+/// `STORE` it is given, until the `STOP` file appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run as a child process by the tests of tests/workers.rs"]
+async fn child_worker() {
+    let Some(target) = std::env::var_os("WORKER_STORE") else {
+        return;
+    };
+    Store::open(target).unwrap().install().unwrap();
+    flowcore::init_logging();
+    let stop = env_path("STOP").expect("STOP");
+    let mut deployments = vec![Deployment::new("long-job", long_job)];
+    if std::env::var_os("TICK").is_some() {
+        deployments.push(Deployment::new("tick", tick).every("1s"));
+    }
+    let stopped = async move {
+        while !stop.exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    println!("WORKER_READY");
+    let served = flowcore::serve(deployments).with_shutdown(stopped).await;
+    match served {
+        Ok(()) => println!("WORKER_STOPPED"),
+        Err(e) => println!("WORKER_FAILED {e}"),
+    }
+}
+
+fn worker(ts: &TestStore, dir: &Path, host: &str, tick: bool) -> Running {
+    let mut cmd = child(
+        "child_worker",
+        [
+            ("WORKER_STORE", ts.target()),
+            ("STOP", dir.join("stop").as_os_str()),
+            ("GO", dir.join("go").as_os_str()),
+            ("FLOWCORE_HOST", OsStr::new(host)),
+            ("FLOWCORE_LEASE", OsStr::new(LEASE)),
+            ("NO_COLOR", OsStr::new("1")),
+        ],
+    );
+    if tick {
+        cmd.env("TICK", "1");
+    }
+    let mut running = Running::spawn(&mut cmd);
+    running.wait_for_line("WORKER_READY");
+    running
+}
+
+fn signal(running: &Running, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async fn three_workers_run_each_scheduled_time_once(ts: &TestStore) {
+    let dir = support::tempdir();
+    let workers: Vec<Running> = ["host-a", "host-b", "host-c"]
+        .iter()
+        .map(|host| worker(ts, dir.path(), host, true))
+        .collect();
+    // Eight scheduled times, at least, for all three.
+    std::thread::sleep(Duration::from_secs(8));
+    std::fs::write(dir.path().join("stop"), "stop").unwrap();
+    for w in workers {
+        let out = w.finish();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("WORKER_STOPPED"),
+            "{}",
+            show(&out)
+        );
+    }
+
+    let runs = ts.count(
+        "SELECT COUNT(*) FROM flow_runs WHERE deployment = 'tick'",
+        &[],
+    );
+    let times = ts.count(
+        "SELECT COUNT(*) FROM schedule_ticks WHERE deployment = 'tick'",
+        &[],
+    );
+    assert!(
+        runs >= 6,
+        "{runs} runs in 8 s of a schedule of every second"
+    );
+    assert_eq!(runs, times, "one run per scheduled time");
+    // No scheduled time twice: each run's `Scheduled` state names its time.
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(DISTINCT message) FROM states
+             WHERE kind = 'Scheduled' AND run_id IN (SELECT id FROM flow_runs WHERE deployment = 'tick')",
+            &[],
+        ),
+        runs
+    );
+    // Every run Completed, once.
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(*) FROM flow_runs WHERE deployment = 'tick' AND state = 'Completed'",
+            &[],
+        ),
+        runs
+    );
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(*) FROM states WHERE kind = 'Completed'
+                 AND run_id IN (SELECT id FROM flow_runs WHERE deployment = 'tick')",
+            &[],
+        ),
+        runs
+    );
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(*) FROM task_runs
+             WHERE flow_run_id IN (SELECT id FROM flow_runs WHERE deployment = 'tick')",
+            &[],
+        ),
+        runs
+    );
+    // Which worker ran each time is whichever asked first: they share the work.
+    let by = ts.count(
+        "SELECT COUNT(DISTINCT process_id) FROM flow_runs WHERE deployment = 'tick'",
+        &[],
+    );
+    println!("{runs} scheduled runs, run by {by} of the 3 workers");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Requests a run of `long-job` and waits until its long step runs on one of the workers;
+/// returns the run's id and the host of the worker running it.
+fn start_long_job(ts: &TestStore) -> (Uuid, String) {
+    let requested = ts.store().request_run("long-job", &[]).unwrap();
+    let id = requested.id;
+    wait_until("the long step to run", None, || {
+        let running = ts.count(
+            "SELECT COUNT(*) FROM task_runs
+             WHERE flow_run_id = $1 AND task = 'long_step' AND state = 'Running'",
+            &[id.as_bytes()],
+        );
+        (running == 1).then_some(())
+    });
+    let store = Store::open_existing(ts.target()).unwrap();
+    let holder = store
+        .workers()
+        .unwrap()
+        .into_iter()
+        .find(|w| w.runs_held == 1)
+        .expect("a worker holds the run");
+    (id, holder.host)
+}
+
+async fn a_killed_workers_run_is_taken_over_by_another_as_its_next_attempt(ts: &TestStore) {
+    let dir = support::tempdir();
+    let mut workers: Vec<(String, Running)> = ["host-a", "host-b"]
+        .iter()
+        .map(|host| (host.to_string(), worker(ts, dir.path(), host, false)))
+        .collect();
+    let (id, holder) = start_long_job(ts);
+    let at = workers.iter().position(|(h, _)| *h == holder).unwrap();
+    let (_, killed) = workers.remove(at);
+    killed.kill();
+    let killed_at = Instant::now();
+
+    // The other worker finds it dead (by its heartbeat: another host), and claims the run as
+    // its second attempt; the long step runs again there, and ends once GO is there.
+    wait_until("the run to be Running again, attempt 2", None, || {
+        (ts.count(
+            "SELECT COUNT(*) FROM flow_runs WHERE id = $1 AND state = 'Running' AND claims = 2",
+            &[id.as_bytes()],
+        ) == 1)
+            .then_some(())
+    });
+    let takeover = killed_at.elapsed();
+    std::fs::write(dir.path().join("go"), "go").unwrap();
+    let record = wait_until("the run to end", None, || {
+        Store::open_existing(ts.target())
+            .unwrap()
+            .flow_run(id)
+            .unwrap()
+            .filter(|r| r.state().is_final())
+    });
+    std::fs::write(dir.path().join("stop"), "stop").unwrap();
+    for (_, w) in workers {
+        w.finish();
+    }
+
+    println!("taken over {takeover:?} after the kill (lease {LEASE})");
+    assert!(
+        takeover < Duration::from_secs(15),
+        "taken over {takeover:?} after the kill"
+    );
+    assert_eq!(
+        record.history.kinds(),
+        [
+            Scheduled, Pending, Running, Crashed, Scheduled, Pending, Running, Completed
+        ],
+        "{:#?}",
+        record.history
+    );
+    let crashed = &record.history[3];
+    assert!(
+        crashed
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains(&format!(" on {holder}) stopped"))),
+        "{crashed:?}"
+    );
+    assert_eq!(
+        record.history[4].message.as_deref(),
+        Some("to be taken over by another worker: attempt 2 of 2")
+    );
+    // Completed once; the first attempt's task runs all ended (the long one Crashed), none
+    // left unfinished.
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(*) FROM states WHERE run_id = $1 AND kind = 'Completed'",
+            &[id.as_bytes()],
+        ),
+        1
+    );
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(*) FROM task_runs
+             WHERE flow_run_id = $1 AND state IN ('Pending', 'Running', 'Retrying')",
+            &[id.as_bytes()],
+        ),
+        0
+    );
+    let steps: Vec<_> = record
+        .task_runs
+        .iter()
+        .map(|t| (t.task.to_string(), t.state().kind))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("first_step".to_owned(), Completed),
+            ("long_step".to_owned(), Crashed),
+            ("first_step".to_owned(), Completed),
+            ("long_step".to_owned(), Completed),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async fn a_worker_cut_off_past_its_lease_loses_its_run_and_its_late_writes_are_refused(
+    ts: &TestStore,
+) {
+    let dir = support::tempdir();
+    let mut workers: Vec<(String, Running)> = ["host-a", "host-b"]
+        .iter()
+        .map(|host| (host.to_string(), worker(ts, dir.path(), host, false)))
+        .collect();
+    let (id, holder) = start_long_job(ts);
+    let at = workers.iter().position(|(h, _)| *h == holder).unwrap();
+    let (_, paused) = workers.remove(at);
+    signal(&paused, "STOP");
+
+    // Past its lease, the other worker takes it for dead and takes over its run.
+    wait_until("the run to be Running again, attempt 2", None, || {
+        (ts.count(
+            "SELECT COUNT(*) FROM flow_runs WHERE id = $1 AND state = 'Running' AND claims = 2",
+            &[id.as_bytes()],
+        ) == 1)
+            .then_some(())
+    });
+    // Back, with its long step able to finish: whatever it writes now must change nothing.
+    std::fs::write(dir.path().join("go"), "go").unwrap();
+    signal(&paused, "CONT");
+    let out = paused.finish_unchecked();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("WORKER_FAILED another worker took this one for dead"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refuses this process's writes"),
+        "{}",
+        show(&out)
+    );
+
+    let record = wait_until("the run to end", None, || {
+        Store::open_existing(ts.target())
+            .unwrap()
+            .flow_run(id)
+            .unwrap()
+            .filter(|r| r.state().is_final())
+    });
+    std::fs::write(dir.path().join("stop"), "stop").unwrap();
+    for (_, w) in workers {
+        w.finish();
+    }
+    assert_eq!(
+        record.history.kinds(),
+        [
+            Scheduled, Pending, Running, Crashed, Scheduled, Pending, Running, Completed
+        ],
+        "{:#?}",
+        record.history
+    );
+    // The first attempt's long step stays Crashed: its worker finished it, late, and was
+    // refused.
+    let steps: Vec<_> = record
+        .task_runs
+        .iter()
+        .map(|t| (t.task.to_string(), t.state().kind))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("first_step".to_owned(), Completed),
+            ("long_step".to_owned(), Crashed),
+            ("first_step".to_owned(), Completed),
+            ("long_step".to_owned(), Completed),
+        ]
+    );
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(*) FROM states WHERE run_id = $1 AND kind = 'Completed'",
+            &[id.as_bytes()],
+        ),
+        1,
+        "Completed once"
+    );
+}
