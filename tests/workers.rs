@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 use flowcore::StateKind::*;
 use flowcore::{Deployment, Store, Uuid, flow, task};
 use support::backends::TestStore;
-use support::{Running, child, env_path, show, wait_until};
+use support::netns::{Host, Network};
+use support::{
+    PgDb, Postgres, PostgresOptions, Running, Shutdown, child, env_path, show, wait_until,
+};
 
 store_tests!(
     three_workers_run_each_scheduled_time_once,
@@ -92,17 +95,32 @@ async fn child_worker() {
 }
 
 fn worker(ts: &TestStore, dir: &Path, host: &str, tick: bool) -> Running {
-    let mut cmd = child(
-        "child_worker",
-        [
-            ("WORKER_STORE", ts.target()),
-            ("STOP", dir.join("stop").as_os_str()),
-            ("GO", dir.join("go").as_os_str()),
-            ("FLOWCORE_HOST", OsStr::new(host)),
-            ("FLOWCORE_LEASE", OsStr::new(LEASE)),
-            ("NO_COLOR", OsStr::new("1")),
-        ],
-    );
+    worker_on(None, ts.target(), LEASE, dir, host, tick)
+}
+
+/// A worker on `store`, in the namespace of `netns` if given (else this host), known as
+/// `host`, with this `lease`.
+fn worker_on(
+    netns: Option<&Host>,
+    store: &OsStr,
+    lease: &str,
+    dir: &Path,
+    host: &str,
+    tick: bool,
+) -> Running {
+    let envs = [
+        ("WORKER_STORE", store),
+        ("STOP", dir.join("stop").as_os_str()),
+        ("GO", dir.join("go").as_os_str()),
+        ("FLOWCORE_HOST", OsStr::new(host)),
+        ("FLOWCORE_LEASE", OsStr::new(lease)),
+        ("NO_COLOR", OsStr::new("1")),
+    ]
+    .map(|(k, v)| (k, v.to_owned()));
+    let mut cmd = match netns {
+        Some(netns) => netns.child("child_worker", envs),
+        None => child("child_worker", envs),
+    };
     if tick {
         cmd.env("TICK", "1");
     }
@@ -393,4 +411,225 @@ async fn a_worker_cut_off_past_its_lease_loses_its_run_and_its_late_writes_are_r
         1,
         "Completed once"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Across hosts: each worker in a network namespace of its own, talking TCP to a PostgreSQL that
+// listens on the bridge (tests/support/netns.rs).
+
+/// A PostgreSQL for workers on `hosts` hosts. Fields drop in order: the server before the
+/// network whose bridge address it listens on.
+struct Hosts {
+    ts: TestStore,
+    /// What the workers connect to: the database over TCP, on the bridge's address.
+    url: String,
+    pg: Postgres,
+    net: Network,
+}
+
+impl Hosts {
+    fn new(hosts: usize, hint: &str) -> Option<Hosts> {
+        let net = Network::new(hosts)?;
+        let pg = Postgres::with_options(PostgresOptions::default().tcp(net.bridge_ip()))?;
+        let db: PgDb = pg.database(hint);
+        let url = db.tcp_url().expect("the server listens on TCP").to_owned();
+        Some(Hosts {
+            ts: TestStore::on_database(db),
+            url,
+            pg,
+            net,
+        })
+    }
+
+    fn worker(&self, i: usize, lease: &str, dir: &Path, tick: bool) -> Running {
+        let host = self.net.host(i);
+        worker_on(
+            Some(host),
+            OsStr::new(&self.url),
+            lease,
+            dir,
+            &format!("host-{i}"),
+            tick,
+        )
+    }
+}
+
+#[test]
+fn across_hosts_each_scheduled_time_runs_once_through_a_postgres_restart() {
+    let Some(mut hosts) = Hosts::new(3, "across_ticks") else {
+        return;
+    };
+    let dir = support::tempdir();
+    // A lease longer than the restart: no worker is taken for dead while the server is away.
+    let workers: Vec<Running> = (0..3)
+        .map(|i| hosts.worker(i, "20s", dir.path(), true))
+        .collect();
+    std::thread::sleep(Duration::from_secs(4));
+    hosts.pg.restart(Shutdown::Fast);
+    std::thread::sleep(Duration::from_secs(5));
+    std::fs::write(dir.path().join("stop"), "stop").unwrap();
+    for w in workers {
+        let out = w.finish();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("WORKER_STOPPED"),
+            "{}",
+            show(&out)
+        );
+    }
+
+    let ts = &hosts.ts;
+    let runs = ts.count(
+        "SELECT COUNT(*) FROM flow_runs WHERE deployment = 'tick'",
+        &[],
+    );
+    assert!(
+        runs >= 6,
+        "{runs} runs in 9 s of a schedule of every second"
+    );
+    // One run per second from the first to the last, the restart's seconds included.
+    let span = ts.count(
+        "SELECT (MAX(at) - MIN(at)) / 1000000 + 1 FROM schedule_ticks WHERE deployment = 'tick'",
+        &[],
+    );
+    assert_eq!(runs, span, "a run for every second, none twice");
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(DISTINCT message) FROM states
+             WHERE kind = 'Scheduled' AND run_id IN (SELECT id FROM flow_runs WHERE deployment = 'tick')",
+            &[],
+        ),
+        runs
+    );
+    // None stuck: every run Completed once, with its task run.
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(*) FROM flow_runs WHERE deployment = 'tick' AND state = 'Completed'",
+            &[],
+        ),
+        runs
+    );
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(*) FROM task_runs WHERE state = 'Completed'
+                 AND flow_run_id IN (SELECT id FROM flow_runs WHERE deployment = 'tick')",
+            &[],
+        ),
+        runs
+    );
+    let by = ts.count(
+        "SELECT COUNT(DISTINCT host) FROM processes
+         WHERE id IN (SELECT process_id FROM flow_runs WHERE deployment = 'tick')",
+        &[],
+    );
+    println!("{runs} scheduled runs across the restart, run on {by} of the 3 hosts");
+}
+
+#[test]
+fn across_hosts_a_killed_worker_and_a_worker_cut_off_lose_their_runs_to_another() {
+    let Some(hosts) = Hosts::new(3, "across_takeover") else {
+        return;
+    };
+    let ts = &hosts.ts;
+    let dir = support::tempdir();
+    let mut workers: Vec<(String, Running)> = (0..3)
+        .map(|i| {
+            (
+                format!("host-{i}"),
+                hosts.worker(i, LEASE, dir.path(), false),
+            )
+        })
+        .collect();
+
+    // Killed: its run is taken over, as its next attempt.
+    let (first, holder) = start_long_job(ts);
+    let at = workers.iter().position(|(h, _)| *h == holder).unwrap();
+    workers.remove(at).1.kill();
+    wait_until("the first run to be Running again, attempt 2", None, || {
+        (ts.count(
+            "SELECT COUNT(*) FROM flow_runs WHERE id = $1 AND state = 'Running' AND claims = 2",
+            &[first.as_bytes()],
+        ) == 1)
+            .then_some(())
+    });
+    std::fs::write(dir.path().join("go"), "go").unwrap();
+    let record = wait_until("the first run to end", None, || {
+        Store::open_existing(ts.target())
+            .unwrap()
+            .flow_run(first)
+            .unwrap()
+            .filter(|r| r.state().is_final())
+    });
+    assert_eq!(
+        record.history.kinds(),
+        [
+            Scheduled, Pending, Running, Crashed, Scheduled, Pending, Running, Completed
+        ]
+    );
+    std::fs::remove_file(dir.path().join("go")).unwrap();
+
+    // Cut off: its link down past its lease, then back. Its run was taken over meanwhile,
+    // and what it writes once back is refused.
+    let (second, holder) = start_long_job(ts);
+    let at = workers.iter().position(|(h, _)| *h == holder).unwrap();
+    let (_, cut) = workers.remove(at);
+    let netns = hosts.net.host(holder["host-".len()..].parse().unwrap());
+    netns.cut();
+    wait_until(
+        "the second run to be Running again, attempt 2",
+        None,
+        || {
+            (ts.count(
+                "SELECT COUNT(*) FROM flow_runs WHERE id = $1 AND state = 'Running' AND claims = 2",
+                &[second.as_bytes()],
+            ) == 1)
+                .then_some(())
+        },
+    );
+    std::fs::write(dir.path().join("go"), "go").unwrap();
+    let record = wait_until("the second run to end", None, || {
+        Store::open_existing(ts.target())
+            .unwrap()
+            .flow_run(second)
+            .unwrap()
+            .filter(|r| r.state().is_final())
+    });
+    let states_before = ts.count(
+        "SELECT COUNT(*) FROM states WHERE run_id = $1
+             OR run_id IN (SELECT id FROM task_runs WHERE flow_run_id = $1)",
+        &[second.as_bytes()],
+    );
+    netns.restore();
+    let out = cut.finish_unchecked();
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("WORKER_FAILED another worker took this one for dead"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(*) FROM states WHERE run_id = $1
+                 OR run_id IN (SELECT id FROM task_runs WHERE flow_run_id = $1)",
+            &[second.as_bytes()],
+        ),
+        states_before,
+        "the worker that was cut off wrote nothing once back"
+    );
+    assert_eq!(
+        record.history.kinds(),
+        [
+            Scheduled, Pending, Running, Crashed, Scheduled, Pending, Running, Completed
+        ]
+    );
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(*) FROM states WHERE run_id = $1 AND kind = 'Completed'",
+            &[second.as_bytes()],
+        ),
+        1
+    );
+    std::fs::write(dir.path().join("stop"), "stop").unwrap();
+    for (_, w) in workers {
+        w.finish();
+    }
 }

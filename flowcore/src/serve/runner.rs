@@ -21,7 +21,7 @@ use crate::record::{CacheStatus, FlowRunRecord};
 use crate::schedule::Schedule;
 use crate::state::{State, StateKind};
 use crate::store::Tick;
-use crate::store::{DeploymentRow, Event, RequestedRun, RunStore, Store};
+use crate::store::{DeploymentRow, Event, RequestedRun, RunStore, Store, StoreError};
 
 /// Where serving is: the loops follow it.
 #[derive(Clone, Copy, Debug)]
@@ -154,7 +154,7 @@ pub(crate) async fn serve_one(
                 let at = next.expect("only polled with a next run");
                 // Every worker of the deployment comes here at this time; the store gives it
                 // to one.
-                match store.claim_tick(&d.name, at).await {
+                match claim_tick(&d, &store, at).await {
                     Ok(Tick::Mine { going }) => {
                         let elsewhere = going.saturating_sub(runs.len());
                         due(&d, &store, &mut runs, &mut queue, Due { at, request: None }, elsewhere, &cancelled_because);
@@ -229,6 +229,21 @@ pub(crate) async fn serve_one(
             {
                 report_panic(&d, Err(e));
             }
+        }
+    }
+}
+
+/// Takes the scheduled time `at` for this worker, unless another took it. A store that is
+/// away (a database restarting) is asked again, until the run would be late: a time is not
+/// lost to a restart of a second.
+async fn claim_tick(d: &Served, store: &Store, at: Timestamp) -> Result<Tick, StoreError> {
+    let give_up = Instant::now() + d.late_after;
+    loop {
+        match store.claim_tick(&d.name, at).await {
+            Err(StoreError::Unreachable { .. }) if Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
         }
     }
 }

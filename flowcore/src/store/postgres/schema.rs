@@ -125,7 +125,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE flow_runs ADD COLUMN claims BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE deployments ADD COLUMN crash_retries BIGINT NOT NULL DEFAULT 1;
-    ALTER TABLE processes ADD COLUMN fenced_at BIGINT;",
+    ALTER TABLE processes ADD COLUMN fenced_at BIGINT;
+    ALTER TABLE processes ADD COLUMN lease BIGINT;",
 ];
 
 /// The schema version this build writes.

@@ -70,8 +70,9 @@ pub(crate) struct DeadProcess {
 }
 
 /// The processes that stopped without saying so, by stored id: on this host when the process
-/// table no longer has them, on other hosts when their heartbeat is older than
-/// [`process::lease`]. Read without any lock: one small table and a `/proc` read per process.
+/// table no longer has them, on other hosts when their heartbeat is older than their lease
+/// ([`process::lease`], recorded by each). Read without any lock: one small table and a
+/// `/proc` read per process.
 pub(crate) fn dead_processes(
     conn: &mut dyn Conn,
     me: &ProcessInfo,
@@ -81,9 +82,8 @@ pub(crate) fn dead_processes(
     let now = conn
         .first("SELECT {now}", &[], |r| int_at(r, 0))?
         .map_or(now, Timestamp::from_micros);
-    let stale_before = now.as_micros() - process::lease().as_micros() as i64;
     let rows = conn.collect(
-        "SELECT id, pid, host, start_ticks, heartbeat_at FROM processes
+        "SELECT id, pid, host, start_ticks, heartbeat_at, lease FROM processes
          WHERE ended_at IS NULL AND id != $1::bytea",
         &[Param::Bytes(key(&me.id))],
         |r| {
@@ -93,11 +93,15 @@ pub(crate) fn dead_processes(
                 text_at(r, 2)?,
                 r.int(3)?,
                 int_at(r, 4)?,
+                r.int(5)?,
             ))
         },
     )?;
     let mut dead = HashMap::new();
-    for (id, pid, host, ticks, heartbeat) in rows {
+    for (id, pid, host, ticks, heartbeat, lease) in rows {
+        // Each process by the lease it was given (processes of older flowcores: the default).
+        let lease = lease.unwrap_or(process::LEASE.as_micros() as i64);
+        let stale_before = now.as_micros() - lease;
         // On this host the process table says; elsewhere only the heartbeat can.
         let alive = (host == me.host)
             .then(|| process::alive(pid as u32, ticks.map(|t| t as u64)))

@@ -160,14 +160,16 @@ impl<D: Driver> Backend for SqlBackend<D> {
         }
         self.driver.write(&mut |c| {
             c.execute(
-                "INSERT INTO processes (id, pid, host, start_ticks, started_at, heartbeat_at)
-                 VALUES ($1::bytea, $2::bigint, $3::text, $4::bigint, $5::bigint, $5::bigint)",
+                "INSERT INTO processes (id, pid, host, start_ticks, started_at, heartbeat_at, lease)
+                 VALUES ($1::bytea, $2::bigint, $3::text, $4::bigint, $5::bigint, $5::bigint,
+                     $6::bigint)",
                 &[
                     Param::Bytes(key(&p.id)),
                     Param::Int(i64::from(p.pid)),
                     Param::Text(&p.host),
                     p.start_ticks.map(|t| t as i64).into(),
                     Param::Int(p.started_at.as_micros()),
+                    Param::Int(crate::store::process::lease().as_micros() as i64),
                 ],
             )
             .map(drop)

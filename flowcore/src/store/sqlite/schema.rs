@@ -116,8 +116,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 6: workers. Every process serving a deployment (any number of them); each scheduled
     // time of a deployment, taken by the one worker that runs it; how many times a flow run
     // was claimed (its attempt: a run whose worker died is claimed again); how many times a
-    // deployment's run is taken over after its worker died; and when a process was taken for
-    // dead by another, after which its writes are refused (fencing).
+    // deployment's run is taken over after its worker died; when a process was taken for dead
+    // by another, after which its writes are refused (fencing); and each process's lease (in
+    // microseconds), how long it may go without a heartbeat.
     "CREATE TABLE deployment_workers (
         deployment TEXT NOT NULL,
         process_id BLOB NOT NULL,
@@ -131,7 +132,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE flow_runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE deployments ADD COLUMN crash_retries INTEGER NOT NULL DEFAULT 1;
-    ALTER TABLE processes ADD COLUMN fenced_at BIGINT;",
+    ALTER TABLE processes ADD COLUMN fenced_at BIGINT;
+    ALTER TABLE processes ADD COLUMN lease BIGINT;",
 ];
 
 /// The schema version this build writes.
