@@ -7,6 +7,11 @@
 //! It uses `tokio-postgres`, its connections' I/O on a thread of their own (`io.rs`): the
 //! store's calls block, and may come from any thread, a tokio worker included.
 //!
+//! The writer's batches are pipelined: a batch's statements are sent as they are made, without
+//! waiting for each answer, and its transaction begins with the first and ends with one wait
+//! for all the answers and the commit's, a round trip per batch instead of one per statement
+//! (a round trip goes through the I/O thread and back: four thread wake-ups).
+//!
 //! The pool is this file's few lines (one writer connection, a handful of idle readers) rather
 //! than `deadpool-postgres`: the writer thread owns its connection and the readers need no
 //! async checkout, so a pool crate would add an async layer to block on and nothing more.
@@ -16,10 +21,13 @@ mod io;
 mod schema;
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::future::MaybeDone;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Config, Statement};
 
@@ -147,6 +155,7 @@ impl PostgresDriver {
             client,
             statements,
             errors: &self.errors,
+            pipeline: None,
         });
         match out {
             Ok(out) => {
@@ -156,6 +165,65 @@ impl PostgresDriver {
             Err(e) => {
                 // A lost connection has rolled back already; the error is the one to report.
                 let _ = io::wait(client.batch_execute("ROLLBACK"));
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `f` in a transaction on the writer's connection, pipelined or not. A connection lost
+    /// on the way (the server restarted, the network went down) is dropped, and the next
+    /// attempt makes a new one.
+    fn write_on_writer<T>(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Conn) -> Result<T, StoreError>,
+        pipelined: bool,
+    ) -> Result<T, StoreError> {
+        let mut writer = self.writer();
+        if writer.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *writer = Some(self.open_connection()?);
+        }
+        let conn = writer.as_mut().expect("made above");
+        let result = if pipelined {
+            self.in_pipelined_transaction(conn, f)
+        } else {
+            self.in_transaction(conn, f)
+        };
+        if matches!(result, Err(StoreError::Unreachable { .. })) || conn.client.is_closed() {
+            *writer = None;
+        }
+        result
+    }
+
+    /// [`PostgresDriver::in_transaction`] for a batch, pipelined (see the module's doc): `f`'s
+    /// statements are answered only at the end, with the commit. A transaction in which `f`
+    /// runs nothing is never begun: a batch of flushes alone costs no round trip.
+    fn in_pipelined_transaction<T>(
+        &self,
+        conn: &mut Connection,
+        f: &mut dyn FnMut(&mut dyn Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let Connection { client, statements } = conn;
+        let mut conn = PostgresConn {
+            client: &*client,
+            statements,
+            errors: &self.errors,
+            pipeline: Some(Pipeline::default()),
+        };
+        let out = f(&mut conn);
+        if !conn.pipeline.as_ref().is_some_and(|p| p.began) {
+            return out;
+        }
+        match out {
+            Ok(out) => {
+                // A statement that failed aborted the transaction, whose COMMIT then answers
+                // ROLLBACK without an error: the statements' answers say whether it committed.
+                conn.send_simple("COMMIT");
+                conn.answers()?;
+                Ok(out)
+            }
+            Err(e) => {
+                conn.send_simple("ROLLBACK");
+                let _ = conn.answers();
                 Err(e)
             }
         }
@@ -175,22 +243,13 @@ impl Driver for PostgresDriver {
         self.access == Access::Read
     }
 
-    /// A connection lost on the way (the server restarted, the network went down) is dropped,
-    /// and the next attempt makes a new one.
+    /// The writer thread's batches, pipelined: `f`'s statements are answered with the commit,
+    /// and [`Conn::execute`] says 0 rows (a batch needs no counts).
     fn write_once<T>(
         &self,
         f: &mut dyn FnMut(&mut dyn Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut writer = self.writer();
-        if writer.as_ref().is_none_or(|c| c.client.is_closed()) {
-            *writer = Some(self.open_connection()?);
-        }
-        let conn = writer.as_mut().expect("made above");
-        let result = self.in_transaction(conn, f);
-        if matches!(result, Err(StoreError::Unreachable { .. })) || conn.client.is_closed() {
-            *writer = None;
-        }
-        result
+        self.write_on_writer(f, true)
     }
 
     /// Conflicts between transactions are tried again at once; a server that is away is the
@@ -200,7 +259,7 @@ impl Driver for PostgresDriver {
         f: &mut dyn FnMut(&mut dyn Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         loop {
-            match self.write_once(f) {
+            match self.write_on_writer(f, false) {
                 Err(StoreError::Busy { .. }) => std::thread::sleep(Duration::from_millis(10)),
                 other => return other,
             }
@@ -228,14 +287,96 @@ struct PostgresConn<'t> {
     client: &'t Client,
     statements: &'t mut HashMap<String, Statement>,
     errors: &'t Errors,
+    /// For a pipelined transaction: `None` for one whose statements are answered one by one.
+    pipeline: Option<Pipeline<'t>>,
 }
 
-impl PostgresConn<'_> {
+#[derive(Default)]
+struct Pipeline<'t> {
+    /// Whether its `BEGIN` was sent.
+    began: bool,
+    /// What was sent and not yet answered, in order.
+    sent: Vec<MaybeDone<Answer<'t>>>,
+}
+
+/// The answer to a statement sent in a pipeline: how many rows it changed.
+type Answer<'t> = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + 't>>;
+
+impl<'t> PostgresConn<'t> {
+    /// Sends the transaction's `BEGIN`, unless it was sent.
+    fn begin(&mut self) {
+        if self.pipeline.as_ref().is_some_and(|p| !p.began) {
+            self.push(Self::simple(self.client, "BEGIN"));
+            if let Some(p) = &mut self.pipeline {
+                p.began = true;
+            }
+        }
+    }
+
+    /// Sends `answer`'s request now, after the transaction's `BEGIN`.
+    fn send(&mut self, answer: Answer<'t>) {
+        self.begin();
+        self.push(answer);
+    }
+
+    /// Sends `sql`, a command without parameters, now.
+    fn send_simple(&mut self, sql: &'static str) {
+        self.push(Self::simple(self.client, sql));
+    }
+
+    fn simple(client: &'t Client, sql: &'static str) -> Answer<'t> {
+        Box::pin(async move { client.batch_execute(sql).await.map(|()| 0) })
+    }
+
+    /// A request goes out when its future is first polled, in the order polled; its answer is
+    /// read when it is polled again.
+    fn push(&mut self, answer: Answer<'t>) {
+        let Some(pipeline) = &mut self.pipeline else {
+            return;
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        // The answers already come are read, which drops their requests' parameters.
+        for earlier in &mut pipeline.sent {
+            let _ = Pin::new(earlier).poll(&mut cx);
+        }
+        let mut answer = MaybeDone::Future(answer);
+        let _ = Pin::new(&mut answer).poll(&mut cx);
+        pipeline.sent.push(answer);
+    }
+
+    /// Waits for the answers to everything sent; the first error, if any. Before anything else
+    /// is waited for (a statement to prepare, a query's rows): until they are all read, their
+    /// answers may hold up the connection's.
+    fn answers(&mut self) -> Result<(), StoreError> {
+        let Some(Pipeline { sent, .. }) = &mut self.pipeline else {
+            return Ok(());
+        };
+        io::wait(std::future::poll_fn(|cx| {
+            let mut done = true;
+            for answer in sent.iter_mut() {
+                done &= Pin::new(answer).poll(cx).is_ready();
+            }
+            if done { Poll::Ready(()) } else { Poll::Pending }
+        }));
+        let mut first_error = None;
+        for mut answer in sent.drain(..) {
+            if let Some(Err(e)) = Pin::new(&mut answer).take_output() {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(self.errors.map(e)),
+            None => Ok(()),
+        }
+    }
+
     fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
         let sql = Dialect::Postgres.adapt(sql);
         if let Some(statement) = self.statements.get(sql.as_ref()) {
             return Ok(statement.clone());
         }
+        // Preparing waits for an answer, which may wait behind those not read yet.
+        self.answers()?;
         let statement = io::wait(self.client.prepare(&sql)).map_err(|e| self.errors.map(e))?;
         if self.statements.len() >= STATEMENTS {
             self.statements.clear();
@@ -246,7 +387,23 @@ impl PostgresConn<'_> {
 }
 
 impl Conn for PostgresConn<'_> {
+    /// In a pipeline, returns before the statement's answer, with 0 rows: a batch's statements
+    /// need no counts, and their errors come with the commit.
     fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<usize, StoreError> {
+        if self.pipeline.is_some() {
+            let statement = self.statement(sql)?;
+            // Owned: the request is encoded when first polled, but its future borrows them
+            // until it is answered.
+            let params: Vec<Value> = params.iter().map(owned).collect();
+            let client = self.client;
+            self.send(Box::pin(async move {
+                let params: Vec<Param<'_>> = params.iter().map(Value::param).collect();
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                client.execute(&statement, &params).await
+            }));
+            return Ok(0);
+        }
         let statement = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
@@ -261,6 +418,11 @@ impl Conn for PostgresConn<'_> {
         params: &[Param<'_>],
         row: &mut dyn FnMut(&dyn Row) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        if self.pipeline.is_some() {
+            // In the transaction, after what was sent before.
+            self.begin();
+            self.answers()?;
+        }
         let statement = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
@@ -273,6 +435,15 @@ impl Conn for PostgresConn<'_> {
             })?;
         }
         Ok(())
+    }
+}
+
+fn owned(param: &Param<'_>) -> Value {
+    match *param {
+        Param::Null => Value::Null,
+        Param::Int(v) => Value::Int(v),
+        Param::Text(v) => Value::Text(v.to_owned()),
+        Param::Bytes(v) => Value::Bytes(v.to_vec()),
     }
 }
 
