@@ -322,7 +322,7 @@ fn a_store_of_a_newer_flowcore_is_refused_untouched() {
             e,
             StoreError::NewerSchema {
                 found: 99,
-                known: 5,
+                known: 6,
                 ..
             }
         ),

@@ -37,6 +37,9 @@ pub enum Command {
     /// Workers: the processes serving deployments.
     #[command(subcommand, arg_required_else_help = false)]
     Worker(WorkerCommand),
+    /// Concurrency limits by tag, for every process sharing the store.
+    #[command(subcommand, arg_required_else_help = false)]
+    Limit(LimitCommand),
     /// The dashboard: serves the store's runs and deployments in the browser.
     #[command(subcommand, arg_required_else_help = false)]
     Server(ServerCommand),
@@ -86,6 +89,36 @@ pub enum DeploymentCommand {
 pub enum WorkerCommand {
     /// Lists the live processes serving deployments: host, pid, last heartbeat, runs held.
     Ls(Output),
+}
+
+/// `flowcore limit …`
+#[derive(Debug, Subcommand)]
+pub enum LimitCommand {
+    /// Lists the store-wide limits: tag, limit, task runs holding a slot now.
+    Ls(Output),
+    /// Allows at most MAX task runs tagged TAG at once, in all the processes sharing the store.
+    Set(LimitSet),
+    /// Lifts the store-wide limit of a tag.
+    Rm(LimitRm),
+}
+
+/// `flowcore limit set`
+#[derive(Debug, Args)]
+pub struct LimitSet {
+    /// The tag, as in `#[task(tags = ["db"])]`.
+    #[arg(value_name = "TAG")]
+    pub tag: String,
+    /// How many task runs with the tag may run at once (at least 1).
+    #[arg(value_name = "MAX", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max: u32,
+}
+
+/// `flowcore limit rm`
+#[derive(Debug, Args)]
+pub struct LimitRm {
+    /// The tag.
+    #[arg(value_name = "TAG")]
+    pub tag: String,
 }
 
 /// `flowcore deployment run`

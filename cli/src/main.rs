@@ -27,6 +27,7 @@ mod dashboard;
 mod deployment;
 mod format;
 mod graph;
+mod limit;
 mod open;
 mod runs;
 mod store;
@@ -41,8 +42,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use flowcore::terminal::escape_controls;
 
 use args::{
-    CacheCommand, Cli, Command, DeploymentCommand, RunsCommand, ServerCommand, StoreCommand,
-    WorkerCommand,
+    CacheCommand, Cli, Command, DeploymentCommand, LimitCommand, RunsCommand, ServerCommand,
+    StoreCommand, WorkerCommand,
 };
 use style::Style;
 
@@ -106,6 +107,9 @@ fn run(cli: Cli, style: Style) -> Result<String, Failure> {
         Command::Worker(WorkerCommand::Ls(output)) => {
             deployment::workers(&open::open(&path)?, &output)
         }
+        Command::Limit(LimitCommand::Ls(output)) => limit::ls(&open::open(&path)?, &output),
+        Command::Limit(LimitCommand::Set(args)) => limit::set(&open::open(&path)?, &args),
+        Command::Limit(LimitCommand::Rm(args)) => limit::rm(&open::open(&path)?, &args),
         Command::Server(ServerCommand::Start(args)) | Command::Dashboard(args) => {
             dashboard::start(&path, &args)
         }

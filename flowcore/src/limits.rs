@@ -1,5 +1,11 @@
 //! Concurrency limits by tag: at most N task runs with a tag at once, in this process.
 //!
+//! For a limit across every process sharing a SQLite or PostgreSQL store (on any number of
+//! hosts), set it in the store instead: `flowcore limit set db 2`, or
+//! [`Store::set_limit`](crate::Store::set_limit). A task run then also waits for a slot of the
+//! store's, held as a row in the store and given back with its final state (or, if its process
+//! dies, when the process is found dead).
+//!
 //! Set a limit in code with [`set`], or with an environment variable named after the tag,
 //! `FLOWCORE_LIMIT_db=2`, read when the first task run starts (a limit set in code wins). A
 //! task run with limited tags waits in state Pending for a slot of each, taken in the order of
@@ -32,8 +38,13 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use std::time::Duration;
+
 use dashmap::DashMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+use crate::store::{Event, Slot, Store};
 
 /// The prefix of the environment variables that set limits: `FLOWCORE_LIMIT_<tag>=<n>`.
 pub const ENV_PREFIX: &str = "FLOWCORE_LIMIT_";
@@ -161,24 +172,91 @@ pub fn remove(tag: &str) {
     }
 }
 
-/// The slots a task run holds; released when dropped.
-pub(crate) struct Permits(#[allow(dead_code)] Vec<OwnedSemaphorePermit>);
+/// The slots a task run holds; released when dropped: this process's at once, the store's
+/// with the next commit (drop it after the run's final state is sent).
+pub(crate) struct Permits {
+    #[allow(dead_code)]
+    here: Vec<OwnedSemaphorePermit>,
+    /// The task run holding store-wide slots, and its store.
+    in_store: Option<(Store, Uuid)>,
+}
 
-/// Takes a slot of each limited tag among `tags`, waiting for them.
-pub(crate) async fn acquire(tags: &[Cow<'static, str>]) -> Option<Permits> {
+impl Drop for Permits {
+    fn drop(&mut self) {
+        if let Some((store, task_run)) = self.in_store.take() {
+            store.send(Event::ReleaseSlots { task_run });
+        }
+    }
+}
+
+/// Takes a slot of each limited tag among `tags` for `task_run`, waiting for them: this
+/// process's limits first, then the store's.
+pub(crate) async fn acquire(
+    tags: &[Cow<'static, str>],
+    store: &Store,
+    task_run: Uuid,
+) -> Option<Permits> {
     if tags.is_empty() {
         return None;
     }
+    let here = acquire_here(tags).await;
+    let in_store = acquire_in_store(tags, store, task_run).await;
+    if here.is_empty() && in_store.is_none() {
+        return None;
+    }
+    Some(Permits { here, in_store })
+}
+
+/// A slot of each of `tags`' store-wide limits, in the order of their names; `None` if none
+/// has one. A full limit is asked again after a pause that grows to half a second.
+async fn acquire_in_store(
+    tags: &[Cow<'static, str>],
+    store: &Store,
+    task_run: Uuid,
+) -> Option<(Store, Uuid)> {
+    let limited = store.store_limited(tags).await;
+    if limited.is_empty() {
+        return None;
+    }
+    let mut held = false;
+    for tag in &limited {
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match store.take_slot(tag, task_run).await {
+                Ok(Slot::Taken) => {
+                    held = true;
+                    break;
+                }
+                Ok(Slot::Unlimited) => break,
+                Ok(Slot::Full) => {}
+                // A store that cannot be asked is asked again, while runs wait for it; once
+                // runs stop waiting for it (its write timeout), this one goes on too.
+                Err(e) => {
+                    if store.not_recording().is_some() {
+                        tracing::warn!(target: "flowcore", "Task run goes on without a slot of the store-wide limit of tag '{tag}': {e}");
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+    held.then(|| (store.clone(), task_run))
+}
+
+/// A slot of each of `tags`' limits in this process.
+async fn acquire_here(tags: &[Cow<'static, str>]) -> Vec<OwnedSemaphorePermit> {
     let limits = limits();
     if !limits.any.load(Ordering::Acquire) {
-        return None;
+        return Vec::new();
     }
     let mut limited: Vec<(&str, Arc<Semaphore>)> = tags
         .iter()
         .filter_map(|tag| Some((&**tag, Arc::clone(&limits.by_tag.get(&**tag)?.slots))))
         .collect();
     if limited.is_empty() {
-        return None;
+        return Vec::new();
     }
     limited.sort_by(|a, b| a.0.cmp(b.0));
     limited.dedup_by(|a, b| a.0 == b.0);
@@ -189,5 +267,5 @@ pub(crate) async fn acquire(tags: &[Cow<'static, str>]) -> Option<Permits> {
             permits.push(permit);
         }
     }
-    Some(Permits(permits))
+    permits
 }

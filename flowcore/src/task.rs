@@ -375,10 +375,10 @@ where
             CacheStatus::Miss
         };
     }
-    // Held until the run ends, retries and their delays included.
-    let permits = limits::acquire(spec.tags).await;
+    // Held until the run ends, retries and their delays included; a slot of the store's is
+    // given back after the final state (the permits' drop sends that), so never before it.
+    let permits = limits::acquire(spec.tags, &run.store, run.record().id).await;
     let ending = attempt_loop::<K, R, A>(&mut run, &spec.retry, &mut attempts, &behaviour).await;
-    drop(permits);
     match ending {
         Ending::Output(out) => {
             if run.history().current().kind == StateKind::Completed {
@@ -388,7 +388,9 @@ where
                 run.keep_output(codec.as_ref(), &out);
                 run.track_output(codec.as_ref(), &out);
             }
-            run.finish(out).await
+            let out = run.finish(out).await;
+            drop(permits);
+            out
         }
         Ending::Panicked(panic) => {
             run.abandon();

@@ -9,6 +9,7 @@ use crate::state::StateKind;
 use crate::store::StoreError;
 use crate::store::deployments::{DeploymentInfo, DeploymentRow, RequestedRun, Tick, WorkerInfo};
 use crate::store::event::{Event, FlowRow, TaskRow};
+use crate::store::limits::{LimitInfo, Slot};
 use crate::store::process::ProcessInfo;
 use crate::store::query::{CacheEntry, LogLine, RunFilter};
 
@@ -109,6 +110,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> Result<Tick, StoreError>;
     /// The live processes serving deployments, oldest first.
     fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError>;
+
+    /// The store-wide concurrency limits, by tag.
+    fn limits(&self) -> Result<Vec<LimitInfo>, StoreError>;
+    /// Sets the store-wide limit of `tag` to `max`, or removes it (`None`); returns whether
+    /// there was one.
+    fn set_limit(&self, tag: &str, max: Option<u32>) -> Result<bool, StoreError>;
+    /// Takes a slot of `tag`'s store-wide limit for `task_run` of `me`, if one is free.
+    fn take_slot(&self, tag: &str, task_run: Uuid, me: &ProcessInfo) -> Result<Slot, StoreError>;
 
     fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError>;
 

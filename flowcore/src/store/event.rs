@@ -50,6 +50,11 @@ pub(crate) enum Event {
         attempts: u32,
         cache: CacheStatus,
     },
+    /// A task run that held slots of store-wide limits ended: they are free again. Sent after
+    /// its final state, so that the slots are given back with it or after it, never before.
+    ReleaseSlots {
+        task_run: Uuid,
+    },
     /// A completed run's output, as JSON, so a resumed flow run can reuse it.
     Output {
         kind: RunKind,

@@ -22,6 +22,7 @@ use crate::store::deployments::{
 };
 use crate::store::error::StoreError;
 use crate::store::event::{Committed, Event};
+use crate::store::limits::{LimitInfo, Slot};
 use crate::store::memory::MemoryBackend;
 #[cfg(feature = "postgres")]
 use crate::store::postgres::PostgresBackend;
@@ -58,6 +59,9 @@ struct Inner {
     /// Counts the runs this process requested, so that its serving loops pick them up at
     /// once (runs other processes request are found by polling).
     requested: tokio::sync::watch::Sender<u64>,
+    /// The tags with a store-wide limit, as last read, and when: task runs with tags look here
+    /// rather than in the store.
+    limited_tags: std::sync::Mutex<Option<(std::time::Instant, Arc<[String]>)>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -292,6 +296,7 @@ impl Store {
                 stand_in_for,
                 process,
                 requested: tokio::sync::watch::Sender::new(0),
+                limited_tags: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -690,9 +695,117 @@ impl Store {
 
     /// The processes serving deployments with this store (their workers), oldest first: what
     /// `flowcore worker ls` lists. A process that died is left out as soon as it is known dead
-    /// (at once on this host, after 30 s without a heartbeat on another).
+    /// (at once on this host; on another, once its last heartbeat is older than its lease: 30 s, or
+    /// `FLOWCORE_LEASE`).
     pub fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
         self.inner.backend.workers()
+    }
+
+    /// The store-wide concurrency limits, by tag: at most `max` task runs with the tag run at
+    /// once in all the processes that share the store (`flowcore limit ls`).
+    pub fn limits(&self) -> Result<Vec<LimitInfo>, StoreError> {
+        self.inner.backend.limits()
+    }
+
+    /// Allows at most `max` task runs tagged `tag` at once in every process sharing this store
+    /// (`flowcore limit set TAG MAX`), beside any limit of [`flowcore::limits`](crate::limits)
+    /// in a process. A task run with the tag waits `Pending` for a slot, and gives it back when
+    /// it ends; a slot of a process that died is given back when it is found dead. Runs
+    /// holding slots when the limit is lowered keep them until they end.
+    pub fn set_limit(&self, tag: &str, max: u32) -> Result<(), StoreError> {
+        if max == 0 {
+            return Err(StoreError::BadParameter(format!(
+                "the limit for tag '{tag}' must be at least 1; to lift a limit, remove it"
+            )));
+        }
+        self.inner.backend.set_limit(tag, Some(max))?;
+        self.forget_limited_tags();
+        Ok(())
+    }
+
+    /// Lifts the store-wide limit of `tag` (`flowcore limit rm TAG`); returns whether there
+    /// was one. Runs holding slots keep them until they end; no run waits for one any more.
+    pub fn remove_limit(&self, tag: &str) -> Result<bool, StoreError> {
+        let had = self.inner.backend.set_limit(tag, None)?;
+        self.forget_limited_tags();
+        Ok(had)
+    }
+
+    fn forget_limited_tags(&self) {
+        *self
+            .inner
+            .limited_tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Which of `tags` have a store-wide limit: read from the store at most once a second
+    /// (a limit set meanwhile holds from the next read on).
+    pub(crate) async fn store_limited(
+        &self,
+        tags: &[std::borrow::Cow<'static, str>],
+    ) -> Vec<String> {
+        const FOR: std::time::Duration = std::time::Duration::from_secs(1);
+        if !self.inner.backend.reads_block() {
+            return Vec::new();
+        }
+        let cached = self
+            .inner
+            .limited_tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < FOR)
+            .map(|(_, tags)| Arc::clone(tags));
+        let limited = match cached {
+            Some(limited) => limited,
+            None => {
+                let backend = Arc::clone(&self.inner.backend);
+                let read = tokio::task::spawn_blocking(move || backend.limits())
+                    .await
+                    .unwrap_or(Err(StoreError::WriterStopped));
+                let limited: Arc<[String]> = match read {
+                    Ok(limits) => limits.into_iter().map(|l| l.tag).collect(),
+                    // Run without store-wide limits rather than stop: the store's own trouble
+                    // is said elsewhere (a run it cannot record says so).
+                    Err(_) => Arc::from(Vec::new()),
+                };
+                *self
+                    .inner
+                    .limited_tags
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) =
+                    Some((std::time::Instant::now(), Arc::clone(&limited)));
+                limited
+            }
+        };
+        let mut mine: Vec<String> = tags
+            .iter()
+            .filter(|t| limited.iter().any(|l| l == t.as_ref()))
+            .map(|t| t.to_string())
+            .collect();
+        // In one order everywhere, so that two runs never hold one each of the other's.
+        mine.sort();
+        mine.dedup();
+        mine
+    }
+
+    /// Takes a slot of `tag`'s store-wide limit for `task_run`, off the runtime's threads.
+    pub(crate) async fn take_slot(
+        &self,
+        tag: &str,
+        task_run: uuid::Uuid,
+    ) -> Result<Slot, StoreError> {
+        let store = self.clone();
+        let tag = tag.to_owned();
+        tokio::task::spawn_blocking(move || {
+            store
+                .inner
+                .backend
+                .take_slot(&tag, task_run, &store.inner.process)
+        })
+        .await
+        .unwrap_or(Err(StoreError::WriterStopped))
     }
 
     /// Takes the scheduled time `at` of `deployment` for this process, unless another worker

@@ -34,6 +34,7 @@ use crate::store::deployments::{
     Tick, WorkerInfo,
 };
 use crate::store::event::{Event, FlowRow, RowUpdate, TaskRow};
+use crate::store::limits::{LimitInfo, Slot};
 use crate::store::process::ProcessInfo;
 use crate::store::query::{CacheEntry, LogLine, RunFilter};
 use crate::store::task_states::TaskStates;
@@ -423,7 +424,8 @@ impl MemoryBackend {
                     d.next_run_at = *at;
                 }
             }
-            Event::Heartbeat(_) | Event::Flush(_) => {}
+            // A memory store is one process's: its limits are `flowcore::limits`'s alone.
+            Event::Heartbeat(_) | Event::Flush(_) | Event::ReleaseSlots { .. } => {}
         }
     }
 
@@ -700,6 +702,22 @@ impl Backend for MemoryBackend {
             false
         });
         Ok(claimed)
+    }
+
+    /// A memory store is one process's: its limits are `flowcore::limits`'s.
+    fn limits(&self) -> Result<Vec<LimitInfo>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    fn set_limit(&self, _: &str, _: Option<u32>) -> Result<bool, StoreError> {
+        Err(StoreError::Database {
+            path: ":memory:".into(),
+            detail: "a memory store is this process's alone: limit its task runs with flowcore::limits::set".to_owned(),
+        })
+    }
+
+    fn take_slot(&self, _: &str, _: Uuid, _: &ProcessInfo) -> Result<Slot, StoreError> {
+        Ok(Slot::Unlimited)
     }
 
     /// Only this process serves a memory store's deployments: every time is its own, and its

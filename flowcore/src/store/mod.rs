@@ -49,6 +49,7 @@ mod deployments;
 pub(crate) mod error;
 mod event;
 pub(crate) mod handle;
+mod limits;
 pub(crate) mod location;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -64,6 +65,7 @@ mod task_states;
 mod writer;
 
 pub use deployments::{DeploymentInfo, DeploymentRun, RequestedRun, ServedBy, WorkerInfo};
+pub use limits::LimitInfo;
 pub use query::{CacheEntry, FlowRunSummary, LogLine, RunFilter};
 pub use writer::WRITE_TIMEOUT;
 
@@ -71,6 +73,7 @@ pub(crate) use deployments::{DeploymentRow, REQUESTED, Tick};
 pub(crate) use error::StoreError;
 pub(crate) use event::{CallPosition, Event};
 pub(crate) use handle::Store;
+pub(crate) use limits::Slot;
 pub(crate) use process::heartbeat;
 pub(crate) use query::{PriorRun, ResumePoint};
 pub(crate) use scope::RunStore;

@@ -126,7 +126,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE flow_runs ADD COLUMN claims BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE deployments ADD COLUMN crash_retries BIGINT NOT NULL DEFAULT 1;
     ALTER TABLE processes ADD COLUMN fenced_at BIGINT;
-    ALTER TABLE processes ADD COLUMN lease BIGINT;",
+    ALTER TABLE processes ADD COLUMN lease BIGINT;
+    CREATE TABLE limits (
+        tag TEXT PRIMARY KEY,
+        max_running BIGINT NOT NULL
+    );
+    CREATE TABLE limit_slots (
+        tag TEXT NOT NULL,
+        slot BIGINT NOT NULL,
+        task_run_id BYTEA NOT NULL,
+        process_id BYTEA NOT NULL,
+        PRIMARY KEY (tag, slot)
+    );
+    CREATE INDEX limit_slots_by_task_run ON limit_slots (task_run_id);
+    CREATE INDEX limit_slots_by_process ON limit_slots (process_id);",
 ];
 
 /// The schema version this build writes.

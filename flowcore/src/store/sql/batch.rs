@@ -59,6 +59,7 @@ pub(crate) fn write_batch(
     let mut logs = Vec::new();
     let mut cache = Vec::new();
     let mut heartbeat = None;
+    let mut released = Vec::new();
     let mut next_runs = HashMap::new();
 
     for event in batch {
@@ -168,6 +169,7 @@ pub(crate) fn write_batch(
             Event::NextRun { deployment, at } => {
                 next_runs.insert(deployment.as_str(), *at);
             }
+            Event::ReleaseSlots { task_run } => released.push(*task_run),
             Event::Flush(_) => {}
         }
     }
@@ -397,10 +399,18 @@ pub(crate) fn write_batch(
             ],
         )?;
     }
-    if let Some(at) = heartbeat {
+    // After the task runs' final states, in the same transaction.
+    for task_run in &released {
         conn.execute(
-            "UPDATE processes SET heartbeat_at = $2::bigint WHERE id = $1::bytea",
-            &[Param::Bytes(process_id), at.as_micros().into()],
+            "DELETE FROM limit_slots WHERE task_run_id = $1::bytea",
+            &[Param::Bytes(key(task_run))],
+        )?;
+    }
+    if let Some(at) = heartbeat {
+        // On the database's clock, which judges every host's processes alike.
+        conn.execute(
+            "UPDATE processes SET heartbeat_at = {now} WHERE id = $1::bytea",
+            &[Param::Bytes(process_id)],
         )?;
         // Expired cached values are removed here too, whether or not their key comes back.
         conn.execute(
@@ -424,8 +434,19 @@ fn in_chunks<'r, T>(
     rows: &'r [T],
     mut bind: impl FnMut(&'r T, &mut Vec<Param<'r>>),
 ) -> Result<(), StoreError> {
+    let most = dialect.rows_per_insert(types.len());
     let mut params = Vec::new();
-    for chunk in rows.chunks(dialect.rows_per_insert(types.len())) {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        // PostgreSQL prepares each statement's text once per connection, and parsing one of
+        // thousands of rows costs as much as running it: its statements come in a few lengths
+        // (the most, then powers of two), so that a batch's are prepared already.
+        let n = match dialect {
+            Dialect::Postgres if rest.len() < most => 1 << rest.len().ilog2(),
+            _ => rest.len().min(most),
+        };
+        let (chunk, after) = rest.split_at(n);
+        rest = after;
         let sql = format!("{head}{}{tail}", values(dialect, types, chunk.len()));
         params.clear();
         for row in chunk {

@@ -290,10 +290,15 @@ pub(crate) fn retire_process(
         "DELETE FROM deployment_workers WHERE process_id = $1",
         &[process_id.param()],
     )?;
+    // Its task runs ended with it: their slots of store-wide limits are free.
+    conn.execute(
+        "DELETE FROM limit_slots WHERE process_id = $1",
+        &[process_id.param()],
+    )?;
     conn.execute(
         "UPDATE deployments SET next_run_at = NULL, process_id = (
-             SELECT w.process_id FROM deployment_workers w WHERE w.deployment = deployments.name
-             ORDER BY w.process_id LIMIT 1)
+             SELECT w.process_id FROM deployment_workers w JOIN processes p ON p.id = w.process_id
+             WHERE w.deployment = deployments.name ORDER BY p.started_at DESC LIMIT 1)
          WHERE process_id = $1",
         &[process_id.param()],
     )?;

@@ -27,6 +27,7 @@ use crate::store::deployments::{
     Tick, WorkerInfo,
 };
 use crate::store::event::{Event, FlowRow, TaskRow};
+use crate::store::limits::{LimitInfo, Slot};
 use crate::store::process::ProcessInfo;
 use crate::store::query::{CacheEntry, LogLine, RunFilter};
 use crash::{CrashView, DeadSet, RUNS_PER_TRANSACTION, Table};
@@ -452,8 +453,9 @@ impl<D: Driver> Backend for SqlBackend<D> {
                 // Another worker, if one is left, serves it now.
                 c.execute(
                     "UPDATE deployments SET next_run_at = NULL, process_id = (
-                         SELECT process_id FROM deployment_workers WHERE deployment = $1::text
-                         ORDER BY process_id LIMIT 1)
+                         SELECT w.process_id FROM deployment_workers w
+                             JOIN processes p ON p.id = w.process_id
+                         WHERE w.deployment = $1::text ORDER BY p.started_at DESC LIMIT 1)
                      WHERE name = $1::text AND process_id = $2::bytea",
                     &[Param::Text(name), Param::Bytes(key(&me.id))],
                 )?;
@@ -684,6 +686,92 @@ impl<D: Driver> Backend for SqlBackend<D> {
         })
     }
 
+    fn limits(&self) -> Result<Vec<LimitInfo>, StoreError> {
+        self.driver.read(&mut |c| {
+            c.collect(
+                "SELECT l.tag, l.max_running,
+                     (SELECT COUNT(*) FROM limit_slots s WHERE s.tag = l.tag)
+                 FROM limits l ORDER BY l.tag",
+                &[],
+                |r| {
+                    Ok(LimitInfo {
+                        tag: text_at(r, 0)?,
+                        max: u32::try_from(int_at(r, 1)?).unwrap_or(u32::MAX),
+                        running: usize::try_from(int_at(r, 2)?).unwrap_or(0),
+                    })
+                },
+            )
+        })
+    }
+
+    fn set_limit(&self, tag: &str, max: Option<u32>) -> Result<bool, StoreError> {
+        self.driver.write(&mut |c| {
+            let had = c
+                .first(
+                    "SELECT 1 FROM limits WHERE tag = $1::text",
+                    &[Param::Text(tag)],
+                    |_| Ok(()),
+                )?
+                .is_some();
+            match max {
+                Some(max) => c.execute(
+                    "INSERT INTO limits (tag, max_running) VALUES ($1::text, $2::bigint)
+                     ON CONFLICT (tag) DO UPDATE SET max_running = excluded.max_running",
+                    &[Param::Text(tag), Param::Int(i64::from(max))],
+                )?,
+                // Runs holding slots keep them until they end; none is taken any more.
+                None => c.execute(
+                    "DELETE FROM limits WHERE tag = $1::text",
+                    &[Param::Text(tag)],
+                )?,
+            };
+            Ok(had)
+        })
+    }
+
+    /// The lowest free slot below the limit, by inserting it: two processes that try the same
+    /// number at once get it once. Slots left above a lowered limit count until they end.
+    fn take_slot(&self, tag: &str, task_run: Uuid, me: &ProcessInfo) -> Result<Slot, StoreError> {
+        self.driver.write(&mut |c| {
+            let Some(max) = c.first(
+                "SELECT max_running FROM limits WHERE tag = $1::text",
+                &[Param::Text(tag)],
+                |r| int_at(r, 0),
+            )?
+            else {
+                return Ok(Slot::Unlimited);
+            };
+            let held = c
+                .first(
+                    "SELECT COUNT(*) FROM limit_slots WHERE tag = $1::text",
+                    &[Param::Text(tag)],
+                    |r| int_at(r, 0),
+                )?
+                .unwrap_or(0);
+            if held >= max {
+                return Ok(Slot::Full);
+            }
+            for slot in 0..max {
+                let taken = c.first(
+                    "INSERT INTO limit_slots (tag, slot, task_run_id, process_id)
+                     VALUES ($1::text, $2::bigint, $3::bytea, $4::bytea)
+                     ON CONFLICT DO NOTHING RETURNING slot",
+                    &[
+                        Param::Text(tag),
+                        Param::Int(slot),
+                        Param::Bytes(key(&task_run)),
+                        Param::Bytes(key(&me.id)),
+                    ],
+                    |r| int_at(r, 0),
+                )?;
+                if taken.is_some() {
+                    return Ok(Slot::Taken);
+                }
+            }
+            Ok(Slot::Full)
+        })
+    }
+
     fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
         self.read_runs(|c, view| {
             let workers = c.collect(
@@ -713,7 +801,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
                     continue;
                 }
                 worker.deployments = c.collect(
-                    "SELECT deployment FROM deployment_workers WHERE process_id = $1
+                    "SELECT deployment FROM deployment_workers WHERE process_id = $1::bytea
                      ORDER BY deployment",
                     &[Param::Bytes(&id)],
                     |r| text_at(r, 0),
@@ -722,7 +810,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
                     .first(
                         &format!(
                             "SELECT COUNT(*) FROM flow_runs
-                             WHERE process_id = $1 AND state IN ('Scheduled', {})",
+                             WHERE process_id = $1::bytea AND state IN ('Scheduled', {})",
                             crash::UNFINISHED_FLOW
                         ),
                         &[Param::Bytes(&id)],

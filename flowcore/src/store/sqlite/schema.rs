@@ -118,7 +118,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // was claimed (its attempt: a run whose worker died is claimed again); how many times a
     // deployment's run is taken over after its worker died; when a process was taken for dead
     // by another, after which its writes are refused (fencing); and each process's lease (in
-    // microseconds), how long it may go without a heartbeat.
+    // microseconds), how long it may go without a heartbeat. Concurrency limits by tag for
+    // every process of the store, and their slots: a row per task run holding one.
     "CREATE TABLE deployment_workers (
         deployment TEXT NOT NULL,
         process_id BLOB NOT NULL,
@@ -133,7 +134,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE flow_runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE deployments ADD COLUMN crash_retries INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE processes ADD COLUMN fenced_at BIGINT;
-    ALTER TABLE processes ADD COLUMN lease BIGINT;",
+    ALTER TABLE processes ADD COLUMN lease BIGINT;
+    CREATE TABLE limits (
+        tag TEXT PRIMARY KEY,
+        max_running BIGINT NOT NULL
+    );
+    CREATE TABLE limit_slots (
+        tag TEXT NOT NULL,
+        slot BIGINT NOT NULL,
+        task_run_id BLOB NOT NULL,
+        process_id BLOB NOT NULL,
+        PRIMARY KEY (tag, slot)
+    );
+    CREATE INDEX limit_slots_by_task_run ON limit_slots (task_run_id);
+    CREATE INDEX limit_slots_by_process ON limit_slots (process_id);",
 ];
 
 /// The schema version this build writes.
@@ -145,6 +159,8 @@ pub(crate) const TABLES: &[&str] = &[
     "deployment_workers",
     "deployments",
     "flow_runs",
+    "limit_slots",
+    "limits",
     "logs",
     "processes",
     "schedule_ticks",
