@@ -182,6 +182,14 @@ pub async fn deployments(State(app): State<App>) -> Result<Json<Value>, ApiError
     ))
 }
 
+/// `GET /api/workers`: as `flowcore worker ls --json`.
+pub async fn workers(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let list = blocking(&app, |store| Ok(store.workers()?)).await?;
+    Ok(Json(
+        serde_json::to_value(list).map_err(|e| PageError::internal(e.to_string()))?,
+    ))
+}
+
 /// The largest body taken, as axum's default limit.
 const MAX_BODY: u64 = 2 << 20;
 

@@ -10,6 +10,7 @@ pub enum Section {
     Home,
     Runs,
     Deployments,
+    Workers,
     None,
 }
 
@@ -36,6 +37,7 @@ pub fn page(title: &str, section: Section, final_run: Option<bool>, body: Markup
                         (link("/", "Home", Section::Home))
                         (link("/runs", "Runs", Section::Runs))
                         (link("/deployments", "Deployments", Section::Deployments))
+                        (link("/workers", "Workers", Section::Workers))
                     }
                 }
                 main { (body) }

@@ -1,11 +1,11 @@
-//! The HTML pages: home, runs, one run, deployments.
+//! The HTML pages: home, runs, one run, deployments, workers.
 
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use flowcore::graph::TaskGraph;
-use flowcore::store::{FlowRunSummary, RunFilter};
+use flowcore::store::{DeploymentInfo, FlowRunSummary, RunFilter, ServedBy};
 use flowcore::{FlowRunRecord, StateKind, Store, Timestamp, Uuid};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -369,10 +369,7 @@ pub async fn deployments(State(app): State<App>) -> Result<Markup, PageError> {
                         td.flow { (d.flow) }
                         td.schedule { (d.schedule.as_deref().unwrap_or("when requested")) }
                         td.next-run { (d.next_run_at.map(layout::time).unwrap_or_else(|| "—".to_owned())) }
-                        td.served-by { (match &d.served_by {
-                            Some(p) => format!("pid {} on {}", p.pid, p.host),
-                            None => "not served".to_owned(),
-                        }) }
+                        td.served-by { (served_by(d)) }
                         td.last-runs {
                             @for r in &d.last_runs {
                                 a href=(format!("/runs/{}", r.id)) title=(r.name) { (badge(r.state)) } " "
@@ -390,9 +387,72 @@ pub async fn deployments(State(app): State<App>) -> Result<Markup, PageError> {
                 }
             }
         }
-        p.hint { "\"Run now\" requests a run as " code { "flowcore deployment run NAME" } " does: the process serving the deployment starts it within a second; with none serving it, it waits, Scheduled." }
+        p.hint { "\"Run now\" requests a run as " code { "flowcore deployment run NAME" } " does: one of the workers serving the deployment starts it within a second; with none serving it, it waits, Scheduled." }
     };
     Ok(page("Deployments", Section::Deployments, None, body))
+}
+
+/// Who serves a deployment, in the words of `flowcore deployment ls`: `not served`, its one
+/// worker, or `2 workers: pid 1 on a, pid 2 on b` (oldest first).
+fn served_by(d: &DeploymentInfo) -> Markup {
+    let worker = |p: &ServedBy| {
+        html! { span.worker data-pid=(p.pid) data-host=(p.host) { "pid " (p.pid) " on " (p.host) } }
+    };
+    match (d.workers.as_slice(), &d.served_by) {
+        ([], None) => html! { "not served" },
+        // A store that names its serving process without listing its workers: one written
+        // before workers were recorded.
+        ([], Some(p)) | ([p], _) => worker(p),
+        (all, _) => html! {
+            a href="/workers" { (all.len()) " workers" } ": "
+            @for (i, p) in all.iter().enumerate() {
+                @if i > 0 { ", " }
+                (worker(p))
+            }
+        },
+    }
+}
+
+/// What the workers page and `flowcore worker ls` say when no process serves a deployment.
+const NO_WORKERS: &str = "No workers: no live process serves a deployment with this store.";
+
+/// `/workers`: the live processes serving deployments with this store, oldest first.
+pub async fn workers(State(app): State<App>) -> Result<Markup, PageError> {
+    let list = blocking(&app, |store| Ok(store.workers()?)).await?;
+    let now = Timestamp::wall_now();
+    let body = html! {
+        h1 { "Workers" }
+        table #workers {
+            thead { tr { th { "Worker" } th { "Host" } th.num { "Pid" } th { "Started" } th { "Last heartbeat" } th.num { "Runs held" } th { "Deployments" } } }
+            tbody {
+                @for w in &list {
+                    tr.worker data-worker-id=(w.id) {
+                        td.id { code { (w.id) } }
+                        td.host { (w.host) }
+                        td.pid.num { (w.pid) }
+                        td.started { (layout::time(w.started_at)) }
+                        td.heartbeat {
+                            (layout::time(w.heartbeat_at))
+                            // Whole seconds: the heartbeat comes every few, so finer is noise.
+                            " " span.age { "(" (now.duration_since(w.heartbeat_at).as_secs()) " s ago)" }
+                        }
+                        td.runs-held.num { (w.runs_held) }
+                        td.deployments {
+                            @for (i, name) in w.deployments.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                span.deployment { (name) }
+                            }
+                        }
+                    }
+                }
+                @if list.is_empty() {
+                    tr { td colspan="7" .empty { (NO_WORKERS) } }
+                }
+            }
+        }
+        p.hint { "A worker is a process serving deployments with " code { "flowcore::serve" } ", on any host; several may serve the same deployment, and each run goes to one of them. One that stops is gone at once; one that dies, once it is known dead: at once if it ran on this dashboard's host (by host name), else once it has gone longer than its lease without a heartbeat." }
+    };
+    Ok(page("Workers", Section::Workers, None, body))
 }
 
 /// `POST /deployments/<name>/run`: requests a run, then shows it.
