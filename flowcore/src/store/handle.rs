@@ -114,8 +114,8 @@ impl Store {
         Store::started(Arc::new(backend), process)
     }
 
-    /// The store at `target`, for recording runs: [`Store::postgres`] for a `postgres://` URL,
-    /// [`Store::sqlite`] for a path. What `FLOWCORE_STORE` may hold.
+    /// The store at `target`, for recording runs: `Store::postgres` (feature `postgres`) for a
+    /// `postgres://` URL, [`Store::sqlite`] for a path. What `FLOWCORE_STORE` may hold.
     pub fn open(target: impl AsRef<std::ffi::OsStr>) -> Result<Store, StoreError> {
         let target = target.as_ref();
         #[cfg(feature = "postgres")]
