@@ -137,6 +137,76 @@ fn signal(running: &Running, name: &str) {
     assert!(status.success());
 }
 
+/// Waits until the run `id` runs again, claimed a second time, after its worker was lost.
+fn wait_for_second_attempt(ts: &TestStore, id: Uuid) {
+    wait_until("the run to be Running again, attempt 2", None, || {
+        (ts.count(
+            "SELECT COUNT(*) FROM flow_runs WHERE id = $1 AND state = 'Running' AND claims = 2",
+            &[id.as_bytes()],
+        ) == 1)
+            .then_some(())
+    });
+}
+
+/// Waits until the run `id` ends, and reads it back as a reader does.
+fn wait_for_end(ts: &TestStore, id: Uuid) -> flowcore::FlowRunRecord {
+    wait_until("the run to end", None, || {
+        Store::open_existing(ts.target())
+            .unwrap()
+            .flow_run(id)
+            .unwrap()
+            .filter(|r| r.state().is_final())
+    })
+}
+
+/// What a run taken over after its worker was lost shows: its history through the crash and
+/// the second attempt, Completed once, and its task runs of both attempts, none unfinished.
+fn assert_taken_over(ts: &TestStore, record: &flowcore::FlowRunRecord) {
+    assert_eq!(
+        record.history.kinds(),
+        [
+            Scheduled, Pending, Running, Crashed, Scheduled, Pending, Running, Completed
+        ],
+        "{:#?}",
+        record.history
+    );
+    assert_eq!(
+        record.history[4].message.as_deref(),
+        Some("to be taken over by another worker: attempt 2 of 2")
+    );
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(*) FROM states WHERE run_id = $1 AND kind = 'Completed'",
+            &[record.id.as_bytes()],
+        ),
+        1,
+        "Completed once"
+    );
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(*) FROM task_runs
+             WHERE flow_run_id = $1 AND state IN ('Pending', 'Running', 'Retrying')",
+            &[record.id.as_bytes()],
+        ),
+        0,
+        "no task run left unfinished"
+    );
+    let steps: Vec<_> = record
+        .task_runs
+        .iter()
+        .map(|t| (t.task.to_string(), t.state().kind))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("first_step".to_owned(), Completed),
+            ("long_step".to_owned(), Crashed),
+            ("first_step".to_owned(), Completed),
+            ("long_step".to_owned(), Completed),
+        ]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async fn three_workers_run_each_scheduled_time_once(ts: &TestStore) {
@@ -250,22 +320,10 @@ async fn a_killed_workers_run_is_taken_over_by_another_as_its_next_attempt(ts: &
 
     // The other worker finds it dead (by its heartbeat: another host), and claims the run as
     // its second attempt; the long step runs again there, and ends once GO is there.
-    wait_until("the run to be Running again, attempt 2", None, || {
-        (ts.count(
-            "SELECT COUNT(*) FROM flow_runs WHERE id = $1 AND state = 'Running' AND claims = 2",
-            &[id.as_bytes()],
-        ) == 1)
-            .then_some(())
-    });
+    wait_for_second_attempt(ts, id);
     let takeover = killed_at.elapsed();
     std::fs::write(dir.path().join("go"), "go").unwrap();
-    let record = wait_until("the run to end", None, || {
-        Store::open_existing(ts.target())
-            .unwrap()
-            .flow_run(id)
-            .unwrap()
-            .filter(|r| r.state().is_final())
-    });
+    let record = wait_for_end(ts, id);
     std::fs::write(dir.path().join("stop"), "stop").unwrap();
     for (_, w) in workers {
         w.finish();
@@ -276,14 +334,7 @@ async fn a_killed_workers_run_is_taken_over_by_another_as_its_next_attempt(ts: &
         takeover < Duration::from_secs(15),
         "taken over {takeover:?} after the kill"
     );
-    assert_eq!(
-        record.history.kinds(),
-        [
-            Scheduled, Pending, Running, Crashed, Scheduled, Pending, Running, Completed
-        ],
-        "{:#?}",
-        record.history
-    );
+    assert_taken_over(ts, &record);
     let crashed = &record.history[3];
     assert!(
         crashed
@@ -291,41 +342,6 @@ async fn a_killed_workers_run_is_taken_over_by_another_as_its_next_attempt(ts: &
             .as_deref()
             .is_some_and(|m| m.contains(&format!(" on {holder}) stopped"))),
         "{crashed:?}"
-    );
-    assert_eq!(
-        record.history[4].message.as_deref(),
-        Some("to be taken over by another worker: attempt 2 of 2")
-    );
-    // Completed once; the first attempt's task runs all ended (the long one Crashed), none
-    // left unfinished.
-    assert_eq!(
-        ts.count(
-            "SELECT COUNT(*) FROM states WHERE run_id = $1 AND kind = 'Completed'",
-            &[id.as_bytes()],
-        ),
-        1
-    );
-    assert_eq!(
-        ts.count(
-            "SELECT COUNT(*) FROM task_runs
-             WHERE flow_run_id = $1 AND state IN ('Pending', 'Running', 'Retrying')",
-            &[id.as_bytes()],
-        ),
-        0
-    );
-    let steps: Vec<_> = record
-        .task_runs
-        .iter()
-        .map(|t| (t.task.to_string(), t.state().kind))
-        .collect();
-    assert_eq!(
-        steps,
-        [
-            ("first_step".to_owned(), Completed),
-            ("long_step".to_owned(), Crashed),
-            ("first_step".to_owned(), Completed),
-            ("long_step".to_owned(), Completed),
-        ]
     );
 }
 
@@ -345,13 +361,7 @@ async fn a_worker_cut_off_past_its_lease_loses_its_run_and_its_late_writes_are_r
     signal(&paused, "STOP");
 
     // Past its lease, the other worker takes it for dead and takes over its run.
-    wait_until("the run to be Running again, attempt 2", None, || {
-        (ts.count(
-            "SELECT COUNT(*) FROM flow_runs WHERE id = $1 AND state = 'Running' AND claims = 2",
-            &[id.as_bytes()],
-        ) == 1)
-            .then_some(())
-    });
+    wait_for_second_attempt(ts, id);
     // Back, with its long step able to finish: whatever it writes now must change nothing.
     std::fs::write(dir.path().join("go"), "go").unwrap();
     signal(&paused, "CONT");
@@ -368,49 +378,14 @@ async fn a_worker_cut_off_past_its_lease_loses_its_run_and_its_late_writes_are_r
         show(&out)
     );
 
-    let record = wait_until("the run to end", None, || {
-        Store::open_existing(ts.target())
-            .unwrap()
-            .flow_run(id)
-            .unwrap()
-            .filter(|r| r.state().is_final())
-    });
+    let record = wait_for_end(ts, id);
     std::fs::write(dir.path().join("stop"), "stop").unwrap();
     for (_, w) in workers {
         w.finish();
     }
-    assert_eq!(
-        record.history.kinds(),
-        [
-            Scheduled, Pending, Running, Crashed, Scheduled, Pending, Running, Completed
-        ],
-        "{:#?}",
-        record.history
-    );
     // The first attempt's long step stays Crashed: its worker finished it, late, and was
     // refused.
-    let steps: Vec<_> = record
-        .task_runs
-        .iter()
-        .map(|t| (t.task.to_string(), t.state().kind))
-        .collect();
-    assert_eq!(
-        steps,
-        [
-            ("first_step".to_owned(), Completed),
-            ("long_step".to_owned(), Crashed),
-            ("first_step".to_owned(), Completed),
-            ("long_step".to_owned(), Completed),
-        ]
-    );
-    assert_eq!(
-        ts.count(
-            "SELECT COUNT(*) FROM states WHERE run_id = $1 AND kind = 'Completed'",
-            &[id.as_bytes()],
-        ),
-        1,
-        "Completed once"
-    );
+    assert_taken_over(ts, &record);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -544,27 +519,10 @@ fn across_hosts_a_killed_worker_and_a_worker_cut_off_lose_their_runs_to_another(
     let (first, holder) = start_long_job(ts);
     let at = workers.iter().position(|(h, _)| *h == holder).unwrap();
     workers.remove(at).1.kill();
-    wait_until("the first run to be Running again, attempt 2", None, || {
-        (ts.count(
-            "SELECT COUNT(*) FROM flow_runs WHERE id = $1 AND state = 'Running' AND claims = 2",
-            &[first.as_bytes()],
-        ) == 1)
-            .then_some(())
-    });
+    wait_for_second_attempt(ts, first);
     std::fs::write(dir.path().join("go"), "go").unwrap();
-    let record = wait_until("the first run to end", None, || {
-        Store::open_existing(ts.target())
-            .unwrap()
-            .flow_run(first)
-            .unwrap()
-            .filter(|r| r.state().is_final())
-    });
-    assert_eq!(
-        record.history.kinds(),
-        [
-            Scheduled, Pending, Running, Crashed, Scheduled, Pending, Running, Completed
-        ]
-    );
+    let record = wait_for_end(ts, first);
+    assert_taken_over(ts, &record);
     std::fs::remove_file(dir.path().join("go")).unwrap();
 
     // Cut off: its link down past its lease, then back. Its run was taken over meanwhile,
@@ -574,25 +532,9 @@ fn across_hosts_a_killed_worker_and_a_worker_cut_off_lose_their_runs_to_another(
     let (_, cut) = workers.remove(at);
     let netns = hosts.net.host(holder["host-".len()..].parse().unwrap());
     netns.cut();
-    wait_until(
-        "the second run to be Running again, attempt 2",
-        None,
-        || {
-            (ts.count(
-                "SELECT COUNT(*) FROM flow_runs WHERE id = $1 AND state = 'Running' AND claims = 2",
-                &[second.as_bytes()],
-            ) == 1)
-                .then_some(())
-        },
-    );
+    wait_for_second_attempt(ts, second);
     std::fs::write(dir.path().join("go"), "go").unwrap();
-    let record = wait_until("the second run to end", None, || {
-        Store::open_existing(ts.target())
-            .unwrap()
-            .flow_run(second)
-            .unwrap()
-            .filter(|r| r.state().is_final())
-    });
+    let record = wait_for_end(ts, second);
     let states_before = ts.count(
         "SELECT COUNT(*) FROM states WHERE run_id = $1
              OR run_id IN (SELECT id FROM task_runs WHERE flow_run_id = $1)",
@@ -615,19 +557,7 @@ fn across_hosts_a_killed_worker_and_a_worker_cut_off_lose_their_runs_to_another(
         states_before,
         "the worker that was cut off wrote nothing once back"
     );
-    assert_eq!(
-        record.history.kinds(),
-        [
-            Scheduled, Pending, Running, Crashed, Scheduled, Pending, Running, Completed
-        ]
-    );
-    assert_eq!(
-        ts.count(
-            "SELECT COUNT(*) FROM states WHERE run_id = $1 AND kind = 'Completed'",
-            &[second.as_bytes()],
-        ),
-        1
-    );
+    assert_taken_over(ts, &record);
     std::fs::write(dir.path().join("stop"), "stop").unwrap();
     for (_, w) in workers {
         w.finish();
