@@ -137,6 +137,40 @@ fn signal(running: &Running, name: &str) {
     assert!(status.success());
 }
 
+/// Each of the `runs` runs of `tick` has its own scheduled time (its `Scheduled` state names it)
+/// and ended `Completed`, once, with its one task run Completed.
+fn assert_each_tick_completed_once(ts: &TestStore, runs: i64) {
+    let of_tick = "(SELECT id FROM flow_runs WHERE deployment = 'tick')";
+    let count = |sql: String| ts.count(&sql, &[]);
+    assert_eq!(
+        count(format!(
+            "SELECT COUNT(DISTINCT message) FROM states WHERE kind = 'Scheduled' AND run_id IN {of_tick}"
+        )),
+        runs,
+        "no scheduled time twice"
+    );
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM flow_runs WHERE deployment = 'tick' AND state = 'Completed'"
+                .to_owned()
+        ),
+        runs
+    );
+    assert_eq!(
+        count(format!(
+            "SELECT COUNT(*) FROM states WHERE kind = 'Completed' AND run_id IN {of_tick}"
+        )),
+        runs,
+        "Completed once"
+    );
+    assert_eq!(
+        count(format!(
+            "SELECT COUNT(*) FROM task_runs WHERE state = 'Completed' AND flow_run_id IN {of_tick}"
+        )),
+        runs
+    );
+}
+
 /// Waits until the run `id` runs again, claimed a second time, after its worker was lost.
 fn wait_for_second_attempt(ts: &TestStore, id: Uuid) {
     wait_until("the run to be Running again, attempt 2", None, || {
@@ -240,38 +274,15 @@ async fn three_workers_run_each_scheduled_time_once(ts: &TestStore) {
         "{runs} runs in 8 s of a schedule of every second"
     );
     assert_eq!(runs, times, "one run per scheduled time");
-    // No scheduled time twice: each run's `Scheduled` state names its time.
-    assert_eq!(
-        ts.count(
-            "SELECT COUNT(DISTINCT message) FROM states
-             WHERE kind = 'Scheduled' AND run_id IN (SELECT id FROM flow_runs WHERE deployment = 'tick')",
-            &[],
-        ),
-        runs
-    );
-    // Every run Completed, once.
-    assert_eq!(
-        ts.count(
-            "SELECT COUNT(*) FROM flow_runs WHERE deployment = 'tick' AND state = 'Completed'",
-            &[],
-        ),
-        runs
-    );
-    assert_eq!(
-        ts.count(
-            "SELECT COUNT(*) FROM states WHERE kind = 'Completed'
-                 AND run_id IN (SELECT id FROM flow_runs WHERE deployment = 'tick')",
-            &[],
-        ),
-        runs
-    );
+    assert_each_tick_completed_once(ts, runs);
     assert_eq!(
         ts.count(
             "SELECT COUNT(*) FROM task_runs
              WHERE flow_run_id IN (SELECT id FROM flow_runs WHERE deployment = 'tick')",
             &[],
         ),
-        runs
+        runs,
+        "one task run per flow run"
     );
     // Which worker ran each time is whichever asked first: they share the work.
     let by = ts.count(
@@ -467,30 +478,7 @@ fn across_hosts_each_scheduled_time_runs_once_through_a_postgres_restart() {
         &[],
     );
     assert_eq!(runs, span, "a run for every second, none twice");
-    assert_eq!(
-        ts.count(
-            "SELECT COUNT(DISTINCT message) FROM states
-             WHERE kind = 'Scheduled' AND run_id IN (SELECT id FROM flow_runs WHERE deployment = 'tick')",
-            &[],
-        ),
-        runs
-    );
-    // None stuck: every run Completed once, with its task run.
-    assert_eq!(
-        ts.count(
-            "SELECT COUNT(*) FROM flow_runs WHERE deployment = 'tick' AND state = 'Completed'",
-            &[],
-        ),
-        runs
-    );
-    assert_eq!(
-        ts.count(
-            "SELECT COUNT(*) FROM task_runs WHERE state = 'Completed'
-                 AND flow_run_id IN (SELECT id FROM flow_runs WHERE deployment = 'tick')",
-            &[],
-        ),
-        runs
-    );
+    assert_each_tick_completed_once(ts, runs);
     let by = ts.count(
         "SELECT COUNT(DISTINCT host) FROM processes
          WHERE id IN (SELECT process_id FROM flow_runs WHERE deployment = 'tick')",
