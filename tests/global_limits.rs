@@ -150,6 +150,15 @@ async fn a_killed_process_gives_its_slots_back(ts: &TestStore) {
         [("LIMITS_CHILD", "hang".as_ref()), ("STORE", ts.target())],
     ));
     hanging.wait_for_line("HOLDING");
+    // The slot is committed when it is taken; the task run's Running state, with a commit of
+    // the writer's own, which is waited for before the kill.
+    wait_until("the task run to be Running in the store", None, || {
+        (ts.count(
+            "SELECT COUNT(*) FROM task_runs WHERE state = 'Running'",
+            &[],
+        ) == 1)
+            .then_some(())
+    });
     assert_eq!(ts.count("SELECT COUNT(*) FROM limit_slots", &[]), 1);
     hanging.kill();
     // The next process to open the store for writing finds it dead, and frees its slot.
