@@ -192,6 +192,10 @@ pub(crate) fn flow_record(
     backend: &dyn Backend,
     row: FlowRow,
 ) -> Result<FlowRunRecord, StoreError> {
+    // The run's states first: each read sees what was committed by then, so a run read as
+    // ended has every task run and subflow run it had when it ended (read after its states, a
+    // run read mid-flight could show ended without the task runs it had by then).
+    let history = History::from_states(backend.states(row.id)?);
     let mut task_runs = Vec::new();
     for task in backend.task_rows(row.id)? {
         task_runs.push(task_record(backend, task)?);
@@ -201,7 +205,7 @@ pub(crate) fn flow_record(
         subflow_runs.push(flow_record(backend, child)?);
     }
     Ok(FlowRunRecord {
-        history: History::from_states(backend.states(row.id)?),
+        history,
         id: row.id,
         name: row.name,
         flow: Cow::Owned(row.flow),
