@@ -542,7 +542,7 @@ async fn bad_deployments_are_refused_at_start_naming_them() {
     );
     assert_eq!(
         error(vec![]).await,
-        "nothing to serve: give `flowcore::serve` at least one Deployment"
+        "nothing to serve: give `flowcore::serve` at least one Deployment, or `flowcore::serve_tasks` at least one background task"
     );
     assert!(runs_of("soon").is_empty());
 }

@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use flowcore::StateKind::*;
-use flowcore::{Deployment, Store, Uuid, flow, task};
+use flowcore::{Deployment, Store, Uuid, background, flow, task};
 use support::backends::TestStore;
 use support::netns::{Host, Network};
 use support::{
@@ -27,6 +27,7 @@ use support::{
 
 store_tests!(
     three_workers_run_each_scheduled_time_once,
+    a_thousand_delayed_runs_over_three_workers_one_killed_each_run_once,
     a_killed_workers_run_is_taken_over_by_another_as_its_next_attempt,
     a_worker_cut_off_past_its_lease_loses_its_run_and_its_late_writes_are_refused,
 );
@@ -66,8 +67,27 @@ async fn long_job() -> u32 {
     first_step().await + long_step().await
 }
 
-/// A worker: serves `tick` every second (with `TICK`) and `long_job` (on request) on the
-/// `STORE` it is given, until the `STOP` file appears.
+/// Records that this process ran it for `n` (a line in a file of the process's own in
+/// `EFFECTS`), then takes a while: a worker killed meanwhile has done the side effect but not
+/// finished the run.
+#[task(background)]
+async fn side_effect_square(n: u64) -> u64 {
+    use std::io::Write as _;
+    let effects = env_path("EFFECTS").expect("EFFECTS");
+    // One write of the whole line: the worker's runs append to its file at once.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(effects.join(std::process::id().to_string()))
+        .and_then(|mut f| f.write_all(format!("{n}\n").as_bytes()))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    n * n
+}
+
+/// A worker: serves `tick` every second (with `TICK`), `long_job` (on request) and the
+/// background task `side_effect_square` (with `TASKS`) on the `STORE` it is given, until the
+/// `STOP` file appears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run as a child process by the tests of tests/workers.rs"]
 async fn child_worker() {
@@ -86,16 +106,20 @@ async fn child_worker() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
+    let mut serve = flowcore::serve(deployments);
+    if std::env::var_os("TASKS").is_some() {
+        serve = serve.tasks([background(side_effect_square)]).task_limit(8);
+    }
     println!("WORKER_READY");
-    let served = flowcore::serve(deployments).with_shutdown(stopped).await;
+    let served = serve.with_shutdown(stopped).await;
     match served {
         Ok(()) => println!("WORKER_STOPPED"),
         Err(e) => println!("WORKER_FAILED {e}"),
     }
 }
 
-fn worker(ts: &TestStore, dir: &Path, host: &str, tick: bool) -> Running {
-    worker_on(None, ts.target(), LEASE, dir, host, tick)
+fn worker(ts: &TestStore, dir: &Path, host: &str, serves: Serves) -> Running {
+    worker_on(None, ts.target(), LEASE, dir, host, serves)
 }
 
 /// A worker on `store`, in the namespace of `netns` if given (else this host), known as
@@ -106,12 +130,13 @@ fn worker_on(
     lease: &str,
     dir: &Path,
     host: &str,
-    tick: bool,
+    serves: Serves,
 ) -> Running {
     let envs = [
         ("WORKER_STORE", store),
         ("STOP", dir.join("stop").as_os_str()),
         ("GO", dir.join("go").as_os_str()),
+        ("EFFECTS", dir.as_os_str()),
         ("FLOWCORE_HOST", OsStr::new(host)),
         ("FLOWCORE_LEASE", OsStr::new(lease)),
         ("NO_COLOR", OsStr::new("1")),
@@ -121,12 +146,28 @@ fn worker_on(
         Some(netns) => netns.child("child_worker", envs),
         None => child("child_worker", envs),
     };
-    if tick {
-        cmd.env("TICK", "1");
+    match serves {
+        Serves::LongJob => {}
+        Serves::Tick => {
+            cmd.env("TICK", "1");
+        }
+        Serves::Tasks => {
+            cmd.env("TASKS", "1");
+        }
     }
     let mut running = Running::spawn(&mut cmd);
     running.wait_for_line("WORKER_READY");
     running
+}
+
+/// What a worker serves besides `long-job`.
+#[derive(Clone, Copy)]
+enum Serves {
+    LongJob,
+    /// `tick`, every second.
+    Tick,
+    /// The background task `side_effect_square`.
+    Tasks,
 }
 
 fn signal(running: &Running, name: &str) {
@@ -247,7 +288,7 @@ async fn three_workers_run_each_scheduled_time_once(ts: &TestStore) {
     let dir = support::tempdir();
     let workers: Vec<Running> = ["host-a", "host-b", "host-c"]
         .iter()
-        .map(|host| worker(ts, dir.path(), host, true))
+        .map(|host| worker(ts, dir.path(), host, Serves::Tick))
         .collect();
     // Eight scheduled times, at least, for all three.
     std::thread::sleep(Duration::from_secs(8));
@@ -294,6 +335,131 @@ async fn three_workers_run_each_scheduled_time_once(ts: &TestStore) {
 
 // ---------------------------------------------------------------------------------------------
 
+async fn a_thousand_delayed_runs_over_three_workers_one_killed_each_run_once(ts: &TestStore) {
+    let dir = support::tempdir();
+    let workers: Vec<Running> = ["host-a", "host-b", "host-c"]
+        .iter()
+        .map(|host| worker(ts, dir.path(), host, Serves::Tasks))
+        .collect();
+    delay_a_thousand_and_kill_one(ts, dir.path(), workers).await;
+}
+
+/// Delays 1,000 runs of `side_effect_square` from this process (`map(…).on_workers()`), kills
+/// the first of `workers` once 300 have completed, and checks what the issue asks: every value
+/// gathered in order, each run `Completed` exactly once, each side effect done once by the
+/// worker that completed the run (the killed worker's runs in flight were taken over and done
+/// again elsewhere, as their second attempt), and the killed worker's runs changed nothing but
+/// timing.
+async fn delay_a_thousand_and_kill_one(ts: &TestStore, dir: &Path, mut workers: Vec<Running>) {
+    const RUNS: u64 = 1_000;
+    let victim = workers.remove(0);
+    let victim_pid = victim.child.id();
+    let completed = || {
+        ts.count(
+            "SELECT COUNT(*) FROM task_runs WHERE task = 'side_effect_square' AND state = 'Completed'",
+            &[],
+        )
+    };
+    // Midway, and while it holds runs.
+    let victims_running = || {
+        ts.count(
+            &format!(
+                "SELECT COUNT(*) FROM task_runs t JOIN processes p ON p.id = t.process_id
+                 WHERE t.task = 'side_effect_square' AND t.state = 'Running'
+                     AND p.pid = {victim_pid}"
+            ),
+            &[],
+        )
+    };
+    let kill = async {
+        while completed() < 300 || victims_running() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        victim.kill();
+    };
+    let started = Instant::now();
+    let gather = ts
+        .store()
+        .scope(flowcore::map(0..RUNS, side_effect_square).on_workers());
+    let (values, _) = tokio::join!(gather, kill);
+    let values = values.unwrap();
+    let took = started.elapsed();
+    std::fs::write(dir.join("stop"), "stop").unwrap();
+    for w in workers {
+        w.finish();
+    }
+
+    let values: Vec<u64> = values.into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        values,
+        (0..RUNS).map(|n| n * n).collect::<Vec<_>>(),
+        "in order"
+    );
+    let of_task = "(SELECT id FROM task_runs WHERE task = 'side_effect_square')";
+    assert_eq!(completed(), RUNS as i64);
+    assert_eq!(
+        ts.count(
+            &format!(
+                "SELECT COUNT(*) FROM states WHERE kind = 'Completed' AND run_id IN {of_task}"
+            ),
+            &[]
+        ),
+        RUNS as i64,
+        "each run Completed once"
+    );
+    // Side effects, by the process that did them.
+    let mut done_by: std::collections::HashMap<u32, Vec<u64>> = Default::default();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(pid) = path
+            .file_name()
+            .and_then(|n| n.to_str()?.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let lines = support::lines(&path);
+        done_by.insert(pid, lines.iter().map(|l| l.parse().unwrap()).collect());
+    }
+    let completed_by_victim = ts.count(
+        &format!(
+            "SELECT COUNT(*) FROM task_runs t JOIN processes p ON p.id = t.process_id
+             WHERE t.task = 'side_effect_square' AND t.state = 'Completed' AND p.pid = {victim_pid}"
+        ),
+        &[],
+    );
+    let mut by_survivors: Vec<u64> = done_by
+        .iter()
+        .filter(|(pid, _)| **pid != victim_pid)
+        .flat_map(|(_, done)| done.iter().copied())
+        .collect();
+    by_survivors.sort_unstable();
+    let before = by_survivors.len();
+    by_survivors.dedup();
+    assert_eq!(
+        before,
+        by_survivors.len(),
+        "no side effect twice among the survivors"
+    );
+    assert_eq!(
+        by_survivors.len() as i64,
+        RUNS as i64 - completed_by_victim,
+        "every run the survivors completed, done once"
+    );
+    let by_victim = done_by.get(&victim_pid).map_or(0, Vec::len) as i64;
+    let taken_over = ts.count("SELECT COUNT(*) FROM task_requests WHERE claims = 2", &[]);
+    assert!(
+        by_victim >= completed_by_victim && taken_over >= by_victim - completed_by_victim,
+        "the killed worker's unfinished runs ({}) were taken over ({taken_over})",
+        by_victim - completed_by_victim
+    );
+    assert!(taken_over >= 1, "the worker was killed with runs in flight");
+    println!(
+        "{RUNS} delayed runs in {took:?}; the killed worker had completed {completed_by_victim}, {taken_over} were taken over"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+
 /// Requests a run of `long-job` and waits until its long step runs on one of the workers;
 /// returns the run's id and the host of the worker running it.
 fn start_long_job(ts: &TestStore) -> (Uuid, String) {
@@ -321,7 +487,12 @@ async fn a_killed_workers_run_is_taken_over_by_another_as_its_next_attempt(ts: &
     let dir = support::tempdir();
     let mut workers: Vec<(String, Running)> = ["host-a", "host-b"]
         .iter()
-        .map(|host| (host.to_string(), worker(ts, dir.path(), host, false)))
+        .map(|host| {
+            (
+                host.to_string(),
+                worker(ts, dir.path(), host, Serves::LongJob),
+            )
+        })
         .collect();
     let (id, holder) = start_long_job(ts);
     let at = workers.iter().position(|(h, _)| *h == holder).unwrap();
@@ -364,7 +535,12 @@ async fn a_worker_cut_off_past_its_lease_loses_its_run_and_its_late_writes_are_r
     let dir = support::tempdir();
     let mut workers: Vec<(String, Running)> = ["host-a", "host-b"]
         .iter()
-        .map(|host| (host.to_string(), worker(ts, dir.path(), host, false)))
+        .map(|host| {
+            (
+                host.to_string(),
+                worker(ts, dir.path(), host, Serves::LongJob),
+            )
+        })
         .collect();
     let (id, holder) = start_long_job(ts);
     let at = workers.iter().position(|(h, _)| *h == holder).unwrap();
@@ -427,7 +603,7 @@ impl Hosts {
         })
     }
 
-    fn worker(&self, i: usize, lease: &str, dir: &Path, tick: bool) -> Running {
+    fn worker(&self, i: usize, lease: &str, dir: &Path, serves: Serves) -> Running {
         let host = self.net.host(i);
         worker_on(
             Some(host),
@@ -435,7 +611,7 @@ impl Hosts {
             lease,
             dir,
             &format!("host-{i}"),
-            tick,
+            serves,
         )
     }
 }
@@ -448,7 +624,7 @@ fn across_hosts_each_scheduled_time_runs_once_through_a_postgres_restart() {
     let dir = support::tempdir();
     // A lease longer than the restart: no worker is taken for dead while the server is away.
     let workers: Vec<Running> = (0..3)
-        .map(|i| hosts.worker(i, "20s", dir.path(), true))
+        .map(|i| hosts.worker(i, "20s", dir.path(), Serves::Tick))
         .collect();
     std::thread::sleep(Duration::from_secs(4));
     hosts.pg.restart(Shutdown::Fast);
@@ -498,7 +674,7 @@ fn across_hosts_a_killed_worker_and_a_worker_cut_off_lose_their_runs_to_another(
         .map(|i| {
             (
                 format!("host-{i}"),
-                hosts.worker(i, LEASE, dir.path(), false),
+                hosts.worker(i, LEASE, dir.path(), Serves::LongJob),
             )
         })
         .collect();
@@ -550,4 +726,22 @@ fn across_hosts_a_killed_worker_and_a_worker_cut_off_lose_their_runs_to_another(
     for (_, w) in workers {
         w.finish();
     }
+}
+
+#[test]
+fn across_hosts_a_thousand_delayed_runs_over_three_workers_one_killed_each_run_once() {
+    let Some(hosts) = Hosts::new(3, "across_delayed") else {
+        return;
+    };
+    let dir = support::tempdir();
+    let workers: Vec<Running> = (0..3)
+        .map(|i| hosts.worker(i, LEASE, dir.path(), Serves::Tasks))
+        .collect();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(delay_a_thousand_and_kill_one(
+            &hosts.ts,
+            dir.path(),
+            workers,
+        ));
 }

@@ -159,6 +159,78 @@ where
 }
 
 // ---------------------------------------------------------------------------------------------
+// `background`: the arguments go to a worker as JSON, the output comes back as JSON.
+
+pub use crate::background::{
+    Background, BackgroundMarker, BackgroundTask, Backgrounded, Claim, run_claimed,
+};
+
+/// One argument of a background task. The macros call it as
+/// `<T as BackgroundArg>::to_json(&arg)` and `<T as BackgroundArg>::from_json(value)` with the
+/// argument's type as written, so a type that is not a serde type is reported once, at that
+/// type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` must implement `serde::Serialize` and `serde::Deserialize`: the arguments of a background task are sent to a worker as JSON",
+    label = "not `Serialize` and `Deserialize`",
+    note = "derive both for it (`#[derive(Serialize, Deserialize)]`), pass an owned type (`String` for `&str`), or remove `background`"
+)]
+pub trait BackgroundArg: Sized {
+    /// The argument as JSON, or why it does not serialize.
+    fn to_json(&self) -> Result<serde_json::Value, String>;
+    /// The argument read back by a worker.
+    fn from_json(value: serde_json::Value) -> Result<Self, String>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned + Send + 'static> BackgroundArg for T {
+    fn to_json(&self) -> Result<serde_json::Value, String> {
+        serde_json::to_value(self).map_err(|e| e.to_string())
+    }
+
+    fn from_json(value: serde_json::Value) -> Result<Self, String> {
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+}
+
+/// A call's arguments as the JSON array a worker decodes them from.
+pub fn background_arguments(
+    args: impl IntoIterator<Item = Result<serde_json::Value, String>>,
+) -> Result<String, String> {
+    let args: Vec<serde_json::Value> = args.into_iter().collect::<Result<_, _>>()?;
+    serde_json::to_string(&args).map_err(|e| e.to_string())
+}
+
+/// A delayed run's arguments as a worker reads them: one JSON value per parameter of the
+/// task, in order, each then decoded by [`BackgroundArg::from_json`].
+pub fn decode_arguments(
+    task: &str,
+    json: &str,
+    count: usize,
+) -> Result<std::vec::IntoIter<serde_json::Value>, String> {
+    let wrong = |why: String| {
+        format!(
+            "the arguments recorded for task '{task}' do not fit its parameters ({why}): was the run delayed by another version of the program?"
+        )
+    };
+    let values: Vec<serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| wrong(e.to_string()))?;
+    if values.len() != count {
+        return Err(wrong(format!("{} recorded, {count} taken", values.len())));
+    }
+    Ok(values.into_iter())
+}
+
+/// An argument of [`decode_arguments`] decoded to its parameter's type, or why it does not
+/// fit.
+pub fn argument<T>(task: &str, decoded: Result<T, String>) -> Result<T, String> {
+    decoded.map_err(|e| {
+        format!("an argument recorded for task '{task}' does not fit its parameter ({e}): was the run delayed by another version of the program?")
+    })
+}
+
+pub use crate::background::BackgroundValue;
+
+// ---------------------------------------------------------------------------------------------
 // `timeout`.
 
 /// The error type of a task or flow with `timeout`.
@@ -212,6 +284,10 @@ impl<R> TaskBody for Unexpanded<R, TaskRunRecord> {
     }
 
     fn task_name(&self) -> &'static str {
+        match self.0 {}
+    }
+
+    fn tags(&self) -> &'static [Cow<'static, str>] {
         match self.0 {}
     }
 }

@@ -156,15 +156,20 @@ pub(crate) enum Ending<R> {
 
 /// Runs attempts until one succeeds, retries run out, `retry_if` says stop, or the body
 /// panics. Records Running, Retrying and the final state on `run`.
-pub(crate) async fn attempt_loop<K, R, A>(
-    run: &mut impl LiveRun,
+///
+/// `succeeded` sees a successful output just before the run's `Completed` is recorded: what it
+/// records about the output reaches the store with that state or before it, never after.
+pub(crate) async fn attempt_loop<K, R, A, L>(
+    run: &mut L,
     policy: &RetryPolicy,
     attempts: &mut A,
     behaviour: &Behaviour<R, K::Error>,
+    succeeded: impl FnOnce(&L, &R),
 ) -> Ending<R>
 where
     K: Outcome<R>,
     A: Attempts<Output = R>,
+    L: LiveRun,
 {
     let max = policy.attempts();
     let mut attempt = 1;
@@ -190,6 +195,7 @@ where
         let problem = match finished {
             Some(Ok(out)) => match K::error(&out) {
                 None => {
+                    succeeded(run, &out);
                     run.transition(StateKind::Completed, None);
                     return Ending::Output(out);
                 }

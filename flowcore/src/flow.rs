@@ -346,7 +346,9 @@ where
         run.transition(StateKind::Cached, Some(message));
         return run.finish(out).await;
     }
-    match attempt_loop::<K, R, A>(&mut run, &spec.retry, &mut attempts, &behaviour).await {
+    match attempt_loop::<K, R, A, _>(&mut run, &spec.retry, &mut attempts, &behaviour, |_, _| {})
+        .await
+    {
         Ending::Output(out) => {
             if run.history.current().kind == StateKind::Completed
                 && let Some(json) = codec.as_ref().and_then(|c| c.encode(&out))

@@ -9,6 +9,7 @@
 #![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 
 mod attempt;
+mod background;
 pub mod cache;
 mod call;
 mod clock;
@@ -47,6 +48,7 @@ mod upstream;
 pub use flowmacros::{flow, task};
 pub use uuid::Uuid;
 
+pub use background::{Background, BackgroundFn, BackgroundTask, Delayed, DelayedError, background};
 pub use call::WithRun;
 pub use clock::Timestamp;
 pub use context::spawn;
@@ -62,7 +64,7 @@ pub use resume::resume;
 pub use retry::RetryPolicy;
 pub use serve::{
     Deployment, DeploymentFlow, GRACE_PERIOD, IntoSchedule, LATE_AFTER, Overlap, Serve, ServeError,
-    serve,
+    TASK_LIMIT, serve, serve_tasks,
 };
 pub use state::{State, StateKind};
 pub use store::error::StoreError;

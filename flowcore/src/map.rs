@@ -64,6 +64,11 @@ pub struct Map<I, F> {
 }
 
 impl<I, F> Map<I, F> {
+    /// The inputs and the task, for `on_workers`.
+    pub(crate) fn into_parts(self) -> (I, F) {
+        (self.inputs, self.task)
+    }
+
     /// Runs at most `n` of the task runs at once (at least one).
     pub fn limit(mut self, n: usize) -> Self {
         self.limit = Some(n.max(1));

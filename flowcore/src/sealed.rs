@@ -13,3 +13,9 @@ pub trait DeploymentFlow<M> {}
 
 /// For [`IntoSchedule`](crate::IntoSchedule).
 pub trait IntoSchedule {}
+
+/// For [`Background`](crate::Background).
+pub trait Background {}
+
+/// For [`BackgroundFn`](crate::BackgroundFn).
+pub trait BackgroundFn<Args> {}

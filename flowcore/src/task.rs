@@ -25,7 +25,7 @@ use crate::record::{CacheStatus, EdgeKind, History, TaskRunRecord, Upstream};
 use crate::retry::RetryPolicy;
 use crate::span::RunCallsite;
 use crate::state::{State, StateKind};
-use crate::store::{CallPosition, Event, RunStore, Store};
+use crate::store::{CallPosition, ClaimedTask, Event, RunStore, Store};
 use crate::submit::TaskHandle;
 use crate::upstream::{RunSlot, Skippable, UpstreamFailed, WaitFor, Waiting};
 
@@ -51,6 +51,9 @@ pub trait TaskBody: RunFuture<Record = TaskRunRecord> + crate::sealed::TaskBody 
 
     #[doc(hidden)]
     fn task_name(&self) -> &'static str;
+
+    #[doc(hidden)]
+    fn tags(&self) -> &'static [Cow<'static, str>];
 }
 
 /// What a task call is told between the call and its first poll: `.wait_for(…)`,
@@ -65,6 +68,8 @@ pub struct CallOptions<R> {
     /// For a submitted run: its id, and how it tells its handle (and waiters) it has ended.
     slot: Option<Arc<RunSlot>>,
     map_index: Option<u32>,
+    /// For a delayed task run claimed by this process: the run it goes on.
+    claimed: Option<ClaimedTask>,
 }
 
 pin_project! {
@@ -123,6 +128,10 @@ where
 
     fn task_name(&self) -> &'static str {
         self.spec.name
+    }
+
+    fn tags(&self) -> &'static [Cow<'static, str>] {
+        self.spec.tags
     }
 }
 
@@ -255,6 +264,18 @@ impl<B: TaskBody> TaskCall<B> {
         TaskHandle::spawn(self, slot)
     }
 
+    /// The call's body, not started.
+    pub(crate) fn into_body(self) -> B {
+        self.body
+    }
+
+    /// Makes the call run the delayed task run `claimed`, which this process claimed as a
+    /// worker: its id, and its states so far, which the run's follow.
+    pub(crate) fn claimed(mut self, claimed: ClaimedTask) -> Self {
+        self.body.options().claimed = Some(claimed);
+        self
+    }
+
     /// Marks the call as element `index` of a `map`.
     pub(crate) fn map_index(mut self, index: u32) -> Self {
         self.body.options().map_index = Some(index);
@@ -295,6 +316,7 @@ where
         skip: None,
         slot: None,
         map_index: None,
+        claimed: None,
     };
     // A plain closure around `drive`, not an async block: each async layer would keep its own
     // copy of everything it captures, and the call is moved whole before it is awaited.
@@ -378,14 +400,16 @@ where
     // Held until the run ends, retries and their delays included; a slot of the store's is
     // given back after the final state (the permits' drop sends that), so never before it.
     let permits = limits::acquire(spec.tags, &run.store, run.record().id).await;
-    let ending = attempt_loop::<K, R, A>(&mut run, &spec.retry, &mut attempts, &behaviour).await;
+    // The output is kept with the Completed state: whoever waits for a delayed run reads both.
+    let keep = |run: &LiveTaskRun, out: &R| run.keep_output(codec.as_ref(), out);
+    let ending =
+        attempt_loop::<K, R, A, _>(&mut run, &spec.retry, &mut attempts, &behaviour, keep).await;
     match ending {
         Ending::Output(out) => {
             if run.history().current().kind == StateKind::Completed {
                 if let Some(cache) = &cache {
                     cache.store(&run.store, &out).await;
                 }
-                run.keep_output(codec.as_ref(), &out);
                 run.track_output(codec.as_ref(), &out);
             }
             let out = run.finish(out).await;
@@ -407,6 +431,8 @@ struct LiveTaskRun {
     call_seq: Option<u32>,
     /// For a submitted run: where its end is announced.
     slot: Option<Arc<RunSlot>>,
+    /// A delayed run, run by a worker: its output is kept for whoever waits for it.
+    delayed: bool,
     /// Taken when the run finishes.
     record: Option<TaskRunRecord>,
 }
@@ -428,6 +454,7 @@ impl LiveTaskRun {
             skip,
             slot,
             map_index,
+            claimed,
         } = options;
         for wait in &waits {
             if let Some(edge) = upstream.iter_mut().find(|u| u.id == wait.id) {
@@ -442,10 +469,12 @@ impl LiveTaskRun {
                 });
             }
         }
-        let id = slot
-            .as_ref()
-            .map_or_else(|| new_run_id_at(called_at), |s| s.id);
-        let record = TaskRunRecord {
+        let id = match (&claimed, &slot) {
+            (Some(claimed), _) => claimed.id,
+            (None, Some(slot)) => slot.id,
+            (None, None) => new_run_id_at(called_at),
+        };
+        let mut record = TaskRunRecord {
             id,
             task: Cow::Borrowed(spec.name),
             flow_run_id: flow.as_ref().map(|f| f.id),
@@ -456,22 +485,43 @@ impl LiveTaskRun {
             upstream,
             map_index,
         };
-        store.send(Event::TaskRunCreated {
-            id: record.id,
-            flow_run_id: record.flow_run_id,
-            task: record.task.clone(),
-            tags: record.tags.clone(),
-            call_seq,
-            state: record.history.current().clone(),
-            upstream: record.upstream.as_slice().into(),
-            map_index: record.map_index,
-        });
+        let delayed = claimed.is_some();
+        match claimed {
+            // The run's row is there, `Scheduled` since it was delayed: it goes on from its
+            // states.
+            Some(claimed) => {
+                let pending = record.history.current().clone();
+                record.flow_run_id = claimed.flow_run_id;
+                record.history = History::from_states(claimed.history);
+                record.history.push(pending.clone());
+                store.send(Event::Transition {
+                    kind: RunKind::Task,
+                    id,
+                    position: None,
+                    seq: record.history.len() as u32 - 1,
+                    state: pending,
+                    attempts: 0,
+                    cache: CacheStatus::Off,
+                });
+            }
+            None => store.send(Event::TaskRunCreated {
+                id: record.id,
+                flow_run_id: record.flow_run_id,
+                task: record.task.clone(),
+                tags: record.tags.clone(),
+                call_seq,
+                state: record.history.current().clone(),
+                upstream: record.upstream.as_slice().into(),
+                map_index: record.map_index,
+            }),
+        }
         let run = LiveTaskRun {
             spec,
             store,
             flow,
             call_seq,
             slot,
+            delayed,
             record: Some(record),
         };
         (run, waits, skip)
@@ -505,9 +555,11 @@ impl LiveTaskRun {
         })
     }
 
-    /// Inside a flow, records the output for a resumed run of that flow to reuse.
+    /// Inside a flow, records the output for a resumed run of that flow to reuse; for a
+    /// delayed run, for whoever waits for it.
     fn keep_output<R>(&self, codec: Option<&Codec<R>>, out: &R) {
-        if let (Some(codec), Some(_)) = (codec, &self.flow)
+        if let Some(codec) = codec
+            && (self.flow.is_some() || self.delayed)
             && let Some(json) = codec.encode(out)
         {
             self.store.send(Event::Output {

@@ -63,6 +63,9 @@ pub(crate) struct Args {
     pub on_completion: Vec<Expr>,
     /// `crate = "my_reexport::flowcore"`: where the generated code finds flowcore.
     pub krate: Option<Path>,
+    /// `background`: the task can be delayed for workers, its arguments and output sent as
+    /// JSON.
+    pub background: Option<Ident>,
 }
 
 /// Every key, whether `#[flow]` accepts it too, and how its value is written.
@@ -98,6 +101,7 @@ const KEYS: &[(&str, bool, &str)] = &[
         "on_completion = notify or on_completion = [a, b]",
     ),
     ("crate", true, "crate = \"my_reexport::flowcore\""),
+    ("background", false, "background"),
 ];
 
 /// How `key` is written, in backticks: "`retries = 3`", "`on_state = f` or `on_state = [a, b]`".
@@ -163,6 +167,16 @@ pub(crate) fn parse(tokens: proc_macro2::TokenStream, which: Macro, errors: &mut
             continue;
         }
         seen.push(name.clone());
+        if name == "background" {
+            match meta {
+                Meta::Path(_) => args.background = Some(key),
+                other => errors.at(
+                    &other,
+                    "`background` takes no value: write `#[task(background)]`",
+                ),
+            }
+            continue;
+        }
         let value = match meta {
             Meta::NameValue(nv) => nv.value,
             other => {
@@ -303,6 +317,9 @@ fn unknown_key_message(name: &str, which: Macro) -> String {
 fn task_only_reason(name: &str) -> &'static str {
     match name {
         "tags" => "only task runs carry tags; put them on the flow's tasks",
+        "background" => {
+            "only tasks run on workers; serve the flow as a deployment (`flowcore::serve`) to run it on any of them"
+        }
         _ => "only tasks cache their results; put `cache_for` on the flow's tasks",
     }
 }

@@ -72,6 +72,7 @@ struct Vars {
     parameters: Ident,
     retry_if: Ident,
     cache_key: Ident,
+    arguments: Ident,
 }
 
 impl Vars {
@@ -96,6 +97,7 @@ impl Vars {
             parameters: var("parameters"),
             retry_if: var("retry_if"),
             cache_key: var("cache_key"),
+            arguments: var("arguments"),
         }
     }
 }
@@ -227,13 +229,33 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
         .as_ref()
         .map_or_else(|| ident.to_string(), |n| n.value());
 
+    let background = match (which, &args.background) {
+        (Macro::Task, Some(_)) => Some(background(&function, &krate, &vars, &name)),
+        _ => None,
+    };
+    // A background task's body is a `Background`, a `TaskBody` that also says what its
+    // delayed runs give back.
+    let (start, body_trait, value_binding, background_items) = match &background {
+        Some(b) => {
+            let (marker, arguments, value) = (&b.marker, &vars.arguments, &b.value);
+            (
+                quote! {
+                    #krate::__private::Backgrounded::<#marker, _>::new(#arguments, #start)
+                },
+                quote_spanned!(call_span=> #at_call::Background),
+                quote!(, Value = #value),
+                b.items.clone(),
+            )
+        }
+        None => (start, body_trait, quote!(), quote!()),
+    };
     let call = call_over(quote!(#call_type::new), &[], start, *call_spans);
     // The opaque type carries `run_task`'s bounds too: written over `E` like the call.
     let (first, last) = *call_spans;
     let opaque = quote_spanned!(first=> impl);
     let close = quote_spanned!(last=> >);
     let returns = quote_spanned! {last=>
-        -> #call_type<#opaque #body_trait<Output = #output> + use<#(#captures),* #close>
+        -> #call_type<#opaque #body_trait<Output = #output #value_binding> + use<#(#captures),* #close>
     };
     quote! {
         #(#outer_attrs)*
@@ -258,10 +280,77 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                 #ident #turbofish
             };
             #(#checks)*
+            #background_items
             #retry_if_fn
             #prepare
             #call
         }
+    }
+}
+
+/// What `background` adds to a task: the arguments as JSON, taken before they move into the
+/// run, and the marker type whose `BackgroundMarker` impl tells workers how to run the task
+/// from JSON. Each argument's type and the value's are named through a trait at the user's
+/// type (`BackgroundArg`, `BackgroundValue`), so a type that is not a serde type is reported
+/// there, once.
+struct BackgroundParts {
+    marker: Ident,
+    value: TokenStream,
+    items: TokenStream,
+}
+
+fn background(function: &Function, krate: &Krate, vars: &Vars, name: &str) -> BackgroundParts {
+    let output = &function.output;
+    let marker = Ident::new("Background", Span::mixed_site());
+    // Written at the user's type: the `BackgroundValue` bound of the marker's `Value` is
+    // reported there when the type is not a serde type.
+    let value = match (function.fallible, &function.ok_type) {
+        (true, Some(t)) => quote!(#t),
+        (false, _) => quote!(#output),
+        (true, None) => over(
+            quote!(<#krate::__private::Fallible as #krate::__private::Outcome<#output>>::Value),
+            outer_spans(output),
+        ),
+    };
+    let names: Vec<&Ident> = function.args.iter().map(|a| &a.name).collect();
+    let types: Vec<&syn::Type> = function.args.iter().map(|a| &a.ty).collect();
+    let count = names.len();
+    let ident = function.ident();
+    let arguments = &vars.arguments;
+    let items = quote! {
+        let #arguments = #krate::__private::background_arguments([
+            #(<#types as #krate::__private::BackgroundArg>::to_json(&#names)),*
+        ]);
+        struct #marker;
+        impl #krate::__private::BackgroundMarker for #marker {
+            type Value = #value;
+            const TASK: &'static #krate::__private::BackgroundTask =
+                &#krate::__private::BackgroundTask {
+                    name: #name,
+                    start: |arguments, claim| {
+                        #[allow(unused_mut, unused_variables)]
+                        let mut arguments =
+                            #krate::__private::decode_arguments(#name, arguments, #count)?;
+                        #(
+                            let #names = #krate::__private::argument(
+                                #name,
+                                <#types as #krate::__private::BackgroundArg>::from_json(
+                                    ::core::iter::Iterator::next(&mut arguments)
+                                        .unwrap_or_default(),
+                                ),
+                            )?;
+                        )*
+                        ::core::result::Result::Ok(
+                            #krate::__private::run_claimed(#ident(#(#names),*), claim),
+                        )
+                    },
+                };
+        }
+    };
+    BackgroundParts {
+        marker,
+        value,
+        items,
     }
 }
 
@@ -575,7 +664,7 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 }
 
 /// Whether a type mentions a reference or a lifetime.
-fn borrows(ty: &syn::Type) -> bool {
+pub(crate) fn borrows(ty: &syn::Type) -> bool {
     use syn::visit::Visit;
     struct Finder(bool);
     impl Visit<'_> for Finder {

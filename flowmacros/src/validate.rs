@@ -2,6 +2,7 @@
 
 use crate::args::{Args, Macro};
 use crate::errors::Errors;
+use crate::expand::borrows;
 use crate::signature::Function;
 
 pub(crate) fn validate(args: &Args, function: &Function, which: Macro, errors: &mut Errors) {
@@ -55,6 +56,9 @@ pub(crate) fn validate(args: &Args, function: &Function, which: Macro, errors: &
             ),
         );
     }
+    if args.background.is_some() {
+        validate_background(function, errors);
+    }
     if args.cache_for.is_none() {
         if let Some(key) = &args.cache_key {
             errors.at(
@@ -68,5 +72,42 @@ pub(crate) fn validate(args: &Args, function: &Function, which: Macro, errors: &
                 "`refresh_cache` has no effect without `cache_for`; add `cache_for = \"1d\"`",
             );
         }
+    }
+}
+
+/// A background task is called on another machine with its arguments decoded from JSON, and
+/// named there without type arguments: its arguments and output own their data, and it is not
+/// generic.
+fn validate_background(function: &Function, errors: &mut Errors) {
+    // Lifetimes are reported at the arguments that borrow.
+    if let Some(param) = function
+        .body
+        .sig
+        .generics
+        .params
+        .iter()
+        .find(|p| !matches!(p, syn::GenericParam::Lifetime(_)))
+    {
+        errors.at(
+            param,
+            format!(
+                "a `background` task cannot be generic: a worker decodes its arguments from JSON and must know their types; give `{}` concrete types, or remove `background`",
+                function.ident()
+            ),
+        );
+    }
+    for arg in &function.args {
+        if borrows(&arg.ty) {
+            errors.at(
+                &arg.ty,
+                "the arguments of a `background` task are sent to a worker as JSON and must own their data: take an owned type (`String` for `&str`, `Vec<T>` for `&[T]`)",
+            );
+        }
+    }
+    if borrows(&function.output) {
+        errors.at(
+            &function.output,
+            "the output of a `background` task is sent back from its worker as JSON and must own its data: return an owned type (`String` for `&str`)",
+        );
     }
 }

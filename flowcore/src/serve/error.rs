@@ -14,9 +14,20 @@ pub enum ServeError {
         /// What is wrong, and how to fix it.
         reason: String,
     },
-    /// `serve` was given no deployment.
-    #[error("nothing to serve: give `flowcore::serve` at least one Deployment")]
+    /// `serve` was given no deployment, and no background task.
+    #[error(
+        "nothing to serve: give `flowcore::serve` at least one Deployment, or `flowcore::serve_tasks` at least one background task"
+    )]
     NothingToServe,
+    /// Two background tasks given to serve have one name: a delayed run of that name could be
+    /// either.
+    #[error(
+        "two background tasks are named '{name}': a delayed run names its task, so give each its own (`#[task(background, name = \"…\")]`)"
+    )]
+    TaskName {
+        /// The name both have.
+        name: String,
+    },
     /// The run store refused: it cannot be written.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -5,6 +5,7 @@ mod deployment;
 mod error;
 mod runner;
 mod signal;
+mod tasks;
 
 use std::collections::{HashMap, HashSet};
 use std::future::{Future, IntoFuture};
@@ -18,6 +19,7 @@ use tokio::task::JoinSet;
 pub use deployment::{Deployment, DeploymentFlow, IntoSchedule, LATE_AFTER, Overlap};
 pub use error::ServeError;
 
+use crate::background::BackgroundTask;
 use crate::store::{DeploymentRow, RunStore};
 use runner::{Phase, Served};
 
@@ -72,20 +74,69 @@ pub const GRACE_PERIOD: Duration = Duration::from_secs(30);
 pub fn serve(deployments: impl IntoIterator<Item = Deployment>) -> Serve {
     Serve {
         deployments: deployments.into_iter().collect(),
+        tasks: Vec::new(),
+        task_limit: TASK_LIMIT,
         grace_period: GRACE_PERIOD,
         shutdown: None,
     }
+}
+
+/// How many delayed task runs a worker runs at once, unless [`Serve::task_limit`] says
+/// otherwise (Prefect's task workers run 10 too).
+pub const TASK_LIMIT: usize = 10;
+
+/// Serves background tasks until Ctrl-C (SIGINT) or SIGTERM, as [`serve()`] serves deployments:
+/// runs the task runs delayed with [`TaskCall::delay`](crate::TaskCall::delay) (or
+/// [`Map::on_workers`](crate::Map::on_workers)) by any process of the store, at most
+/// [`TASK_LIMIT`] at once. Await it. Give the tasks with [`background`](crate::background);
+/// add deployments to the same worker with `flowcore::serve([...]).tasks([...])`.
+///
+/// Each delayed run is claimed by one worker, in batches as room frees up; it runs there with
+/// its task's retries, timeout and cache. If its worker dies, the run is `Crashed` and taken over
+/// by another worker as its next attempt, once. On a stop signal no new run is claimed and the
+/// runs in flight get the grace period, as for deployments.
+///
+/// ```no_run
+/// use flowcore::task;
+///
+/// #[task(background, retries = 3, retry_delay = "2s")]
+/// async fn resize(url: String, width: u32) -> Result<String, String> {
+///     Ok(format!("{url}?w={width}"))
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), flowcore::ServeError> {
+///     flowcore::init_logging();
+///     flowcore::serve_tasks([flowcore::background(resize)]).await
+/// }
+/// ```
+pub fn serve_tasks(tasks: impl IntoIterator<Item = &'static BackgroundTask>) -> Serve {
+    serve([]).tasks(tasks)
 }
 
 /// Deployments being set up to be served: see [`serve()`]. Await it to serve them.
 #[must_use = "serving starts when this is awaited"]
 pub struct Serve {
     deployments: Vec<Deployment>,
+    tasks: Vec<&'static BackgroundTask>,
+    task_limit: usize,
     grace_period: Duration,
     shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Serve {
+    /// Serves these background tasks too (see [`serve_tasks`]).
+    pub fn tasks(mut self, tasks: impl IntoIterator<Item = &'static BackgroundTask>) -> Serve {
+        self.tasks.extend(tasks);
+        self
+    }
+
+    /// Runs at most `n` delayed task runs at once (at least one; default [`TASK_LIMIT`]).
+    pub fn task_limit(mut self, n: usize) -> Serve {
+        self.task_limit = n.max(1);
+        self
+    }
+
     /// How long runs in flight may go on after the stop signal before they are cancelled
     /// (default 30 s).
     pub fn grace_period(mut self, grace_period: Duration) -> Serve {
@@ -126,7 +177,8 @@ impl Serve {
     }
 
     async fn run(self) -> Result<(), ServeError> {
-        let served = check(self.deployments)?;
+        let tasks = check_tasks(self.tasks)?;
+        let served = check(self.deployments, !tasks.is_empty())?;
         let store = RunStore::current();
         // The handler of a plain program stands aside: serving stops gracefully on signals.
         let _serving = self
@@ -134,7 +186,9 @@ impl Serve {
             .is_none()
             .then(crate::interrupt::Serving::start);
         let rows: Vec<DeploymentRow> = served.iter().map(|d| d.row()).collect();
-        store.serve_deployments(&rows)?;
+        if !rows.is_empty() {
+            store.serve_deployments(&rows)?;
+        }
         let names: Arc<[String]> = served.iter().map(|d| d.name.clone()).collect();
 
         let (phase_tx, phase) = watch::channel(Phase::Serving);
@@ -159,6 +213,16 @@ impl Serve {
             senders,
             phase.clone(),
         ));
+        if !tasks.is_empty() {
+            let listed: Vec<&str> = tasks.iter().map(|t| t.name).collect();
+            tracing::info!(target: "flowcore", "Serving background tasks {}, {} at once", listed.join(", "), self.task_limit);
+            loops.spawn(tasks::serve_tasks(
+                store.clone(),
+                tasks,
+                self.task_limit,
+                phase.clone(),
+            ));
+        }
 
         let grace = self.grace_period;
         let on_signals = self.shutdown.is_none();
@@ -208,8 +272,10 @@ impl Serve {
         if let Err(e) = store.flush().await {
             tracing::error!(target: "flowcore", "The last states were not recorded: {e}");
         }
-        store.unserve_deployments(&names)?;
-        tracing::info!(target: "flowcore", "Stopped serving {}", names.join(", "));
+        if !names.is_empty() {
+            store.unserve_deployments(&names)?;
+            tracing::info!(target: "flowcore", "Stopped serving {}", names.join(", "));
+        }
         Ok(())
     }
 }
@@ -224,8 +290,8 @@ impl IntoFuture for Serve {
 }
 
 /// Checks every deployment before anything is served; the first problem is the error.
-fn check(deployments: Vec<Deployment>) -> Result<Vec<Served>, ServeError> {
-    if deployments.is_empty() {
+fn check(deployments: Vec<Deployment>, tasks: bool) -> Result<Vec<Served>, ServeError> {
+    if deployments.is_empty() && !tasks {
         return Err(ServeError::NothingToServe);
     }
     let mut names = HashSet::new();
@@ -240,4 +306,24 @@ fn check(deployments: Vec<Deployment>) -> Result<Vec<Served>, ServeError> {
         served.push(Served::check(d)?);
     }
     Ok(served)
+}
+
+/// The background tasks to serve, each once, no two of one name.
+fn check_tasks(
+    tasks: Vec<&'static BackgroundTask>,
+) -> Result<Arc<[&'static BackgroundTask]>, ServeError> {
+    let mut kept: Vec<&'static BackgroundTask> = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        match kept.iter().find(|t| t.name == task.name) {
+            // The same task given twice.
+            Some(same) if std::ptr::eq(*same, task) => {}
+            Some(_) => {
+                return Err(ServeError::TaskName {
+                    name: task.name.to_owned(),
+                });
+            }
+            None => kept.push(task),
+        }
+    }
+    Ok(kept.into())
 }

@@ -12,6 +12,7 @@ use crate::store::event::{Event, FlowRow, TaskRow};
 use crate::store::limits::{LimitInfo, Slot};
 use crate::store::process::ProcessInfo;
 use crate::store::query::{CacheEntry, LogLine, RunFilter};
+use crate::store::task_requests::{ClaimedTask, DelayRequest, TaskResult};
 
 /// A place runs are kept: in memory, in a SQLite file (and later PostgreSQL).
 ///
@@ -108,6 +109,20 @@ pub(crate) trait Backend: Send + Sync + 'static {
         at: Timestamp,
         me: &ProcessInfo,
     ) -> Result<Tick, StoreError>;
+    /// Records delayed task runs `Scheduled`, with their arguments, for workers serving their
+    /// tasks to claim: all of them or none.
+    fn delay_tasks(&self, runs: &[DelayRequest]) -> Result<(), StoreError>;
+    /// Claims for `me` up to `limit` delayed task runs of these tasks that no process has
+    /// claimed, oldest first.
+    fn claim_tasks(
+        &self,
+        tasks: &[&str],
+        limit: usize,
+        me: &ProcessInfo,
+    ) -> Result<Vec<ClaimedTask>, StoreError>;
+    /// Where these task runs are: their state now, and the output or message of those that
+    /// ended. Runs the store does not know are left out.
+    fn task_results(&self, ids: &[Uuid]) -> Result<Vec<TaskResult>, StoreError>;
     /// The live processes serving deployments, oldest first.
     fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError>;
 

@@ -33,6 +33,7 @@ use crate::store::scope::RunStore;
 use crate::store::sql::driver::Access;
 #[cfg(feature = "sqlite")]
 use crate::store::sqlite::SqliteBackend;
+use crate::store::task_requests::{ClaimedTask, DelayRequest, TaskResult};
 use crate::store::writer::{Health, Writer};
 
 /// Events waiting for the writer beyond which new runs wait before they start.
@@ -833,7 +834,48 @@ impl Store {
         .unwrap_or(Err(StoreError::WriterStopped))
     }
 
-    /// Changes each time this process requests a run.
+    /// Calls the backend with this process, off the runtime's threads when its calls block.
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn Backend, &ProcessInfo) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if !self.inner.backend.reads_block() {
+            return call(&*self.inner.backend, &self.inner.process);
+        }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || call(&*store.inner.backend, &store.inner.process))
+            .await
+            .unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    /// Records delayed task runs `Scheduled`, for workers to claim.
+    pub(crate) async fn delay_tasks(&self, runs: Vec<DelayRequest>) -> Result<(), StoreError> {
+        self.off_runtime(move |backend, _| backend.delay_tasks(&runs))
+            .await?;
+        self.inner.requested.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Claims up to `limit` delayed runs of `tasks` for this process.
+    pub(crate) async fn claim_tasks(
+        &self,
+        tasks: Arc<[&'static str]>,
+        limit: usize,
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        self.off_runtime(move |backend, me| backend.claim_tasks(&tasks, limit, me))
+            .await
+    }
+
+    /// Where these delayed task runs are.
+    pub(crate) async fn task_results(
+        &self,
+        ids: Arc<[Uuid]>,
+    ) -> Result<Vec<TaskResult>, StoreError> {
+        self.off_runtime(move |backend, _| backend.task_results(&ids))
+            .await
+    }
+
+    /// Changes each time this process requests a run or delays task runs.
     pub(crate) fn requests_here(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.requested.subscribe()
     }

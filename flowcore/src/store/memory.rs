@@ -37,6 +37,7 @@ use crate::store::event::{Event, FlowRow, RowUpdate, TaskRow};
 use crate::store::limits::{LimitInfo, Slot};
 use crate::store::process::ProcessInfo;
 use crate::store::query::{CacheEntry, LogLine, RunFilter};
+use crate::store::task_requests::{ClaimedTask, DELAYED, DelayRequest, TaskResult};
 use crate::store::task_states::TaskStates;
 
 /// Finished top-level flow runs kept, at most.
@@ -80,6 +81,25 @@ pub(crate) struct MemoryBackend {
     deployments: Mutex<BTreeMap<String, MemDeployment>>,
     /// Requested runs no process has claimed, oldest first.
     requests: Mutex<Vec<Uuid>>,
+    /// Delayed task runs, kept apart from flow runs' task runs: their workers record them
+    /// outside any flow run.
+    delayed: Mutex<Delayed>,
+}
+
+/// Delayed task runs, and those no worker has claimed yet, oldest first.
+#[derive(Default)]
+struct Delayed {
+    runs: HashMap<Uuid, MemDelayed>,
+    waiting: VecDeque<Uuid>,
+}
+
+struct MemDelayed {
+    task: &'static str,
+    args: String,
+    flow_run_id: Option<Uuid>,
+    states: States,
+    claims: u32,
+    output: Option<String>,
 }
 
 /// Shards of `MemoryBackend::flows`: two flow runs share one with odds 1 in 64, against 1 in 8
@@ -98,6 +118,7 @@ impl Default for MemoryBackend {
             cache: Mutex::default(),
             deployments: Mutex::default(),
             requests: Mutex::default(),
+            delayed: Mutex::default(),
         }
     }
 }
@@ -335,12 +356,19 @@ impl MemoryBackend {
                     run.cache = *cache;
                 }
             }
-            // A task run outside any flow is not kept.
+            // A task run outside any flow is kept only if it was delayed.
             Event::Transition {
                 kind: RunKind::Task,
                 position: None,
+                id,
+                seq,
+                state,
                 ..
-            } => {}
+            } => {
+                if let Some(run) = lock(&self.delayed).runs.get_mut(id) {
+                    run.states.place(*seq, state);
+                }
+            }
             Event::Transition {
                 kind: RunKind::Flow,
                 id,
@@ -387,6 +415,10 @@ impl MemoryBackend {
                         && let Some(run) = flow.task(position.call_seq)
                     {
                         run.output = Some(json.as_str().into());
+                    } else if position.is_none()
+                        && let Some(run) = lock(&self.delayed).runs.get_mut(id)
+                    {
+                        run.output = Some(json.clone());
                     }
                 }
             },
@@ -705,6 +737,78 @@ impl Backend for MemoryBackend {
     }
 
     /// A memory store is one process's: its limits are `flowcore::limits`'s.
+    fn delay_tasks(&self, runs: &[DelayRequest]) -> Result<(), StoreError> {
+        let mut delayed = lock(&self.delayed);
+        for r in runs {
+            let mut states = States::from_states(Vec::new());
+            states.push(State::new(
+                StateKind::Scheduled,
+                r.at,
+                Some(DELAYED.to_owned()),
+            ));
+            delayed.runs.insert(
+                r.id,
+                MemDelayed {
+                    task: r.task,
+                    args: r.args.clone(),
+                    flow_run_id: r.flow_run_id,
+                    states,
+                    claims: 0,
+                    output: None,
+                },
+            );
+            delayed.waiting.push_back(r.id);
+        }
+        Ok(())
+    }
+
+    fn claim_tasks(
+        &self,
+        tasks: &[&str],
+        limit: usize,
+        _: &ProcessInfo,
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        let mut delayed = lock(&self.delayed);
+        let Delayed { runs, waiting } = &mut *delayed;
+        let mut claimed = Vec::new();
+        waiting.retain(|id| {
+            let Some(run) = runs.get_mut(id) else {
+                return false;
+            };
+            if claimed.len() >= limit || !tasks.contains(&run.task) {
+                return true;
+            }
+            run.claims += 1;
+            claimed.push(ClaimedTask {
+                id: *id,
+                task: run.task.to_owned(),
+                args: run.args.clone(),
+                flow_run_id: run.flow_run_id,
+                attempt: run.claims,
+                history: run.states.iter().cloned().collect(),
+            });
+            false
+        });
+        Ok(claimed)
+    }
+
+    fn task_results(&self, ids: &[Uuid]) -> Result<Vec<TaskResult>, StoreError> {
+        let delayed = lock(&self.delayed);
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let run = delayed.runs.get(id)?;
+                let state = run.states.current();
+                Some(TaskResult {
+                    id: *id,
+                    state: state.kind,
+                    output: run.output.clone(),
+                    message: state.message.as_deref().map(str::to_owned),
+                })
+            })
+            .collect())
+    }
+
     fn limits(&self) -> Result<Vec<LimitInfo>, StoreError> {
         Ok(Vec::new())
     }

@@ -61,6 +61,7 @@ mod scope;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+pub(crate) mod task_requests;
 mod task_states;
 mod writer;
 
@@ -77,3 +78,4 @@ pub(crate) use limits::Slot;
 pub(crate) use process::heartbeat;
 pub(crate) use query::{PriorRun, ResumePoint};
 pub(crate) use scope::RunStore;
+pub(crate) use task_requests::{ClaimedTask, DelayRequest, TaskResult};

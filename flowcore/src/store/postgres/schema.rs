@@ -140,6 +140,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX limit_slots_by_task_run ON limit_slots (task_run_id);
     CREATE INDEX limit_slots_by_process ON limit_slots (process_id);",
+    // 3: delayed task runs, as SQLite's 7.
+    "CREATE TABLE task_requests (
+        run_id BYTEA PRIMARY KEY,
+        args TEXT NOT NULL,
+        claims BIGINT NOT NULL DEFAULT 0,
+        crash_retries BIGINT NOT NULL
+    );
+    CREATE INDEX task_runs_requested ON task_runs (task, created_at)
+        WHERE state = 'Scheduled';",
 ];
 
 /// The schema version this build writes.

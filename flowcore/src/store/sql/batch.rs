@@ -425,7 +425,7 @@ pub(crate) fn write_batch(
 /// `VALUES` of their `types`, then `tail` (an `INSERT … VALUES` and its `ON CONFLICT`, or an
 /// `UPDATE … FROM (VALUES` and its `) AS v WHERE … = v.column1`); `bind` gives one row's
 /// values, in order, borrowed from the row.
-fn in_chunks<'r, T>(
+pub(crate) fn in_chunks<'r, T>(
     conn: &mut dyn Conn,
     dialect: Dialect,
     head: &str,

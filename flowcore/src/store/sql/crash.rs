@@ -187,23 +187,43 @@ pub(crate) fn end_runs(
                 error.into(),
             ],
         )?;
-        if table == Table::Flow && kind == StateKind::Crashed {
-            give_back(conn, run, seq + 1, now)?;
+        if kind == StateKind::Crashed {
+            give_back(conn, table, run, seq + 1, now)?;
         }
     }
     Ok(runs.len())
 }
 
-/// A deployment's flow run, just `Crashed` with its worker: given back `Scheduled`, for a
-/// worker to claim as its next attempt, while the deployment's crash retries last.
-fn give_back(conn: &mut dyn Conn, run: &Value, seq: i64, now: Timestamp) -> Result<(), StoreError> {
-    let Some((claims, retries)) = conn.first(
-        "SELECT r.claims, d.crash_retries FROM flow_runs r JOIN deployments d
-             ON d.name = r.deployment
-         WHERE r.id = $1",
-        &[run.param()],
-        |r| Ok((int_at(r, 0)?, int_at(r, 1)?)),
-    )?
+/// A run just `Crashed` with its worker, if a worker had claimed it (a deployment's flow run,
+/// a delayed task run): given back `Scheduled`, for a worker to claim as its next attempt, while
+/// its crash retries last. Any other run stays `Crashed`.
+fn give_back(
+    conn: &mut dyn Conn,
+    table: Table,
+    run: &Value,
+    seq: i64,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let (claims, give_back) = match table {
+        Table::Flow => (
+            "SELECT r.claims, d.crash_retries FROM flow_runs r JOIN deployments d
+                 ON d.name = r.deployment
+             WHERE r.id = $1",
+            "UPDATE flow_runs SET state = 'Scheduled', process_id = NULL, ended_at = NULL,
+                 error = NULL, claims = $2::bigint
+             WHERE id = $1",
+        ),
+        // Claims are counted as they are made, in the request.
+        Table::Task => (
+            "SELECT claims, crash_retries FROM task_requests WHERE run_id = $1",
+            "UPDATE task_runs SET state = 'Scheduled', process_id = NULL, ended_at = NULL,
+                 error = NULL
+             WHERE id = $1",
+        ),
+    };
+    let Some((claims, retries)) = conn.first(claims, &[run.param()], |r| {
+        Ok((int_at(r, 0)?, int_at(r, 1)?))
+    })?
     else {
         return Ok(());
     };
@@ -226,12 +246,10 @@ fn give_back(conn: &mut dyn Conn, run: &Value, seq: i64, now: Timestamp) -> Resu
             )),
         ],
     )?;
-    conn.execute(
-        "UPDATE flow_runs SET state = 'Scheduled', process_id = NULL, ended_at = NULL,
-             error = NULL, claims = $2::bigint
-         WHERE id = $1",
-        &[run.param(), Param::Int(attempt)],
-    )?;
+    match table {
+        Table::Flow => conn.execute(give_back, &[run.param(), Param::Int(attempt)])?,
+        Table::Task => conn.execute(give_back, &[run.param()])?,
+    };
     Ok(())
 }
 
@@ -282,10 +300,15 @@ pub(crate) fn retire_process(
     process_id: &Value,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE flow_runs SET process_id = NULL WHERE process_id = $1 AND state = 'Scheduled'",
-        &[process_id.param()],
-    )?;
+    for table in ["flow_runs", "task_runs"] {
+        conn.execute(
+            &format!(
+                "UPDATE {table} SET process_id = NULL
+                 WHERE process_id = $1 AND state = 'Scheduled'"
+            ),
+            &[process_id.param()],
+        )?;
+    }
     conn.execute(
         "DELETE FROM deployment_workers WHERE process_id = $1",
         &[process_id.param()],

@@ -11,6 +11,7 @@ pub(crate) mod batch;
 pub(crate) mod crash;
 pub(crate) mod driver;
 pub(crate) mod rows;
+pub(crate) mod task_requests;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,7 @@ use crate::store::event::{Event, FlowRow, TaskRow};
 use crate::store::limits::{LimitInfo, Slot};
 use crate::store::process::ProcessInfo;
 use crate::store::query::{CacheEntry, LogLine, RunFilter};
+use crate::store::task_requests::{ClaimedTask, DelayRequest, TaskResult};
 use crash::{CrashView, DeadSet, RUNS_PER_TRANSACTION, Table};
 use driver::{Conn, Driver, Param, Value};
 use rows::{
@@ -684,6 +686,37 @@ impl<D: Driver> Backend for SqlBackend<D> {
                 going: usize::try_from(going).unwrap_or(0),
             })
         })
+    }
+
+    fn delay_tasks(&self, runs: &[DelayRequest]) -> Result<(), StoreError> {
+        let dialect = self.driver.dialect();
+        self.driver
+            .write(&mut |c| task_requests::delay(c, dialect, runs))
+    }
+
+    fn claim_tasks(
+        &self,
+        tasks: &[&str],
+        limit: usize,
+        me: &ProcessInfo,
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        // Looked for often by every worker: the write lock is taken only when there is
+        // something to claim.
+        if tasks.is_empty()
+            || !self
+                .driver
+                .read(&mut |c| task_requests::any_waiting(c, tasks))?
+        {
+            return Ok(Vec::new());
+        }
+        self.driver.write(&mut |c| {
+            crash::check_not_fenced(c, me, &self.driver.describe())?;
+            task_requests::claim(c, tasks, limit, &me.id)
+        })
+    }
+
+    fn task_results(&self, ids: &[Uuid]) -> Result<Vec<TaskResult>, StoreError> {
+        self.driver.read(&mut |c| task_requests::results(c, ids))
     }
 
     fn limits(&self) -> Result<Vec<LimitInfo>, StoreError> {

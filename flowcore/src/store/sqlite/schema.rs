@@ -148,6 +148,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX limit_slots_by_task_run ON limit_slots (task_run_id);
     CREATE INDEX limit_slots_by_process ON limit_slots (process_id);",
+    // 7: delayed task runs (`.delay()`): the task run is `Scheduled` with no process until a
+    // worker claims it; its arguments, how many times it was claimed (its attempt: a run whose
+    // worker died is claimed again) and how many times it may be taken over.
+    "CREATE TABLE task_requests (
+        run_id BLOB PRIMARY KEY,
+        args TEXT NOT NULL,
+        claims INTEGER NOT NULL DEFAULT 0,
+        crash_retries INTEGER NOT NULL
+    );
+    CREATE INDEX task_runs_requested ON task_runs (task, created_at)
+        WHERE state = 'Scheduled';",
 ];
 
 /// The schema version this build writes.
@@ -165,5 +176,6 @@ pub(crate) const TABLES: &[&str] = &[
     "processes",
     "schedule_ticks",
     "states",
+    "task_requests",
     "task_runs",
 ];

@@ -1,0 +1,127 @@
+//! Serving background tasks: claiming delayed task runs in batches as room frees up, and
+//! running each with its task's retries, timeout and cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::background::{BackgroundTask, Claim};
+use crate::serve::runner::Phase;
+use crate::state::{State, StateKind};
+use crate::store::{ClaimedTask, Event, RunStore};
+use crate::{RunKind, Timestamp};
+
+/// How often a worker looks for delayed task runs of other processes when it has room: a read
+/// of an index, asked ten times a second.
+const POLL_TASKS: Duration = Duration::from_millis(100);
+
+/// Runs delayed task runs of `tasks`, at most `limit` at once, until the phase says to stop.
+pub(crate) async fn serve_tasks(
+    store: RunStore,
+    tasks: Arc<[&'static BackgroundTask]>,
+    limit: usize,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let names: Arc<[&'static str]> = tasks.iter().map(|t| t.name).collect();
+    let mut running: JoinSet<()> = JoinSet::new();
+    let mut here = store.requests_here();
+    // A memory store is this process's alone: runs delayed here wake the loop.
+    let poll = store.shared_with_other_processes();
+    let mut warned = false;
+    loop {
+        if !matches!(*phase.borrow(), Phase::Serving) {
+            break;
+        }
+        let room = limit.saturating_sub(running.len());
+        let mut full = false;
+        if room > 0 {
+            match store.claim_tasks(Arc::clone(&names), room).await {
+                Ok(claimed) => {
+                    warned = false;
+                    full = claimed.len() == room;
+                    for run in claimed {
+                        start(&store, &tasks, &mut running, run);
+                    }
+                }
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(target: "flowcore", "Cannot look for delayed task runs: {e}; trying again");
+                    }
+                    warned = true;
+                }
+            }
+        }
+        // A full batch may have left more behind: claim again as soon as there is room.
+        let wait = if full || room == 0 {
+            Duration::MAX
+        } else {
+            POLL_TASKS
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait.min(Duration::from_secs(3600))), if poll || full => {}
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+            _ = here.changed() => {}
+            _ = phase.changed() => {}
+        }
+    }
+    // Runs in flight finish within the grace period, or are cancelled.
+    while !running.is_empty() {
+        let deadline = match *phase.borrow() {
+            Phase::Draining { deadline } => Some(deadline),
+            _ => None,
+        };
+        let Some(deadline) = deadline else {
+            break;
+        };
+        tokio::select! {
+            _ = running.join_next() => {}
+            () = tokio::time::sleep_until(deadline) => break,
+            _ = phase.changed() => {}
+        }
+    }
+    // Dropping a run ends it `Cancelled`.
+    running.abort_all();
+    while running.join_next().await.is_some() {}
+}
+
+/// Starts a claimed run, or records it `Failed` when its arguments do not decode.
+fn start(
+    store: &RunStore,
+    tasks: &[&'static BackgroundTask],
+    running: &mut JoinSet<()>,
+    run: ClaimedTask,
+) {
+    let Some(task) = tasks.iter().find(|t| t.name == run.task) else {
+        return;
+    };
+    if run.attempt > 1 {
+        tracing::info!(
+            target: "flowcore",
+            "Took over delayed task run {} of task '{}': attempt {}, its worker having died",
+            run.id,
+            run.task,
+            run.attempt
+        );
+    }
+    let (id, seq) = (run.id, run.history.len() as u32);
+    let args = run.args.clone();
+    match (task.start)(&args, Claim(run)) {
+        Ok(future) => {
+            running.spawn(store.keep_in(future));
+        }
+        Err(reason) => {
+            tracing::error!(target: "flowcore", "Delayed task run {id} of task '{}' cannot run: {reason}", task.name);
+            store.send(Event::Transition {
+                kind: RunKind::Task,
+                id,
+                position: None,
+                seq,
+                state: State::new(StateKind::Failed, Timestamp::now(), Some(reason)),
+                attempts: 0,
+                cache: crate::CacheStatus::Off,
+            });
+        }
+    }
+}

@@ -1,0 +1,6 @@
+use flowcore::flow;
+
+#[flow(background)]
+async fn nightly() {}
+
+fn main() {}
