@@ -20,7 +20,7 @@ use crate::names::{flow_run_name, new_run_id};
 use crate::record::{CacheStatus, FlowRunRecord};
 use crate::schedule::Schedule;
 use crate::state::{State, StateKind};
-use crate::store::Tick;
+use crate::store::{CLAIM_BATCH, Tick};
 use crate::store::{DeploymentRow, Event, RequestedRun, RunStore, Store, StoreError};
 
 /// Where serving is: the loops follow it.
@@ -447,12 +447,17 @@ pub(crate) async fn poll_requests(
     let mut here = store.requests_here();
     let mut warned = false;
     let mut reaped_at: Option<Instant> = None;
+    // A full batch may have left more behind: claim again at once.
+    let mut more = false;
     loop {
-        tokio::select! {
-            _ = tick.tick(), if poll => {}
-            _ = here.changed() => {}
-            _ = phase.changed() => {}
+        if !more {
+            tokio::select! {
+                _ = tick.tick(), if poll => {}
+                _ = here.changed() => {}
+                _ = phase.changed() => {}
+            }
         }
+        more = false;
         if !matches!(*phase.borrow(), Phase::Serving) {
             return;
         }
@@ -467,6 +472,9 @@ pub(crate) async fn poll_requests(
         match store.claim_requests(Arc::clone(&names)).await {
             Ok(requested) => {
                 warned = false;
+                more = names.iter().any(|name| {
+                    requested.iter().filter(|r| r.deployment == *name).count() >= CLAIM_BATCH
+                });
                 for run in requested {
                     if run.attempt > 1 {
                         tracing::info!(

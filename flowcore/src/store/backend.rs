@@ -93,6 +93,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn unserve_deployments(&self, names: &[String], me: &ProcessInfo) -> Result<(), StoreError>;
     /// Every deployment, by name.
     fn deployments(&self) -> Result<Vec<DeploymentInfo>, StoreError>;
+    /// Every deployment as defined (name, flow, schedule, parameters, overlap), without who
+    /// serves it or its runs: what a request needs, in one read.
+    fn deployment_definitions(&self) -> Result<Vec<DeploymentInfo>, StoreError> {
+        self.deployments()
+    }
     /// Writes a requested run: a flow run in state `Scheduled`, claimed by no process.
     fn request_run(&self, run: &RequestedRun) -> Result<(), StoreError>;
     /// Claims for `me` the requested runs of these deployments that no process has claimed,

@@ -663,7 +663,7 @@ impl Store {
         name: &str,
         parameters: &[(String, String)],
     ) -> Result<RequestedRun, StoreError> {
-        let all = self.deployments()?;
+        let all = self.inner.backend.deployment_definitions()?;
         let Some(deployment) = all.iter().find(|d| d.name == name) else {
             let known = if all.is_empty() {
                 "no process has served a deployment with this store yet".to_owned()

@@ -70,7 +70,7 @@ pub use limits::LimitInfo;
 pub use query::{CacheEntry, FlowRunSummary, LogLine, RunFilter};
 pub use writer::WRITE_TIMEOUT;
 
-pub(crate) use deployments::{DeploymentRow, REQUESTED, Tick};
+pub(crate) use deployments::{CLAIM_BATCH, DeploymentRow, REQUESTED, Tick};
 pub(crate) use error::StoreError;
 pub(crate) use event::{CallPosition, Event};
 pub(crate) use handle::Store;

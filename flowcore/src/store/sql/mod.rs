@@ -24,8 +24,8 @@ use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::backend::Backend;
 use crate::store::deployments::{
-    DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED, RequestedRun, ServedBy,
-    Tick, WorkerInfo,
+    CLAIM_BATCH, DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED, RequestedRun,
+    ServedBy, Tick, WorkerInfo,
 };
 use crate::store::event::{Event, FlowRow, TaskRow};
 use crate::store::limits::{LimitInfo, Slot};
@@ -471,6 +471,29 @@ impl<D: Driver> Backend for SqlBackend<D> {
         })
     }
 
+    fn deployment_definitions(&self) -> Result<Vec<DeploymentInfo>, StoreError> {
+        self.driver.read(&mut |c| {
+            c.collect(
+                "SELECT name, flow, schedule, parameters, overlap FROM deployments ORDER BY name",
+                &[],
+                |r| {
+                    let parameters = text_at(r, 3)?;
+                    Ok(DeploymentInfo {
+                        name: text_at(r, 0)?,
+                        flow: text_at(r, 1)?,
+                        schedule: r.text(2)?,
+                        parameters: serde_json::from_str(&parameters).unwrap_or_default(),
+                        overlap: text_at(r, 4)?,
+                        served_by: None,
+                        next_run_at: None,
+                        workers: Vec::new(),
+                        last_runs: Vec::new(),
+                    })
+                },
+            )
+        })
+    }
+
     fn deployments(&self) -> Result<Vec<DeploymentInfo>, StoreError> {
         let dialect = self.driver.dialect();
         self.read_runs(|c, view| {
@@ -603,34 +626,49 @@ impl<D: Driver> Backend for SqlBackend<D> {
         if !any {
             return Ok(Vec::new());
         }
+        // A batch per deployment and claim: a burst of requests is shared by the workers that
+        // poll, each claiming again at once while its batches come back full.
         let sql = "SELECT id, name, flow, parameters, created_at, claims FROM flow_runs
              WHERE deployment = $1::text AND state = 'Scheduled' AND process_id IS NULL
-             ORDER BY created_at {lock}";
+             ORDER BY created_at LIMIT $2::bigint {lock}";
+        let batch = i64::try_from(CLAIM_BATCH).unwrap_or(i64::MAX);
         self.driver.write(&mut |c| {
             let mut claimed = Vec::new();
             for deployment in deployments {
-                let runs = c.collect(sql, &[Param::Text(deployment)], |r| {
-                    Ok(RequestedRun {
-                        id: uuid_at(r, 0)?,
-                        name: text_at(r, 1)?,
-                        deployment: deployment.clone(),
-                        flow: text_at(r, 2)?,
-                        parameters: r
-                            .text(3)?
-                            .and_then(|p| serde_json::from_str(&p).ok())
-                            .unwrap_or_default(),
-                        requested_at: ts(r, 4)?,
-                        attempt: u32::try_from(int_at(r, 5)?).unwrap_or(0).saturating_add(1),
-                        history: Vec::new(),
-                    })
-                })?;
-                let mut runs = runs;
+                let mut runs =
+                    c.collect(sql, &[Param::Text(deployment), Param::Int(batch)], |r| {
+                        Ok(RequestedRun {
+                            id: uuid_at(r, 0)?,
+                            name: text_at(r, 1)?,
+                            deployment: deployment.clone(),
+                            flow: text_at(r, 2)?,
+                            parameters: r
+                                .text(3)?
+                                .and_then(|p| serde_json::from_str(&p).ok())
+                                .unwrap_or_default(),
+                            requested_at: ts(r, 4)?,
+                            attempt: u32::try_from(int_at(r, 5)?).unwrap_or(0).saturating_add(1),
+                            history: Vec::new(),
+                        })
+                    })?;
+                if runs.is_empty() {
+                    continue;
+                }
+                // One statement for the batch.
+                let list = (0..runs.len())
+                    .map(|i| format!("${}::bytea", i + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut params = vec![Param::Bytes(key(&me.id))];
+                params.extend(runs.iter().map(|r| Param::Bytes(key(&r.id))));
+                c.execute(
+                    &format!(
+                        "UPDATE flow_runs SET process_id = $1::bytea, claims = claims + 1
+                         WHERE id IN ({list})"
+                    ),
+                    &params,
+                )?;
                 for run in &mut runs {
-                    c.execute(
-                        "UPDATE flow_runs SET process_id = $2::bytea, claims = claims + 1
-                         WHERE id = $1::bytea",
-                        &[Param::Bytes(key(&run.id)), Param::Bytes(key(&me.id))],
-                    )?;
                     // A run taken over goes on from its states; a first claim, from the
                     // request's `Scheduled`.
                     if run.attempt > 1 {
