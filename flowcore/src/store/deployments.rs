@@ -18,13 +18,12 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::state::StateKind;
 
-/// The message of a requested run's `Scheduled` state.
-
 /// How many runs requested by hand a worker claims of a deployment at once: enough that a claim
 /// is not a transaction per run, few enough that a burst is shared by every worker polling (a
 /// worker whose batch came back full claims again at once).
 pub(crate) const CLAIM_BATCH: usize = 10;
 
+/// The message of a requested run's `Scheduled` state.
 pub(crate) const REQUESTED: &str = "requested by hand";
 
 /// Runs of a deployment that [`DeploymentInfo::last_runs`] lists, at most.
