@@ -3,7 +3,8 @@
 //! Unix socket only, `fsync = on`).
 //!
 //! `CARGO_INCREMENTAL=0 cargo bench --bench workers` (about 25 minutes); one part alone with
-//! its name as the filter (`-- claims`, `-- online`, `-- tick_to_running`, `-- takeover`), one
+//! its name as the filter (`-- claims`, `-- tasks`, `-- online`, `-- tick_to_running`,
+//! `-- takeover`), one
 //! backend with `-- sqlite` or `-- postgres`, or both (`-- takeover_postgres`).
 //!
 //! Every worker is a process of its own: this benchmark binary run again with
@@ -22,6 +23,11 @@
 //!   deployment with `Overlap::Allow` (every claimed run starts at once); `default` with the
 //!   default overlap, under which runs requested by hand wait for the run in flight: one at a
 //!   time per worker.
+//! - `tasks_{sqlite,postgres}/K`: 1,000 runs of a background task that does nothing, delayed
+//!   from the benchmark in one transaction (`map(…).on_workers()`) while K workers (each
+//!   `serve_tasks` with `task_limit(100)`) are up but not serving, then the workers told to go;
+//!   timed from `go` to the last run's `Completed` as the store recorded it: delayed task runs
+//!   claimed and completed per second.
 //! - `online` (printed): K workers already serving and polling, then 1,000 `request_run`s:
 //!   from the first request to the last run's `Completed`, and from the last request.
 //! - `tick_to_running` (printed): a deployment every second served by 1 and by 3 workers;
@@ -84,6 +90,15 @@ async fn long_step() -> u32 {
     2
 }
 
+/// A background task that does nothing: what `tasks` claims and completes.
+#[task(background)]
+async fn noop(n: u64) -> u64 {
+    n
+}
+
+/// Delayed runs a `tasks` worker runs at once.
+const TASK_LIMIT: usize = 250;
+
 #[flow]
 async fn long_job() -> u32 {
     step().await + long_step().await
@@ -119,6 +134,21 @@ fn worker_main(target: OsString) {
         if lines.recv().await.as_deref() != Some("go") {
             return;
         }
+        let stop_on_line = async move {
+            lines.recv().await;
+        };
+        if role == "tasks" {
+            match flowcore::serve_tasks([flowcore::background(noop)])
+                .task_limit(TASK_LIMIT)
+                .grace_period(Duration::ZERO)
+                .with_shutdown(stop_on_line)
+                .await
+            {
+                Ok(()) => println!("STOPPED"),
+                Err(e) => println!("FAILED {e}"),
+            }
+            return;
+        }
         let deployment = match role.as_str() {
             "allow" => Deployment::new(name, trivial).overlap(Overlap::Allow),
             "default" => Deployment::new(name, trivial),
@@ -126,9 +156,7 @@ fn worker_main(target: OsString) {
             "long" => Deployment::new(name, long_job),
             other => panic!("worker: no role {other}"),
         };
-        let stop = async move {
-            lines.recv().await;
-        };
+        let stop = stop_on_line;
         // Told to stop once its runs have ended; one still going then is the benchmark's
         // mistake, not worth the default 30 s of grace.
         match flowcore::serve([deployment])
@@ -448,6 +476,96 @@ fn claims(c: &mut Criterion, b: &Backend) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// tasks: delayed task runs claimed and completed, criterion.
+
+/// One sample of `tasks`: RUNS runs of `noop` delayed from this process in one transaction
+/// (`map(…).on_workers()`) while the K workers are up but not serving, then the workers told to
+/// go; from `go` to the last run's `Completed` as the store recorded it. Returns that time, and
+/// how many workers ran some.
+fn tasks_once(b: &Backend, k: usize, rt: &tokio::runtime::Runtime) -> (Duration, i64) {
+    let mut workers: Vec<Worker> = (0..k)
+        .map(|_| Worker::spawn(b.target(), "tasks", "-", &[]))
+        .collect();
+    let mut db = Db::open(&b.ts);
+    let since = wall_micros();
+    let store = b.ts.store().clone();
+    let gathered = rt.spawn(async move {
+        store
+            .scope(flowcore::map(0..RUNS, noop).on_workers())
+            .await
+            .expect("delay the runs")
+    });
+    let batch = format!("FROM task_runs t WHERE t.task = 'noop' AND t.created_at >= {since}");
+    db.wait_for(
+        "the runs to be delayed",
+        &format!("SELECT COUNT(*) {batch}"),
+        &[],
+        |n| n == RUNS as i64,
+    );
+    let go = wall_micros();
+    for w in &mut workers {
+        w.say("go");
+    }
+    db.wait_for(
+        "the delayed runs to complete",
+        &format!("SELECT COUNT(*) {batch} AND t.state = 'Completed'"),
+        &[],
+        |n| n == RUNS as i64,
+    );
+    let row = &db.rows(
+        &format!(
+            "SELECT
+                 (SELECT MAX(s.at) FROM states s WHERE s.kind = 'Completed'
+                     AND s.run_id IN (SELECT t.id {batch})),
+                 (SELECT COUNT(DISTINCT t.process_id) {batch})"
+        ),
+        &[],
+    )[0];
+    let values = rt.block_on(gathered).expect("the caller");
+    assert!(values.iter().all(Result::is_ok), "every value gathered");
+    for w in workers {
+        w.stop();
+    }
+    let [Some(done), Some(used)] = row[..] else {
+        panic!("the runs' states are missing: {row:?}");
+    };
+    (Duration::from_micros((done - go) as u64), used)
+}
+
+fn tasks(c: &mut Criterion, b: &Backend) {
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let mut group = c.benchmark_group(format!("tasks_{}", b.label));
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(1));
+    group.measurement_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(RUNS));
+    let mut used = Vec::new();
+    for k in WORKERS {
+        let mut seen = Vec::new();
+        group.bench_with_input(BenchmarkId::from_parameter(k), &k, |bench, &k| {
+            bench.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        let (took, by) = tasks_once(b, k, &rt);
+                        seen.push(by);
+                        took
+                    })
+                    .sum()
+            })
+        });
+        used.push((k, seen));
+    }
+    group.finish();
+    for (k, seen) in used {
+        println!(
+            "tasks_{}/{k}: workers that ran some of each batch: {seen:?}",
+            b.label
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // online: the runs requested while the workers poll.
 
 fn online(b: &Backend, k: usize) {
@@ -712,6 +830,9 @@ fn run_all(c: &mut Criterion, b: &Backend, wants: &dyn Fn(&str) -> bool) {
     if wants("claims") {
         claims(c, b);
     }
+    if wants("tasks") {
+        tasks(c, b);
+    }
     if wants("online") {
         for k in [1, 4] {
             online(b, k);
@@ -752,7 +873,7 @@ fn main() {
     run_all(&mut c, &sqlite, &wants);
     drop(sqlite);
 
-    let parts = ["claims", "online", "tick_to_running", "takeover"];
+    let parts = ["claims", "tasks", "online", "tick_to_running", "takeover"];
     if !parts.iter().any(|p| wants(&format!("{p}_postgres"))) {
         c.final_summary();
         return;

@@ -30,13 +30,21 @@ pub(crate) async fn serve_tasks(
     // A memory store is this process's alone: runs delayed here wake the loop.
     let poll = store.shared_with_other_processes();
     let mut warned = false;
+    let refill_at = limit.div_ceil(2);
+    let mut last_claim = tokio::time::Instant::now();
     loop {
         if !matches!(*phase.borrow(), Phase::Serving) {
             break;
         }
+        while running.try_join_next().is_some() {}
         let room = limit.saturating_sub(running.len());
         let mut full = false;
-        if room > 0 {
+        // Room is claimed in batches: once half the limit is free (or nothing runs, or a poll
+        // is due), so that each claim's transaction takes many runs rather than the one that
+        // just ended.
+        let due = tokio::time::Instant::now() >= last_claim + POLL_TASKS;
+        if room > 0 && (room >= refill_at || running.is_empty() || due) {
+            last_claim = tokio::time::Instant::now();
             match store.claim_tasks(Arc::clone(&names), room).await {
                 Ok(claimed) => {
                     warned = false;
@@ -53,14 +61,11 @@ pub(crate) async fn serve_tasks(
                 }
             }
         }
-        // A full batch may have left more behind: claim again as soon as there is room.
-        let wait = if full || room == 0 {
-            Duration::MAX
-        } else {
-            POLL_TASKS
-        };
+        // A full batch may have left more behind: claim again as soon as there is room. Else
+        // the next poll is due a poll period after this claim, or when runs end.
+        let room_now = limit.saturating_sub(running.len());
         tokio::select! {
-            () = tokio::time::sleep(wait.min(Duration::from_secs(3600))), if poll || full => {}
+            () = tokio::time::sleep_until(last_claim + POLL_TASKS), if poll && !full && room_now > 0 => {}
             Some(_) = running.join_next(), if !running.is_empty() => {}
             _ = here.changed() => {}
             _ = phase.changed() => {}
