@@ -18,6 +18,7 @@ store_tests!(
     a_failed_delayed_run_gives_its_final_state_and_message,
     on_workers_gathers_every_value_in_input_order,
     a_delayed_run_of_a_cached_task_reuses_the_cached_value,
+    a_task_worker_is_listed_with_its_tasks_while_it_serves,
 );
 
 static FLAKY_CALLS: AtomicU32 = AtomicU32::new(0);
@@ -234,4 +235,26 @@ async fn serving_nothing_or_two_tasks_of_one_name_is_refused() {
     assert_eq!(value, 25);
     stop.send(()).unwrap();
     worker.await.unwrap().unwrap();
+}
+
+async fn a_task_worker_is_listed_with_its_tasks_while_it_serves(ts: &TestStore) {
+    let store = ts.store();
+    let listed = with_worker(store, async {
+        // A run in flight, so that the worker holds one.
+        let run = square(2).delay().await.unwrap();
+        let workers = store.workers().unwrap();
+        run.await.unwrap();
+        workers
+    })
+    .await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let me = &listed[0];
+    assert_eq!(me.pid, std::process::id());
+    assert_eq!(me.tasks, ["broken", "cached_double", "flaky", "square"]);
+    assert!(me.deployments.is_empty());
+    assert!(me.task_runs_held <= 1);
+    assert!(
+        store.workers().unwrap().is_empty(),
+        "no longer once stopped"
+    );
 }

@@ -76,7 +76,10 @@ pub fn workers(store: &Store, output: &Output) -> Result<String, Failure> {
         return Ok(serde_json::to_string_pretty(&workers)? + "\n");
     }
     if workers.is_empty() {
-        return Ok("No workers: no live process serves a deployment with this store.\n".to_owned());
+        return Ok(
+            "No workers: no live process serves a deployment or a background task with this store.\n"
+                .to_owned(),
+        );
     }
     let mut table = Table::new(vec![
         Column::left("Worker"),
@@ -86,6 +89,7 @@ pub fn workers(store: &Store, output: &Output) -> Result<String, Failure> {
         Column::left("Last heartbeat"),
         Column::right("Runs held"),
         Column::left("Deployments"),
+        Column::left("Tasks"),
     ]);
     for w in &workers {
         let deployments: Vec<String> = w
@@ -93,14 +97,21 @@ pub fn workers(store: &Store, output: &Output) -> Result<String, Failure> {
             .iter()
             .map(|d| escape_controls(d).into_owned())
             .collect();
+        let tasks: Vec<String> = w
+            .tasks
+            .iter()
+            .map(|t| escape_controls(t).into_owned())
+            .collect();
         table.row(vec![
             Cell::plain(w.id.to_string()),
             Cell::plain(escape_controls(&w.host)),
             Cell::plain(w.pid.to_string()),
             Cell::plain(format::date_time(w.started_at)),
             Cell::plain(format::date_time(w.heartbeat_at)),
-            Cell::plain(w.runs_held.to_string()),
+            // Flow runs of its deployments and delayed runs of its tasks.
+            Cell::plain((w.runs_held + w.task_runs_held).to_string()),
             Cell::plain(deployments.join(", ")),
+            Cell::plain(tasks.join(", ")),
         ]);
     }
     Ok(table.render())

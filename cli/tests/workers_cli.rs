@@ -34,7 +34,8 @@ const READER_HOST: &str = "test-reader";
 /// A host name with markup in it: the dashboard must show it as text.
 const MARKUP_HOST: &str = "<i>host-c</i>&";
 
-const NO_WORKERS: &str = "No workers: no live process serves a deployment with this store.\n";
+const NO_WORKERS: &str =
+    "No workers: no live process serves a deployment or a background task with this store.\n";
 
 #[task]
 async fn greet_step(host: String) -> String {
@@ -222,7 +223,9 @@ fn normalize(text: &str) -> String {
 
 /// What `flowcore worker ls` prints for `listed` (as its `--json` gave them), normalized.
 fn worker_table(listed: &[Value]) -> String {
-    let mut lines = vec!["Worker Host Pid Started Last heartbeat Runs held Deployments".to_owned()];
+    // A worker serving no background task leaves its Tasks cell empty.
+    let mut lines =
+        vec!["Worker Host Pid Started Last heartbeat Runs held Deployments Tasks".to_owned()];
     for w in listed {
         lines.push(format!(
             "{} {} {} <date> <time> <date> <time> 0 {DEPLOYMENT}",
@@ -357,7 +360,8 @@ fn check_dashboard(dashboard: &Dashboard, listed: &[Value], served_by: &str) {
                 "started",
                 "heartbeat",
                 "runs-held",
-                "deployments"
+                "deployments",
+                "tasks"
             ]
         );
         let started: Timestamp = w["started_at"].as_str().unwrap().parse().unwrap();
@@ -376,6 +380,7 @@ fn check_dashboard(dashboard: &Dashboard, listed: &[Value], served_by: &str) {
         );
         assert_eq!(cells[5].1, "0");
         assert_eq!(cells[6].1, DEPLOYMENT);
+        assert_eq!(cells[7].1, "");
     }
     if listed.is_empty() {
         assert!(table.contains(NO_WORKERS.trim_end()), "{table}");
@@ -409,7 +414,7 @@ fn worker_ls_says_so_when_no_process_serves_a_deployment() {
     let table = element(&html, r#"<table id="workers">"#, "</table>");
     assert!(
         table.contains(&format!(
-            r#"<td class="empty" colspan="7">{}</td>"#,
+            r#"<td class="empty" colspan="8">{}</td>"#,
             NO_WORKERS.trim_end()
         )),
         "{table}"
@@ -450,12 +455,16 @@ fn workers_are_listed_as_they_start_stop_and_die_and_a_requested_run_runs_once()
                 "id",
                 "pid",
                 "runs_held",
-                "started_at"
+                "started_at",
+                "task_runs_held",
+                "tasks"
             ]
         );
         let _: flowcore::Uuid = w["id"].as_str().unwrap().parse().unwrap();
         assert_eq!(w["deployments"], serde_json::json!([DEPLOYMENT]));
         assert_eq!(w["runs_held"], 0);
+        assert_eq!(w["tasks"], serde_json::json!([]));
+        assert_eq!(w["task_runs_held"], 0);
         let started: Timestamp = w["started_at"].as_str().unwrap().parse().unwrap();
         let heartbeat: Timestamp = w["heartbeat_at"].as_str().unwrap().parse().unwrap();
         assert!(started <= heartbeat, "{w}");

@@ -413,17 +413,19 @@ fn served_by(d: &DeploymentInfo) -> Markup {
     }
 }
 
-/// What the workers page and `flowcore worker ls` say when no process serves a deployment.
-const NO_WORKERS: &str = "No workers: no live process serves a deployment with this store.";
+/// What the workers page and `flowcore worker ls` say when no process serves anything.
+const NO_WORKERS: &str =
+    "No workers: no live process serves a deployment or a background task with this store.";
 
-/// `/workers`: the live processes serving deployments with this store, oldest first.
+/// `/workers`: the live processes serving deployments or background tasks with this store,
+/// oldest first.
 pub async fn workers(State(app): State<App>) -> Result<Markup, PageError> {
     let list = blocking(&app, |store| Ok(store.workers()?)).await?;
     let now = Timestamp::wall_now();
     let body = html! {
         h1 { "Workers" }
         table #workers {
-            thead { tr { th { "Worker" } th { "Host" } th.num { "Pid" } th { "Started" } th { "Last heartbeat" } th.num { "Runs held" } th { "Deployments" } } }
+            thead { tr { th { "Worker" } th { "Host" } th.num { "Pid" } th { "Started" } th { "Last heartbeat" } th.num { "Runs held" } th { "Deployments" } th { "Tasks" } } }
             tbody {
                 @for w in &list {
                     tr.worker data-worker-id=(w.id) {
@@ -436,17 +438,23 @@ pub async fn workers(State(app): State<App>) -> Result<Markup, PageError> {
                             // Whole seconds: the heartbeat comes every few, so finer is noise.
                             " " span.age { "(" (now.duration_since(w.heartbeat_at).as_secs()) " s ago)" }
                         }
-                        td.runs-held.num { (w.runs_held) }
+                        td.runs-held.num { (w.runs_held + w.task_runs_held) }
                         td.deployments {
                             @for (i, name) in w.deployments.iter().enumerate() {
                                 @if i > 0 { ", " }
                                 span.deployment { (name) }
                             }
                         }
+                        td.tasks {
+                            @for (i, name) in w.tasks.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                span.task { (name) }
+                            }
+                        }
                     }
                 }
                 @if list.is_empty() {
-                    tr { td colspan="7" .empty { (NO_WORKERS) } }
+                    tr { td colspan="8" .empty { (NO_WORKERS) } }
                 }
             }
         }

@@ -213,8 +213,10 @@ impl Serve {
             senders,
             phase.clone(),
         ));
+        let task_names: Vec<&str> = tasks.iter().map(|t| t.name).collect();
         if !tasks.is_empty() {
-            let listed: Vec<&str> = tasks.iter().map(|t| t.name).collect();
+            store.serve_tasks(&task_names, true)?;
+            let listed = &task_names;
             tracing::info!(target: "flowcore", "Serving background tasks {}, {} at once", listed.join(", "), self.task_limit);
             loops.spawn(tasks::serve_tasks(
                 store.clone(),
@@ -271,6 +273,9 @@ impl Serve {
         }
         if let Err(e) = store.flush().await {
             tracing::error!(target: "flowcore", "The last states were not recorded: {e}");
+        }
+        if !task_names.is_empty() {
+            store.serve_tasks(&task_names, false)?;
         }
         if !names.is_empty() {
             store.unserve_deployments(&names)?;

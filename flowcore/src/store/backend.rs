@@ -114,6 +114,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
         at: Timestamp,
         me: &ProcessInfo,
     ) -> Result<Tick, StoreError>;
+    /// Records that `me` serves these background tasks (or no longer does: `serving` false),
+    /// for `flowcore worker ls`.
+    fn serve_tasks(
+        &self,
+        _tasks: &[&str],
+        _serving: bool,
+        _me: &ProcessInfo,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Records delayed task runs `Scheduled`, with their arguments, for workers serving their
     /// tasks to claim: all of them or none.
     fn delay_tasks(&self, runs: &[DelayRequest]) -> Result<(), StoreError>;

@@ -124,7 +124,7 @@ pub(crate) enum Tick {
     Taken,
 }
 
-/// A process serving deployments, as `flowcore worker ls` shows it.
+/// A process serving deployments or background tasks, as `flowcore worker ls` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct WorkerInfo {
@@ -142,6 +142,10 @@ pub struct WorkerInfo {
     pub deployments: Vec<String>,
     /// How many flow runs it holds: claimed and not finished.
     pub runs_held: usize,
+    /// The background tasks it serves, by name.
+    pub tasks: Vec<String>,
+    /// How many delayed task runs it holds: claimed and not finished.
+    pub task_runs_held: usize,
 }
 
 /// The deployment's parameters with `overrides` (`key=value`, as typed on a command line) on

@@ -848,6 +848,13 @@ impl Store {
             .unwrap_or(Err(StoreError::WriterStopped))
     }
 
+    /// Records that this process serves these background tasks, or no longer does.
+    pub(crate) fn serve_tasks(&self, tasks: &[&str], serving: bool) -> Result<(), StoreError> {
+        self.inner
+            .backend
+            .serve_tasks(tasks, serving, &self.inner.process)
+    }
+
     /// Records delayed task runs `Scheduled`, for workers to claim.
     pub(crate) async fn delay_tasks(&self, runs: Vec<DelayRequest>) -> Result<(), StoreError> {
         self.off_runtime(move |backend, _| backend.delay_tasks(&runs))

@@ -853,6 +853,8 @@ impl Backend for MemoryBackend {
             heartbeat_at: Timestamp::wall_now(),
             deployments,
             runs_held,
+            tasks: Vec::new(),
+            task_runs_held: 0,
         }])
     }
 

@@ -140,8 +140,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX limit_slots_by_task_run ON limit_slots (task_run_id);
     CREATE INDEX limit_slots_by_process ON limit_slots (process_id);",
-    // 3: delayed task runs, as SQLite's 7.
-    "CREATE TABLE task_requests (
+    // 3: delayed task runs and task workers, as SQLite's 7.
+    "CREATE TABLE task_workers (
+        task TEXT NOT NULL,
+        process_id BYTEA NOT NULL,
+        PRIMARY KEY (task, process_id)
+    );
+    CREATE TABLE task_requests (
         run_id BYTEA PRIMARY KEY,
         args TEXT NOT NULL,
         claims BIGINT NOT NULL DEFAULT 0,

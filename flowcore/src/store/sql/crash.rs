@@ -309,10 +309,12 @@ pub(crate) fn retire_process(
             &[process_id.param()],
         )?;
     }
-    conn.execute(
-        "DELETE FROM deployment_workers WHERE process_id = $1",
-        &[process_id.param()],
-    )?;
+    for table in ["deployment_workers", "task_workers"] {
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE process_id = $1"),
+            &[process_id.param()],
+        )?;
+    }
     // Its task runs ended with it: their slots of store-wide limits are free.
     conn.execute(
         "DELETE FROM limit_slots WHERE process_id = $1",

@@ -726,6 +726,26 @@ impl<D: Driver> Backend for SqlBackend<D> {
         })
     }
 
+    fn serve_tasks(
+        &self,
+        tasks: &[&str],
+        serving: bool,
+        me: &ProcessInfo,
+    ) -> Result<(), StoreError> {
+        let sql = if serving {
+            "INSERT INTO task_workers (task, process_id) VALUES ($1::text, $2::bytea)
+             ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM task_workers WHERE task = $1::text AND process_id = $2::bytea"
+        };
+        self.driver.write(&mut |c| {
+            for task in tasks {
+                c.execute(sql, &[Param::Text(task), Param::Bytes(key(&me.id))])?;
+            }
+            Ok(())
+        })
+    }
+
     fn delay_tasks(&self, runs: &[DelayRequest]) -> Result<(), StoreError> {
         let dialect = self.driver.dialect();
         self.driver
@@ -848,7 +868,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
             let workers = c.collect(
                 "SELECT p.id, p.pid, p.host, p.started_at, p.heartbeat_at FROM processes p
                  WHERE p.ended_at IS NULL
-                     AND EXISTS (SELECT 1 FROM deployment_workers w WHERE w.process_id = p.id)
+                     AND (EXISTS (SELECT 1 FROM deployment_workers w WHERE w.process_id = p.id)
+                         OR EXISTS (SELECT 1 FROM task_workers t WHERE t.process_id = p.id))
                  ORDER BY p.started_at",
                 &[],
                 |r| {
@@ -862,6 +883,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
                             heartbeat_at: ts(r, 4)?,
                             deployments: Vec::new(),
                             runs_held: 0,
+                            tasks: Vec::new(),
+                            task_runs_held: 0,
                         },
                     ))
                 },
@@ -889,6 +912,26 @@ impl<D: Driver> Backend for SqlBackend<D> {
                     )?
                     .unwrap_or(0);
                 worker.runs_held = usize::try_from(held).unwrap_or(0);
+                worker.tasks = c.collect(
+                    "SELECT task FROM task_workers WHERE process_id = $1::bytea ORDER BY task",
+                    &[Param::Bytes(&id)],
+                    |r| text_at(r, 0),
+                )?;
+                if !worker.tasks.is_empty() {
+                    let held = c
+                        .first(
+                            &format!(
+                                "SELECT COUNT(*) FROM task_runs
+                                 WHERE process_id = $1::bytea AND state IN ('Scheduled', {})
+                                     AND id IN (SELECT run_id FROM task_requests)",
+                                crash::UNFINISHED_TASK
+                            ),
+                            &[Param::Bytes(&id)],
+                            |r| int_at(r, 0),
+                        )?
+                        .unwrap_or(0);
+                    worker.task_runs_held = usize::try_from(held).unwrap_or(0);
+                }
                 live.push(worker);
             }
             Ok(live)

@@ -150,8 +150,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX limit_slots_by_process ON limit_slots (process_id);",
     // 7: delayed task runs (`.delay()`): the task run is `Scheduled` with no process until a
     // worker claims it; its arguments, how many times it was claimed (its attempt: a run whose
-    // worker died is claimed again) and how many times it may be taken over.
-    "CREATE TABLE task_requests (
+    // worker died is claimed again) and how many times it may be taken over. Every process
+    // serving a background task, as `deployment_workers` for deployments.
+    "CREATE TABLE task_workers (
+        task TEXT NOT NULL,
+        process_id BLOB NOT NULL,
+        PRIMARY KEY (task, process_id)
+    );
+    CREATE TABLE task_requests (
         run_id BLOB PRIMARY KEY,
         args TEXT NOT NULL,
         claims INTEGER NOT NULL DEFAULT 0,
@@ -178,4 +184,5 @@ pub(crate) const TABLES: &[&str] = &[
     "states",
     "task_requests",
     "task_runs",
+    "task_workers",
 ];
