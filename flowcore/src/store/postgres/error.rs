@@ -49,6 +49,14 @@ impl Errors {
         };
         let detail = db.message().to_owned();
         let code = db.code();
+        if *code == SqlState::INVALID_TEXT_REPRESENTATION
+            && let Some(at) = fenced_at(&detail)
+        {
+            return StoreError::Fenced {
+                store: self.store.clone(),
+                at,
+            };
+        }
         if *code == SqlState::T_R_DEADLOCK_DETECTED
             || *code == SqlState::T_R_SERIALIZATION_FAILURE
             || *code == SqlState::LOCK_NOT_AVAILABLE
@@ -101,4 +109,39 @@ fn with_sources(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// When this process was taken for dead, from the error of the fencing check (see
+/// `sql::crash::check_not_fenced`): `invalid input syntax for type bigint:
+/// "flowcore-fenced-at:1733526000000000"`.
+fn fenced_at(message: &str) -> Option<String> {
+    let (_, after) = message.split_once(crate::store::sql::crash::FENCED_AT)?;
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    let micros: i64 = digits.parse().ok()?;
+    Some(
+        crate::clock::Timestamp::from_micros(micros)
+            .to_datetime()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fenced_at;
+
+    #[test]
+    fn the_fencing_checks_error_gives_the_time_the_process_was_taken_for_dead() {
+        assert_eq!(
+            fenced_at(
+                r#"invalid input syntax for type bigint: "flowcore-fenced-at:1765065600000000""#
+            )
+            .as_deref(),
+            Some("2025-12-07T00:00:00Z")
+        );
+        assert_eq!(
+            fenced_at(r#"invalid input syntax for type bigint: "12x""#),
+            None,
+            "another statement's error is left as it is"
+        );
+    }
 }

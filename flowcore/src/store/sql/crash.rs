@@ -269,13 +269,31 @@ pub(crate) fn fence(conn: &mut dyn Conn, process: &DeadProcess) -> Result<bool, 
     Ok(fenced.is_some())
 }
 
+/// What the PostgreSQL statement of [`check_not_fenced`] fails with when the process was taken
+/// for dead: this text, then when, in microseconds (see `postgres::error`).
+pub(crate) const FENCED_AT: &str = "flowcore-fenced-at:";
+
 /// Refuses a write of a process that another took for dead: see [`fence`]. Holds the
 /// process's row until the write commits, so that it cannot be taken for dead halfway.
+///
+/// On PostgreSQL the check is a statement that fails when the process is fenced, sent with the
+/// batch's statements rather than answered before them: a round trip fewer per commit. Its
+/// error is read back as [`StoreError::Fenced`].
 pub(crate) fn check_not_fenced(
     conn: &mut dyn Conn,
+    dialect: Dialect,
     me: &ProcessInfo,
     store: &str,
 ) -> Result<(), StoreError> {
+    if dialect == Dialect::Postgres {
+        conn.execute(
+            "SELECT CASE WHEN fenced_at IS NULL THEN 0
+                 ELSE CAST($2::text || fenced_at AS bigint) END
+             FROM processes WHERE id = $1::bytea FOR SHARE",
+            &[Param::Bytes(key(&me.id)), Param::Text(FENCED_AT)],
+        )?;
+        return Ok(());
+    }
     let fenced_at = conn.first(
         "SELECT fenced_at FROM processes WHERE id = $1::bytea {share}",
         &[Param::Bytes(key(&me.id))],

@@ -149,9 +149,15 @@ impl<D: Driver> Backend for SqlBackend<D> {
     /// One attempt: the writer thread tries again, and waits out locks itself (so that it can
     /// say how long it has waited).
     fn write(&self, batch: &[Event], process: &ProcessInfo) -> Result<(), StoreError> {
+        // A batch of flushes alone has nothing to write: what came before it is committed, by
+        // the batches before it. (A transaction for it would lock the process's row for the
+        // fencing check, and so wait for a WAL flush.)
+        if batch.iter().all(|e| matches!(e, Event::Flush(_))) {
+            return Ok(());
+        }
         let dialect = self.driver.dialect();
         self.driver.write_once(&mut |c| {
-            crash::check_not_fenced(c, process, &self.driver.describe())?;
+            crash::check_not_fenced(c, dialect, process, &self.driver.describe())?;
             batch::write_batch(c, dialect, batch, process)
         })
     }
@@ -767,8 +773,9 @@ impl<D: Driver> Backend for SqlBackend<D> {
         {
             return Ok(Vec::new());
         }
+        let dialect = self.driver.dialect();
         self.driver.write(&mut |c| {
-            crash::check_not_fenced(c, me, &self.driver.describe())?;
+            crash::check_not_fenced(c, dialect, me, &self.driver.describe())?;
             task_requests::claim(c, tasks, limit, &me.id)
         })
     }
