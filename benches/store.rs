@@ -277,6 +277,40 @@ fn store_postgres(c: &mut Criterion) {
             start.elapsed()
         })
     });
+    // What a `NOTIFY` would add to each commit, were workers woken by LISTEN/NOTIFY: the same
+    // one-row transaction with a notification in it, with a listener connected (the server
+    // queues notifications for listeners, and writes the queue at commit).
+    let mut listener = postgres::Client::connect(db.url(), postgres::NoTls).expect("connect");
+    listener.batch_execute("LISTEN flowcore").expect("LISTEN");
+    group.bench_function("raw_transaction_per_row_with_notify", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                next_id += 1;
+                let mut tx = client.transaction().expect("BEGIN");
+                tx.execute(&insert_event, &[&next_id, &(next_id * 7), &message])
+                    .expect("insert one row");
+                tx.batch_execute("NOTIFY flowcore").expect("NOTIFY");
+                tx.commit().expect("COMMIT");
+            }
+            start.elapsed()
+        })
+    });
+    // The same transaction without the notification, made the same way, to compare with.
+    group.bench_function("raw_transaction_per_row_explicit", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                next_id += 1;
+                let mut tx = client.transaction().expect("BEGIN");
+                tx.execute(&insert_event, &[&next_id, &(next_id * 7), &message])
+                    .expect("insert one row");
+                tx.commit().expect("COMMIT");
+            }
+            start.elapsed()
+        })
+    });
+    drop(listener);
     group.finish();
 
     // As SQLite's, the store's throughput depends on how big it has grown.
