@@ -148,6 +148,53 @@ fn hello_prints_the_greeting_and_the_runs_states() {
     );
 }
 
+#[test]
+fn thumbnails_hands_its_images_to_two_worker_processes_and_gathers_them_in_order() {
+    let home = flowcore_home();
+    let out = run_example("thumbnails", &["--images", "20"], home.path());
+    out.assert_success("thumbnails");
+    let made: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("photo-"))
+        .collect();
+    assert_eq!(made.len(), 20, "{}", out.stdout);
+    for (i, line) in made.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!(
+                "photo-{:03}.jpg at 128px: 1664 bytes, by worker pid ",
+                i + 1
+            )),
+            "in order: {line}"
+        );
+        let pid: u32 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert_ne!(pid, std::process::id());
+    }
+    out.assert_line(&["20 thumbnails made by "]);
+    // Each image is one delayed task run, Completed once, in the store the example used.
+    let store = Store::open_existing(home.path().join("flowcore.db")).unwrap();
+    let runs = store
+        .flow_runs(&flowcore::store::RunFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    let run = store.flow_run(runs[0].id).unwrap().unwrap();
+    assert_eq!(run.task_runs.len(), 20);
+    for t in &run.task_runs {
+        assert_eq!(
+            t.history.kinds(),
+            [
+                flowcore::StateKind::Scheduled,
+                flowcore::StateKind::Pending,
+                flowcore::StateKind::Running,
+                flowcore::StateKind::Completed
+            ]
+        );
+    }
+}
+
 /// The state `task` finished in, from the "Task run '<task>-…' - Finished in state …" log lines.
 fn finished_states<'a>(out: &'a Output, task: &str) -> Vec<&'a str> {
     out.lines_with(&format!("Task run '{task}-"))

@@ -407,6 +407,10 @@ where
 
 /// A delayed task run: await it for the value its worker returned (the task's output, or the
 /// `T` of its `Result<T, E>`), or why it has none.
+///
+/// Awaiting waits until the run has ended, however long no worker serves its task: wrap it in
+/// `tokio::time::timeout` to give up sooner (the run stays delayed, for a worker to come).
+/// Dropped, the handle leaves the run to its worker.
 #[must_use = "a delayed run goes on without its handle, but its value is lost"]
 pub struct Delayed<T> {
     store: Store,
