@@ -8,6 +8,7 @@ mod support;
 
 use std::future::IntoFuture as _;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use flowcore::StateKind::{self, *};
 use flowcore::{DelayedError, ServeError, Store, background, flow, task};
@@ -240,9 +241,19 @@ async fn serving_nothing_or_two_tasks_of_one_name_is_refused() {
 async fn a_task_worker_is_listed_with_its_tasks_while_it_serves(ts: &TestStore) {
     let store = ts.store();
     let listed = with_worker(store, async {
-        // A run in flight, so that the worker holds one.
         let run = square(2).delay().await.unwrap();
-        let workers = store.workers().unwrap();
+        // The worker records what it serves as it starts, on a tokio task of its own.
+        let workers = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let workers = store.workers().unwrap();
+                if !workers.is_empty() {
+                    return workers;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the worker is listed within 10 s");
         run.await.unwrap();
         workers
     })
