@@ -200,20 +200,7 @@ pub(crate) async fn serve_one(
     if !runs.is_empty() {
         tracing::info!(target: "flowcore", "Deployment '{}': waiting for {} in flight", d.name, runs_count(runs.len()));
     }
-    while !runs.is_empty() {
-        let deadline = match *phase.borrow() {
-            Phase::Draining { deadline } => Some(deadline),
-            _ => None,
-        };
-        let Some(deadline) = deadline else {
-            break;
-        };
-        tokio::select! {
-            Some(ended) = runs.join_next() => report_panic(&d, ended),
-            () = tokio::time::sleep_until(deadline) => break,
-            _ = phase.changed() => {}
-        }
-    }
+    drain(&mut runs, &mut phase, |ended| report_panic(&d, ended)).await;
     if !runs.is_empty() {
         tracing::warn!(
             target: "flowcore",
@@ -428,6 +415,25 @@ fn report_panic(d: &Served, ended: Result<FlowRunRecord, tokio::task::JoinError>
         && e.is_panic()
     {
         tracing::error!(target: "flowcore", "A flow run of deployment '{}' panicked; serving goes on", d.name);
+    }
+}
+
+/// Lets the runs in flight end while the phase is `Draining`, until its deadline; returns when
+/// they all ended, the deadline passed, or the phase says to cancel them. `ended` sees each end.
+pub(crate) async fn drain<T: 'static>(
+    runs: &mut JoinSet<T>,
+    phase: &mut watch::Receiver<Phase>,
+    mut ended: impl FnMut(Result<T, tokio::task::JoinError>),
+) {
+    while !runs.is_empty() {
+        let Phase::Draining { deadline } = *phase.borrow() else {
+            break;
+        };
+        tokio::select! {
+            Some(end) = runs.join_next() => ended(end),
+            () = tokio::time::sleep_until(deadline) => break,
+            _ = phase.changed() => {}
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::background::{BackgroundTask, Claim};
-use crate::serve::runner::Phase;
+use crate::serve::runner::{Phase, drain};
 use crate::state::{State, StateKind};
 use crate::store::{ClaimedTask, Event, RunStore};
 use crate::{RunKind, Timestamp};
@@ -72,20 +72,7 @@ pub(crate) async fn serve_tasks(
         }
     }
     // Runs in flight finish within the grace period, or are cancelled.
-    while !running.is_empty() {
-        let deadline = match *phase.borrow() {
-            Phase::Draining { deadline } => Some(deadline),
-            _ => None,
-        };
-        let Some(deadline) = deadline else {
-            break;
-        };
-        tokio::select! {
-            _ = running.join_next() => {}
-            () = tokio::time::sleep_until(deadline) => break,
-            _ = phase.changed() => {}
-        }
-    }
+    drain(&mut running, &mut phase, drop).await;
     // Dropping a run ends it `Cancelled`.
     running.abort_all();
     while running.join_next().await.is_some() {}
