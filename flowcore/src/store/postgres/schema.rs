@@ -154,6 +154,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX task_runs_requested ON task_runs (task, created_at)
         WHERE state = 'Scheduled';",
+    // 4: run names, flow run tags, paused deployments, as SQLite's 8.
+    "ALTER TABLE task_runs ADD COLUMN name TEXT;
+    ALTER TABLE flow_runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE deployments ADD COLUMN paused_at BIGINT;
+    DROP INDEX flow_runs_unfinished;
+    CREATE INDEX flow_runs_unfinished ON flow_runs (process_id)
+        WHERE state IN ('Scheduled', 'Late', 'Pending', 'Running', 'Retrying', 'Cancelling');",
 ];
 
 /// The schema version this build writes.

@@ -165,6 +165,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX task_runs_requested ON task_runs (task, created_at)
         WHERE state = 'Scheduled';",
+    // 8: a task run's own name (`task_run_name`; NULL: the default, task name and call
+    // number), a flow run's tags, when a deployment's schedule was paused (NULL: it runs), and
+    // flow runs being cancelled from outside count as unfinished.
+    "ALTER TABLE task_runs ADD COLUMN name TEXT;
+    ALTER TABLE flow_runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE deployments ADD COLUMN paused_at BIGINT;
+    DROP INDEX flow_runs_unfinished;
+    CREATE INDEX flow_runs_unfinished ON flow_runs (process_id)
+        WHERE state IN ('Scheduled', 'Late', 'Pending', 'Running', 'Retrying', 'Cancelling');",
 ];
 
 /// The schema version this build writes.
