@@ -9,7 +9,9 @@
 //! (or SIGTERM): runs in flight then get a grace period to finish. From another terminal,
 //! `flowcore deployment ls` shows the deployment and its next run, and
 //! `flowcore deployment run monitor --watch` runs it now and follows the run to its end
-//! (`--param url=…` checks another page). The status page is a small server this program
+//! (`--param url=…` checks another page), and `flowcore runs cancel RUN` cancels a run going
+//! on: this process drops it within a second, and it ends Cancelled with who asked. The
+//! monitor flow is tagged `monitoring` (`flowcore runs ls --tag monitoring`). The status page is a small server this program
 //! starts on 127.0.0.1: it answers 200, then 503 every third request (the service flaps).
 //!
 //! ```sh
@@ -55,7 +57,7 @@ async fn check_status(url: &str, timeout_secs: u64) -> anyhow::Result<()> {
 
 /// Checks `url` once; returns whether it is up. A failed check is logged, not propagated:
 /// the monitor's job is to notice failures, not to fail with them.
-#[flow(name = "monitor")]
+#[flow(name = "monitor", tags = ["monitoring"])]
 async fn monitor(url: String, timeout_secs: u64) -> bool {
     let up = match check_status(&url, timeout_secs).await {
         Ok(()) => {

@@ -254,6 +254,7 @@ async fn the_record_serializes_to_json_with_derived_fields() {
             "name",
             "parent_id",
             "subflow_runs",
+            "tags",
             "task_runs"
         ]
     );

@@ -31,6 +31,9 @@ pub enum Command {
     /// Cached task results: list them, clear them.
     #[command(subcommand, arg_required_else_help = false)]
     Cache(CacheCommand),
+    /// Artifacts runs made (`flowcore::artifact`): the latest of each key, one shown.
+    #[command(subcommand, arg_required_else_help = false)]
+    Artifact(ArtifactCommand),
     /// Deployments: list them, run one now.
     #[command(subcommand, arg_required_else_help = false)]
     Deployment(DeploymentCommand),
@@ -162,6 +165,20 @@ pub enum RunsCommand {
     Summary(RunArg),
     /// Draws a flow run's task graph: Graphviz DOT, Mermaid, or SVG through Graphviz.
     Graph(RunsGraph),
+    /// Cancels a deployment's flow run: one not started ends Cancelled at once; one going on
+    /// is Cancelling until the process serving it drops it (within about a second).
+    Cancel(RunCancel),
+}
+
+/// `flowcore runs cancel`
+#[derive(Debug, Args)]
+pub struct RunCancel {
+    /// The flow run's name (the newest run of that name) or id.
+    #[arg(value_name = "RUN")]
+    pub run: String,
+
+    #[command(flatten)]
+    pub output: Output,
 }
 
 /// `flowcore runs ls`
@@ -171,10 +188,14 @@ pub struct RunsLs {
     #[arg(long, value_name = "NAME")]
     pub flow: Option<String>,
 
-    /// Only runs in this state: Pending, Running, Retrying, Completed, Cached, Failed,
-    /// TimedOut, Cancelled, Crashed or Skipped (any case).
+    /// Only runs in this state: Scheduled, Late, Pending, Running, Retrying, Cancelling,
+    /// Completed, Cached, Failed, TimedOut, Cancelled, Crashed or Skipped (any case).
     #[arg(long, value_name = "STATE")]
     pub state: Option<StateKind>,
+
+    /// Only runs carrying this tag, as in `#[flow(tags = ["nightly"])]` (exact, case matters).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
 
     /// At most this many runs.
     // A u64 ranged parser, because clap has no ranged parser for usize; 0 would list nothing.
@@ -230,6 +251,26 @@ pub enum CacheCommand {
     Ls(Output),
     /// Removes the cached results of one task, or all of them.
     Clear(CacheClear),
+}
+
+/// `flowcore artifact …`
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCommand {
+    /// Lists the latest artifact of each key.
+    Ls(Output),
+    /// Shows the latest artifact of a key: markdown and links as written, tables as columns.
+    Show(ArtifactShow),
+}
+
+/// `flowcore artifact show`
+#[derive(Debug, Args)]
+pub struct ArtifactShow {
+    /// The artifact's key.
+    #[arg(value_name = "KEY")]
+    pub key: String,
+
+    #[command(flatten)]
+    pub output: Output,
 }
 
 /// `flowcore cache clear`

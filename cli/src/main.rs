@@ -22,6 +22,7 @@
 //! `--json` is escaped by serde, and `runs graph` only when it prints to a terminal.
 
 mod args;
+mod artifact;
 mod cache;
 mod dashboard;
 mod deployment;
@@ -42,8 +43,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use flowcore::terminal::escape_controls;
 
 use args::{
-    CacheCommand, Cli, Command, DeploymentCommand, LimitCommand, RunsCommand, ServerCommand,
-    StoreCommand, WorkerCommand,
+    ArtifactCommand, CacheCommand, Cli, Command, DeploymentCommand, LimitCommand, RunsCommand,
+    ServerCommand, StoreCommand, WorkerCommand,
 };
 use style::Style;
 
@@ -96,7 +97,14 @@ fn run(cli: Cli, style: Style) -> Result<String, Failure> {
         Command::Runs(RunsCommand::Show(args)) => runs::show(&open::open(&path)?, &args, style),
         Command::Runs(RunsCommand::Summary(args)) => runs::summary(&open::open(&path)?, &args),
         Command::Runs(RunsCommand::Graph(args)) => graph::graph(&open::open(&path)?, &args),
+        Command::Runs(RunsCommand::Cancel(args)) => runs::cancel(&open::open(&path)?, &args),
         Command::Cache(CacheCommand::Ls(output)) => cache::ls(&open::open(&path)?, &output),
+        Command::Artifact(ArtifactCommand::Ls(output)) => {
+            artifact::ls(&open::open(&path)?, &output)
+        }
+        Command::Artifact(ArtifactCommand::Show(args)) => {
+            artifact::show(&open::open(&path)?, &args)
+        }
         Command::Cache(CacheCommand::Clear(args)) => cache::clear(&open::open(&path)?, &args),
         Command::Deployment(DeploymentCommand::Ls(output)) => {
             deployment::ls(&open::open(&path)?, &output, style)

@@ -10,7 +10,7 @@ use flowcore::{FlowRunRecord, StateKind, Store, Timestamp, Uuid};
 use serde_json::{Value, json};
 
 use crate::Failure;
-use crate::args::{RunArg, RunsLs};
+use crate::args::{RunArg, RunCancel, RunsLs};
 use crate::format;
 use crate::open;
 use crate::style::{Colour, Style};
@@ -21,6 +21,7 @@ pub fn ls(store: &Store, args: &RunsLs, style: Style) -> Result<String, Failure>
     let filter = RunFilter {
         flow: args.flow.clone(),
         state: args.state,
+        tag: args.tag.clone(),
         limit: usize::try_from(args.limit).unwrap_or(usize::MAX),
         ..RunFilter::default()
     };
@@ -58,6 +59,31 @@ pub fn ls(store: &Store, args: &RunsLs, style: Style) -> Result<String, Failure>
     Ok(table.render())
 }
 
+/// `flowcore runs cancel`
+pub fn cancel(store: &Store, args: &RunCancel) -> Result<String, Failure> {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "someone".to_owned());
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let by = format!("flowcore runs cancel ({user}@{host})");
+    let outcome = store.cancel_run(&args.run, &by)?;
+    let id = open::find_run(store, &args.run)?;
+    let name = store
+        .flow_run_summary(id)?
+        .map_or_else(|| args.run.clone(), |s| s.name);
+    if args.output.json {
+        let value = json!({ "id": id, "name": name, "outcome": outcome, "by": by });
+        return Ok(serde_json::to_string_pretty(&value)? + "\n");
+    }
+    let name = escape_controls(&name);
+    Ok(match outcome {
+        flowcore::CancelOutcome::Cancelling => format!(
+            "Cancelling flow run '{name}': the process running it drops it within about a second, and it ends Cancelled.\n"
+        ),
+        _ => format!("Cancelled flow run '{name}': no process was running it.\n"),
+    })
+}
+
 /// What `runs ls` says when no run matches, so that an empty answer is not mistaken for a
 /// broken command.
 fn nothing_found(filter: &RunFilter) -> String {
@@ -67,6 +93,9 @@ fn nothing_found(filter: &RunFilter) -> String {
     }
     if let Some(state) = filter.state {
         which.push(format!("in state {state}"));
+    }
+    if let Some(tag) = &filter.tag {
+        which.push(format!("tagged '{}'", escape_controls(tag)));
     }
     if which.is_empty() {
         "No flow runs yet.\n".to_owned()
@@ -217,6 +246,12 @@ pub fn show(store: &Store, args: &RunArg, style: Style) -> Result<String, Failur
     if let Some(deployment) = deployment {
         field("Deployment", escape_controls(&deployment).into_owned());
     }
+    if !record.tags.is_empty() {
+        field(
+            "Tags",
+            escape_controls(&record.tags.join(", ")).into_owned(),
+        );
+    }
     field(
         "Parameters",
         escape_controls(&parameters_text(parameters.as_ref())).into_owned(),
@@ -255,6 +290,33 @@ pub fn show(store: &Store, args: &RunArg, style: Style) -> Result<String, Failur
         ]);
     }
     out.push_str(&history.render());
+
+    let artifacts = store.artifacts_of(record.id)?;
+    if !artifacts.is_empty() {
+        out.push_str("\nArtifacts\n");
+        let mut table = Table::new(vec![
+            Column::left("Key"),
+            Column::left("Kind"),
+            Column::left("Made by"),
+        ]);
+        let names: HashMap<Uuid, String> = record
+            .task_runs
+            .iter()
+            .map(|t| (t.id, t.name().to_string()))
+            .collect();
+        for a in &artifacts {
+            let by = a
+                .task_run_id
+                .and_then(|t| names.get(&t).cloned())
+                .unwrap_or_else(|| "the flow run".to_owned());
+            table.row(vec![
+                Cell::plain(&a.key),
+                Cell::plain(a.kind.as_str()),
+                Cell::plain(by),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
 
     out.push_str("\nTask runs\n");
     if record.task_runs.is_empty() {

@@ -153,7 +153,7 @@ async fn load(db: PathBuf, rows: Vec<Row>) -> anyhow::Result<usize> {
     .await?
 }
 
-#[flow(name = "etl", on_state = alert_failed)]
+#[flow(name = "etl", tags = ["nightly"], on_state = alert_failed)]
 pub async fn etl(url: &str, db: PathBuf) -> anyhow::Result<usize> {
     // The table is made while the complaints are fetched.
     let table = create_table(db.clone()).submit();

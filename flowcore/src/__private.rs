@@ -34,6 +34,7 @@ pub use crate::call::{Finished, Record, RunFuture};
 pub use crate::codec::{
     ArgProbe, Codec, NotRecordable, NotStorable, Probe, Recordable, Storable, TraceArg, parameters,
 };
+pub use crate::crash_hooks::Registration;
 pub use crate::flow::{FlowSpec, run_flow};
 pub use crate::hooks::{Hook, Hooks, StateHook};
 pub use crate::outcome::{Fallible, Outcome, Plain};

@@ -1,6 +1,7 @@
 //! The attempt loop shared by task runs and flow runs: run the body, judge the result, wait
 //! and retry, time out.
 
+use crate::run_hooks::ActiveHooks;
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -120,6 +121,9 @@ pub(crate) trait LiveRun {
 
     fn hooks(&self) -> &'static Hooks;
 
+    /// The run-time hooks ([`RunHooks`](crate::RunHooks)) it fires.
+    fn active_hooks(&self) -> &ActiveHooks;
+
     /// What the hooks are told about the run, its history included.
     fn info(&self) -> RunInfo<'_>;
 
@@ -142,6 +146,10 @@ pub(crate) trait LiveRun {
         let hooks = self.hooks();
         if !hooks.is_empty() {
             hooks.fire(&self.info());
+        }
+        let active = self.active_hooks();
+        if !active.is_empty() {
+            active.fire(&self.info());
         }
     }
 }

@@ -327,7 +327,7 @@ fn flow_store() -> Option<RunStore> {
 
 /// The record of a delayed call, made when it is delayed: in the flow run it was called in.
 fn delay_request<B: Background>(call: TaskCall<B>) -> Result<DelayRequest, DelayedError> {
-    let body = call.into_body();
+    let mut body = call.into_body();
     let task = B::TASK.name;
     let args = body
         .arguments()
@@ -338,7 +338,11 @@ fn delay_request<B: Background>(call: TaskCall<B>) -> Result<DelayRequest, Delay
         id: crate::names::new_run_id_at(at),
         task,
         args,
-        tags: body.tags(),
+        name: body.options().name.take(),
+        tags: FlowContext::with_current(|flow| {
+            crate::task::with_flow_tags(body.tags(), &flow.tags)
+        })
+        .unwrap_or_else(|| body.tags().to_vec()),
         flow_run_id: FlowContext::with_current(|flow| flow.id),
         at,
     })

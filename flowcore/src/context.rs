@@ -5,6 +5,7 @@
 //! first polled: `tokio::spawn(extract(url))` and `join_all` keep the run attached to the
 //! flow that called it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -17,6 +18,7 @@ use uuid::Uuid;
 
 use crate::fingerprint::BuildPreHashed;
 use crate::record::{EdgeKind, FlowRunRecord, TaskRunRecord, Upstream};
+use crate::run_hooks::ActiveHooks;
 use crate::store::{PriorRun, RunStore};
 
 tokio::task_local! {
@@ -29,6 +31,10 @@ tokio::task_local! {
 pub struct FlowContext {
     pub(crate) id: Uuid,
     pub(crate) name: String,
+    /// The flow run's tags, which its task runs and subflow runs carry too.
+    pub(crate) tags: Vec<Cow<'static, str>>,
+    /// The run-time hooks of the flow run, which its task runs fire too.
+    pub(crate) hooks: ActiveHooks,
     /// Where the flow run, its task runs and its subflow runs record.
     pub(crate) store: RunStore,
     /// Task and subflow calls made so far: each call's position, by which a resumed run
@@ -76,12 +82,16 @@ impl FlowContext {
     pub(crate) fn new(
         id: Uuid,
         name: String,
+        tags: Vec<Cow<'static, str>>,
+        hooks: ActiveHooks,
         prior: BTreeMap<u32, PriorRun>,
         store: RunStore,
     ) -> Self {
         FlowContext {
             id,
             name,
+            tags,
+            hooks,
             store,
             calls: AtomicU32::new(0),
             prior,

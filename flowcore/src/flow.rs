@@ -1,5 +1,6 @@
 //! Flow calls and flow runs.
 
+use crate::run_hooks::ActiveHooks;
 use std::borrow::Cow;
 use std::future::Future;
 use std::panic::resume_unwind;
@@ -33,9 +34,12 @@ use crate::store::{Event, ResumePoint, RunStore, Store};
 pub struct FlowSpec {
     pub name: &'static str,
     pub retry: RetryPolicy,
+    pub tags: &'static [Cow<'static, str>],
     pub hooks: Hooks,
     /// Its runs' tracing span, named for the flow.
     pub span: RunCallsite,
+    /// Whether its `on_crashed` hooks are known to this process.
+    pub registration: crate::crash_hooks::Registration,
 }
 
 /// The future of a flow run, as `#[flow]` builds it; its `Output` is the flow function's
@@ -109,6 +113,7 @@ pub fn run_flow<K, R, A>(
     behaviour: Behaviour<R, K::Error>,
     codec: Option<Codec<R>>,
     parameters: Option<String>,
+    name: Option<String>,
 ) -> impl Future<Output = Finished<R, FlowRunRecord>>
 where
     K: Outcome<R>,
@@ -122,6 +127,8 @@ where
         .then(|| launch::requested(spec.name))
         .flatten();
     let called_at = Timestamp::now();
+    spec.registration
+        .register(RunKind::Flow, spec.name, spec.hooks.on_crashed);
     async move {
         // A subflow records where its parent does; a flow run called on its own, to the store in
         // scope where it is first polled (`store.scope(etl())` calls `etl` before the scope).
@@ -141,7 +148,13 @@ where
             None => Earlier::find(&store, parent.as_deref(), call_seq, spec.name).await,
         };
         let resumed = matches!(earlier, Earlier::Resume(_));
+        let tags = flow_run_tags(spec.tags, parent.as_deref());
+        let hooks = match &parent {
+            Some(parent) => parent.hooks.clone(),
+            None => ActiveHooks::current(),
+        };
         let mut cancelled_because = None;
+        let mut cancel_slot = None;
         let mut deployment = None;
         // States the store lacks, sent after the first: a deployment's run comes with them.
         let mut unsent = Vec::new();
@@ -149,13 +162,21 @@ where
             Earlier::None if launch.is_some() => {
                 let launch = launch.expect("matched");
                 cancelled_because = Some(launch.cancelled_because);
+                cancel_slot = Some(launch.cancel);
                 deployment = Some(launch.deployment);
                 let stored = launch.stored;
                 let mut history = History::from_states(launch.states);
                 history.push(State::new(StateKind::Pending, called_at, None));
                 unsent = (stored + 1..history.len()).collect();
                 (
-                    FlowContext::new(launch.id, launch.name, Default::default(), store.clone()),
+                    FlowContext::new(
+                        launch.id,
+                        name.unwrap_or(launch.name),
+                        tags,
+                        hooks,
+                        Default::default(),
+                        store.clone(),
+                    ),
                     history,
                     0,
                     None,
@@ -164,7 +185,9 @@ where
             Earlier::None => (
                 FlowContext::new(
                     new_run_id(),
-                    flow_run_name(),
+                    name.unwrap_or_else(flow_run_name),
+                    tags,
+                    hooks,
                     Default::default(),
                     store.clone(),
                 ),
@@ -172,23 +195,36 @@ where
                 0,
                 None,
             ),
-            Earlier::Completed { name, output } => (
+            Earlier::Completed {
+                name: earlier,
+                output,
+            } => (
                 FlowContext::new(
                     new_run_id(),
-                    flow_run_name(),
+                    name.unwrap_or_else(flow_run_name),
+                    tags,
+                    hooks,
                     Default::default(),
                     store.clone(),
                 ),
                 History::starting_at(called_at),
                 0,
-                Some((name, output)),
+                Some((earlier, output)),
             ),
             Earlier::Resume(point) => {
                 let mut history = History::from_states(point.history);
                 let note = format!("resumed after {}", history.current().kind);
                 history.push(State::new(StateKind::Pending, Timestamp::now(), Some(note)));
                 (
-                    FlowContext::new(point.id, point.name, point.prior, store.clone()),
+                    // A resumed run keeps the name it was recorded under.
+                    FlowContext::new(
+                        point.id,
+                        point.name,
+                        tags,
+                        hooks,
+                        point.prior,
+                        store.clone(),
+                    ),
                     history,
                     point.attempts,
                     None,
@@ -200,6 +236,7 @@ where
         store.send(Event::FlowRunCreated {
             id: context.id,
             name: context.name.clone(),
+            tags: context.tags.clone(),
             flow: Cow::Borrowed(spec.name),
             parent_id: parent.as_ref().map(|p| p.id),
             parameters,
@@ -241,6 +278,7 @@ where
             attempts: attempts_before,
             finished: false,
             cancelled_because,
+            cancel_slot,
             context: Arc::clone(&context),
         };
         let attempts = InFlow {
@@ -251,6 +289,20 @@ where
             .instrument(span)
             .await
     }
+}
+
+/// A flow run's tags: its flow's, then those of its parent flow run that it lacks.
+fn flow_run_tags(
+    flow: &'static [Cow<'static, str>],
+    parent: Option<&FlowContext>,
+) -> Vec<Cow<'static, str>> {
+    let mut tags = flow.to_vec();
+    for tag in parent.map_or(&[][..], |p| &p.tags) {
+        if !tags.contains(tag) {
+            tags.push(tag.clone());
+        }
+    }
+    tags
 }
 
 /// What an earlier attempt of a resumed flow run did where this flow is called.
@@ -427,6 +479,8 @@ struct LiveFlowRun {
     finished: bool,
     /// For a deployment's run: why its server gave it up, if it did.
     cancelled_because: Option<Arc<OnceLock<String>>>,
+    /// For a served run: where a cancel from outside is told.
+    cancel_slot: Option<Arc<crate::cancel::CancelSlot>>,
 }
 
 impl LiveFlowRun {
@@ -471,6 +525,7 @@ impl LiveFlowRun {
             id: self.context.id,
             name: self.context.name.clone(),
             flow: Cow::Borrowed(self.spec.name),
+            tags: self.context.tags.iter().map(|t| t.to_string()).collect(),
             parent_id: self.parent.as_ref().map(|p| p.id),
             history: std::mem::take(&mut self.history),
             attempts: self.attempts,
@@ -502,6 +557,10 @@ impl LiveRun for LiveFlowRun {
         &self.spec.hooks
     }
 
+    fn active_hooks(&self) -> &ActiveHooks {
+        &self.context.hooks
+    }
+
     fn store(&self) -> &Store {
         &self.store
     }
@@ -523,11 +582,11 @@ impl LiveRun for LiveFlowRun {
             kind: RunKind::Flow,
             id: self.context.id,
             label: self.spec.name,
-            flow_run_name: Some(&self.context.name),
+            run_name: Some(&self.context.name),
             flow_run_id: self.parent.as_ref().map(|p| p.id),
             attempt: self.attempts,
             history: &self.history,
-            tags: &[],
+            tags: &self.context.tags,
         }
     }
 }
@@ -537,11 +596,20 @@ impl Drop for LiveFlowRun {
         if !self.finished {
             // Its submitted task runs end Cancelled first, and so are in its record.
             self.context.cancel_submitted();
-            let because = self
-                .cancelled_because
-                .as_ref()
-                .and_then(|b| b.get().cloned())
-                .unwrap_or_else(|| "the flow run was dropped before it finished".to_owned());
+            let requested = self.cancel_slot.as_ref().and_then(|s| s.get()).cloned();
+            let because = match requested {
+                // Cancelled from outside: the `Cancelling` state the store has, then who asked.
+                Some(request) => {
+                    self.store.send(self.transition_event(&request.state));
+                    self.push(request.state);
+                    crate::cancel::cancelled_message(&request.by)
+                }
+                None => self
+                    .cancelled_because
+                    .as_ref()
+                    .and_then(|b| b.get().cloned())
+                    .unwrap_or_else(|| "the flow run was dropped before it finished".to_owned()),
+            };
             self.transition(StateKind::Cancelled, Some(because));
             self.abandon();
         }

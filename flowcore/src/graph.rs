@@ -303,7 +303,7 @@ fn severity(state: StateKind) -> u8 {
         StateKind::Retrying => 3,
         StateKind::Running => 4,
         StateKind::Skipped => 5,
-        StateKind::Cancelled => 6,
+        StateKind::Cancelling | StateKind::Cancelled => 6,
         StateKind::TimedOut => 7,
         StateKind::Failed => 8,
         StateKind::Crashed => 9,
@@ -392,6 +392,7 @@ mod tests {
         TaskRunRecord {
             id: Uuid::from_u128((0x019a << 112) | tail),
             task: Cow::Owned(task.to_owned()),
+            given_name: None,
             flow_run_id: None,
             tags: Cow::Borrowed(&[]),
             history,
@@ -436,6 +437,7 @@ mod tests {
             id: Uuid::from_u128(1),
             name: "enchanted-peacock".to_owned(),
             flow: Cow::Borrowed("etl"),
+            tags: Vec::new(),
             parent_id: None,
             history: History::from_states(vec![State::new(
                 StateKind::Completed,

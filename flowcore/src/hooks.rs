@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::names::TaskRunName;
 use crate::panic::panic_message;
-use crate::state::State;
+use crate::state::{State, StateKind};
 
 /// Called on every state transition with the run, its old state and its new state, like the
 /// `state_handlers` of Prefect 1. Attach with `#[task(on_state = f)]` or `#[flow(on_state = f)]`.
@@ -27,7 +27,9 @@ use crate::state::State;
 pub type StateHook = fn(&RunInfo<'_>, &State, &State);
 
 /// Called once when a run reaches a final state: `on_failure` for `Failed` and `TimedOut`,
-/// `on_completion` for `Completed` and `Cached`.
+/// `on_completion` for `Completed` and `Cached`, `on_cancellation` for `Cancelled`,
+/// `on_crashed` for `Crashed` (see [`RunHooks::on_crashed`](crate::RunHooks::on_crashed) for
+/// when that one can fire).
 pub type Hook = fn(&RunInfo<'_>, &State);
 
 /// The hooks of one task or flow, as the macros write them.
@@ -37,6 +39,9 @@ pub struct Hooks {
     pub on_state: &'static [StateHook],
     pub on_failure: &'static [Hook],
     pub on_completion: &'static [Hook],
+    pub on_cancellation: &'static [Hook],
+    /// Fired by the process that marks a run of this task or flow Crashed, never by the run.
+    pub on_crashed: &'static [Hook],
 }
 
 impl Hooks {
@@ -44,10 +49,15 @@ impl Hooks {
         on_state: &[],
         on_failure: &[],
         on_completion: &[],
+        on_cancellation: &[],
+        on_crashed: &[],
     };
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.on_state.is_empty() && self.on_failure.is_empty() && self.on_completion.is_empty()
+        self.on_state.is_empty()
+            && self.on_failure.is_empty()
+            && self.on_completion.is_empty()
+            && self.on_cancellation.is_empty()
     }
 
     /// Calls the hooks for the run's latest transition. A panicking hook is logged and
@@ -69,10 +79,15 @@ impl Hooks {
                 guard(|| hook(run, new));
             }
         }
+        if new.kind == StateKind::Cancelled {
+            for hook in self.on_cancellation {
+                guard(|| hook(run, new));
+            }
+        }
     }
 }
 
-fn guard(hook: impl FnOnce()) {
+pub(crate) fn guard(hook: impl FnOnce()) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(hook)) {
         tracing::error!(target: "flowcore", "A state hook panicked: {}", panic_message(&*payload));
     }
@@ -95,8 +110,9 @@ pub struct RunInfo<'a> {
     pub(crate) id: Uuid,
     /// The task's or the flow's name.
     pub(crate) label: &'a str,
-    /// A flow run's name; task runs derive theirs from the label and id.
-    pub(crate) flow_run_name: Option<&'a str>,
+    /// A flow run's name, or the name `task_run_name` gave a task run; other task runs
+    /// derive theirs from the label and id.
+    pub(crate) run_name: Option<&'a str>,
     pub(crate) flow_run_id: Option<Uuid>,
     pub(crate) attempt: u32,
     pub(crate) history: &'a [State],
@@ -114,14 +130,12 @@ impl<'a> RunInfo<'a> {
         self.id
     }
 
-    /// The run's name: `"extract-a8e"` for a task run, `"enchanted-peacock"` for a flow run.
+    /// The run's name: `"extract-a8e"` for a task run, `"enchanted-peacock"` for a flow run,
+    /// or the one `task_run_name` / `flow_run_name` gave it.
     pub fn name(&self) -> impl fmt::Display + 'a {
-        RunNameDisplay(match (self.kind, self.flow_run_name) {
+        RunNameDisplay(match (self.kind, self.run_name) {
             (RunKind::Flow, Some(name)) => Err(name),
-            _ => Ok(TaskRunName {
-                task: self.label,
-                id: self.id,
-            }),
+            _ => Ok(TaskRunName::new(self.label, self.id, self.run_name)),
         })
     }
 
@@ -145,7 +159,8 @@ impl<'a> RunInfo<'a> {
         self.history
     }
 
-    /// The task's tags (empty for flows).
+    /// The run's tags: a flow run's from `#[flow(tags = …)]` (and its parent flow run's), a
+    /// task run's from `#[task(tags = …)]` and its flow run's.
     pub fn tags(&self) -> &'a [Cow<'static, str>] {
         self.tags
     }

@@ -23,6 +23,8 @@ pub(crate) struct Launch {
     /// Why the run was given up, if the server gives it up (it stopped before the run
     /// ended): the message of its `Cancelled` state.
     pub cancelled_because: Arc<OnceLock<String>>,
+    /// Where the run learns it was cancelled from outside (`flowcore runs cancel`).
+    pub cancel: Arc<crate::cancel::CancelSlot>,
 }
 
 struct Slot {

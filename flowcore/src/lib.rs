@@ -8,13 +8,16 @@
 // scattering cfgs through the store. The default build still reports dead code.
 #![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 
+pub mod artifact;
 mod attempt;
 mod background;
 pub mod cache;
 mod call;
+mod cancel;
 mod clock;
 mod codec;
 mod context;
+mod crash_hooks;
 mod error;
 mod fingerprint;
 mod flow;
@@ -31,6 +34,7 @@ mod panic;
 mod record;
 mod resume;
 mod retry;
+mod run_hooks;
 pub mod runtime;
 pub mod schedule;
 mod sealed;
@@ -50,6 +54,7 @@ pub use uuid::Uuid;
 
 pub use background::{Background, BackgroundFn, BackgroundTask, Delayed, DelayedError, background};
 pub use call::WithRun;
+pub use cancel::CancelOutcome;
 pub use clock::Timestamp;
 pub use context::spawn;
 pub use error::TimeoutError;
@@ -62,6 +67,7 @@ pub use outcome::TaskError;
 pub use record::{CacheStatus, EdgeKind, FlowRunRecord, History, TaskRunRecord, Upstream};
 pub use resume::resume;
 pub use retry::RetryPolicy;
+pub use run_hooks::RunHooks;
 pub use serve::{
     Deployment, DeploymentFlow, GRACE_PERIOD, IntoSchedule, LATE_AFTER, Overlap, Serve, ServeError,
     TASK_LIMIT, serve, serve_tasks,

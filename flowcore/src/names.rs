@@ -50,18 +50,29 @@ pub(crate) fn flow_run_name() -> String {
     format!("{adjective}-{animal}")
 }
 
-/// A task run's name: its task's name and the last three hex digits of its id (random
-/// digits; the first ones are a timestamp), `"extract-a8e"`. Written out only when shown, so
-/// a task run allocates no name.
+/// A task run's name: the one `#[task(task_run_name = …)]` gave it, else its task's name and
+/// the last three hex digits of its id (random digits; the first ones are a timestamp),
+/// `"extract-a8e"`. Written out only when shown, so a task run without `task_run_name`
+/// allocates no name.
 #[derive(Clone, Copy)]
 pub struct TaskRunName<'a> {
     pub(crate) task: &'a str,
     pub(crate) id: Uuid,
+    pub(crate) given: Option<&'a str>,
+}
+
+impl<'a> TaskRunName<'a> {
+    pub(crate) fn new(task: &'a str, id: Uuid, given: Option<&'a str>) -> Self {
+        TaskRunName { task, id, given }
+    }
 }
 
 impl fmt::Display for TaskRunName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{:03x}", self.task, self.id.as_u128() & 0xfff)
+        match self.given {
+            Some(given) => f.write_str(given),
+            None => write!(f, "{}-{:03x}", self.task, self.id.as_u128() & 0xfff),
+        }
     }
 }
 
@@ -338,11 +349,10 @@ mod tests {
     #[test]
     fn task_run_name_uses_the_ids_last_digits() {
         let id = Uuid::parse_str("019ab0c2-d400-7000-8000-00000000da8e").unwrap();
-        let name = TaskRunName {
-            task: "extract",
-            id,
-        };
+        let name = TaskRunName::new("extract", id, None);
         assert_eq!(name.to_string(), "extract-a8e");
+        let given = TaskRunName::new("extract", id, Some("extract-orders"));
+        assert_eq!(given.to_string(), "extract-orders");
     }
 
     #[test]

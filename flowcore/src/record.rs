@@ -149,9 +149,13 @@ pub struct TaskRunRecord {
     pub id: Uuid,
     /// The task's name, from `#[task(name = …)]` or the function.
     pub task: Cow<'static, str>,
+    /// The name `#[task(task_run_name = …)]` gave this run; `None` for the default name
+    /// ([`name`](Self::name) shows whichever it has).
+    #[serde(default)]
+    pub given_name: Option<String>,
     /// The flow run it ran in; `None` for a task called outside any flow.
     pub flow_run_id: Option<Uuid>,
-    /// The task's tags.
+    /// The task's tags, then its flow run's.
     #[serde(default)]
     pub tags: Cow<'static, [Cow<'static, str>]>,
     /// Every state, oldest first.
@@ -205,12 +209,10 @@ impl EdgeKind {
 }
 
 impl TaskRunRecord {
-    /// The run's name, `"extract-a8e"`: the task's name and the last digits of the id.
+    /// The run's name: the one `task_run_name` gave it, else `"extract-a8e"`, the task's name
+    /// and the last digits of the id.
     pub fn name(&self) -> TaskRunName<'_> {
-        TaskRunName {
-            task: &self.task,
-            id: self.id,
-        }
+        TaskRunName::new(&self.task, self.id, self.given_name.as_deref())
     }
 
     /// The latest state.
@@ -235,6 +237,8 @@ impl Serialize for TaskRunRecord {
         struct Repr<'a> {
             id: Uuid,
             name: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            given_name: Option<&'a str>,
             task: &'a str,
             flow_run_id: Option<Uuid>,
             tags: &'a [Cow<'static, str>],
@@ -250,6 +254,7 @@ impl Serialize for TaskRunRecord {
         Repr {
             id: self.id,
             name: self.name().to_string(),
+            given_name: self.given_name.as_deref(),
             task: &self.task,
             flow_run_id: self.flow_run_id,
             tags: &self.tags,
@@ -278,6 +283,10 @@ pub struct FlowRunRecord {
     pub name: String,
     /// The flow's name, from `#[flow(name = …)]` or the function.
     pub flow: Cow<'static, str>,
+    /// Its tags: the flow's (`#[flow(tags = …)]`), then its parent flow run's. Its task runs
+    /// carry them too.
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// For a subflow, the run of the flow that called it.
     pub parent_id: Option<Uuid>,
     /// Every state of the flow run, oldest first.

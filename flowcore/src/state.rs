@@ -37,6 +37,9 @@ pub enum StateKind {
     Running,
     /// An attempt failed and the run waits before the next one.
     Retrying,
+    /// A deployment's run asked to be cancelled from outside (`flowcore runs cancel`), whose
+    /// process has not dropped it yet ("cancel requested by …"): it ends `Cancelled`.
+    Cancelling,
     /// Finished successfully.
     Completed,
     /// Finished by returning a cached result; the body did not run.
@@ -55,12 +58,13 @@ pub enum StateKind {
 
 impl StateKind {
     /// Every state, in the order a run can pass through them.
-    pub const ALL: [StateKind; 12] = [
+    pub const ALL: [StateKind; 13] = [
         StateKind::Scheduled,
         StateKind::Late,
         StateKind::Pending,
         StateKind::Running,
         StateKind::Retrying,
+        StateKind::Cancelling,
         StateKind::Completed,
         StateKind::Cached,
         StateKind::Failed,
@@ -78,6 +82,7 @@ impl StateKind {
             StateKind::Pending => "Pending",
             StateKind::Running => "Running",
             StateKind::Retrying => "Retrying",
+            StateKind::Cancelling => "Cancelling",
             StateKind::Completed => "Completed",
             StateKind::Cached => "Cached",
             StateKind::Failed => "Failed",
@@ -108,7 +113,7 @@ impl StateKind {
             StateKind::Scheduled | StateKind::Late | StateKind::Pending | StateKind::Retrying => {
                 "#f9a825"
             }
-            StateKind::Cancelled | StateKind::Skipped => "#757575",
+            StateKind::Cancelling | StateKind::Cancelled | StateKind::Skipped => "#757575",
         }
     }
 
@@ -132,6 +137,7 @@ impl StateKind {
                 | StateKind::Pending
                 | StateKind::Running
                 | StateKind::Retrying
+                | StateKind::Cancelling
         )
     }
 

@@ -1,5 +1,6 @@
 //! Task calls and task runs.
 
+use crate::run_hooks::ActiveHooks;
 use std::borrow::Cow;
 use std::future::Future;
 use std::panic::resume_unwind;
@@ -40,6 +41,8 @@ pub struct TaskSpec {
     pub hooks: Hooks,
     /// Its runs' tracing span, named for the task.
     pub span: RunCallsite,
+    /// Whether its `on_crashed` hooks are known to this process.
+    pub registration: crate::crash_hooks::Registration,
 }
 
 /// The future of a task run, as `#[task]` builds it; its `Output` is the task function's
@@ -70,6 +73,8 @@ pub struct CallOptions<R> {
     map_index: Option<u32>,
     /// For a delayed task run claimed by this process: the run it goes on.
     claimed: Option<ClaimedTask>,
+    /// The run's name, from `task_run_name`.
+    pub(crate) name: Option<String>,
 }
 
 pin_project! {
@@ -259,7 +264,8 @@ impl<B: TaskBody> TaskCall<B> {
         B: Send + 'static,
         B::Output: Send + 'static,
     {
-        let slot = Arc::new(RunSlot::new(new_run_id(), self.body.task_name()));
+        let given = self.body.options().name.clone();
+        let slot = Arc::new(RunSlot::new(new_run_id(), self.body.task_name(), given));
         self.body.options().slot = Some(Arc::clone(&slot));
         TaskHandle::spawn(self, slot)
     }
@@ -302,6 +308,7 @@ pub fn run_task<K, R, A>(
     cache: Option<Cache<R>>,
     codec: Option<Codec<R>>,
     upstream: Vec<Upstream>,
+    name: Option<String>,
 ) -> impl TaskBody<Output = R>
 where
     K: Outcome<R>,
@@ -310,6 +317,8 @@ where
     let flow = FlowContext::current();
     let call_seq = flow.as_ref().map(|f| f.next_call());
     let called_at = Timestamp::now();
+    spec.registration
+        .register(RunKind::Task, spec.name, spec.hooks.on_crashed);
     let options = CallOptions {
         upstream,
         waits: Vec::new(),
@@ -317,6 +326,7 @@ where
         slot: None,
         map_index: None,
         claimed: None,
+        name,
     };
     // A plain closure around `drive`, not an async block: each async layer would keep its own
     // copy of everything it captures, and the call is moved whole before it is awaited.
@@ -333,7 +343,13 @@ where
             &tracing::field::display(run.record().name()),
             run.record().id,
         );
-        drive::<K, R, A>(run, attempts, behaviour, cache, codec, waits, skip).instrument(span)
+        let id = run.record().id;
+        crate::artifact::CURRENT_TASK_RUN
+            .scope(
+                id,
+                drive::<K, R, A>(run, attempts, behaviour, cache, codec, waits, skip),
+            )
+            .instrument(span)
     };
     TaskStart {
         spec,
@@ -399,7 +415,7 @@ where
     }
     // Held until the run ends, retries and their delays included; a slot of the store's is
     // given back after the final state (the permits' drop sends that), so never before it.
-    let permits = limits::acquire(spec.tags, &run.store, run.record().id).await;
+    let permits = limits::acquire(&run.record().tags, &run.store, run.record().id).await;
     // The output is kept with the Completed state: whoever waits for a delayed run reads both.
     let keep = |run: &LiveTaskRun, out: &R| run.keep_output(codec.as_ref(), out);
     let ending =
@@ -435,6 +451,8 @@ struct LiveTaskRun {
     delayed: bool,
     /// Taken when the run finishes.
     record: Option<TaskRunRecord>,
+    /// Its flow run's run-time hooks, or (outside any flow) those in scope.
+    hooks: ActiveHooks,
 }
 
 impl LiveTaskRun {
@@ -455,6 +473,7 @@ impl LiveTaskRun {
             slot,
             map_index,
             claimed,
+            name,
         } = options;
         for wait in &waits {
             if let Some(edge) = upstream.iter_mut().find(|u| u.id == wait.id) {
@@ -474,11 +493,18 @@ impl LiveTaskRun {
             (None, Some(slot)) => slot.id,
             (None, None) => new_run_id_at(called_at),
         };
+        let tags = match &flow {
+            Some(flow) if !flow.tags.is_empty() => {
+                Cow::Owned(with_flow_tags(spec.tags, &flow.tags))
+            }
+            _ => Cow::Borrowed(spec.tags),
+        };
         let mut record = TaskRunRecord {
             id,
             task: Cow::Borrowed(spec.name),
+            given_name: name,
             flow_run_id: flow.as_ref().map(|f| f.id),
-            tags: Cow::Borrowed(spec.tags),
+            tags,
             history: History::starting_at(called_at),
             attempts: 0,
             cache: CacheStatus::Off,
@@ -508,6 +534,7 @@ impl LiveTaskRun {
                 id: record.id,
                 flow_run_id: record.flow_run_id,
                 task: record.task.clone(),
+                name: record.given_name.clone(),
                 tags: record.tags.clone(),
                 call_seq,
                 state: record.history.current().clone(),
@@ -515,7 +542,12 @@ impl LiveTaskRun {
                 map_index: record.map_index,
             }),
         }
+        let hooks = match &flow {
+            Some(flow) => flow.hooks.clone(),
+            None => ActiveHooks::current(),
+        };
         let run = LiveTaskRun {
+            hooks,
             spec,
             store,
             flow,
@@ -583,10 +615,7 @@ impl LiveTaskRun {
             return None;
         }
         let out = codec?.decode(earlier.output.as_deref()?)?;
-        let name = TaskRunName {
-            task: &earlier.name,
-            id: earlier.id,
-        };
+        let name = TaskRunName::new(&earlier.name, earlier.id, None);
         Some((out, name.to_string()))
     }
 
@@ -638,6 +667,10 @@ impl LiveRun for LiveTaskRun {
         &self.spec.hooks
     }
 
+    fn active_hooks(&self) -> &ActiveHooks {
+        &self.hooks
+    }
+
     fn store(&self) -> &Store {
         &self.store
     }
@@ -661,13 +694,28 @@ impl LiveRun for LiveTaskRun {
             kind: RunKind::Task,
             id: record.id,
             label: &record.task,
-            flow_run_name: None,
+            run_name: record.given_name.as_deref(),
             flow_run_id: record.flow_run_id,
             attempt: record.attempts,
             history: &record.history,
             tags: &record.tags,
         }
     }
+}
+
+/// A task's tags followed by those of its flow run that it lacks, as Prefect's `tags()`
+/// context adds a flow's tags to its task runs.
+pub(crate) fn with_flow_tags(
+    task: &'static [Cow<'static, str>],
+    flow: &[Cow<'static, str>],
+) -> Vec<Cow<'static, str>> {
+    let mut tags = task.to_vec();
+    for tag in flow {
+        if !tags.contains(tag) {
+            tags.push(tag.clone());
+        }
+    }
+    tags
 }
 
 impl Drop for LiveTaskRun {

@@ -15,26 +15,25 @@ use crate::state::StateKind;
 pub(crate) struct RunSlot {
     pub(crate) id: Uuid,
     pub(crate) task: &'static str,
+    /// The name `task_run_name` gave the run.
+    pub(crate) given: Option<String>,
     ended: OnceLock<StateKind>,
     notify: Notify,
 }
 
 impl RunSlot {
-    pub(crate) fn new(id: Uuid, task: &'static str) -> Self {
+    pub(crate) fn new(id: Uuid, task: &'static str, given: Option<String>) -> Self {
         RunSlot {
             id,
             task,
+            given,
             ended: OnceLock::new(),
             notify: Notify::new(),
         }
     }
 
     pub(crate) fn name(&self) -> String {
-        TaskRunName {
-            task: self.task,
-            id: self.id,
-        }
-        .to_string()
+        TaskRunName::new(self.task, self.id, self.given.as_deref()).to_string()
     }
 
     /// The final state, once the run has one.

@@ -8,6 +8,7 @@ use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Meta, Path, Token, UnOp}
 
 use crate::duration;
 use crate::errors::Errors;
+use crate::run_name::RunName;
 
 /// Which attribute is being expanded.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -58,9 +59,13 @@ pub(crate) struct Args {
     pub cache_key: Option<Setting<Expr>>,
     pub refresh_cache: Option<Setting<bool>>,
     pub tags: Vec<LitStr>,
+    /// `task_run_name` or `flow_run_name`, whichever the attribute takes.
+    pub run_name: Option<Setting<RunName>>,
     pub on_state: Vec<Expr>,
     pub on_failure: Vec<Expr>,
     pub on_completion: Vec<Expr>,
+    pub on_cancellation: Vec<Expr>,
+    pub on_crashed: Vec<Expr>,
     /// `crate = "my_reexport::flowcore"`: where the generated code finds flowcore.
     pub krate: Option<Path>,
     /// `background`: the task can be delayed for workers, its arguments and output sent as
@@ -84,7 +89,17 @@ const KEYS: &[(&str, bool, &str)] = &[
     ("cache_for", false, "cache_for = \"1d\""),
     ("cache_key", false, "cache_key = key_fn"),
     ("refresh_cache", false, "refresh_cache = true"),
-    ("tags", false, "tags = [\"db\", \"http\"]"),
+    ("tags", true, "tags = [\"db\", \"http\"]"),
+    (
+        "task_run_name",
+        false,
+        "task_run_name = \"fetch-{url}\" or task_run_name = name_fn",
+    ),
+    (
+        "flow_run_name",
+        true,
+        "flow_run_name = \"etl-{date}\" or flow_run_name = name_fn",
+    ),
     (
         "on_state",
         true,
@@ -99,6 +114,16 @@ const KEYS: &[(&str, bool, &str)] = &[
         "on_completion",
         true,
         "on_completion = notify or on_completion = [a, b]",
+    ),
+    (
+        "on_cancellation",
+        true,
+        "on_cancellation = notify or on_cancellation = [a, b]",
+    ),
+    (
+        "on_crashed",
+        true,
+        "on_crashed = notify or on_crashed = [a, b]",
     ),
     ("crate", true, "crate = \"my_reexport::flowcore\""),
     ("background", false, "background"),
@@ -152,6 +177,13 @@ pub(crate) fn parse(tokens: proc_macro2::TokenStream, which: Macro, errors: &mut
             errors.at(&key, unknown_key_message(&name, which));
             continue;
         };
+        if which == Macro::Task && name == "flow_run_name" {
+            errors.at(
+                &key,
+                "`flow_run_name` names flow runs; name this task's runs with `task_run_name = \"…\"`",
+            );
+            continue;
+        }
         if which == Macro::Flow && !on_flow {
             errors.at(
                 &key,
@@ -271,9 +303,14 @@ impl Args {
             "cache_key" => self.cache_key = Some(setting(key, function(value, name)?)),
             "refresh_cache" => self.refresh_cache = Some(setting(key, boolean(&value, name)?)),
             "tags" => self.tags = tags(&value)?,
+            "task_run_name" | "flow_run_name" => {
+                self.run_name = Some(setting(key, run_name(value, name)?));
+            }
             "on_state" => self.on_state = functions(value, name)?,
             "on_failure" => self.on_failure = functions(value, name)?,
             "on_completion" => self.on_completion = functions(value, name)?,
+            "on_cancellation" => self.on_cancellation = functions(value, name)?,
+            "on_crashed" => self.on_crashed = functions(value, name)?,
             "crate" => self.krate = Some(crate_path(&value)?),
             _ => unreachable!("every key in KEYS is handled"),
         }
@@ -285,9 +322,18 @@ fn setting<T>(key: Ident, value: T) -> Setting<T> {
     Setting { key, value }
 }
 
+/// Whether the attribute takes `key`: `#[flow]` those marked for it, `#[task]` all but
+/// `flow_run_name`.
+fn accepts(which: Macro, key: &str, on_flow: bool) -> bool {
+    match which {
+        Macro::Task => key != "flow_run_name",
+        Macro::Flow => on_flow,
+    }
+}
+
 fn known(which: Macro) -> String {
     KEYS.iter()
-        .filter(|(_, on_flow, _)| which == Macro::Task || *on_flow)
+        .filter(|(k, on_flow, _)| accepts(which, k, *on_flow))
         .map(|(k, _, _)| *k)
         .collect::<Vec<_>>()
         .join(", ")
@@ -296,7 +342,7 @@ fn known(which: Macro) -> String {
 fn unknown_key_message(name: &str, which: Macro) -> String {
     let nearest = KEYS
         .iter()
-        .filter(|(_, on_flow, _)| which == Macro::Task || *on_flow)
+        .filter(|(k, on_flow, _)| accepts(which, k, *on_flow))
         .map(|(k, _, _)| (strsim::damerau_levenshtein(name, k), *k))
         .min();
     match nearest {
@@ -316,7 +362,7 @@ fn unknown_key_message(name: &str, which: Macro) -> String {
 
 fn task_only_reason(name: &str) -> &'static str {
     match name {
-        "tags" => "only task runs carry tags; put them on the flow's tasks",
+        "task_run_name" => "it names task runs; name this flow's runs with `flow_run_name = \"…\"`",
         "background" => {
             "only tasks run on workers; serve the flow as a deployment (`flowcore::serve`) to run it on any of them"
         }
@@ -495,6 +541,18 @@ fn tags(value: &Expr) -> syn::Result<Vec<LitStr>> {
         }
     }
     errors.finish(tags)
+}
+
+/// A run name: a template string, or a function given by path or as a closure.
+fn run_name(value: Expr, key: &str) -> syn::Result<RunName> {
+    match lit(&value) {
+        Some(Lit::Str(s)) => Ok(RunName::Template(s.clone())),
+        Some(_) => Err(syn::Error::new_spanned(
+            &value,
+            format!("expected a template string or a function: {}", example(key)),
+        )),
+        None => Ok(RunName::Function(function(value, key)?)),
+    }
 }
 
 /// A function given by path or as a closure.

@@ -39,6 +39,7 @@ use syn::spanned::Spanned as _;
 
 use crate::args::{Args, Macro};
 use crate::duration;
+use crate::run_name::{RunName, placeholders};
 use crate::signature::{Function, display_name};
 
 /// Where the generated code finds flowcore: `::flowcore`, or the path given with `crate = …`.
@@ -73,6 +74,7 @@ struct Vars {
     retry_if: Ident,
     cache_key: Ident,
     arguments: Ident,
+    run_name: Ident,
 }
 
 impl Vars {
@@ -98,6 +100,7 @@ impl Vars {
             retry_if: var("retry_if"),
             cache_key: var("cache_key"),
             arguments: var("arguments"),
+            run_name: var("run_name"),
         }
     }
 }
@@ -156,6 +159,8 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
         }
     };
     let at_call = krate.at(call_span);
+    let run_name_var = &vars.run_name;
+    let run_name = run_name(&args, &function, run_name_var);
     let (call_type, body_trait, spec_type, spec_extra, prepare, start) = match which {
         Macro::Task => {
             let refresh = args.refresh_cache.as_ref().is_some_and(|r| r.value);
@@ -190,12 +195,13 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                 call_over(
                     quote!(#krate::__private::run_task),
                     &[quote!(#kind), quote!(#output), quote!(_)],
-                    quote!(#spec_var, #attempts, #behaviour, #cache_var, #codec, #upstream_var),
+                    quote!(#spec_var, #attempts, #behaviour, #cache_var, #codec, #upstream_var, #run_name_var),
                     *call_spans,
                 ),
             )
         }
         Macro::Flow => {
+            let tags = args.tags.iter();
             // The arguments that serialize, recorded as the run's parameters.
             let params_var = &vars.parameters;
             let params = fn_args.iter().map(|a| {
@@ -207,7 +213,9 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                 quote_spanned!(call_span=> #at_call::FlowCall),
                 quote_spanned!(call_span=> #at_call::FlowBody),
                 quote!(#krate::__private::FlowSpec),
-                quote!(),
+                quote! {
+                    tags: &[#(#krate::__private::Cow::Borrowed(#tags)),*],
+                },
                 quote! {
                     let #params_var = {
                         #[allow(unused_imports)]
@@ -218,7 +226,7 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                 call_over(
                     quote!(#krate::__private::run_flow),
                     &[quote!(#kind), quote!(#output), quote!(_)],
-                    quote!(#spec_var, #attempts, #behaviour, #codec, #params_var),
+                    quote!(#spec_var, #attempts, #behaviour, #codec, #params_var, #run_name_var),
                     *call_spans,
                 ),
             )
@@ -270,6 +278,7 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
                     #spec_extra
                     hooks: #hooks,
                     span: #krate::__private::RunCallsite::new(),
+                    registration: #krate::__private::Registration::new(),
                 };
                 &SPEC
             };
@@ -282,9 +291,58 @@ pub(crate) fn expand(args: Args, function: Function, which: Macro) -> TokenStrea
             #(#checks)*
             #background_items
             #retry_if_fn
+            #run_name
             #prepare
             #call
         }
+    }
+}
+
+/// `let run_name: Option<String> = …;`: the name `task_run_name`/`flow_run_name` gives the
+/// run, made from the arguments before the run takes them. A template becomes a `format!`
+/// with each placeholder's argument passed by name; the arguments are mixed-site, which the
+/// template's own captures would not see. Written at the template or the function, so a
+/// placeholder's type that is not `Display`, or a function of the wrong type, is reported
+/// there.
+fn run_name(args: &Args, function: &Function, var: &Ident) -> TokenStream {
+    let Some(setting) = &args.run_name else {
+        return quote! {
+            let #var: ::core::option::Option<::std::string::String> = ::core::option::Option::None;
+        };
+    };
+    let value = match &setting.value {
+        RunName::Template(template) => {
+            let mut used: Vec<String> = Vec::new();
+            for p in placeholders(&template.value()).unwrap_or_default() {
+                if !used.contains(&p.name) {
+                    used.push(p.name);
+                }
+            }
+            let named = used.iter().filter_map(|name| {
+                let arg = function
+                    .args
+                    .iter()
+                    .find(|a| display_name(&a.name) == *name)?;
+                let key = Ident::new(name, template.span());
+                let ident = &arg.name;
+                Some(quote_spanned!(template.span()=> #key = #ident))
+            });
+            quote_spanned!(template.span()=> ::std::format!(#template, #(#named),*))
+        }
+        RunName::Function(f) => {
+            // Called with references to the arguments, so deref coercion applies as in any
+            // call: `fn(&str, &[u32])` names a task of `String` and `Vec<u32>`.
+            let names = function.args.iter().map(|a| &a.name);
+            quote_spanned! {f.span()=>
+                ::std::string::String::from((#f)(#(&#names),*))
+            }
+        }
+    };
+    quote! {
+        // The function may return a `String` already, or be a closure written in place.
+        #[allow(clippy::useless_conversion, clippy::redundant_closure_call)]
+        let #var: ::core::option::Option<::std::string::String> =
+            ::core::option::Option::Some(#value);
     }
 }
 
@@ -436,13 +494,20 @@ impl Parts {
 
         // Each hook is coerced to the field's function pointer type where it is written, so
         // a wrong signature is reported at the hook, with the signature wanted.
-        let (on_state, on_failure, on_completion) =
-            (&args.on_state, &args.on_failure, &args.on_completion);
+        let (on_state, on_failure, on_completion, on_cancellation, on_crashed) = (
+            &args.on_state,
+            &args.on_failure,
+            &args.on_completion,
+            &args.on_cancellation,
+            &args.on_crashed,
+        );
         let hooks = quote! {
             #krate::__private::Hooks {
                 on_state: &[#(#on_state),*],
                 on_failure: &[#(#on_failure),*],
                 on_completion: &[#(#on_completion),*],
+                on_cancellation: &[#(#on_cancellation),*],
+                on_crashed: &[#(#on_crashed),*],
             }
         };
 

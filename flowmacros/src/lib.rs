@@ -17,6 +17,7 @@ mod expand;
 mod fallback;
 mod item;
 mod lifetimes;
+mod run_name;
 mod signature;
 #[cfg(test)]
 mod tests;
@@ -48,9 +49,11 @@ use item::FnItem;
 /// | `cache_for = "1d"` | reuse the result of a call with the same arguments for this long |
 /// | `cache_key = path` | compute the cache key from references to the arguments instead |
 /// | `refresh_cache = true` | always run and replace the cached result |
-/// | `tags = ["db", "http"]` | labels on every run |
+/// | `tags = ["db", "http"]` | labels on every run (a task run also carries its flow run's) |
+/// | `task_run_name = "fetch-{url}"` or `= path` | the run's name: a template over the arguments, checked at compile time, or a function given references to them |
 /// | `on_state = f` or `[f, g]` | `fn(&RunInfo, &State, &State)`, called on every transition |
-/// | `on_failure = f`, `on_completion = f` | `fn(&RunInfo, &State)`, called on the final state |
+/// | `on_failure = f`, `on_completion = f`, `on_cancellation = f` | `fn(&RunInfo, &State)`, called on the final state |
+/// | `on_crashed = f` | `fn(&RunInfo, &State)`, called by the process that marks a run of a dead process `Crashed` (see `RunHooks::on_crashed`) |
 /// | `crate = "my_reexport::flowcore"` | where the generated code finds flowcore, for a crate that re-exports it (default `::flowcore`) |
 ///
 /// Durations are humantime strings ("250ms", "15s", "1h 30m", "1d"), checked at compile time.
@@ -94,7 +97,8 @@ pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
 /// runs, states and summary are recorded.
 ///
 /// Arguments: `name`, `retries`, `retry_delay`, `retry_backoff`, `retry_jitter`, `retry_if`,
-/// `timeout`, `on_state`, `on_failure`, `on_completion` and `crate`, with the meanings they
+/// `timeout`, `tags`, `flow_run_name` (as `task_run_name`), `on_state`, `on_failure`,
+/// `on_completion`, `on_cancellation`, `on_crashed` and `crate`, with the meanings they
 /// have on [`macro@task`] (`retries` needs a `Result` output here too: a panicking flow body is
 /// not retried). A flow's final state is `Failed` if its body returns `Err` or panics,
 /// `TimedOut` on timeout, `Cancelled` if its future is dropped, and `Completed` otherwise, even

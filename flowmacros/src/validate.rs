@@ -3,7 +3,8 @@
 use crate::args::{Args, Macro};
 use crate::errors::Errors;
 use crate::expand::borrows;
-use crate::signature::Function;
+use crate::run_name::{self, RunName};
+use crate::signature::{Function, display_name};
 
 pub(crate) fn validate(args: &Args, function: &Function, which: Macro, errors: &mut Errors) {
     let noun = which.noun();
@@ -58,6 +59,22 @@ pub(crate) fn validate(args: &Args, function: &Function, which: Macro, errors: &
     }
     if args.background.is_some() {
         validate_background(function, errors);
+    }
+    if let Some(setting) = &args.run_name
+        && let RunName::Template(template) = &setting.value
+    {
+        let arguments: Vec<String> = function
+            .args
+            .iter()
+            .map(|a| display_name(&a.name))
+            .collect();
+        run_name::check(
+            template,
+            &setting.key.to_string(),
+            &function.ident().to_string(),
+            &arguments,
+            errors,
+        );
     }
     if args.cache_for.is_none() {
         if let Some(key) = &args.cache_key {

@@ -85,12 +85,29 @@ pub async fn stats(
 pub struct RunsQuery {
     flow: Option<String>,
     state: Option<String>,
+    tag: Option<String>,
     window: Option<String>,
     limit: Option<usize>,
     offset: Option<usize>,
 }
 
-/// `GET /api/runs?flow=&state=&window=&limit=50&offset=0`
+/// `POST /api/runs/<id>/cancel`: `{"id", "outcome": "cancelled" | "cancelling"}`; 404 for an
+/// unknown run, 409 for one that cannot be cancelled (ended, a subflow run, not a deployment's).
+pub async fn cancel(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let outcome = blocking(&app, move |store| {
+        store
+            .cancel_run(&id.to_string(), super::pages::CANCELLED_BY)
+            .map_err(PageError::of_cancel)
+    })
+    .await?;
+    Ok(Json(json!({ "id": id, "outcome": outcome })))
+}
+
+/// `GET /api/runs?flow=&state=&tag=&window=&limit=50&offset=0`
 pub async fn runs(
     State(app): State<App>,
     ApiQuery(q): ApiQuery<RunsQuery>,
@@ -112,6 +129,7 @@ pub async fn runs(
     let filter = RunFilter {
         flow: q.flow.filter(|f| !f.is_empty()),
         state,
+        tag: q.tag.filter(|t| !t.is_empty()),
         since,
         limit,
         offset,

@@ -28,6 +28,23 @@ impl PageError {
         }
     }
 
+    pub fn conflict(message: impl Into<String>) -> PageError {
+        PageError {
+            status: StatusCode::CONFLICT,
+            message: message.into(),
+        }
+    }
+
+    /// A store error of a cancel request: an unknown run is not found, a run that cannot be
+    /// cancelled a conflict with its state, anything else the store's failure.
+    pub fn of_cancel(e: flowcore::StoreError) -> PageError {
+        match e {
+            flowcore::StoreError::UnknownRun { .. } => PageError::not_found(e.to_string()),
+            flowcore::StoreError::CannotCancel { .. } => PageError::conflict(e.to_string()),
+            other => other.into(),
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> PageError {
         PageError {
             status: StatusCode::INTERNAL_SERVER_ERROR,

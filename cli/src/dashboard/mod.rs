@@ -9,6 +9,7 @@
 //! ([`guard`]), and serves connections within timeouts and a cap ([`connections`]).
 
 mod api;
+mod artifacts;
 mod chart;
 mod connections;
 mod drawing;
@@ -125,6 +126,7 @@ fn router(app: App, hosts: Arc<Hosts>, limits: Limits) -> Router {
         .route("/", get(pages::home))
         .route("/runs", get(pages::runs))
         .route("/runs/{id}", get(pages::run))
+        .route("/runs/{id}/cancel", post(pages::cancel))
         .route("/deployments", get(pages::deployments))
         .route("/deployments/{name}/run", post(pages::run_now))
         .route("/workers", get(pages::workers))
@@ -132,6 +134,7 @@ fn router(app: App, hosts: Arc<Hosts>, limits: Limits) -> Router {
         .route("/api/runs", get(api::runs))
         .route("/api/runs/{id}", get(api::run))
         .route("/api/runs/{id}/state", get(api::run_state))
+        .route("/api/runs/{id}/cancel", post(api::cancel))
         .route("/api/deployments", get(api::deployments))
         .route("/api/deployments/{name}/runs", post(api::request_run))
         .route("/api/workers", get(api::workers))

@@ -14,7 +14,7 @@ use super::chart::{self, Bucket};
 use super::error::PageError;
 use super::layout::{self, Section, badge, page};
 use super::window::Window;
-use super::{App, graph_svg, timeline};
+use super::{App, artifacts, graph_svg, timeline};
 use crate::format;
 
 /// Runs per page of the runs list.
@@ -126,7 +126,12 @@ fn runs_table(id: &str, runs: &[FlowRunSummary]) -> Markup {
             tbody {
                 @for run in runs {
                     tr.run data-run-id=(run.id) {
-                        td { a.run-link href=(format!("/runs/{}", run.id)) { (run.name) } }
+                        td {
+                            a.run-link href=(format!("/runs/{}", run.id)) { (run.name) }
+                            @for tag in &run.tags {
+                                " " a.tag href=(format!("/runs?tag={}", encode(tag))) { (tag) }
+                            }
+                        }
                         td.flow { (run.flow) }
                         td.deployment { (run.deployment.as_deref().unwrap_or("")) }
                         td { (badge(run.state)) }
@@ -152,6 +157,7 @@ fn runs_table(id: &str, runs: &[FlowRunSummary]) -> Markup {
 pub struct RunsQuery {
     flow: Option<String>,
     state: Option<String>,
+    tag: Option<String>,
     window: Option<String>,
     page: Option<usize>,
 }
@@ -159,6 +165,7 @@ pub struct RunsQuery {
 /// `/runs`: every flow run, filtered by flow, state and window, a page at a time.
 pub async fn runs(State(app): State<App>, Query(q): Query<RunsQuery>) -> Result<Markup, PageError> {
     let flow = q.flow.clone().filter(|f| !f.trim().is_empty());
+    let tag = q.tag.clone().filter(|t| !t.trim().is_empty());
     let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(s.parse::<StateKind>().map_err(PageError::bad_request)?),
         None => None,
@@ -171,6 +178,7 @@ pub async fn runs(State(app): State<App>, Query(q): Query<RunsQuery>) -> Result<
     let filter = RunFilter {
         flow: flow.clone(),
         state,
+        tag: tag.clone(),
         since: window.map(|w| w.start(Timestamp::wall_now())),
         // One more than a page tells whether there is a next one.
         limit: PAGE_SIZE + 1,
@@ -187,6 +195,9 @@ pub async fn runs(State(app): State<App>, Query(q): Query<RunsQuery>) -> Result<
         if let Some(s) = state {
             query.push(format!("state={}", s.as_str()));
         }
+        if let Some(t) = &tag {
+            query.push(format!("tag={}", encode(t)));
+        }
         if let Some(w) = window {
             query.push(format!("window={}", w.as_str()));
         }
@@ -196,6 +207,7 @@ pub async fn runs(State(app): State<App>, Query(q): Query<RunsQuery>) -> Result<
         h1 { "Runs" }
         form #filters method="get" action="/runs" {
             label { "Flow " input name="flow" value=(flow.as_deref().unwrap_or("")) placeholder="any"; }
+            label { "Tag " input name="tag" value=(tag.as_deref().unwrap_or("")) placeholder="any"; }
             label { "State "
                 select name="state" {
                     option value="" { "any" }
@@ -243,6 +255,7 @@ struct RunPage {
     parameters: Option<serde_json::Value>,
     deployment: Option<String>,
     logs: Vec<flowcore::store::LogLine>,
+    artifacts: Vec<flowcore::artifact::Artifact>,
 }
 
 pub fn parse_id(id: &str) -> Result<Uuid, PageError> {
@@ -260,6 +273,7 @@ pub async fn run(State(app): State<App>, Path(id): Path<String>) -> Result<Marku
             parameters: store.parameters(id)?,
             deployment: store.flow_run_summary(id)?.and_then(|s| s.deployment),
             logs: store.logs(id)?,
+            artifacts: store.artifacts_of(id)?,
             record,
         })
     })
@@ -279,12 +293,25 @@ pub async fn run(State(app): State<App>, Path(id): Path<String>) -> Result<Marku
             span #run-state .badge data-state=(state.kind.as_str()) {
                 (state.kind.as_str())
             }
+            // Only a deployment's run can be dropped by the process serving it.
+            @if data.deployment.is_some() && record.parent_id.is_none() && !state.is_final() && state.kind != StateKind::Cancelling {
+                form #cancel-run method="post" action=(format!("/runs/{}/cancel", record.id)) {
+                    button type="submit" { "Cancel" }
+                }
+            }
         }
         @if let Some(error) = record.error() {
             pre #run-error { (error) }
         }
         dl.facts {
             dt { "Flow" } dd { (record.flow) }
+            @if !record.tags.is_empty() {
+                dt { "Tags" } dd #run-tags {
+                    @for tag in &record.tags {
+                        a.tag href=(format!("/runs?tag={}", encode(tag))) { (tag) } " "
+                    }
+                }
+            }
             @if let Some(d) = &data.deployment {
                 dt { "Deployment" } dd { a href="/deployments" { (d) } }
             }
@@ -334,6 +361,7 @@ pub async fn run(State(app): State<App>, Path(id): Path<String>) -> Result<Marku
                 }
             }
         }
+        (artifacts::section(&data.artifacts))
         h2 { "Logs" }
         div #logs {
             @for line in &data.logs {
@@ -461,6 +489,21 @@ pub async fn workers(State(app): State<App>) -> Result<Markup, PageError> {
         p.hint { "A worker is a process serving deployments with " code { "flowcore::serve" } ", on any host; several may serve the same deployment, and each run goes to one of them. One that stops is gone at once; one that dies, once it is known dead: at once if it ran on this dashboard's host (by host name), else once it has gone longer than its lease without a heartbeat." }
     };
     Ok(page("Workers", Section::Workers, None, body))
+}
+
+/// Who asks, as a cancelled run's states say it.
+pub const CANCELLED_BY: &str = "the dashboard";
+
+/// `POST /runs/<id>/cancel`: cancels a deployment's run, then shows it.
+pub async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    blocking(&app, move |store| {
+        store
+            .cancel_run(&id.to_string(), CANCELLED_BY)
+            .map_err(PageError::of_cancel)
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/runs/{id}")).into_response())
 }
 
 /// `POST /deployments/<name>/run`: requests a run, then shows it.

@@ -343,6 +343,11 @@ fn start(
             Some(format!("started {late} after {}", rfc3339(due.at))),
         ));
     }
+    if crate::cancel::cancelled_before_start(id) {
+        tracing::info!(target: "flowcore", "Flow run '{name}' of deployment '{}' was cancelled before it started", d.name);
+        return;
+    }
+    let slot = Arc::new(crate::cancel::CancelSlot::default());
     let launch = Launch {
         id,
         name: name.clone(),
@@ -350,11 +355,20 @@ fn start(
         states: states.clone(),
         stored,
         cancelled_because: Arc::clone(cancelled_because),
+        cancel: Arc::clone(&slot),
     };
     match d.flow.start(&parameters, Some(launch)) {
         Ok((run, _)) => {
-            // A store in scope follows the run onto its own tokio task.
-            runs.spawn(store.keep_in(run));
+            // A store in scope follows the run onto its own tokio task; it is known by id
+            // while it goes on, for a cancel from outside to drop it.
+            let run = store.keep_in(run);
+            let abort = runs.spawn(async move {
+                let _forget = ForgetOnEnd(id);
+                run.await
+            });
+            if !crate::cancel::started(id, abort.clone(), slot) {
+                abort.abort();
+            }
         }
         Err(e) => {
             // Only a request can bring parameters the flow does not take: the deployment's
@@ -367,6 +381,15 @@ fn start(
             states.push(State::new(StateKind::Failed, now, Some(message)));
             record_states(store, d, id, name, states, stored, parameters);
         }
+    }
+}
+
+/// Forgets a served run's cancel registration when its task ends, however it ends.
+struct ForgetOnEnd(uuid::Uuid);
+
+impl Drop for ForgetOnEnd {
+    fn drop(&mut self) {
+        crate::cancel::ended(self.0);
     }
 }
 
@@ -387,6 +410,8 @@ fn record_states(
     store.send(Event::FlowRunCreated {
         id,
         name,
+        // Set when the flow is called; a run that never reaches its flow call has none.
+        tags: Vec::new(),
         flow: std::borrow::Cow::Borrowed(d.flow_name),
         parent_id: None,
         parameters: Some(parameters.to_string()),
@@ -474,6 +499,10 @@ pub(crate) async fn poll_requests(
             if let Err(e) = store.mark_crashed_off_thread().await {
                 tracing::warn!(target: "flowcore", "Cannot look for dead workers: {e}; trying again");
             }
+        }
+        // Runs of this process cancelled from outside are dropped.
+        if poll && let Err(e) = store.take_cancel_requests().await {
+            tracing::warn!(target: "flowcore", "Cannot look for cancelled runs: {e}; trying again");
         }
         match store.claim_requests(Arc::clone(&names)).await {
             Ok(requested) => {

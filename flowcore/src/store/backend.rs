@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use crate::clock::Timestamp;
-use crate::state::StateKind;
+use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::deployments::{DeploymentInfo, DeploymentRow, RequestedRun, Tick, WorkerInfo};
 use crate::store::event::{Event, FlowRow, TaskRow};
@@ -43,7 +43,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn register_process(&self, process: &ProcessInfo) -> Result<(), StoreError>;
 
     /// Marks Crashed the unfinished runs of processes that stopped; returns how many.
-    fn mark_crashed(&self, me: &ProcessInfo, now: Timestamp) -> Result<usize, StoreError>;
+    fn mark_crashed(
+        &self,
+        me: &ProcessInfo,
+        now: Timestamp,
+    ) -> Result<Vec<crate::crash_hooks::CrashedRun>, StoreError>;
 
     /// Ends every unfinished run of `me` in state `kind` with `message`, and records `me` as
     /// ended: for a process about to exit on a signal. Returns how many runs it ended.
@@ -85,6 +89,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Log lines of these runs, in the order they were written.
     fn logs(&self, runs: &[Uuid]) -> Result<Vec<LogLine>, StoreError>;
 
+    /// Artifacts, oldest first: those of a flow run, or those of a key, or (neither) the
+    /// latest of each key.
+    fn artifacts(
+        &self,
+        of: crate::artifact::ArtifactsOf<'_>,
+    ) -> Result<Vec<crate::artifact::Artifact>, StoreError>;
+
     /// Records that `me` serves these deployments, as one of their workers.
     fn serve_deployments(&self, rows: &[DeploymentRow], me: &ProcessInfo)
     -> Result<(), StoreError>;
@@ -100,6 +111,24 @@ pub(crate) trait Backend: Send + Sync + 'static {
     }
     /// Writes a requested run: a flow run in state `Scheduled`, claimed by no process.
     fn request_run(&self, run: &RequestedRun) -> Result<(), StoreError>;
+    /// Asks for flow run `id` to be cancelled by `by`: see [`Store::cancel_run`].
+    ///
+    /// [`Store::cancel_run`]: crate::Store::cancel_run
+    fn cancel_run(
+        &self,
+        me: &ProcessInfo,
+        id: Uuid,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<crate::cancel::CancelOutcome, StoreError>;
+
+    /// The runs of `me` asked to be cancelled, with their `Cancelling` state.
+    fn cancel_requests(&self, me: &ProcessInfo) -> Result<Vec<(Uuid, State)>, StoreError>;
+
+    /// Ends flow run `id` `Cancelled` with `message`, and its unfinished task runs: a run that
+    /// was cancelled before it started here.
+    fn end_cancelled(&self, id: Uuid, message: &str, now: Timestamp) -> Result<(), StoreError>;
+
     /// Claims for `me` the requested runs of these deployments that no process has claimed,
     /// oldest first.
     fn claim_requests(

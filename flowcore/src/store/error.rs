@@ -104,6 +104,14 @@ pub enum StoreError {
         /// Where it looked.
         path: PathBuf,
     },
+    /// A run that cannot be cancelled from outside.
+    #[error("cannot cancel flow run '{name}': {reason}")]
+    CannotCancel {
+        /// The flow run's name.
+        name: String,
+        /// Why not.
+        reason: String,
+    },
     /// A run that cannot be resumed.
     #[error("cannot resume flow run '{name}': {reason}")]
     CannotResume {

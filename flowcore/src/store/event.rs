@@ -17,6 +17,7 @@ pub(crate) enum Event {
     FlowRunCreated {
         id: Uuid,
         name: String,
+        tags: Vec<Cow<'static, str>>,
         flow: Cow<'static, str>,
         parent_id: Option<Uuid>,
         parameters: Option<String>,
@@ -33,6 +34,8 @@ pub(crate) enum Event {
         id: Uuid,
         flow_run_id: Option<Uuid>,
         task: Cow<'static, str>,
+        /// The name `task_run_name` gave it.
+        name: Option<String>,
         tags: Cow<'static, [Cow<'static, str>]>,
         call_seq: Option<u32>,
         state: State,
@@ -72,6 +75,8 @@ pub(crate) enum Event {
         level: &'static str,
         message: String,
     },
+    /// An artifact a run made (`flowcore::artifact`).
+    Artifact(Box<crate::artifact::Artifact>),
     CachePut {
         key: String,
         task: String,
@@ -120,6 +125,7 @@ pub(crate) struct CallPosition {
 pub(crate) struct FlowRow {
     pub id: Uuid,
     pub name: String,
+    pub tags: Vec<String>,
     pub flow: String,
     pub parent_id: Option<Uuid>,
     pub parameters: Option<String>,
@@ -140,6 +146,8 @@ pub(crate) struct TaskRow {
     pub id: Uuid,
     pub flow_run_id: Option<Uuid>,
     pub task: String,
+    /// The name `task_run_name` gave it.
+    pub name: Option<String>,
     pub tags: Vec<String>,
     pub state: StateKind,
     pub attempts: u32,

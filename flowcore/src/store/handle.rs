@@ -549,10 +549,16 @@ impl Store {
     /// Marks Crashed the unfinished runs of processes that died; returns how many. Opening a
     /// store for recording runs does this; reading never does (a reader shows such runs
     /// Crashed without writing it).
+    ///
+    /// The `on_crashed` hooks this process knows fire for each run marked (see
+    /// [`RunHooks::on_crashed`](crate::RunHooks::on_crashed)).
     pub fn mark_crashed(&self) -> Result<usize, StoreError> {
-        self.inner
+        let marked = self
+            .inner
             .backend
-            .mark_crashed(&self.inner.process, Timestamp::wall_now())
+            .mark_crashed(&self.inner.process, Timestamp::wall_now())?;
+        crate::crash_hooks::fire(&marked);
+        Ok(marked.len())
     }
 
     /// [`Store::mark_crashed`], off the runtime's threads when the store's calls block.
@@ -564,6 +570,107 @@ impl Store {
         tokio::task::spawn_blocking(move || store.mark_crashed())
             .await
             .unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    /// Cancels a deployment's flow run from outside, naming who asks (`by` goes into its
+    /// states: "cancelled by ada@build"), like Prefect's `prefect flow-run cancel`.
+    ///
+    /// A run that has not started (`Scheduled`), or whose process is gone, ends `Cancelled`
+    /// at once. A run going on is marked `Cancelling`: the process serving it notices within
+    /// about a second (at once when it is this process), drops the run's future, so that its
+    /// task runs end `Cancelled`, and the run ends `Cancelled` with who asked. A run that ended
+    /// already, a subflow run (cancel its parent) and a run a program awaits itself (not a
+    /// deployment's: it must produce the flow's output) are refused with the reason.
+    ///
+    /// `run` is a flow run's name (the newest of that name) or id.
+    pub fn cancel_run(&self, run: &str, by: &str) -> Result<crate::CancelOutcome, StoreError> {
+        let id = self.find_flow_run(run)?;
+        let outcome =
+            self.inner
+                .backend
+                .cancel_run(&self.inner.process, id, by, Timestamp::wall_now())?;
+        if outcome == crate::CancelOutcome::Cancelling && crate::cancel::is_running_here(id) {
+            let state = crate::State::new(
+                crate::StateKind::Cancelling,
+                Timestamp::now(),
+                Some(crate::cancel::cancelling_message(by)),
+            );
+            crate::cancel::request(
+                id,
+                crate::cancel::CancelRequest {
+                    state,
+                    by: by.to_owned(),
+                },
+            );
+        } else if outcome == crate::CancelOutcome::Cancelled {
+            // Claimed here but not started yet: it must not start.
+            crate::cancel::forbid_start(id);
+        }
+        Ok(outcome)
+    }
+
+    /// The runs of this process asked to be cancelled: each is dropped if it is going on here,
+    /// else recorded `Cancelled` and kept from starting. Called by the poll of a serving
+    /// process.
+    pub(crate) async fn take_cancel_requests(&self) -> Result<(), StoreError> {
+        let store = self.clone();
+        let work = move || -> Result<(), StoreError> {
+            let requests = store.inner.backend.cancel_requests(&store.inner.process)?;
+            for (id, state) in requests {
+                let by = crate::cancel::requester(&state);
+                let request = crate::cancel::CancelRequest {
+                    state,
+                    by: by.clone(),
+                };
+                if !crate::cancel::request(id, request) {
+                    let message = format!(
+                        "{} before it started",
+                        crate::cancel::cancelled_message(&by)
+                    );
+                    store
+                        .inner
+                        .backend
+                        .end_cancelled(id, &message, Timestamp::wall_now())?;
+                }
+            }
+            Ok(())
+        };
+        if !self.inner.backend.reads_block() {
+            return work();
+        }
+        tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    /// The artifacts flow run `flow_run` made (its task runs' included), oldest first.
+    pub fn artifacts_of(
+        &self,
+        flow_run: Uuid,
+    ) -> Result<Vec<crate::artifact::Artifact>, StoreError> {
+        self.inner
+            .backend
+            .artifacts(crate::artifact::ArtifactsOf::FlowRun(flow_run))
+    }
+
+    /// The latest artifact of each key, by key.
+    pub fn latest_artifacts(&self) -> Result<Vec<crate::artifact::Artifact>, StoreError> {
+        self.inner
+            .backend
+            .artifacts(crate::artifact::ArtifactsOf::LatestOfEachKey)
+    }
+
+    /// Every artifact of `key`, newest first.
+    pub fn artifact_history(
+        &self,
+        key: &str,
+    ) -> Result<Vec<crate::artifact::Artifact>, StoreError> {
+        let mut all = self
+            .inner
+            .backend
+            .artifacts(crate::artifact::ArtifactsOf::Key(key))?;
+        all.reverse();
+        Ok(all)
     }
 
     /// Flow runs, newest first.

@@ -77,6 +77,7 @@ pub(crate) struct MemoryBackend {
     /// What only flow runs' creation and end touch.
     history: Mutex<History>,
     logs: Mutex<Vec<LogLine>>,
+    artifacts: Mutex<Vec<crate::artifact::Artifact>>,
     cache: Mutex<HashMap<String, CachedValue>>,
     deployments: Mutex<BTreeMap<String, MemDeployment>>,
     /// Requested runs no process has claimed, oldest first.
@@ -115,6 +116,7 @@ impl Default for MemoryBackend {
             ),
             history: Mutex::default(),
             logs: Mutex::default(),
+            artifacts: Mutex::default(),
             cache: Mutex::default(),
             deployments: Mutex::default(),
             requests: Mutex::default(),
@@ -142,6 +144,7 @@ struct History {
 
 struct MemFlow {
     name: String,
+    tags: Vec<Cow<'static, str>>,
     flow: Cow<'static, str>,
     parent_id: Option<Uuid>,
     parameters: Option<String>,
@@ -169,6 +172,8 @@ struct MemTask {
     cache: CacheStatus,
     map_index: Option<u32>,
     output: Option<Box<str>>,
+    /// The name `task_run_name` gave it.
+    name: Option<Box<str>>,
     states: TaskStates,
     upstream: Box<[Upstream]>,
 }
@@ -207,6 +212,7 @@ impl MemFlow {
         FlowRow {
             id,
             name: self.name.clone(),
+            tags: self.tags.iter().map(|t| t.to_string()).collect(),
             flow: self.flow.to_string(),
             parent_id: self.parent_id,
             parameters: self.parameters.clone(),
@@ -266,6 +272,7 @@ impl MemFlow {
                     id: task.id,
                     flow_run_id: Some(flow_run),
                     task: kind.task.to_string(),
+                    name: task.name.as_deref().map(str::to_owned),
                     tags: kind.tags.iter().map(|t| t.to_string()).collect(),
                     state,
                     attempts: task.attempts,
@@ -291,6 +298,7 @@ impl MemoryBackend {
             Event::FlowRunCreated {
                 id,
                 name,
+                tags,
                 flow,
                 parent_id,
                 parameters,
@@ -317,6 +325,7 @@ impl MemoryBackend {
                         *id,
                         MemFlow {
                             name: name.clone(),
+                            tags: tags.clone(),
                             flow: flow.clone(),
                             parent_id: *parent_id,
                             parameters: parameters.clone(),
@@ -333,6 +342,13 @@ impl MemoryBackend {
                     );
                 }
                 if let Some(mut run) = self.flows.get_mut(id) {
+                    // A deployment's run is named and tagged when its flow is called.
+                    if run.name != *name {
+                        run.name.clone_from(name);
+                    }
+                    if run.tags != *tags {
+                        run.tags.clone_from(tags);
+                    }
                     run.states.place(*seq, state);
                 }
             }
@@ -422,6 +438,7 @@ impl MemoryBackend {
                     }
                 }
             },
+            Event::Artifact(artifact) => lock(&self.artifacts).push((**artifact).clone()),
             Event::Log {
                 run_id,
                 at,
@@ -468,6 +485,7 @@ impl MemoryBackend {
             id,
             flow_run_id: Some(flow_run_id),
             task,
+            name,
             tags,
             call_seq: Some(call_seq),
             state,
@@ -496,6 +514,7 @@ impl MemoryBackend {
             cache: CacheStatus::Off,
             map_index: *map_index,
             output: None,
+            name: name.as_deref().map(Box::from),
             states,
             upstream,
         });
@@ -589,8 +608,12 @@ impl Backend for MemoryBackend {
     }
 
     /// Only this process can use a memory store, and it is alive.
-    fn mark_crashed(&self, _: &ProcessInfo, _: Timestamp) -> Result<usize, StoreError> {
-        Ok(0)
+    fn mark_crashed(
+        &self,
+        _: &ProcessInfo,
+        _: Timestamp,
+    ) -> Result<Vec<crate::crash_hooks::CrashedRun>, StoreError> {
+        Ok(Vec::new())
     }
 
     fn reads_block(&self) -> bool {
@@ -677,6 +700,7 @@ impl Backend for MemoryBackend {
             run.id,
             MemFlow {
                 name: run.name.clone(),
+                tags: Vec::new(),
                 flow: Cow::Owned(run.flow.clone()),
                 parent_id: None,
                 parameters: Some(run.parameters.to_string()),
@@ -696,6 +720,59 @@ impl Backend for MemoryBackend {
             },
         );
         lock(&self.requests).push(run.id);
+        Ok(())
+    }
+
+    /// A memory store is this process's alone: a run it serves is dropped at once, any other
+    /// never started here.
+    fn cancel_run(
+        &self,
+        _: &ProcessInfo,
+        id: Uuid,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<crate::cancel::CancelOutcome, StoreError> {
+        use crate::cancel::{CancelOutcome, cancelled_message, cancelling_message, refusal};
+        let Some(mut run) = self.flows.get_mut(&id) else {
+            return Err(StoreError::UnknownRun {
+                run: id.to_string(),
+                store: "memory".to_owned(),
+            });
+        };
+        let (state, ..) = derived(&run.states);
+        if let Some(reason) = refusal(state, run.deployment.is_some(), run.parent_id) {
+            return Err(StoreError::CannotCancel {
+                name: run.name.clone(),
+                reason,
+            });
+        }
+        if state == StateKind::Cancelling {
+            return Ok(CancelOutcome::Cancelling);
+        }
+        let seq = run.states.len() as u32;
+        if crate::cancel::is_running_here(id) {
+            let cancelling = State::new(StateKind::Cancelling, now, Some(cancelling_message(by)));
+            run.states.place(seq, &cancelling);
+            return Ok(CancelOutcome::Cancelling);
+        }
+        let message = format!("{} before it started", cancelled_message(by));
+        run.states
+            .place(seq, &State::new(StateKind::Cancelled, now, Some(message)));
+        Ok(CancelOutcome::Cancelled)
+    }
+
+    fn cancel_requests(&self, _: &ProcessInfo) -> Result<Vec<(Uuid, State)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    fn end_cancelled(&self, id: Uuid, message: &str, now: Timestamp) -> Result<(), StoreError> {
+        if let Some(mut run) = self.flows.get_mut(&id) {
+            let seq = run.states.len() as u32;
+            run.states.place(
+                seq,
+                &State::new(StateKind::Cancelled, now, Some(message.to_owned())),
+            );
+        }
         Ok(())
     }
 
@@ -866,6 +943,7 @@ impl Backend for MemoryBackend {
             .filter_map(|id| Some(self.flows.get(id)?.row(*id)))
             .filter(|row| filter.flow.as_ref().is_none_or(|f| *f == row.flow))
             .filter(|row| filter.state.is_none_or(|s| s == row.state))
+            .filter(|row| filter.tag.as_ref().is_none_or(|t| row.tags.contains(t)))
             .filter(|row| filter.since.is_none_or(|t| row.created_at >= t))
             .skip(filter.offset)
             .take(filter.limit)
@@ -940,6 +1018,29 @@ impl Backend for MemoryBackend {
         Ok(Vec::new())
     }
 
+    fn artifacts(
+        &self,
+        of: crate::artifact::ArtifactsOf<'_>,
+    ) -> Result<Vec<crate::artifact::Artifact>, StoreError> {
+        use crate::artifact::ArtifactsOf;
+        let all = lock(&self.artifacts);
+        Ok(match of {
+            ArtifactsOf::FlowRun(run) => all
+                .iter()
+                .filter(|a| a.flow_run_id == Some(run))
+                .cloned()
+                .collect(),
+            ArtifactsOf::Key(key) => all.iter().filter(|a| a.key == key).cloned().collect(),
+            ArtifactsOf::LatestOfEachKey => {
+                let mut latest: BTreeMap<&str, &crate::artifact::Artifact> = BTreeMap::new();
+                for a in all.iter() {
+                    latest.insert(&a.key, a);
+                }
+                latest.into_values().cloned().collect()
+            }
+        })
+    }
+
     fn logs(&self, runs: &[Uuid]) -> Result<Vec<LogLine>, StoreError> {
         Ok(lock(&self.logs)
             .iter()
@@ -997,6 +1098,7 @@ mod tests {
         let mut events = vec![Event::FlowRunCreated {
             id,
             name: "n".into(),
+            tags: Vec::new(),
             flow: Cow::Borrowed("f"),
             parent_id: None,
             parameters: None,
@@ -1012,6 +1114,7 @@ mod tests {
                 id: task,
                 flow_run_id: Some(id),
                 task: Cow::Borrowed("t"),
+                name: None,
                 tags: Cow::Borrowed(&[]),
                 call_seq: Some(call_seq),
                 state: state(StateKind::Pending),

@@ -23,6 +23,8 @@ pub struct RunFilter {
     pub flow: Option<String>,
     /// Only runs in this state.
     pub state: Option<StateKind>,
+    /// Only runs carrying this tag (`#[flow(tags = …)]`).
+    pub tag: Option<String>,
     /// Only runs created at or after this time.
     pub since: Option<Timestamp>,
     /// At most this many, newest first.
@@ -36,6 +38,7 @@ impl Default for RunFilter {
         RunFilter {
             flow: None,
             state: None,
+            tag: None,
             since: None,
             limit: 20,
             offset: 0,
@@ -53,6 +56,8 @@ pub struct FlowRunSummary {
     pub name: String,
     /// The flow's name.
     pub flow: String,
+    /// Its tags: its flow's and its parent flow run's.
+    pub tags: Vec<String>,
     /// For a subflow, the run that called it.
     pub parent_id: Option<Uuid>,
     /// And that run's name.
@@ -177,6 +182,7 @@ pub(crate) fn summary(backend: &dyn Backend, row: FlowRow) -> Result<FlowRunSumm
         id: row.id,
         name: row.name,
         flow: row.flow,
+        tags: row.tags,
         parent_id: row.parent_id,
         state: row.state,
         created_at: row.created_at,
@@ -209,6 +215,7 @@ pub(crate) fn flow_record(
         id: row.id,
         name: row.name,
         flow: Cow::Owned(row.flow),
+        tags: row.tags,
         parent_id: row.parent_id,
         attempts: row.attempts,
         task_runs,
@@ -222,6 +229,7 @@ fn task_record(backend: &dyn Backend, row: TaskRow) -> Result<TaskRunRecord, Sto
         history: History::from_states(backend.states(row.id)?),
         id: row.id,
         task: Cow::Owned(row.task),
+        given_name: row.name,
         flow_run_id: row.flow_run_id,
         tags: Cow::Owned(row.tags.into_iter().map(Cow::Owned).collect()),
         attempts: row.attempts,

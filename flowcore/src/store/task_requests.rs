@@ -20,7 +20,10 @@ pub(crate) struct DelayRequest {
     pub task: &'static str,
     /// The call's arguments, a JSON array.
     pub args: String,
-    pub tags: &'static [std::borrow::Cow<'static, str>],
+    /// The name `task_run_name` gave it.
+    pub name: Option<String>,
+    /// The task's tags, then those of the flow run it was delayed in.
+    pub tags: Vec<std::borrow::Cow<'static, str>>,
     /// The flow run it was delayed in, if any: it is listed among that run's task runs.
     pub flow_run_id: Option<Uuid>,
     pub at: Timestamp,

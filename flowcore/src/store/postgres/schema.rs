@@ -161,6 +161,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP INDEX flow_runs_unfinished;
     CREATE INDEX flow_runs_unfinished ON flow_runs (process_id)
         WHERE state IN ('Scheduled', 'Late', 'Pending', 'Running', 'Retrying', 'Cancelling');",
+    // 5: artifacts, as SQLite's 9.
+    "CREATE TABLE artifacts (
+        id BYTEA PRIMARY KEY,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        flow_run_id BYTEA,
+        task_run_id BYTEA,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX artifacts_by_key ON artifacts (key, created_at);
+    CREATE INDEX artifacts_by_flow_run ON artifacts (flow_run_id, created_at);",
 ];
 
 /// The schema version this build writes.

@@ -28,7 +28,8 @@ struct NewRun<'a> {
     kind: RunKind,
     id: Uuid,
     parent: Option<Uuid>,
-    name: &'a str,
+    /// A flow run's name; for a task run, the one `task_run_name` gave it.
+    name: Option<&'a str>,
     flow_or_task: &'a str,
     deployment: Option<&'a str>,
     tags: Option<String>,
@@ -39,6 +40,11 @@ struct NewRun<'a> {
     output: Option<&'a str>,
     upstream: Option<String>,
     map_index: Option<u32>,
+}
+
+/// Tags as stored: a JSON array of strings.
+fn json_tags(tags: &[std::borrow::Cow<'static, str>]) -> String {
+    serde_json::to_string(tags).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// One group commit. Each run's row is written once: inserted if the run began in this batch,
@@ -54,9 +60,10 @@ pub(crate) fn write_batch(
     let mut new_index: HashMap<Uuid, usize> = HashMap::new();
     let mut updates: HashMap<(RunKind, Uuid), RowUpdate> = HashMap::new();
     let mut outputs: Vec<(RunKind, Uuid, &str)> = Vec::new();
-    let mut resumed: Vec<Uuid> = Vec::new();
+    let mut resumed: Vec<(Uuid, &str, String)> = Vec::new();
     let mut states: Vec<(Uuid, u32, &State)> = Vec::new();
     let mut logs = Vec::new();
+    let mut artifacts = Vec::new();
     let mut cache = Vec::new();
     let mut heartbeat = None;
     let mut released = Vec::new();
@@ -67,6 +74,7 @@ pub(crate) fn write_batch(
             Event::FlowRunCreated {
                 id,
                 name,
+                tags,
                 flow,
                 parent_id,
                 parameters,
@@ -78,8 +86,10 @@ pub(crate) fn write_batch(
             } => {
                 states.push((*id, *seq, state));
                 let update = RowUpdate::from_state(state, 0, CacheStatus::Off);
+                let tags = (!tags.is_empty()).then(|| json_tags(tags));
                 if *was_resumed {
-                    resumed.push(*id);
+                    // A deployment's run is named and tagged when its flow is called.
+                    resumed.push((*id, name, tags.unwrap_or_else(|| "[]".to_owned())));
                     merge(&mut updates, RunKind::Flow, *id, update);
                 } else {
                     new_index.insert(*id, new_runs.len());
@@ -87,10 +97,10 @@ pub(crate) fn write_batch(
                         kind: RunKind::Flow,
                         id: *id,
                         parent: *parent_id,
-                        name,
+                        name: Some(name),
                         flow_or_task: flow,
                         deployment: deployment.as_deref(),
-                        tags: None,
+                        tags,
                         parameters: parameters.as_deref(),
                         call_seq: *call_seq,
                         created_at: state.at.as_micros(),
@@ -105,6 +115,7 @@ pub(crate) fn write_batch(
                 id,
                 flow_run_id,
                 task,
+                name,
                 tags,
                 call_seq,
                 state,
@@ -117,10 +128,10 @@ pub(crate) fn write_batch(
                     kind: RunKind::Task,
                     id: *id,
                     parent: *flow_run_id,
-                    name: "",
+                    name: name.as_deref(),
                     flow_or_task: task,
                     deployment: None,
-                    tags: Some(serde_json::to_string(&**tags).unwrap_or_else(|_| "[]".to_owned())),
+                    tags: Some(json_tags(tags)),
                     parameters: None,
                     call_seq: *call_seq,
                     created_at: state.at.as_micros(),
@@ -158,6 +169,7 @@ pub(crate) fn write_batch(
                 level,
                 message,
             } => logs.push((*id, *run_id, at.as_micros(), *level, message.as_str())),
+            Event::Artifact(artifact) => artifacts.push(&**artifact),
             Event::CachePut {
                 key,
                 task,
@@ -180,10 +192,10 @@ pub(crate) fn write_batch(
         conn,
         dialect,
         "INSERT INTO flow_runs (id, name, flow, parent_id, parameters, state, attempts, created_at,
-             started_at, ended_at, error, process_id, call_seq, output, deployment) VALUES ",
+             started_at, ended_at, error, process_id, call_seq, output, deployment, tags) VALUES ",
         &[
             "bytea", "text", "text", "bytea", "text", "text", "bigint", "bigint", "bigint",
-            "bigint", "text", "bytea", "bigint", "text", "text",
+            "bigint", "text", "bytea", "bigint", "text", "text", "text",
         ],
         " ON CONFLICT (id) DO NOTHING",
         &flows,
@@ -191,7 +203,7 @@ pub(crate) fn write_batch(
             let u = &r.update;
             row.extend([
                 Param::Bytes(key(&r.id)),
-                Param::Text(r.name),
+                Param::Text(r.name.unwrap_or_default()),
                 Param::Text(r.flow_or_task),
                 r.parent.as_ref().map(key).into(),
                 r.parameters.into(),
@@ -205,6 +217,7 @@ pub(crate) fn write_batch(
                 r.call_seq.into(),
                 r.output.into(),
                 r.deployment.into(),
+                Param::Text(r.tags.as_deref().unwrap_or("[]")),
             ]);
         },
     )?;
@@ -212,10 +225,11 @@ pub(crate) fn write_batch(
         conn,
         dialect,
         "INSERT INTO task_runs (id, flow_run_id, task, tags, state, attempts, cache, created_at,
-             started_at, ended_at, error, process_id, call_seq, output, upstream, map_index) VALUES ",
+             started_at, ended_at, error, process_id, call_seq, output, upstream, map_index, name)
+             VALUES ",
         &[
             "bytea", "bytea", "text", "text", "text", "bigint", "text", "bigint", "bigint",
-            "bigint", "text", "bytea", "bigint", "text", "text", "bigint",
+            "bigint", "text", "bytea", "bigint", "text", "text", "bigint", "text",
         ],
         " ON CONFLICT (id) DO NOTHING",
         &tasks,
@@ -238,6 +252,7 @@ pub(crate) fn write_batch(
                 r.output.into(),
                 r.upstream.as_deref().into(),
                 r.map_index.into(),
+                r.name.into(),
             ]);
         },
     )?;
@@ -297,6 +312,26 @@ pub(crate) fn write_batch(
             },
         )?,
     }
+    // An artifact tried again in a batch written twice is kept once.
+    in_chunks(
+        conn,
+        dialect,
+        "INSERT INTO artifacts (id, key, kind, body, flow_run_id, task_run_id, created_at) VALUES ",
+        &["bytea", "text", "text", "text", "bytea", "bytea", "bigint"],
+        " ON CONFLICT (id) DO NOTHING",
+        &artifacts,
+        |a, row| {
+            row.extend([
+                Param::Bytes(key(&a.id)),
+                Param::Text(&a.key),
+                Param::Text(a.kind.as_str()),
+                Param::Text(&a.body),
+                a.flow_run_id.as_ref().map(key).into(),
+                a.task_run_id.as_ref().map(key).into(),
+                a.created_at.as_micros().into(),
+            ]);
+        },
+    )?;
     // Rows that other processes may write too are locked in one order, by key, so that two
     // batches never wait on each other crosswise (a deadlock, which would be tried again, but
     // costs the server a second to detect).
@@ -316,10 +351,16 @@ pub(crate) fn write_batch(
             ],
         )?;
     }
-    for id in resumed {
+    for (id, name, tags) in &resumed {
         conn.execute(
-            "UPDATE flow_runs SET process_id = $2::bytea WHERE id = $1::bytea",
-            &[Param::Bytes(key(&id)), Param::Bytes(process_id)],
+            "UPDATE flow_runs SET process_id = $2::bytea, name = $3::text, tags = $4::text
+             WHERE id = $1::bytea",
+            &[
+                Param::Bytes(key(id)),
+                Param::Bytes(process_id),
+                Param::Text(name),
+                Param::Text(tags),
+            ],
         )?;
     }
     let (mut flow_updates, mut task_updates): (Vec<_>, Vec<_>) = updates

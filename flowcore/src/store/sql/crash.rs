@@ -7,12 +7,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
+use crate::crash_hooks::CrashedRun;
+use crate::hooks::RunKind;
 use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::event::{FlowRow, TaskRow};
 use crate::store::process::{self, ProcessInfo};
 use crate::store::sql::driver::{Conn, Dialect, Param, Value};
-use crate::store::sql::rows::{int_at, key, text_at};
+use crate::store::sql::rows::{int_at, key, kind_at, opt_uuid_at, text_at, ts};
 
 /// Runs ended per transaction while marking a dead process's runs: a few milliseconds of
 /// holding the write lock, so that other processes' commits go on in between (marking 400,000
@@ -20,7 +22,7 @@ use crate::store::sql::rows::{int_at, key, text_at};
 pub(crate) const RUNS_PER_TRANSACTION: usize = 1_000;
 
 /// The states a flow run is unfinished in, and may be left in by a process that died.
-pub(crate) const UNFINISHED_FLOW: &str = "'Late', 'Pending', 'Running', 'Retrying'";
+pub(crate) const UNFINISHED_FLOW: &str = "'Late', 'Pending', 'Running', 'Retrying', 'Cancelling'";
 
 /// The states a task run is unfinished in.
 pub(crate) const UNFINISHED_TASK: &str = "'Pending', 'Running', 'Retrying'";
@@ -29,7 +31,7 @@ pub(crate) const UNFINISHED_TASK: &str = "'Pending', 'Running', 'Retrying'";
 pub(crate) fn unfinished(state: StateKind, table: Table) -> bool {
     match state {
         StateKind::Pending | StateKind::Running | StateKind::Retrying => true,
-        StateKind::Late => table == Table::Flow,
+        StateKind::Late | StateKind::Cancelling => table == Table::Flow,
         _ => false,
     }
 }
@@ -129,7 +131,8 @@ pub(crate) fn dead_processes(
 pub(crate) type DeadSet = Arc<HashMap<Vec<u8>, DeadProcess>>;
 
 /// Ends up to `limit` unfinished runs of `process` in `table`, in state `kind` with `message`:
-/// a state row after the run's last, and the run's row. Returns how many it ended.
+/// a state row after the run's last, and the run's row. Returns the runs it ended; those it
+/// marked `Crashed` with their names and states, for the `on_crashed` hooks.
 pub(crate) fn end_runs(
     conn: &mut dyn Conn,
     table: Table,
@@ -138,12 +141,17 @@ pub(crate) fn end_runs(
     message: &str,
     now: Timestamp,
     limit: usize,
-) -> Result<usize, StoreError> {
+) -> Result<Vec<CrashedRun>, StoreError> {
+    let (label, parent, run_kind) = match table {
+        Table::Flow => ("flow", "parent_id", RunKind::Flow),
+        Table::Task => ("task", "flow_run_id", RunKind::Task),
+    };
     // Locked as they are taken (in PostgreSQL), so that two processes marking the same dead
     // process at once mark each run once; ids are bound back as they are stored.
-    let runs: Vec<Value> = conn.collect(
+    let runs: Vec<(Value, CrashedRun)> = conn.collect(
         &format!(
-            "SELECT id FROM {} WHERE process_id = $1 AND state IN ({}) LIMIT $2::bigint {{lock}}",
+            "SELECT id, {label}, name, {parent}, tags FROM {} WHERE process_id = $1
+                 AND state IN ({}) LIMIT $2::bigint {{lock}}",
             table.name(),
             table.unfinished()
         ),
@@ -151,22 +159,71 @@ pub(crate) fn end_runs(
             process_id.param(),
             Param::Int(i64::try_from(limit).unwrap_or(i64::MAX)),
         ],
-        |r| r.value(0),
+        |r| {
+            let tags: Vec<String> =
+                serde_json::from_str(&r.text(4)?.unwrap_or_default()).unwrap_or_default();
+            Ok((
+                r.value(0)?,
+                CrashedRun {
+                    kind: run_kind,
+                    // Ids the store did not write (a test's, a foreign tool's) are still ended.
+                    id: opt_uuid_at(r, 0)?.unwrap_or_default(),
+                    label: text_at(r, 1)?,
+                    name: r.text(2)?,
+                    parent: opt_uuid_at(r, 3)?,
+                    tags: tags.into_iter().map(Cow::Owned).collect(),
+                    history: Vec::new(),
+                },
+            ))
+        },
     )?;
     let update = format!(
         "UPDATE {} SET state = $2::text, ended_at = $3::bigint, error = $4::text WHERE id = $1",
         table.name()
     );
     // A crash is an error to show; an interruption is not.
-    let error = (kind == StateKind::Crashed).then_some(message);
-    for run in &runs {
-        let seq = conn
-            .first(
+    let mut ended = Vec::with_capacity(runs.len());
+    for (run, mut crashed) in runs {
+        let run = &run;
+        let (mut kind, mut message) = (kind, Cow::Borrowed(message));
+        let seq = if kind == StateKind::Crashed {
+            // The whole history, for the hooks: a crash is rare, and hooks want to know what
+            // the run was doing.
+            let states = conn.collect(
+                "SELECT seq, kind, at, message FROM states WHERE run_id = $1 ORDER BY seq",
+                &[run.param()],
+                |r| {
+                    Ok((
+                        int_at(r, 0)?,
+                        State::new(kind_at(r, 1)?, ts(r, 2)?, r.text(3)?),
+                    ))
+                },
+            )?;
+            let next = states.last().map_or(0, |(seq, _)| seq + 1);
+            // A run cancelled from outside whose process died before dropping it: cancelled,
+            // as asked, not crashed.
+            if let Some((_, last)) = states.last()
+                && last.kind == StateKind::Cancelling
+            {
+                kind = StateKind::Cancelled;
+                message = Cow::Owned(format!(
+                    "{} (its process stopped before it could drop the run)",
+                    crate::cancel::cancelled_message(&crate::cancel::requester(last))
+                ));
+            }
+            crashed.history = states.into_iter().map(|(_, state)| state).collect();
+            crashed
+                .history
+                .push(State::new(kind, now, Some(message.to_string())));
+            next
+        } else {
+            conn.first(
                 "SELECT COALESCE(MAX(seq) + 1, 0) FROM states WHERE run_id = $1",
                 &[run.param()],
                 |r| int_at(r, 0),
             )?
-            .unwrap_or(0);
+            .unwrap_or(0)
+        };
         conn.execute(
             "INSERT INTO states (run_id, seq, kind, at, message)
              VALUES ($1, $2::bigint, $3::text, $4::bigint, $5::text)",
@@ -175,7 +232,7 @@ pub(crate) fn end_runs(
                 Param::Int(seq),
                 Param::Text(kind.as_str()),
                 Param::Int(now.as_micros()),
-                Param::Text(message),
+                Param::Text(&message),
             ],
         )?;
         conn.execute(
@@ -184,14 +241,15 @@ pub(crate) fn end_runs(
                 run.param(),
                 Param::Text(kind.as_str()),
                 Param::Int(now.as_micros()),
-                error.into(),
+                (kind == StateKind::Crashed).then_some(&*message).into(),
             ],
         )?;
         if kind == StateKind::Crashed {
             give_back(conn, table, run, seq + 1, now)?;
         }
+        ended.push(crashed);
     }
-    Ok(runs.len())
+    Ok(ended)
 }
 
 /// A run just `Crashed` with its worker, if a worker had claimed it (a deployment's flow run,

@@ -8,6 +8,7 @@
 //! without writing that down: a writer marks them.
 
 pub(crate) mod batch;
+pub(crate) mod cancel;
 pub(crate) mod crash;
 pub(crate) mod driver;
 pub(crate) mod rows;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::clock::Timestamp;
+use crate::crash_hooks::CrashedRun;
 use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::backend::Backend;
@@ -189,11 +191,15 @@ impl<D: Driver> Backend for SqlBackend<D> {
     /// commit in between: which processes died is judged without the write lock, and each
     /// transaction ends only runs still unfinished, so two processes marking at once mark each
     /// run once.
-    fn mark_crashed(&self, me: &ProcessInfo, now: Timestamp) -> Result<usize, StoreError> {
+    fn mark_crashed(
+        &self,
+        me: &ProcessInfo,
+        now: Timestamp,
+    ) -> Result<Vec<CrashedRun>, StoreError> {
         let dead = self
             .driver
             .read(&mut |c| crash::dead_processes(c, me, now))?;
-        let mut marked = 0;
+        let mut marked = Vec::new();
         for process in dead.values() {
             if !self.driver.write(&mut |c| crash::fence(c, process))? {
                 continue;
@@ -211,8 +217,9 @@ impl<D: Driver> Backend for SqlBackend<D> {
                             RUNS_PER_TRANSACTION,
                         )
                     })?;
-                    marked += ended;
-                    if ended < RUNS_PER_TRANSACTION {
+                    let done = ended.len() < RUNS_PER_TRANSACTION;
+                    marked.extend(ended);
+                    if done {
                         break;
                     }
                 }
@@ -238,7 +245,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         self.driver.write(&mut |c| {
             let mut ended = 0;
             for table in [Table::Flow, Table::Task] {
-                ended += crash::end_runs(c, table, &id, kind, message, now, usize::MAX >> 1)?;
+                ended += crash::end_runs(c, table, &id, kind, message, now, usize::MAX >> 1)?.len();
             }
             crash::retire_process(c, &id, now)?;
             Ok(ended)
@@ -257,13 +264,24 @@ impl<D: Driver> Backend for SqlBackend<D> {
         let dialect = self.driver.dialect();
         self.read_runs(|c, view| {
             let state = view.state_sql(Table::Flow, dialect);
+            let contains = match dialect {
+                driver::Dialect::Sqlite => "instr",
+                driver::Dialect::Postgres => "strpos",
+            };
             let sql = format!(
                 "SELECT {FLOW_COLUMNS} FROM flow_runs
                  WHERE ($1::text IS NULL OR flow = $1::text)
                      AND ($2::text IS NULL OR {state} = $2::text)
                      AND ($4::bigint IS NULL OR created_at >= $4::bigint)
+                     AND ($6::text IS NULL OR {contains}(tags, $6::text) > 0)
                  ORDER BY created_at DESC LIMIT $3::bigint OFFSET $5::bigint"
             );
+            // The tag as JSON writes it, quotes included: `db` does not match `db2`. Case
+            // matters, which rules out SQLite's `LIKE`.
+            let tag = filter
+                .tag
+                .as_deref()
+                .map(|t| serde_json::to_string(t).unwrap_or_default());
             c.collect(
                 &sql,
                 &[
@@ -272,6 +290,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
                     Param::Int(i64::try_from(filter.limit).unwrap_or(i64::MAX)),
                     filter.since.map(Timestamp::as_micros).into(),
                     Param::Int(i64::try_from(filter.offset).unwrap_or(i64::MAX)),
+                    tag.as_deref().into(),
                 ],
                 |r| flow_row(r, view),
             )
@@ -397,6 +416,46 @@ impl<D: Driver> Backend for SqlBackend<D> {
             }
             lines.sort_by_key(|l| l.at);
             Ok(lines)
+        })
+    }
+
+    fn artifacts(
+        &self,
+        of: crate::artifact::ArtifactsOf<'_>,
+    ) -> Result<Vec<crate::artifact::Artifact>, StoreError> {
+        use crate::artifact::ArtifactsOf;
+        const COLUMNS: &str = "id, key, kind, body, flow_run_id, task_run_id, created_at";
+        self.driver.read(&mut |c| {
+            let read = |r: &dyn driver::Row| artifact_row(r);
+            match of {
+                ArtifactsOf::FlowRun(run) => c.collect(
+                    &format!(
+                        "SELECT {COLUMNS} FROM artifacts WHERE flow_run_id = $1::bytea
+                         ORDER BY created_at, id"
+                    ),
+                    &[Param::Bytes(key(&run))],
+                    read,
+                ),
+                ArtifactsOf::Key(k) => c.collect(
+                    &format!(
+                        "SELECT {COLUMNS} FROM artifacts WHERE key = $1::text
+                         ORDER BY created_at, id"
+                    ),
+                    &[Param::Text(k)],
+                    read,
+                ),
+                ArtifactsOf::LatestOfEachKey => c.collect(
+                    &format!(
+                        "SELECT {COLUMNS} FROM artifacts a
+                         WHERE NOT EXISTS (SELECT 1 FROM artifacts b WHERE b.key = a.key
+                             AND (b.created_at > a.created_at
+                                 OR (b.created_at = a.created_at AND b.id > a.id)))
+                         ORDER BY key"
+                    ),
+                    &[],
+                    read,
+                ),
+            }
         })
     }
 
@@ -605,6 +664,29 @@ impl<D: Driver> Backend for SqlBackend<D> {
             )?;
             Ok(())
         })
+    }
+
+    fn cancel_run(
+        &self,
+        me: &ProcessInfo,
+        id: Uuid,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<crate::cancel::CancelOutcome, StoreError> {
+        self.driver
+            .write(&mut |c| cancel::cancel_run(c, me, id, by, now, ""))
+    }
+
+    fn cancel_requests(
+        &self,
+        me: &ProcessInfo,
+    ) -> Result<Vec<(Uuid, crate::state::State)>, StoreError> {
+        self.driver.read(&mut |c| cancel::cancel_requests(c, me))
+    }
+
+    fn end_cancelled(&self, id: Uuid, message: &str, now: Timestamp) -> Result<(), StoreError> {
+        self.driver
+            .write(&mut |c| cancel::end_cancelled(c, id, message, now))
     }
 
     fn claim_requests(
@@ -944,4 +1026,20 @@ impl<D: Driver> Backend for SqlBackend<D> {
             Ok(live)
         })
     }
+}
+
+/// An artifact's row, as `artifacts` selects it. A kind this build does not know (a newer
+/// flowcore's) is shown as markdown, its body as text.
+fn artifact_row(r: &dyn driver::Row) -> Result<crate::artifact::Artifact, StoreError> {
+    let kind = text_at(r, 2)?;
+    Ok(crate::artifact::Artifact {
+        id: uuid_at(r, 0)?,
+        key: text_at(r, 1)?,
+        kind: crate::artifact::ArtifactKind::parse(&kind)
+            .unwrap_or(crate::artifact::ArtifactKind::Markdown),
+        body: text_at(r, 3)?,
+        flow_run_id: rows::opt_uuid_at(r, 4)?,
+        task_run_id: rows::opt_uuid_at(r, 5)?,
+        created_at: ts(r, 6)?,
+    })
 }

@@ -73,13 +73,14 @@ pub(crate) fn opt_ts(row: &dyn Row, i: usize) -> Result<Option<Timestamp>, Store
     Ok(row.int(i)?.map(Timestamp::from_micros))
 }
 
-pub(crate) const FLOW_COLUMNS: &str = "id, name, flow, parent_id, parameters, state, attempts, created_at, started_at, ended_at, error, call_seq, output, deployment, process_id";
+pub(crate) const FLOW_COLUMNS: &str = "id, name, flow, parent_id, parameters, state, attempts, created_at, started_at, ended_at, error, call_seq, output, deployment, process_id, tags";
 
 /// A flow run's row (selected with [`FLOW_COLUMNS`]), as `view` shows it.
 pub(crate) fn flow_row(row: &dyn Row, view: &CrashView) -> Result<FlowRow, StoreError> {
     let mut flow = FlowRow {
         id: uuid_at(row, 0)?,
         name: text_at(row, 1)?,
+        tags: tags_at(row, 15)?,
         flow: text_at(row, 2)?,
         parent_id: opt_uuid_at(row, 3)?,
         parameters: row.text(4)?,
@@ -97,17 +98,23 @@ pub(crate) fn flow_row(row: &dyn Row, view: &CrashView) -> Result<FlowRow, Store
     Ok(flow)
 }
 
-pub(crate) const TASK_COLUMNS: &str = "id, flow_run_id, task, tags, state, attempts, cache, created_at, call_seq, output, upstream, map_index, process_id";
+/// Tags, stored as a JSON array of strings.
+fn tags_at(row: &dyn Row, i: usize) -> Result<Vec<String>, StoreError> {
+    let tags = row.text(i)?.unwrap_or_default();
+    Ok(serde_json::from_str(&tags).unwrap_or_default())
+}
+
+pub(crate) const TASK_COLUMNS: &str = "id, flow_run_id, task, tags, state, attempts, cache, created_at, call_seq, output, upstream, map_index, process_id, name";
 
 /// A task run's row (selected with [`TASK_COLUMNS`]), as `view` shows it.
 pub(crate) fn task_row(row: &dyn Row, view: &CrashView) -> Result<TaskRow, StoreError> {
-    let tags = row.text(3)?.unwrap_or_default();
     let cache = row.text(6)?.unwrap_or_default();
     let mut task = TaskRow {
         id: uuid_at(row, 0)?,
         flow_run_id: opt_uuid_at(row, 1)?,
         task: text_at(row, 2)?,
-        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        name: row.text(13)?,
+        tags: tags_at(row, 3)?,
         state: kind_at(row, 4)?,
         attempts: u32_at(row, 5)?,
         cache: parse_cache(&cache),

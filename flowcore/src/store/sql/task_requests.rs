@@ -34,16 +34,16 @@ pub(crate) fn delay(
 ) -> Result<(), StoreError> {
     let tags: Vec<String> = runs
         .iter()
-        .map(|r| serde_json::to_string(r.tags).unwrap_or_else(|_| "[]".to_owned()))
+        .map(|r| serde_json::to_string(&r.tags).unwrap_or_else(|_| "[]".to_owned()))
         .collect();
     let rows: Vec<(&DelayRequest, &String)> = runs.iter().zip(&tags).collect();
     in_chunks(
         conn,
         dialect,
-        "INSERT INTO task_runs (id, flow_run_id, task, tags, state, attempts, cache, created_at)
-         VALUES ",
+        "INSERT INTO task_runs (id, flow_run_id, task, tags, state, attempts, cache, created_at,
+             name) VALUES ",
         &[
-            "bytea", "bytea", "text", "text", "text", "bigint", "text", "bigint",
+            "bytea", "bytea", "text", "text", "text", "bigint", "text", "bigint", "text",
         ],
         "",
         &rows,
@@ -57,6 +57,7 @@ pub(crate) fn delay(
                 Param::Int(0),
                 Param::Text("off"),
                 Param::Int(r.at.as_micros()),
+                r.name.as_deref().into(),
             ]);
         },
     )?;

@@ -174,6 +174,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP INDEX flow_runs_unfinished;
     CREATE INDEX flow_runs_unfinished ON flow_runs (process_id)
         WHERE state IN ('Scheduled', 'Late', 'Pending', 'Running', 'Retrying', 'Cancelling');",
+    // 9: artifacts, what runs made for people to read (`flowcore::artifact`): by key, the
+    // latest first, and by the flow run that made them.
+    "CREATE TABLE artifacts (
+        id BLOB PRIMARY KEY,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        flow_run_id BLOB,
+        task_run_id BLOB,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX artifacts_by_key ON artifacts (key, created_at);
+    CREATE INDEX artifacts_by_flow_run ON artifacts (flow_run_id, created_at);",
 ];
 
 /// The schema version this build writes.
@@ -181,6 +194,7 @@ pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The tables of a flowcore store, to tell an empty file from somebody else's.
 pub(crate) const TABLES: &[&str] = &[
+    "artifacts",
     "cache",
     "deployment_workers",
     "deployments",
