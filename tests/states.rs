@@ -321,6 +321,7 @@ fn state_kinds_classify_as_documented() {
             "Pending",
             "Running",
             "Retrying",
+            "Paused",
             "Cancelling",
             "Completed",
             "Cached",

@@ -168,6 +168,20 @@ pub enum RunsCommand {
     /// Cancels a deployment's flow run: one not started ends Cancelled at once; one going on
     /// is Cancelling until the process serving it drops it (within about a second).
     Cancel(RunCancel),
+    /// Gives input to a flow run paused for it (`flowcore::pause`), which it takes and goes on.
+    Resume(RunResume),
+}
+
+/// `flowcore runs resume`
+#[derive(Debug, Args)]
+pub struct RunResume {
+    /// The flow run's name (the newest run of that name) or id.
+    #[arg(value_name = "RUN")]
+    pub run: String,
+
+    /// The answer, as JSON: `'{"ok": true}'`.
+    #[arg(long, value_name = "JSON")]
+    pub input: String,
 }
 
 /// `flowcore runs cancel`
@@ -188,7 +202,7 @@ pub struct RunsLs {
     #[arg(long, value_name = "NAME")]
     pub flow: Option<String>,
 
-    /// Only runs in this state: Scheduled, Late, Pending, Running, Retrying, Cancelling,
+    /// Only runs in this state: Scheduled, Late, Pending, Running, Retrying, Paused, Cancelling,
     /// Completed, Cached, Failed, TimedOut, Cancelled, Crashed or Skipped (any case).
     #[arg(long, value_name = "STATE")]
     pub state: Option<StateKind>,

@@ -98,6 +98,7 @@ fn run(cli: Cli, style: Style) -> Result<String, Failure> {
         Command::Runs(RunsCommand::Summary(args)) => runs::summary(&open::open(&path)?, &args),
         Command::Runs(RunsCommand::Graph(args)) => graph::graph(&open::open(&path)?, &args),
         Command::Runs(RunsCommand::Cancel(args)) => runs::cancel(&open::open(&path)?, &args),
+        Command::Runs(RunsCommand::Resume(args)) => runs::resume(&open::open(&path)?, &args),
         Command::Cache(CacheCommand::Ls(output)) => cache::ls(&open::open(&path)?, &output),
         Command::Artifact(ArtifactCommand::Ls(output)) => {
             artifact::ls(&open::open(&path)?, &output)

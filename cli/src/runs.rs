@@ -10,7 +10,7 @@ use flowcore::{FlowRunRecord, StateKind, Store, Timestamp, Uuid};
 use serde_json::{Value, json};
 
 use crate::Failure;
-use crate::args::{RunArg, RunCancel, RunsLs};
+use crate::args::{RunArg, RunCancel, RunResume, RunsLs};
 use crate::format;
 use crate::open;
 use crate::style::{Colour, Style};
@@ -57,6 +57,42 @@ pub fn ls(store: &Store, args: &RunsLs, style: Style) -> Result<String, Failure>
         ));
     }
     Ok(table.render())
+}
+
+/// `flowcore runs resume RUN --input JSON`: gives the input, then waits a few seconds for
+/// the run's process to take it or refuse it.
+pub fn resume(store: &Store, args: &RunResume) -> Result<String, Failure> {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "someone".to_owned());
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let by = format!("flowcore runs resume ({user}@{host})");
+    let id = store.give_input(&args.run, &args.input, &by)?;
+    let name = store
+        .flow_run_summary(id)?
+        .map_or_else(|| args.run.clone(), |s| s.name);
+    let name = escape_controls(&name).into_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let request = store.input_request(&id.to_string())?;
+        match request {
+            Some(r) if r.answered_at.is_some() => {
+                return Ok(format!("Flow run '{name}' took the input and goes on.\n"));
+            }
+            Some(r) if r.input.is_none() && r.refused.is_some() => {
+                return Err(Failure(format!(
+                    "flow run '{name}' refused the input and stays paused: {}",
+                    r.refused.unwrap_or_default()
+                )));
+            }
+            _ if std::time::Instant::now() >= deadline => {
+                return Ok(format!(
+                    "Gave the input to flow run '{name}'; its process has not taken it yet (it takes it when it next looks).\n"
+                ));
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 /// `flowcore runs cancel`

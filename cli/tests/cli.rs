@@ -825,7 +825,7 @@ fn a_bad_command_line_is_clap_s_first_line_and_exit_code_2() {
     assert_eq!(
         failure(&["--store", db, "runs", "ls", "--state", "finished"], 2),
         "flowcore: invalid value 'finished' for '--state <STATE>': unknown state \"finished\"; \
-         expected one of: Scheduled, Late, Pending, Running, Retrying, Cancelling, Completed, Cached, Failed, TimedOut, Cancelled, Crashed, Skipped"
+         expected one of: Scheduled, Late, Pending, Running, Retrying, Paused, Cancelling, Completed, Cached, Failed, TimedOut, Cancelled, Crashed, Skipped"
     );
     assert_eq!(
         failure(&["--store", db, "runs", "ls", "--limit", "abc"], 2),

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::fingerprint::BuildPreHashed;
 use crate::record::{EdgeKind, FlowRunRecord, TaskRunRecord, Upstream};
 use crate::run_hooks::ActiveHooks;
+use crate::state::State;
 use crate::store::{PriorRun, RunStore};
 
 tokio::task_local! {
@@ -35,6 +36,9 @@ pub struct FlowContext {
     pub(crate) tags: Vec<Cow<'static, str>>,
     /// The run-time hooks of the flow run, which its task runs fire too.
     pub(crate) hooks: ActiveHooks,
+    /// How many states the flow run's history holds, and the states its body added (a pause)
+    /// that the run has not taken into its history yet.
+    states: Mutex<BodyStates>,
     /// Where the flow run, its task runs and its subflow runs record.
     pub(crate) store: RunStore,
     /// Task and subflow calls made so far: each call's position, by which a resumed run
@@ -54,6 +58,13 @@ pub struct FlowContext {
     submitted_done: AtomicWaker,
     /// How to drop each of those at once, by task run id, if the flow run ends without them.
     cancels: Cancels,
+}
+
+/// See [`FlowContext::body_state`].
+#[derive(Debug, Default)]
+pub(crate) struct BodyStates {
+    pub(crate) recorded: u32,
+    pub(crate) added: Vec<State>,
 }
 
 #[derive(Default)]
@@ -92,6 +103,7 @@ impl FlowContext {
             name,
             tags,
             hooks,
+            states: Mutex::default(),
             store,
             calls: AtomicU32::new(0),
             prior,
@@ -102,6 +114,38 @@ impl FlowContext {
             submitted_done: AtomicWaker::new(),
             cancels: Cancels::default(),
         }
+    }
+
+    /// Records a state the flow's body enters (`Paused`, then `Running` again), after the
+    /// run's own: the run takes it into its history before its next state.
+    pub(crate) fn body_state(&self, state: State) {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = states.recorded + states.added.len() as u32;
+        self.store.send(crate::store::Event::Transition {
+            kind: crate::hooks::RunKind::Flow,
+            id: self.id,
+            position: None,
+            seq,
+            state: state.clone(),
+            attempts: 0,
+            cache: crate::record::CacheStatus::Off,
+        });
+        states.added.push(state);
+    }
+
+    /// How many states the body added that the run has not taken yet.
+    pub(crate) fn body_states_pending(&self) -> u32 {
+        let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        states.added.len() as u32
+    }
+
+    /// The states added by the body, taken; and the history's new length noted.
+    pub(crate) fn sync_states(&self, history: &mut crate::record::History) {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        for state in states.added.drain(..) {
+            history.push(state);
+        }
+        states.recorded = history.len() as u32;
     }
 
     /// Notes that task run `id` produced the values of these fingerprints; a later producer of

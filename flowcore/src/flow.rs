@@ -546,7 +546,9 @@ impl LiveRun for LiveFlowRun {
     }
 
     fn push(&mut self, state: State) {
+        self.context.sync_states(&mut self.history);
         self.history.push(state);
+        self.context.sync_states(&mut self.history);
     }
 
     fn set_attempts(&mut self, attempts: u32) {
@@ -570,7 +572,7 @@ impl LiveRun for LiveFlowRun {
             kind: RunKind::Flow,
             id: self.context.id,
             position: None,
-            seq: self.history.len() as u32,
+            seq: self.history.len() as u32 + self.context.body_states_pending(),
             state: state.clone(),
             attempts: self.attempts,
             cache: CacheStatus::Off,

@@ -299,7 +299,7 @@ fn severity(state: StateKind) -> u8 {
     match state {
         StateKind::Completed => 0,
         StateKind::Cached => 1,
-        StateKind::Scheduled | StateKind::Late | StateKind::Pending => 2,
+        StateKind::Scheduled | StateKind::Late | StateKind::Pending | StateKind::Paused => 2,
         StateKind::Retrying => 3,
         StateKind::Running => 4,
         StateKind::Skipped => 5,

@@ -31,6 +31,7 @@ mod map;
 mod names;
 mod outcome;
 mod panic;
+pub mod pause;
 mod record;
 mod resume;
 mod retry;

@@ -37,6 +37,8 @@ pub enum StateKind {
     Running,
     /// An attempt failed and the run waits before the next one.
     Retrying,
+    /// A flow run waiting for input (`flowcore::pause`), with the question.
+    Paused,
     /// A deployment's run asked to be cancelled from outside (`flowcore runs cancel`), whose
     /// process has not dropped it yet ("cancel requested by …"): it ends `Cancelled`.
     Cancelling,
@@ -58,12 +60,13 @@ pub enum StateKind {
 
 impl StateKind {
     /// Every state, in the order a run can pass through them.
-    pub const ALL: [StateKind; 13] = [
+    pub const ALL: [StateKind; 14] = [
         StateKind::Scheduled,
         StateKind::Late,
         StateKind::Pending,
         StateKind::Running,
         StateKind::Retrying,
+        StateKind::Paused,
         StateKind::Cancelling,
         StateKind::Completed,
         StateKind::Cached,
@@ -82,6 +85,7 @@ impl StateKind {
             StateKind::Pending => "Pending",
             StateKind::Running => "Running",
             StateKind::Retrying => "Retrying",
+            StateKind::Paused => "Paused",
             StateKind::Cancelling => "Cancelling",
             StateKind::Completed => "Completed",
             StateKind::Cached => "Cached",
@@ -110,9 +114,11 @@ impl StateKind {
             StateKind::Cached => "#00897b",
             StateKind::Failed | StateKind::TimedOut | StateKind::Crashed => "#c62828",
             StateKind::Running => "#1565c0",
-            StateKind::Scheduled | StateKind::Late | StateKind::Pending | StateKind::Retrying => {
-                "#f9a825"
-            }
+            StateKind::Scheduled
+            | StateKind::Late
+            | StateKind::Pending
+            | StateKind::Retrying
+            | StateKind::Paused => "#f9a825",
             StateKind::Cancelling | StateKind::Cancelled | StateKind::Skipped => "#757575",
         }
     }
@@ -121,9 +127,11 @@ impl StateKind {
     /// the others.
     pub const fn text_colour(self) -> &'static str {
         match self {
-            StateKind::Scheduled | StateKind::Late | StateKind::Pending | StateKind::Retrying => {
-                "#212121"
-            }
+            StateKind::Scheduled
+            | StateKind::Late
+            | StateKind::Pending
+            | StateKind::Retrying
+            | StateKind::Paused => "#212121",
             _ => "#ffffff",
         }
     }
@@ -137,6 +145,7 @@ impl StateKind {
                 | StateKind::Pending
                 | StateKind::Running
                 | StateKind::Retrying
+                | StateKind::Paused
                 | StateKind::Cancelling
         )
     }

@@ -100,7 +100,7 @@ pub async fn cancel(
     let id = parse_id(&id)?;
     let outcome = blocking(&app, move |store| {
         store
-            .cancel_run(&id.to_string(), super::pages::CANCELLED_BY)
+            .cancel_run(&id.to_string(), super::pages::BY_THE_DASHBOARD)
             .map_err(PageError::of_cancel)
     })
     .await?;
@@ -224,33 +224,7 @@ impl<S: Send + Sync> FromRequest<S> for RunRequest {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
-        if !json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "send the body as JSON, with Content-Type: application/json",
-            ));
-        }
-        // Refused from its length before it is sent; a longer body of unknown length stops
-        // at the same limit, axum's (`DefaultBodyLimit`).
-        let length = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if length.is_some_and(|n| n > MAX_BODY) {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the body is larger than 2 MiB",
-            ));
-        }
-        let body = Bytes::from_request(request, state)
-            .await
-            .map_err(rejected)?;
+        let body = json_body(request, state).await?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(RunRequest::default());
         }
@@ -268,6 +242,90 @@ impl<S: Send + Sync> FromRequest<S> for RunRequest {
             }
         })
     }
+}
+
+/// The body of `POST /api/runs/<id>/input`: `{"input": <the answer, any JSON>}`, sent as JSON.
+pub struct InputBody {
+    input: Value,
+}
+
+impl<S: Send + Sync> FromRequest<S> for InputBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let body = json_body(request, state).await?;
+        let value: Value = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON: {e}"),
+            )
+        })?;
+        match value {
+            Value::Object(mut fields) if fields.contains_key("input") => Ok(InputBody {
+                input: fields.remove("input").unwrap_or(Value::Null),
+            }),
+            _ => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the body should be {\"input\": <the answer>}",
+            )),
+        }
+    }
+}
+
+/// A body that must be JSON: refused unless sent as `Content-Type: application/json` (a page of
+/// another site cannot send that without asking first, which the dashboard never allows), and
+/// above 2 MiB.
+async fn json_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the body as JSON, with Content-Type: application/json",
+        ));
+    }
+    // Refused from its length before it is sent; a longer body of unknown length stops
+    // at the same limit, axum's (`DefaultBodyLimit`).
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if length.is_some_and(|n| n > MAX_BODY) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is larger than 2 MiB",
+        ));
+    }
+    Bytes::from_request(request, state).await.map_err(rejected)
+}
+
+/// `POST /api/runs/<id>/input` with `{"input": …}`: gives input to a paused run (202); 404 for
+/// an unknown run, 409 for one that waits for no input.
+pub async fn give_input(
+    State(app): State<App>,
+    ApiPath(id): ApiPath<String>,
+    body: InputBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = parse_id(&id)?;
+    let input = body.input.to_string();
+    blocking(&app, move |store| {
+        store
+            .give_input(&id.to_string(), &input, super::pages::BY_THE_DASHBOARD)
+            .map_err(|e| match e {
+                StoreError::UnknownRun { .. } => PageError::not_found(e.to_string()),
+                StoreError::NotPaused { .. } => PageError::conflict(e.to_string()),
+                other => other.into(),
+            })
+    })
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "status": "given" })),
+    ))
 }
 
 /// `POST /api/deployments/<name>/runs` with `{"parameters": {"key": "value"}}` (optional):

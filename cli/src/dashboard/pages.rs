@@ -256,6 +256,7 @@ struct RunPage {
     deployment: Option<String>,
     logs: Vec<flowcore::store::LogLine>,
     artifacts: Vec<flowcore::artifact::Artifact>,
+    input: Option<flowcore::pause::InputRequest>,
 }
 
 pub fn parse_id(id: &str) -> Result<Uuid, PageError> {
@@ -274,6 +275,7 @@ pub async fn run(State(app): State<App>, Path(id): Path<String>) -> Result<Marku
             deployment: store.flow_run_summary(id)?.and_then(|s| s.deployment),
             logs: store.logs(id)?,
             artifacts: store.artifacts_of(id)?,
+            input: store.input_request(&id.to_string())?,
             record,
         })
     })
@@ -302,6 +304,20 @@ pub async fn run(State(app): State<App>, Path(id): Path<String>) -> Result<Marku
         }
         @if let Some(error) = record.error() {
             pre #run-error { (error) }
+        }
+        @if let (StateKind::Paused, Some(input)) = (state.kind, &data.input) {
+            section #input {
+                h2 { "Waiting for input" }
+                p.question { (input.question) }
+                @if let Some(reason) = &input.refused {
+                    p #input-refused { "The last input was refused: " (reason) }
+                }
+                details { summary { "The answer's JSON schema" } pre { (input.schema) } }
+                form #input-form method="post" action=(format!("/runs/{}/input", record.id)) {
+                    textarea name="input" rows="4" cols="60" placeholder="{\"ok\": true}" {}
+                    button type="submit" { "Resume" }
+                }
+            }
         }
         dl.facts {
             dt { "Flow" } dd { (record.flow) }
@@ -491,15 +507,43 @@ pub async fn workers(State(app): State<App>) -> Result<Markup, PageError> {
     Ok(page("Workers", Section::Workers, None, body))
 }
 
-/// Who asks, as a cancelled run's states say it.
-pub const CANCELLED_BY: &str = "the dashboard";
+/// Who asks, as a cancelled run's states (or a paused run's input) say it.
+pub const BY_THE_DASHBOARD: &str = "the dashboard";
+
+/// The run page's input form.
+#[derive(Deserialize)]
+pub struct InputForm {
+    input: String,
+}
+
+/// `POST /runs/<id>/input`: gives a paused run the form's input (JSON), then shows the run:
+/// its page says if the input was refused, and why.
+pub async fn give_input(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<InputForm>,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    blocking(&app, move |store| {
+        store
+            .give_input(&id.to_string(), &form.input, BY_THE_DASHBOARD)
+            .map_err(|e| match e {
+                flowcore::StoreError::UnknownRun { .. } => PageError::not_found(e.to_string()),
+                flowcore::StoreError::NotPaused { .. } => PageError::conflict(e.to_string()),
+                flowcore::StoreError::BadParameter(m) => PageError::bad_request(m),
+                other => other.into(),
+            })
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/runs/{id}")).into_response())
+}
 
 /// `POST /runs/<id>/cancel`: cancels a deployment's run, then shows it.
 pub async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<Response, PageError> {
     let id = parse_id(&id)?;
     blocking(&app, move |store| {
         store
-            .cancel_run(&id.to_string(), CANCELLED_BY)
+            .cancel_run(&id.to_string(), BY_THE_DASHBOARD)
             .map_err(PageError::of_cancel)
     })
     .await?;

@@ -89,6 +89,20 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Log lines of these runs, in the order they were written.
     fn logs(&self, runs: &[Uuid]) -> Result<Vec<LogLine>, StoreError>;
 
+    /// What paused flow run `run` asks, and the input given so far.
+    fn input_request(&self, run: Uuid) -> Result<Option<crate::pause::InputRequest>, StoreError>;
+
+    /// Gives input to a paused run's unanswered question; `false` if it has none.
+    fn give_input(&self, run: Uuid, input: &str, by: &str) -> Result<bool, StoreError>;
+
+    /// The run took its input (`refused: None`) or refused it, with the reason.
+    fn answer_input(
+        &self,
+        run: Uuid,
+        refused: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
     /// Artifacts, oldest first: those of a flow run, or those of a key, or (neither) the
     /// latest of each key.
     fn artifacts(

@@ -104,6 +104,14 @@ pub enum StoreError {
         /// Where it looked.
         path: PathBuf,
     },
+    /// Input given to a run that waits for none.
+    #[error("flow run '{name}' takes no input: {reason}")]
+    NotPaused {
+        /// The flow run's name.
+        name: String,
+        /// Why not.
+        reason: String,
+    },
     /// A run that cannot be cancelled from outside.
     #[error("cannot cancel flow run '{name}': {reason}")]
     CannotCancel {

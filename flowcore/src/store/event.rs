@@ -75,6 +75,14 @@ pub(crate) enum Event {
         level: &'static str,
         message: String,
     },
+    /// A flow run paused for input (`flowcore::pause`): what it asks, and the schema of the
+    /// answer. A later pause of the run replaces it.
+    InputAsked {
+        flow_run_id: Uuid,
+        question: String,
+        schema: String,
+        at: Timestamp,
+    },
     /// An artifact a run made (`flowcore::artifact`).
     Artifact(Box<crate::artifact::Artifact>),
     CachePut {

@@ -643,6 +643,90 @@ impl Store {
             .unwrap_or(Err(StoreError::WriterStopped))
     }
 
+    /// Gives input to the paused flow run `run` (a name or id), for its `pause::<T>` to take:
+    /// JSON that must deserialize into `T`. The run's process takes it within a quarter of a
+    /// second; if it does not fit `T`, it is refused with the reason ([`Store::input_request`]
+    /// says it) and the run stays paused. `by` says who gave it, in the run's states.
+    pub fn give_input(&self, run: &str, input: &str, by: &str) -> Result<Uuid, StoreError> {
+        let id = self.find_flow_run(run)?;
+        let row = self.inner.backend.flow_row(id)?;
+        let name = row
+            .as_ref()
+            .map_or_else(|| run.to_owned(), |r| r.name.clone());
+        let paused = row
+            .as_ref()
+            .is_some_and(|r| r.state == crate::StateKind::Paused);
+        let not_paused = |reason: String| StoreError::NotPaused {
+            name: name.clone(),
+            reason,
+        };
+        if !paused {
+            let state = row.map_or_else(|| "unknown".to_owned(), |r| r.state.to_string());
+            return Err(not_paused(format!("it is {state}, not Paused")));
+        }
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(input) {
+            return Err(StoreError::BadParameter(format!(
+                "the input is not JSON: {e}"
+            )));
+        }
+        if !self.inner.backend.give_input(id, input, by)? {
+            return Err(not_paused("it waits for no input".to_owned()));
+        }
+        Ok(id)
+    }
+
+    /// What paused flow run `run` asks (a name or id): its question, the answer's JSON schema,
+    /// input given and not taken yet, and why the last was refused.
+    pub fn input_request(
+        &self,
+        run: &str,
+    ) -> Result<Option<crate::pause::InputRequest>, StoreError> {
+        let id = self.find_flow_run(run)?;
+        self.inner.backend.input_request(id)
+    }
+
+    /// The input given to flow run `run` and not taken yet, with who gave it.
+    pub(crate) async fn take_input(
+        &self,
+        run: Uuid,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let store = self.clone();
+        let read = move || -> Result<Option<(String, String)>, StoreError> {
+            Ok(store.inner.backend.input_request(run)?.and_then(|r| {
+                let input = r.input?;
+                Some((input, r.given_by.unwrap_or_else(|| "someone".to_owned())))
+            }))
+        };
+        if !self.inner.backend.reads_block() {
+            return read();
+        }
+        tokio::task::spawn_blocking(read)
+            .await
+            .unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    /// The run took its input, or refused it with the reason.
+    pub(crate) async fn answer_input(
+        &self,
+        run: Uuid,
+        refused: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let store = self.clone();
+        let refused = refused.map(str::to_owned);
+        let write = move || {
+            store
+                .inner
+                .backend
+                .answer_input(run, refused.as_deref(), Timestamp::wall_now())
+        };
+        if !self.inner.backend.reads_block() {
+            return write();
+        }
+        tokio::task::spawn_blocking(write)
+            .await
+            .unwrap_or(Err(StoreError::WriterStopped))
+    }
+
     /// The artifacts flow run `flow_run` made (its task runs' included), oldest first.
     pub fn artifacts_of(
         &self,

@@ -78,6 +78,7 @@ pub(crate) struct MemoryBackend {
     history: Mutex<History>,
     logs: Mutex<Vec<LogLine>>,
     artifacts: Mutex<Vec<crate::artifact::Artifact>>,
+    inputs: Mutex<HashMap<Uuid, crate::pause::InputRequest>>,
     cache: Mutex<HashMap<String, CachedValue>>,
     deployments: Mutex<BTreeMap<String, MemDeployment>>,
     /// Requested runs no process has claimed, oldest first.
@@ -117,6 +118,7 @@ impl Default for MemoryBackend {
             history: Mutex::default(),
             logs: Mutex::default(),
             artifacts: Mutex::default(),
+            inputs: Mutex::default(),
             cache: Mutex::default(),
             deployments: Mutex::default(),
             requests: Mutex::default(),
@@ -439,6 +441,25 @@ impl MemoryBackend {
                 }
             },
             Event::Artifact(artifact) => lock(&self.artifacts).push((**artifact).clone()),
+            Event::InputAsked {
+                flow_run_id,
+                question,
+                schema,
+                at,
+            } => {
+                lock(&self.inputs).insert(
+                    *flow_run_id,
+                    crate::pause::InputRequest {
+                        question: question.clone(),
+                        schema: schema.clone(),
+                        asked_at: *at,
+                        input: None,
+                        given_by: None,
+                        refused: None,
+                        answered_at: None,
+                    },
+                );
+            }
             Event::Log {
                 run_id,
                 at,
@@ -1039,6 +1060,41 @@ impl Backend for MemoryBackend {
                 latest.into_values().cloned().collect()
             }
         })
+    }
+
+    fn input_request(&self, run: Uuid) -> Result<Option<crate::pause::InputRequest>, StoreError> {
+        Ok(lock(&self.inputs).get(&run).cloned())
+    }
+
+    fn give_input(&self, run: Uuid, input: &str, by: &str) -> Result<bool, StoreError> {
+        let mut inputs = lock(&self.inputs);
+        match inputs.get_mut(&run) {
+            Some(request) if request.answered_at.is_none() => {
+                request.input = Some(input.to_owned());
+                request.given_by = Some(by.to_owned());
+                request.refused = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn answer_input(
+        &self,
+        run: Uuid,
+        refused: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if let Some(request) = lock(&self.inputs).get_mut(&run) {
+            match refused {
+                Some(reason) => {
+                    request.refused = Some(reason.to_owned());
+                    request.input = None;
+                }
+                None => request.answered_at = Some(now),
+            }
+        }
+        Ok(())
     }
 
     fn logs(&self, runs: &[Uuid]) -> Result<Vec<LogLine>, StoreError> {

@@ -173,6 +173,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX artifacts_by_key ON artifacts (key, created_at);
     CREATE INDEX artifacts_by_flow_run ON artifacts (flow_run_id, created_at);",
+    // 6: input for paused flow runs, as SQLite's 10.
+    "CREATE TABLE run_inputs (
+        flow_run_id BYTEA PRIMARY KEY,
+        question TEXT NOT NULL,
+        schema TEXT NOT NULL,
+        asked_at BIGINT NOT NULL,
+        input TEXT,
+        given_by TEXT,
+        refused TEXT,
+        answered_at BIGINT
+    );",
 ];
 
 /// The schema version this build writes.

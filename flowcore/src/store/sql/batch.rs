@@ -64,6 +64,7 @@ pub(crate) fn write_batch(
     let mut states: Vec<(Uuid, u32, &State)> = Vec::new();
     let mut logs = Vec::new();
     let mut artifacts = Vec::new();
+    let mut inputs = Vec::new();
     let mut cache = Vec::new();
     let mut heartbeat = None;
     let mut released = Vec::new();
@@ -170,6 +171,12 @@ pub(crate) fn write_batch(
                 message,
             } => logs.push((*id, *run_id, at.as_micros(), *level, message.as_str())),
             Event::Artifact(artifact) => artifacts.push(&**artifact),
+            Event::InputAsked {
+                flow_run_id,
+                question,
+                schema,
+                at,
+            } => inputs.push((*flow_run_id, question.as_str(), schema.as_str(), *at)),
             Event::CachePut {
                 key,
                 task,
@@ -311,6 +318,21 @@ pub(crate) fn write_batch(
                 ]);
             },
         )?,
+    }
+    for (run, question, schema, at) in inputs {
+        conn.execute(
+            "INSERT INTO run_inputs (flow_run_id, question, schema, asked_at)
+             VALUES ($1::bytea, $2::text, $3::text, $4::bigint)
+             ON CONFLICT (flow_run_id) DO UPDATE SET question = excluded.question,
+                 schema = excluded.schema, asked_at = excluded.asked_at, input = NULL,
+                 given_by = NULL, refused = NULL, answered_at = NULL",
+            &[
+                Param::Bytes(key(&run)),
+                Param::Text(question),
+                Param::Text(schema),
+                at.as_micros().into(),
+            ],
+        )?;
     }
     // An artifact tried again in a batch written twice is kept once.
     in_chunks(

@@ -22,7 +22,8 @@ use crate::store::sql::rows::{int_at, key, kind_at, opt_uuid_at, text_at, ts};
 pub(crate) const RUNS_PER_TRANSACTION: usize = 1_000;
 
 /// The states a flow run is unfinished in, and may be left in by a process that died.
-pub(crate) const UNFINISHED_FLOW: &str = "'Late', 'Pending', 'Running', 'Retrying', 'Cancelling'";
+pub(crate) const UNFINISHED_FLOW: &str =
+    "'Late', 'Pending', 'Running', 'Retrying', 'Paused', 'Cancelling'";
 
 /// The states a task run is unfinished in.
 pub(crate) const UNFINISHED_TASK: &str = "'Pending', 'Running', 'Retrying'";
@@ -31,7 +32,7 @@ pub(crate) const UNFINISHED_TASK: &str = "'Pending', 'Running', 'Retrying'";
 pub(crate) fn unfinished(state: StateKind, table: Table) -> bool {
     match state {
         StateKind::Pending | StateKind::Running | StateKind::Retrying => true,
-        StateKind::Late | StateKind::Cancelling => table == Table::Flow,
+        StateKind::Late | StateKind::Paused | StateKind::Cancelling => table == Table::Flow,
         _ => false,
     }
 }

@@ -459,6 +459,60 @@ impl<D: Driver> Backend for SqlBackend<D> {
         })
     }
 
+    fn input_request(&self, run: Uuid) -> Result<Option<crate::pause::InputRequest>, StoreError> {
+        self.driver.read(&mut |c| {
+            c.first(
+                "SELECT question, schema, asked_at, input, given_by, refused, answered_at
+                 FROM run_inputs WHERE flow_run_id = $1::bytea",
+                &[Param::Bytes(key(&run))],
+                |r| {
+                    Ok(crate::pause::InputRequest {
+                        question: text_at(r, 0)?,
+                        schema: text_at(r, 1)?,
+                        asked_at: ts(r, 2)?,
+                        input: r.text(3)?,
+                        given_by: r.text(4)?,
+                        refused: r.text(5)?,
+                        answered_at: rows::opt_ts(r, 6)?,
+                    })
+                },
+            )
+        })
+    }
+
+    fn give_input(&self, run: Uuid, input: &str, by: &str) -> Result<bool, StoreError> {
+        self.driver.write(&mut |c| {
+            let changed = c.execute(
+                "UPDATE run_inputs SET input = $2::text, given_by = $3::text, refused = NULL
+                 WHERE flow_run_id = $1::bytea AND answered_at IS NULL",
+                &[Param::Bytes(key(&run)), Param::Text(input), Param::Text(by)],
+            )?;
+            Ok(changed > 0)
+        })
+    }
+
+    fn answer_input(
+        &self,
+        run: Uuid,
+        refused: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.driver.write(&mut |c| {
+            match refused {
+                Some(reason) => c.execute(
+                    "UPDATE run_inputs SET refused = $2::text, input = NULL
+                     WHERE flow_run_id = $1::bytea",
+                    &[Param::Bytes(key(&run)), Param::Text(reason)],
+                )?,
+                None => c.execute(
+                    "UPDATE run_inputs SET answered_at = $2::bigint WHERE flow_run_id = $1::bytea",
+                    &[Param::Bytes(key(&run)), Param::Int(now.as_micros())],
+                )?,
+            };
+            Ok(())
+        })
+    }
+
     fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
         self.driver.read(&mut |c| cache_lookup(c, key, now))
     }

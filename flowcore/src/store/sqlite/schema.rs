@@ -187,6 +187,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX artifacts_by_key ON artifacts (key, created_at);
     CREATE INDEX artifacts_by_flow_run ON artifacts (flow_run_id, created_at);",
+    // 10: input a paused flow run waits for (`flowcore::pause`): its question, the JSON schema
+    // of the answer, the input given and by whom, why it was refused, when it was taken.
+    "CREATE TABLE run_inputs (
+        flow_run_id BLOB PRIMARY KEY,
+        question TEXT NOT NULL,
+        schema TEXT NOT NULL,
+        asked_at BIGINT NOT NULL,
+        input TEXT,
+        given_by TEXT,
+        refused TEXT,
+        answered_at BIGINT
+    );",
 ];
 
 /// The schema version this build writes.
@@ -203,6 +215,7 @@ pub(crate) const TABLES: &[&str] = &[
     "limits",
     "logs",
     "processes",
+    "run_inputs",
     "schedule_ticks",
     "states",
     "task_requests",
