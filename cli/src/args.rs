@@ -31,7 +31,7 @@ pub enum Command {
     /// Cached task results: list them, clear them.
     #[command(subcommand, arg_required_else_help = false)]
     Cache(CacheCommand),
-    /// Deployments: list them, run one now.
+    /// Deployments: list them, run one now, pause or resume a schedule.
     #[command(subcommand, arg_required_else_help = false)]
     Deployment(DeploymentCommand),
     /// Workers: the processes serving deployments.
@@ -82,6 +82,20 @@ pub enum DeploymentCommand {
     Ls(Output),
     /// Requests a run of a deployment; the process serving it starts it within a second.
     Run(DeploymentRun),
+    /// Pauses a deployment's schedule: no scheduled run starts until it is resumed (runs
+    /// requested with `deployment run` still run).
+    Pause(DeploymentName),
+    /// Resumes a paused deployment's schedule, from its next time due (the times missed while
+    /// paused are not made up).
+    Resume(DeploymentName),
+}
+
+/// A command about one deployment.
+#[derive(Debug, Args)]
+pub struct DeploymentName {
+    /// The deployment's name, as in `deployment ls`.
+    #[arg(value_name = "NAME")]
+    pub name: String,
 }
 
 /// `flowcore worker …`

@@ -9,6 +9,7 @@
 //! flowcore cache clear [TASK] [--json]
 //! flowcore deployment ls [--json]
 //! flowcore deployment run NAME [--param KEY=VALUE …] [--watch]
+//! flowcore deployment pause NAME | resume NAME
 //! flowcore server start [--host 127.0.0.1] [--port 4200] [--allow-host NAME …]   (or: flowcore dashboard …)
 //! flowcore store path [--json]
 //! flowcore store upgrade
@@ -29,6 +30,7 @@ mod format;
 mod graph;
 mod limit;
 mod open;
+mod pause;
 mod runs;
 mod store;
 mod style;
@@ -103,6 +105,12 @@ fn run(cli: Cli, style: Style) -> Result<String, Failure> {
         }
         Command::Deployment(DeploymentCommand::Run(args)) => {
             deployment::run(&open::open(&path)?, &args, style)
+        }
+        Command::Deployment(DeploymentCommand::Pause(args)) => {
+            pause::pause(&open::open(&path)?, &args)
+        }
+        Command::Deployment(DeploymentCommand::Resume(args)) => {
+            pause::resume(&open::open(&path)?, &args)
         }
         Command::Worker(WorkerCommand::Ls(output)) => {
             deployment::workers(&open::open(&path)?, &output)

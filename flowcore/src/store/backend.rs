@@ -7,7 +7,9 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::state::StateKind;
 use crate::store::StoreError;
-use crate::store::deployments::{DeploymentInfo, DeploymentRow, RequestedRun, Tick, WorkerInfo};
+use crate::store::deployments::{
+    Change, DeploymentInfo, DeploymentRow, RequestedRun, Tick, WorkerInfo,
+};
 use crate::store::event::{Event, FlowRow, TaskRow};
 use crate::store::limits::{LimitInfo, Slot};
 use crate::store::process::ProcessInfo;
@@ -85,9 +87,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Log lines of these runs, in the order they were written.
     fn logs(&self, runs: &[Uuid]) -> Result<Vec<LogLine>, StoreError>;
 
-    /// Records that `me` serves these deployments, as one of their workers.
-    fn serve_deployments(&self, rows: &[DeploymentRow], me: &ProcessInfo)
-    -> Result<(), StoreError>;
+    /// Records that `me` serves these deployments, as one of their workers; returns the names
+    /// of those that are paused (a deployment's definition is written anew, its pause kept).
+    fn serve_deployments(
+        &self,
+        rows: &[DeploymentRow],
+        me: &ProcessInfo,
+    ) -> Result<Vec<String>, StoreError>;
     /// Records that `me` no longer serves these deployments, and gives back the requested runs
     /// it claimed but did not start.
     fn unserve_deployments(&self, names: &[String], me: &ProcessInfo) -> Result<(), StoreError>;
@@ -98,6 +104,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn deployment_definitions(&self) -> Result<Vec<DeploymentInfo>, StoreError> {
         self.deployments()
     }
+    /// Pauses the schedule of the deployment `name` as of `at` (`Some`), or resumes it
+    /// (`None`); `None` if no deployment has that name. Pausing a paused deployment keeps the
+    /// time of its first pause.
+    fn set_paused(&self, name: &str, at: Option<Timestamp>) -> Result<Option<Change>, StoreError>;
     /// Writes a requested run: a flow run in state `Scheduled`, claimed by no process.
     fn request_run(&self, run: &RequestedRun) -> Result<(), StoreError>;
     /// Claims for `me` the requested runs of these deployments that no process has claimed,
@@ -107,7 +117,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
         deployments: &[String],
         me: &ProcessInfo,
     ) -> Result<Vec<RequestedRun>, StoreError>;
-    /// Takes the scheduled time `at` of `deployment` for `me`, unless another worker took it.
+    /// Takes the scheduled time `at` of `deployment` for `me`, unless another worker took it or
+    /// the deployment is paused.
     fn claim_tick(
         &self,
         deployment: &str,

@@ -18,7 +18,7 @@ use crate::clock::Timestamp;
 use crate::record::FlowRunRecord;
 use crate::store::backend::Backend;
 use crate::store::deployments::{
-    self, DeploymentInfo, DeploymentRow, RequestedRun, Tick, WorkerInfo,
+    self, Change, DeploymentInfo, DeploymentRow, RequestedRun, Tick, WorkerInfo,
 };
 use crate::store::error::StoreError;
 use crate::store::event::{Committed, Event};
@@ -139,10 +139,10 @@ impl Store {
 
     /// The store at `target` (a SQLite file's path, or a `postgres://` URL), for reading runs:
     /// what `flowcore` commands and the dashboard use. It never writes unless asked to
-    /// ([`Store::request_run`], [`Store::clear_cache`], [`Store::mark_crashed`]), so a
-    /// read-only file (or file system, or database role) can be read. The unfinished runs of
-    /// processes that died are shown `Crashed`, as a writer will record them, without being
-    /// written.
+    /// ([`Store::request_run`], [`Store::pause_deployment`], [`Store::clear_cache`],
+    /// [`Store::mark_crashed`], …), so a read-only file (or file system, or database role) can
+    /// be read. The unfinished runs of processes that died are shown `Crashed`, as a writer will
+    /// record them, without being written.
     ///
     /// Refused, untouched: a missing file ([`StoreError::NoStore`]: a mistyped path must not
     /// leave an empty store behind), an empty file or database, somebody else's, one of another
@@ -665,17 +665,7 @@ impl Store {
     ) -> Result<RequestedRun, StoreError> {
         let all = self.inner.backend.deployment_definitions()?;
         let Some(deployment) = all.iter().find(|d| d.name == name) else {
-            let known = if all.is_empty() {
-                "no process has served a deployment with this store yet".to_owned()
-            } else {
-                let names: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
-                format!("deployments: {}", names.join(", "))
-            };
-            return Err(StoreError::UnknownDeployment {
-                name: name.to_owned(),
-                store: self.describe(),
-                known,
-            });
+            return Err(self.unknown_deployment(name, &all));
         };
         let parameters = deployments::parameters_with(name, &deployment.parameters, parameters)
             .map_err(StoreError::BadParameter)?;
@@ -692,6 +682,54 @@ impl Store {
         self.inner.backend.request_run(&run)?;
         self.inner.requested.send_modify(|n| *n += 1);
         Ok(run)
+    }
+
+    /// Pauses the schedule of the deployment `name` (what `flowcore deployment pause` does):
+    /// from the next scheduled time on, the processes serving it start no scheduled run, until
+    /// [`Store::resume_deployment`]. Runs requested by hand ([`Store::request_run`]) still run,
+    /// and runs under way go on. The pause is kept in the store: a process that starts serving
+    /// the deployment later, or again, keeps it paused.
+    ///
+    /// Returns `false` if it was paused already (it stays paused since its first pause). An
+    /// unknown deployment is [`StoreError::UnknownDeployment`], naming it.
+    pub fn pause_deployment(&self, name: &str) -> Result<bool, StoreError> {
+        self.set_paused(name, Some(Timestamp::wall_now()))
+    }
+
+    /// Resumes the schedule of the paused deployment `name` (what `flowcore deployment resume`
+    /// does). The times that passed while it was paused are not made up: its next scheduled
+    /// run is the next time due from now, as if it had been running all along.
+    ///
+    /// Returns `false` if it was not paused. An unknown deployment is
+    /// [`StoreError::UnknownDeployment`], naming it.
+    pub fn resume_deployment(&self, name: &str) -> Result<bool, StoreError> {
+        self.set_paused(name, None)
+    }
+
+    fn set_paused(&self, name: &str, at: Option<Timestamp>) -> Result<bool, StoreError> {
+        match self.inner.backend.set_paused(name, at)? {
+            Some(change) => Ok(change == Change::Changed),
+            None => {
+                let all = self.inner.backend.deployment_definitions()?;
+                Err(self.unknown_deployment(name, &all))
+            }
+        }
+    }
+
+    /// The error for a deployment `name` that is not among `all`, with the names it may have
+    /// meant.
+    fn unknown_deployment(&self, name: &str, all: &[DeploymentInfo]) -> StoreError {
+        let known = if all.is_empty() {
+            "no process has served a deployment with this store yet".to_owned()
+        } else {
+            let names: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
+            format!("deployments: {}", names.join(", "))
+        };
+        StoreError::UnknownDeployment {
+            name: name.to_owned(),
+            store: self.describe(),
+            known,
+        }
     }
 
     /// The processes serving deployments with this store (their workers), oldest first: what
@@ -892,7 +930,11 @@ impl Store {
         self.inner.backend.reads_block()
     }
 
-    pub(crate) fn serve_deployments(&self, rows: &[DeploymentRow]) -> Result<(), StoreError> {
+    /// Records that this process serves `rows`; returns the names of those paused.
+    pub(crate) fn serve_deployments(
+        &self,
+        rows: &[DeploymentRow],
+    ) -> Result<Vec<String>, StoreError> {
         self.inner
             .backend
             .serve_deployments(rows, &self.inner.process)

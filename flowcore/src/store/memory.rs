@@ -30,8 +30,8 @@ use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::backend::Backend;
 use crate::store::deployments::{
-    DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED, RequestedRun, ServedBy,
-    Tick, WorkerInfo,
+    Change, DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED, RequestedRun,
+    ServedBy, Tick, WorkerInfo,
 };
 use crate::store::event::{Event, FlowRow, RowUpdate, TaskRow};
 use crate::store::limits::{LimitInfo, Slot};
@@ -127,6 +127,7 @@ struct MemDeployment {
     row: DeploymentRow,
     served: bool,
     next_run_at: Option<Timestamp>,
+    paused_at: Option<Timestamp>,
 }
 
 #[derive(Default)]
@@ -598,19 +599,42 @@ impl Backend for MemoryBackend {
     }
 
     /// Only this process can use a memory store: no other serves its deployments.
-    fn serve_deployments(&self, rows: &[DeploymentRow], _: &ProcessInfo) -> Result<(), StoreError> {
+    fn serve_deployments(
+        &self,
+        rows: &[DeploymentRow],
+        _: &ProcessInfo,
+    ) -> Result<Vec<String>, StoreError> {
         let mut deployments = lock(&self.deployments);
+        let mut paused = Vec::new();
         for row in rows {
+            // Served again, a deployment keeps its pause.
+            let paused_at = deployments.get(&row.name).and_then(|d| d.paused_at);
+            if paused_at.is_some() {
+                paused.push(row.name.clone());
+            }
             deployments.insert(
                 row.name.clone(),
                 MemDeployment {
                     row: row.clone(),
                     served: true,
                     next_run_at: None,
+                    paused_at,
                 },
             );
         }
-        Ok(())
+        Ok(paused)
+    }
+
+    fn set_paused(&self, name: &str, at: Option<Timestamp>) -> Result<Option<Change>, StoreError> {
+        let mut deployments = lock(&self.deployments);
+        let Some(d) = deployments.get_mut(name) else {
+            return Ok(None);
+        };
+        if d.paused_at.is_some() == at.is_some() {
+            return Ok(Some(Change::Already));
+        }
+        d.paused_at = at;
+        Ok(Some(Change::Changed))
     }
 
     fn unserve_deployments(&self, names: &[String], _: &ProcessInfo) -> Result<(), StoreError> {
@@ -650,6 +674,7 @@ impl Backend for MemoryBackend {
                     .into_iter()
                     .collect(),
                 next_run_at: d.next_run_at,
+                paused_at: d.paused_at,
                 last_runs: order
                     .iter()
                     .rev()
@@ -826,8 +851,15 @@ impl Backend for MemoryBackend {
 
     /// Only this process serves a memory store's deployments: every time is its own, and its
     /// runs in flight are its to count.
-    fn claim_tick(&self, _: &str, _: Timestamp, _: &ProcessInfo) -> Result<Tick, StoreError> {
-        Ok(Tick::Mine { going: 0 })
+    fn claim_tick(&self, name: &str, _: Timestamp, _: &ProcessInfo) -> Result<Tick, StoreError> {
+        let paused = lock(&self.deployments)
+            .get(name)
+            .is_some_and(|d| d.paused_at.is_some());
+        Ok(if paused {
+            Tick::Paused
+        } else {
+            Tick::Mine { going: 0 }
+        })
     }
 
     fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {

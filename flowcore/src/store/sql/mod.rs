@@ -24,8 +24,8 @@ use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::backend::Backend;
 use crate::store::deployments::{
-    CLAIM_BATCH, DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED, RequestedRun,
-    ServedBy, Tick, WorkerInfo,
+    CLAIM_BATCH, Change, DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED,
+    RequestedRun, ServedBy, Tick, WorkerInfo,
 };
 use crate::store::event::{Event, FlowRow, TaskRow};
 use crate::store::limits::{LimitInfo, Slot};
@@ -95,12 +95,15 @@ impl<D: Driver> SqlBackend<D> {
     }
 
     /// Records that `me` serves `rows`, in one transaction, beside any other worker: the
-    /// deployment's row is the last starter's, and `me` is one of its workers.
+    /// deployment's row is the last starter's, and `me` is one of its workers. Returns the
+    /// names of those paused: the upsert leaves `paused_at` alone, so a deployment paused stays
+    /// paused when its workers restart with its definition.
     fn serve_deployments_in(
         conn: &mut dyn Conn,
         rows: &[DeploymentRow],
         me: &ProcessInfo,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
+        let mut paused = Vec::new();
         for row in rows {
             let parameters = row.parameters.to_string();
             conn.execute(
@@ -128,9 +131,22 @@ impl<D: Driver> SqlBackend<D> {
                  VALUES ($1::text, $2::bytea) ON CONFLICT DO NOTHING",
                 &[Param::Text(&row.name), Param::Bytes(key(&me.id))],
             )?;
+            if is_paused(conn, &row.name)? {
+                paused.push(row.name.clone());
+            }
         }
-        Ok(())
+        Ok(paused)
     }
+}
+
+/// Whether the deployment `name` is paused.
+fn is_paused(c: &mut dyn Conn, name: &str) -> Result<bool, StoreError> {
+    let paused = c.first(
+        "SELECT 1 FROM deployments WHERE name = $1::text AND paused_at IS NOT NULL",
+        &[Param::Text(name)],
+        |_| Ok(()),
+    )?;
+    Ok(paused.is_some())
 }
 
 fn cache_lookup(c: &mut dyn Conn, key: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
@@ -445,9 +461,40 @@ impl<D: Driver> Backend for SqlBackend<D> {
         &self,
         rows: &[DeploymentRow],
         me: &ProcessInfo,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         self.driver
             .write(&mut |c| Self::serve_deployments_in(c, rows, me))
+    }
+
+    /// One statement that changes the row only if its state differs, so that two processes
+    /// pausing at once cannot both think they paused it; a second look tells "already" from
+    /// "no such deployment".
+    fn set_paused(&self, name: &str, at: Option<Timestamp>) -> Result<Option<Change>, StoreError> {
+        let sql = match at {
+            Some(_) => {
+                "UPDATE deployments SET paused_at = $2::bigint
+                 WHERE name = $1::text AND paused_at IS NULL"
+            }
+            None => {
+                "UPDATE deployments SET paused_at = $2::bigint
+                 WHERE name = $1::text AND paused_at IS NOT NULL"
+            }
+        };
+        self.driver.write(&mut |c| {
+            let changed = c.execute(
+                sql,
+                &[Param::Text(name), at.map(Timestamp::as_micros).into()],
+            )?;
+            if changed > 0 {
+                return Ok(Some(Change::Changed));
+            }
+            let exists = c.first(
+                "SELECT 1 FROM deployments WHERE name = $1::text",
+                &[Param::Text(name)],
+                |_| Ok(()),
+            )?;
+            Ok(exists.map(|()| Change::Already))
+        })
     }
 
     fn unserve_deployments(&self, names: &[String], me: &ProcessInfo) -> Result<(), StoreError> {
@@ -480,7 +527,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
     fn deployment_definitions(&self) -> Result<Vec<DeploymentInfo>, StoreError> {
         self.driver.read(&mut |c| {
             c.collect(
-                "SELECT name, flow, schedule, parameters, overlap FROM deployments ORDER BY name",
+                "SELECT name, flow, schedule, parameters, overlap, paused_at FROM deployments
+                 ORDER BY name",
                 &[],
                 |r| {
                     let parameters = text_at(r, 3)?;
@@ -492,6 +540,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
                         overlap: text_at(r, 4)?,
                         served_by: None,
                         next_run_at: None,
+                        paused_at: opt_ts(r, 5)?,
                         workers: Vec::new(),
                         last_runs: Vec::new(),
                     })
@@ -505,7 +554,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         self.read_runs(|c, view| {
             let mut all = c.collect(
                 "SELECT d.name, d.flow, d.schedule, d.parameters, d.overlap, p.pid, p.host,
-                     d.next_run_at, p.id
+                     d.next_run_at, p.id, d.paused_at
                  FROM deployments d LEFT JOIN processes p
                      ON p.id = d.process_id AND p.ended_at IS NULL
                  ORDER BY d.name",
@@ -527,6 +576,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
                             host,
                         }),
                         next_run_at: opt_ts(r, 7)?.filter(|_| alive),
+                        paused_at: opt_ts(r, 9)?,
                         workers: Vec::new(),
                         last_runs: Vec::new(),
                     })
@@ -693,7 +743,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
     }
 
     /// The first worker to insert the time's row takes it: the key is the deployment and the
-    /// time, and an insert that finds it there changes nothing.
+    /// time, and an insert that finds it there changes nothing. A paused deployment's times
+    /// are taken by nobody, and leave no row.
     fn claim_tick(
         &self,
         deployment: &str,
@@ -701,6 +752,10 @@ impl<D: Driver> Backend for SqlBackend<D> {
         me: &ProcessInfo,
     ) -> Result<Tick, StoreError> {
         self.driver.write(&mut |c| {
+            // Looked at in the claim's transaction: a pause committed before it holds.
+            if is_paused(c, deployment)? {
+                return Ok(Tick::Paused);
+            }
             let taken = c.first(
                 "INSERT INTO schedule_ticks (deployment, at, process_id)
                  VALUES ($1::text, $2::bigint, $3::bytea)
