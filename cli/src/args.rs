@@ -9,7 +9,7 @@ use flowcore::StateKind;
 /// Reads the flowcore run store: flow runs, their task runs, states and logs, and cached
 /// results.
 #[derive(Debug, Parser)]
-#[command(name = "flowcore", version, arg_required_else_help = false)]
+#[command(name = "flowcore", version)]
 pub struct Cli {
     /// The run store to read: a SQLite file, or a PostgreSQL database
     /// (postgres://user@host/db, postgres:///db?host=/run/postgresql). Instead of
@@ -18,8 +18,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH|URL")]
     pub store: Option<OsString>,
 
+    /// None: `flowcore` alone, which prints the help.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// The command groups.
@@ -48,6 +49,16 @@ pub enum Command {
     /// The run store itself.
     #[command(subcommand, arg_required_else_help = false)]
     Store(StoreCommand),
+    /// Prints the completion script of a shell, to install (see the README).
+    Completions(Completions),
+}
+
+/// `flowcore completions`
+#[derive(Debug, Args)]
+pub struct Completions {
+    /// The shell: bash, zsh, fish, elvish or powershell.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 /// `flowcore server …`

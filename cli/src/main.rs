@@ -13,6 +13,7 @@
 //! flowcore server start [--host 127.0.0.1] [--port 4200] [--allow-host NAME …]   (or: flowcore dashboard …)
 //! flowcore store path [--json]
 //! flowcore store upgrade
+//! flowcore completions bash|zsh|fish|elvish|powershell
 //! ```
 //!
 //! Every command takes `--store PATH|URL`: a SQLite file or a `postgres://` database. A failure is one line on stderr, `flowcore: …`, and
@@ -24,6 +25,7 @@
 
 mod args;
 mod cache;
+mod completions;
 mod dashboard;
 mod deployment;
 mod format;
@@ -76,7 +78,22 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
-    let result = run(cli, Style::detect());
+    let Some(command) = cli.command else {
+        // `flowcore` alone asks what it can do: the help, as `--help` prints it.
+        use clap::CommandFactory as _;
+        return match Cli::command().print_help() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("flowcore: cannot write the help: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    };
+    // The one command that reads no store.
+    if let Command::Completions(args) = &command {
+        return print(&completions::script(args.shell));
+    }
+    let result = run(cli.store.as_deref(), command, Style::detect());
     match result {
         Ok(text) => print(&text),
         Err(Failure(message)) => {
@@ -90,10 +107,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the command and returns what it prints.
-fn run(cli: Cli, style: Style) -> Result<String, Failure> {
-    let path = open::Location::find(cli.store.as_deref())?;
-    match cli.command {
+/// Runs the command on the store `store` (`--store`, when given) and returns what it prints.
+fn run(store: Option<&std::ffi::OsStr>, command: Command, style: Style) -> Result<String, Failure> {
+    let path = open::Location::find(store)?;
+    match command {
         Command::Runs(RunsCommand::Ls(args)) => runs::ls(&open::open(&path)?, &args, style),
         Command::Runs(RunsCommand::Show(args)) => runs::show(&open::open(&path)?, &args, style),
         Command::Runs(RunsCommand::Summary(args)) => runs::summary(&open::open(&path)?, &args),
@@ -123,6 +140,7 @@ fn run(cli: Cli, style: Style) -> Result<String, Failure> {
         }
         Command::Store(StoreCommand::Path(output)) => store::path(&path, &output),
         Command::Store(StoreCommand::Upgrade) => store::upgrade(&path),
+        Command::Completions(args) => Ok(completions::script(args.shell)),
     }
 }
 
@@ -142,8 +160,9 @@ fn usage_error(e: &clap::Error) -> ExitCode {
             };
             // Clap quotes the argument it refused, which may hold anything.
             eprintln!(
-                "flowcore: {}{hint}",
-                escape_controls(&one_line(&e.to_string()))
+                "flowcore: {}{}{hint}",
+                escape_controls(&one_line(&e.to_string())),
+                escape_controls(&did_you_mean(e))
             );
             ExitCode::from(2)
         }
@@ -167,6 +186,31 @@ fn command_of(e: &clap::Error) -> String {
     } else {
         words.join(" ")
     }
+}
+
+/// Clap's guess at what a mistyped word meant, `; a similar subcommand exists: 'ls'`, or
+/// nothing. Clap prints it below its message, which [`one_line`] leaves out with the usage.
+fn did_you_mean(e: &clap::Error) -> String {
+    let kinds = [
+        (ContextKind::SuggestedSubcommand, "subcommand"),
+        (ContextKind::SuggestedArg, "argument"),
+        (ContextKind::SuggestedValue, "value"),
+    ];
+    let mut out = String::new();
+    for (kind, what) in kinds {
+        let words: Vec<String> = match e.get(kind) {
+            Some(ContextValue::String(word)) => vec![word.clone()],
+            Some(ContextValue::Strings(words)) => words.clone(),
+            _ => continue,
+        };
+        let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        match quoted.as_slice() {
+            [] => {}
+            [one] => out.push_str(&format!("; a similar {what} exists: {one}")),
+            many => out.push_str(&format!("; similar {what}s exist: {}", many.join(", "))),
+        }
+    }
+    out
 }
 
 /// The first paragraph of clap's error, joined into one line, without `error: `. Usually that
