@@ -59,6 +59,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// Moves what sits in a write-ahead log into the store's file, so that the file alone holds
+    /// every commit: for the writer, as the store closes. Nothing to do for most stores.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Whether it was opened for reading only: then it cannot record runs.
     fn opened_for_reading(&self) -> bool {
         false

@@ -22,6 +22,8 @@ use crate::store::deployments::{
 };
 use crate::store::error::StoreError;
 use crate::store::event::{Committed, Event};
+#[cfg(feature = "sqlite")]
+use crate::store::exit::{self, AtExit};
 use crate::store::limits::{LimitInfo, Slot};
 use crate::store::memory::MemoryBackend;
 #[cfg(feature = "postgres")]
@@ -65,6 +67,32 @@ struct Inner {
     limited_tags: std::sync::Mutex<Option<(std::time::Instant, Arc<[String]>)>>,
 }
 
+/// How long the process's exit waits for a store's writer to commit what is queued and move its
+/// log into its file: milliseconds as a rule; the wait is for a lock held by another process.
+#[cfg(feature = "sqlite")]
+const EXIT_WAIT: Duration = Duration::from_secs(5);
+
+#[cfg(feature = "sqlite")]
+impl AtExit for Inner {
+    fn at_exit(&self) {
+        let Some(events) = &self.events else {
+            return;
+        };
+        // A writer that cannot commit is trying again with its batch: there is no log to tidy
+        // until it can, and the process's exit does not wait for it.
+        if self.health.is_failing() {
+            return;
+        }
+        let (done, checkpointed) = std::sync::mpsc::sync_channel(1);
+        if events
+            .send(Event::Checkpoint(Committed::Blocking(done)))
+            .is_ok()
+        {
+            let _ = checkpointed.recv_timeout(EXIT_WAIT);
+        }
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Store({})", self.describe())
@@ -94,7 +122,10 @@ impl Store {
     pub fn sqlite(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let process = ProcessInfo::current();
         let backend = SqliteBackend::open(path.as_ref(), Access::Write, &process)?;
-        Store::started(Arc::new(backend), process)
+        let store = Store::started(Arc::new(backend), process)?;
+        let inner: std::sync::Weak<Inner> = Arc::downgrade(&store.inner);
+        exit::checkpoint_at_exit(inner);
+        Ok(store)
     }
 
     /// The store in the PostgreSQL database at `url`, for recording runs: one history for
@@ -409,7 +440,7 @@ impl Store {
                 let _ = events.send(event);
             }
             None => {
-                if let Event::Flush(done) = event {
+                if let Event::Flush(done) | Event::Checkpoint(done) = event {
                     done.send(Ok(()));
                 } else if let Err(e) = self.inner.backend.write_now(event, &self.inner.process) {
                     eprintln!("flowcore: could not record runs: {e}");

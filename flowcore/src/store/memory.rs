@@ -458,7 +458,10 @@ impl MemoryBackend {
                 }
             }
             // A memory store is one process's: its limits are `flowcore::limits`'s alone.
-            Event::Heartbeat(_) | Event::Flush(_) | Event::ReleaseSlots { .. } => {}
+            Event::Heartbeat(_)
+            | Event::Flush(_)
+            | Event::Checkpoint(_)
+            | Event::ReleaseSlots { .. } => {}
         }
     }
 

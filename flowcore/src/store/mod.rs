@@ -48,6 +48,8 @@ mod backend;
 mod deployments;
 pub(crate) mod error;
 mod event;
+#[cfg(feature = "sqlite")]
+mod exit;
 pub(crate) mod handle;
 mod limits;
 pub(crate) mod location;

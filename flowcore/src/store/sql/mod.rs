@@ -168,7 +168,10 @@ impl<D: Driver> Backend for SqlBackend<D> {
         // A batch of flushes alone has nothing to write: what came before it is committed, by
         // the batches before it. (A transaction for it would lock the process's row for the
         // fencing check, and so wait for a WAL flush.)
-        if batch.iter().all(|e| matches!(e, Event::Flush(_))) {
+        if batch
+            .iter()
+            .all(|e| matches!(e, Event::Flush(_) | Event::Checkpoint(_)))
+        {
             return Ok(());
         }
         let dialect = self.driver.dialect();
@@ -176,6 +179,10 @@ impl<D: Driver> Backend for SqlBackend<D> {
             crash::check_not_fenced(c, dialect, process, &self.driver.describe())?;
             batch::write_batch(c, dialect, batch, process)
         })
+    }
+
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        self.driver.checkpoint()
     }
 
     /// A reader runs nothing, so it is not recorded: it has no runs to be marked Crashed.
