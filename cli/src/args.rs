@@ -187,6 +187,62 @@ pub enum RunsCommand {
     Summary(RunArg),
     /// Draws a flow run's task graph: Graphviz DOT, Mermaid, or SVG through Graphviz.
     Graph(RunsGraph),
+    /// Deletes flow runs, each with its subflow runs, task runs, states and log lines.
+    Delete(RunsDelete),
+    /// Deletes the flow runs created longer ago than a duration that ended (in some states),
+    /// each with everything under it.
+    Prune(RunsPrune),
+}
+
+/// `flowcore runs delete`
+#[derive(Debug, Args)]
+pub struct RunsDelete {
+    /// The flow runs: names (the newest run of each name) or ids. A run still going in a live
+    /// process is refused, and then nothing is deleted.
+    #[arg(value_name = "RUN", required = true)]
+    pub runs: Vec<String>,
+
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// `flowcore runs prune`
+#[derive(Debug, Args)]
+pub struct RunsPrune {
+    /// Deletes the top-level runs created longer ago than this: 30d, 12h, 1h 30m.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub older_than: std::time::Duration,
+
+    /// Only runs that ended in this state (repeatable): Completed, Cached, Failed, TimedOut,
+    /// Cancelled, Crashed or Skipped. Without it, runs in any of them.
+    #[arg(long = "state", value_name = "STATE", value_parser = final_state)]
+    pub states: Vec<StateKind>,
+
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// A humantime duration: `30d`, `12h`, `1h 30m`.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e}; write a duration like 30d, 12h or 1h 30m"))
+}
+
+/// A state a run ends in.
+fn final_state(text: &str) -> Result<StateKind, String> {
+    let state: StateKind = text.parse()?;
+    if state.is_final() {
+        return Ok(state);
+    }
+    let finals: Vec<&str> = StateKind::ALL
+        .iter()
+        .filter(|s| s.is_final())
+        .map(|s| s.as_str())
+        .collect();
+    Err(format!(
+        "{state} is not a state runs end in; a prune deletes runs that ended: {}",
+        finals.join(", ")
+    ))
 }
 
 /// `flowcore runs ls`

@@ -5,6 +5,8 @@
 //! flowcore runs show RUN [--json]
 //! flowcore runs summary RUN [--json]
 //! flowcore runs graph RUN [--format dot|mermaid|svg] [--output FILE]
+//! flowcore runs delete RUN… [--json]
+//! flowcore runs prune --older-than 30d [--state STATE …] [--json]
 //! flowcore cache ls [--json]
 //! flowcore cache clear [TASK] [--json]
 //! flowcore deployment ls [--json]
@@ -27,6 +29,7 @@ mod args;
 mod cache;
 mod completions;
 mod dashboard;
+mod delete;
 mod deployment;
 mod format;
 mod graph;
@@ -115,6 +118,8 @@ fn run(store: Option<&std::ffi::OsStr>, command: Command, style: Style) -> Resul
         Command::Runs(RunsCommand::Show(args)) => runs::show(&open::open(&path)?, &args, style),
         Command::Runs(RunsCommand::Summary(args)) => runs::summary(&open::open(&path)?, &args),
         Command::Runs(RunsCommand::Graph(args)) => graph::graph(&open::open(&path)?, &args),
+        Command::Runs(RunsCommand::Delete(args)) => delete::delete(&open::open(&path)?, &args),
+        Command::Runs(RunsCommand::Prune(args)) => delete::prune(&open::open(&path)?, &args),
         Command::Cache(CacheCommand::Ls(output)) => cache::ls(&open::open(&path)?, &output),
         Command::Cache(CacheCommand::Clear(args)) => cache::clear(&open::open(&path)?, &args),
         Command::Deployment(DeploymentCommand::Ls(output)) => {

@@ -841,8 +841,8 @@ fn a_bad_command_line_is_clap_s_first_line_and_exit_code_2() {
         "flowcore: unexpected argument '--bogus' found (see 'flowcore runs ls --help')"
     );
     assert_eq!(
-        failure(&["runs", "delete"], 2),
-        "flowcore: unrecognized subcommand 'delete' (see 'flowcore runs --help')"
+        failure(&["runs", "remove"], 2),
+        "flowcore: unrecognized subcommand 'remove' (see 'flowcore runs --help')"
     );
     // What is missing is said on the same line.
     assert_eq!(
@@ -853,7 +853,7 @@ fn a_bad_command_line_is_clap_s_first_line_and_exit_code_2() {
     assert_eq!(
         failure(&["runs"], 2),
         "flowcore: 'flowcore runs' requires a subcommand but one was not provided \
-         [subcommands: ls, show, summary, graph, help] (see 'flowcore runs --help')"
+         [subcommands: ls, show, summary, graph, delete, prune, help] (see 'flowcore runs --help')"
     );
 }
 

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::state::StateKind;
 use crate::store::StoreError;
+use crate::store::delete::{Deleted, Prune};
 use crate::store::deployments::{
     Change, DeploymentInfo, DeploymentRow, RequestedRun, Tick, WorkerInfo,
 };
@@ -92,6 +93,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn states(&self, run: Uuid) -> Result<Vec<crate::state::State>, StoreError>;
     /// Log lines of these runs, in the order they were written.
     fn logs(&self, runs: &[Uuid]) -> Result<Vec<LogLine>, StoreError>;
+
+    /// Deletes these flow runs with everything under them, in one transaction: all of them,
+    /// or none when one is unknown ([`StoreError::UnknownRun`]) or has a run going in a live
+    /// process ([`StoreError::RunGoing`]).
+    fn delete_runs(&self, ids: &[Uuid], me: &ProcessInfo) -> Result<Deleted, StoreError>;
+    /// Deletes the top-level flow runs `prune` selects with everything under them, in one
+    /// transaction, leaving out those with a run going in a live process.
+    fn prune(&self, prune: &Prune, me: &ProcessInfo) -> Result<Deleted, StoreError>;
 
     /// Records that `me` serves these deployments, as one of their workers; returns the names
     /// of those that are paused (a deployment's definition is written anew, its pause kept).

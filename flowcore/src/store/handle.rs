@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::record::FlowRunRecord;
 use crate::store::backend::Backend;
+use crate::store::delete::{Deleted, Prune};
 use crate::store::deployments::{
     self, Change, DeploymentInfo, DeploymentRow, RequestedRun, Tick, WorkerInfo,
 };
@@ -663,6 +664,66 @@ impl Store {
         let mut runs = vec![flow_run];
         runs.extend(backend.task_rows(flow_run)?.into_iter().map(|t| t.id));
         backend.logs(&runs)
+    }
+
+    /// Deletes these flow runs (what `flowcore runs delete` does), each with everything under
+    /// it: its subflow runs, all their task runs, every state and log line of each, in one
+    /// transaction, so that no row is left pointing at a run that is gone. Cached results,
+    /// which belong to tasks, stay.
+    ///
+    /// All or nothing: an unknown id is [`StoreError::UnknownRun`]; a run among them (a
+    /// subflow run, a task run) still going in a process that is alive is
+    /// [`StoreError::RunGoing`]. The runs of a process that died (shown `Crashed`) may be
+    /// deleted.
+    pub fn delete_runs(&self, ids: &[Uuid]) -> Result<Deleted, StoreError> {
+        self.commit_sent()?;
+        self.inner.backend.delete_runs(ids, &self.inner.process)
+    }
+
+    /// Deletes the top-level flow runs that `prune` selects (created before a time, ended in
+    /// one of some states), each with everything under it, as [`Store::delete_runs`] does, in
+    /// one transaction: what `flowcore runs prune --older-than 30d` does. A run with anything
+    /// under it still going in a live process is left. A state that is not final is refused
+    /// ([`StoreError::BadParameter`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flowcore::store::Prune;
+    /// use flowcore::{StateKind, Store, Timestamp};
+    ///
+    /// # fn main() -> Result<(), flowcore::StoreError> {
+    /// let store = Store::memory();
+    /// let month_ago = Timestamp::from_micros(
+    ///     Timestamp::wall_now().as_micros() - Duration::from_secs(30 * 86_400).as_micros() as i64,
+    /// );
+    /// let deleted = store.prune(&Prune::created_before(month_ago).in_states([StateKind::Completed]))?;
+    /// assert_eq!((deleted.flow_runs, deleted.task_runs), (0, 0));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn prune(&self, prune: &Prune) -> Result<Deleted, StoreError> {
+        if let Some(state) = prune.states.iter().find(|s| !s.is_final()) {
+            let finals: Vec<&str> = crate::state::StateKind::ALL
+                .iter()
+                .filter(|s| s.is_final())
+                .map(|s| s.as_str())
+                .collect();
+            return Err(StoreError::BadParameter(format!(
+                "{state} is not a final state: a prune deletes runs that ended ({})",
+                finals.join(", ")
+            )));
+        }
+        self.commit_sent()?;
+        self.inner.backend.prune(prune, &self.inner.process)
+    }
+
+    /// Commits what this process sent before a deletion, so that none of it (a last log line
+    /// of a run) lands after the rows are gone.
+    fn commit_sent(&self) -> Result<(), StoreError> {
+        if self.inner.events.is_some() {
+            self.flush_blocking(Duration::MAX)?;
+        }
+        Ok(())
     }
 
     /// Every cached result, expired ones included until they are next looked up.

@@ -15,7 +15,7 @@
 //! from the task's static settings.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
@@ -29,6 +29,7 @@ use crate::record::{CacheStatus, History as States, Upstream};
 use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::backend::Backend;
+use crate::store::delete::{Deleted, Going, Prune};
 use crate::store::deployments::{
     Change, DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED, RequestedRun,
     ServedBy, Tick, WorkerInfo,
@@ -537,6 +538,82 @@ impl MemoryBackend {
         forgotten
     }
 
+    /// `root` and every flow run under it, added to `into` unless there already.
+    fn tree(history: &History, root: Uuid, into: &mut Vec<Uuid>, seen: &mut HashSet<Uuid>) {
+        if !seen.insert(root) {
+            return;
+        }
+        into.push(root);
+        for child in history.children.get(&root).into_iter().flatten() {
+            Self::tree(history, *child, into, seen);
+        }
+    }
+
+    /// The first of these flow runs, or of their task runs, still going: every run of a memory
+    /// store is this process's, which is alive.
+    fn first_going(&self, flows: &[Uuid], me: &ProcessInfo) -> Option<Going> {
+        let going = |name: String, state: StateKind| Going {
+            name,
+            state,
+            pid: me.pid,
+            host: me.host.clone(),
+        };
+        for id in flows {
+            let Some(flow) = self.flows.get(id) else {
+                continue;
+            };
+            let state = flow.states.current().kind;
+            if !state.is_final() {
+                return Some(going(format!("flow run '{}'", flow.name), state));
+            }
+            for task in flow.tasks.iter().flatten() {
+                if let Some(state) = task.states.last_kind().filter(|s| !s.is_final()) {
+                    let name = &flow.kinds[task.kind as usize].task;
+                    return Some(going(format!("task run of '{name}'"), state));
+                }
+            }
+        }
+        None
+    }
+
+    /// Deletes these flow runs with their task runs, log lines, requests and delayed runs.
+    fn delete_flows(&self, history: &mut History, flows: &[Uuid]) -> Deleted {
+        let set: HashSet<Uuid> = flows.iter().copied().collect();
+        let mut runs = set.clone();
+        let mut deleted = Deleted::default();
+        for id in flows {
+            if let Some((_, flow)) = self.flows.remove(id) {
+                deleted.flow_runs += 1;
+                deleted.task_runs += flow.task_runs;
+                runs.extend(flow.tasks.iter().flatten().map(|t| t.id));
+                if let Some(siblings) = flow.parent_id.and_then(|p| history.children.get_mut(&p)) {
+                    siblings.retain(|c| c != id);
+                }
+            }
+            history.children.remove(id);
+        }
+        history.order.retain(|id| !set.contains(id));
+        let History {
+            finished,
+            finished_task_runs,
+            ..
+        } = history;
+        finished.retain(|(id, task_runs)| {
+            let gone = set.contains(id);
+            if gone {
+                *finished_task_runs -= task_runs;
+            }
+            !gone
+        });
+        lock(&self.logs).retain(|l| !runs.contains(&l.run_id));
+        lock(&self.requests).retain(|id| !set.contains(id));
+        let mut delayed = lock(&self.delayed);
+        let Delayed { runs: all, waiting } = &mut *delayed;
+        all.retain(|_, r| r.flow_run_id.is_none_or(|f| !set.contains(&f)));
+        waiting.retain(|id| all.contains_key(id));
+        deleted
+    }
+
     /// Forgets a flow run, with its task runs, and its subflow runs.
     fn forget_flow_run(&self, history: &mut History, id: Uuid, forgotten: &mut Vec<MemFlow>) {
         forgotten.extend(self.flows.remove(&id).map(|(_, flow)| flow));
@@ -854,6 +931,51 @@ impl Backend for MemoryBackend {
 
     /// Only this process serves a memory store's deployments: every time is its own, and its
     /// runs in flight are its to count.
+    fn delete_runs(&self, ids: &[Uuid], me: &ProcessInfo) -> Result<Deleted, StoreError> {
+        let mut history = self.history();
+        let (mut flows, mut seen) = (Vec::new(), HashSet::new());
+        for id in ids {
+            if !self.flows.contains_key(id) {
+                return Err(StoreError::UnknownRun {
+                    run: id.to_string(),
+                    store: self.describe(),
+                });
+            }
+            Self::tree(&history, *id, &mut flows, &mut seen);
+        }
+        if let Some(going) = self.first_going(&flows, me) {
+            return Err(going.into());
+        }
+        Ok(self.delete_flows(&mut history, &flows))
+    }
+
+    fn prune(&self, prune: &Prune, me: &ProcessInfo) -> Result<Deleted, StoreError> {
+        let states = prune.final_states();
+        let mut history = self.history();
+        let roots: Vec<Uuid> = history
+            .order
+            .iter()
+            .filter(|id| {
+                self.flows.get(id).is_some_and(|f| {
+                    let row = f.row(**id);
+                    row.parent_id.is_none()
+                        && row.created_at < prune.created_before
+                        && states.contains(&row.state)
+                })
+            })
+            .copied()
+            .collect();
+        let mut deleted = Deleted::default();
+        for root in roots {
+            let mut flows = Vec::new();
+            Self::tree(&history, root, &mut flows, &mut HashSet::new());
+            if self.first_going(&flows, me).is_none() {
+                deleted += self.delete_flows(&mut history, &flows);
+            }
+        }
+        Ok(deleted)
+    }
+
     fn claim_tick(&self, name: &str, _: Timestamp, _: &ProcessInfo) -> Result<Tick, StoreError> {
         let paused = lock(&self.deployments)
             .get(name)

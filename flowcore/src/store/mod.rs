@@ -45,6 +45,7 @@
 //! ```
 
 mod backend;
+mod delete;
 mod deployments;
 pub(crate) mod error;
 mod event;
@@ -67,6 +68,7 @@ pub(crate) mod task_requests;
 mod task_states;
 mod writer;
 
+pub use delete::{Deleted, Prune};
 pub use deployments::{DeploymentInfo, DeploymentRun, RequestedRun, ServedBy, WorkerInfo};
 pub use limits::LimitInfo;
 pub use query::{CacheEntry, FlowRunSummary, LogLine, RunFilter};

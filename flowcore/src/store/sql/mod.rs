@@ -9,6 +9,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod crash;
+mod delete;
 pub(crate) mod driver;
 pub(crate) mod rows;
 pub(crate) mod task_requests;
@@ -23,6 +24,7 @@ use crate::clock::Timestamp;
 use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::backend::Backend;
+use crate::store::delete::{Deleted, Prune};
 use crate::store::deployments::{
     CLAIM_BATCH, Change, DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED,
     RequestedRun, ServedBy, Tick, WorkerInfo,
@@ -420,6 +422,68 @@ impl<D: Driver> Backend for SqlBackend<D> {
             }
             lines.sort_by_key(|l| l.at);
             Ok(lines)
+        })
+    }
+
+    fn delete_runs(&self, ids: &[Uuid], me: &ProcessInfo) -> Result<Deleted, StoreError> {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        let store = self.driver.describe();
+        self.driver.write(&mut |c| {
+            let mut roots = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let row = c.first(
+                    "SELECT id FROM flow_runs WHERE id = $1::bytea {share}",
+                    &[Param::Bytes(key(id))],
+                    |r| r.value(0),
+                )?;
+                roots.push(row.ok_or_else(|| StoreError::UnknownRun {
+                    run: id.to_string(),
+                    store: store.clone(),
+                })?);
+            }
+            let runs = delete::gather(c, roots)?;
+            if let Some(going) = delete::first_going(c, &runs, me)? {
+                return Err(going.into());
+            }
+            delete::delete(c, &runs)
+        })
+    }
+
+    /// In groups of roots: a group with nothing going (the rule) is deleted at once; in one
+    /// with something going, each root is looked at alone.
+    fn prune(&self, prune: &Prune, me: &ProcessInfo) -> Result<Deleted, StoreError> {
+        const ROOTS_PER_LOOK: usize = 200;
+        let states = prune.final_states();
+        let list = (0..states.len())
+            .map(|i| format!("${}::text", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT id FROM flow_runs
+             WHERE parent_id IS NULL AND created_at < $1::bigint AND state IN ({list})
+             ORDER BY created_at {{share}}"
+        );
+        let mut params = vec![Param::Int(prune.created_before.as_micros())];
+        params.extend(states.iter().map(|s| Param::Text(s.as_str())));
+        self.driver.write(&mut |c| {
+            let roots = c.collect(&sql, &params, |r| r.value(0))?;
+            let mut deleted = Deleted::default();
+            for group in roots.chunks(ROOTS_PER_LOOK) {
+                let runs = delete::gather(c, group.to_vec())?;
+                if delete::first_going(c, &runs, me)?.is_none() {
+                    deleted += delete::delete(c, &runs)?;
+                    continue;
+                }
+                for root in group {
+                    let runs = delete::gather(c, vec![root.clone()])?;
+                    if delete::first_going(c, &runs, me)?.is_none() {
+                        deleted += delete::delete(c, &runs)?;
+                    }
+                }
+            }
+            Ok(deleted)
         })
     }
 
