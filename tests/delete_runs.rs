@@ -314,6 +314,28 @@ async fn a_run_going_in_a_live_process_is_refused_and_one_of_a_dead_process_is_d
     let loss = BTreeMap::from([("flow_runs", 1), ("states", 1)]);
     assert_eq!(rows(ts), less(&before, &loss));
     assert_eq!(orphans(ts), no_orphans());
+
+    // A run requested by hand that no worker claimed is held by nobody: it may go.
+    let requested = requested_run(store).await;
+    assert_eq!(
+        store.delete_runs(&[requested]).unwrap(),
+        store_deleted(1, 0)
+    );
+}
+
+/// A run of a deployment requested by hand, with no worker serving it: `Scheduled`, claimed by
+/// no process.
+async fn requested_run(store: &Store) -> Uuid {
+    let serving = flowcore::serve([flowcore::Deployment::new("on-demand", kept_flow)])
+        .with_shutdown(async {});
+    store
+        .scope(std::future::IntoFuture::into_future(serving))
+        .await
+        .unwrap();
+    let run = store.request_run("on-demand", &[]).unwrap();
+    let summary = store.flow_run_summary(run.id).unwrap().unwrap();
+    assert_eq!(summary.state, StateKind::Scheduled);
+    run.id
 }
 
 async fn prune_deletes_the_runs_created_before_a_time_that_ended_in_the_states_asked_for(
@@ -437,4 +459,10 @@ async fn on_a_memory_store_runs_are_deleted_and_pruned_alike() {
         store_deleted(1, 1)
     );
     assert_eq!(store.flow_runs(&all).unwrap(), []);
+
+    let requested = requested_run(&store).await;
+    assert_eq!(
+        store.delete_runs(&[requested]).unwrap(),
+        store_deleted(1, 0)
+    );
 }

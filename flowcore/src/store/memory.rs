@@ -550,7 +550,8 @@ impl MemoryBackend {
     }
 
     /// The first of these flow runs, or of their task runs, still going: every run of a memory
-    /// store is this process's, which is alive.
+    /// store is this process's, which is alive. A run requested by hand that no loop has
+    /// claimed yet is held by nobody, as in a SQL store.
     fn first_going(&self, flows: &[Uuid], me: &ProcessInfo) -> Option<Going> {
         let going = |name: String, state: StateKind| Going {
             name,
@@ -558,12 +559,13 @@ impl MemoryBackend {
             pid: me.pid,
             host: me.host.clone(),
         };
+        let unclaimed: HashSet<Uuid> = lock(&self.requests).iter().copied().collect();
         for id in flows {
             let Some(flow) = self.flows.get(id) else {
                 continue;
             };
             let state = flow.states.current().kind;
-            if !state.is_final() {
+            if !state.is_final() && !unclaimed.contains(id) {
                 return Some(going(format!("flow run '{}'", flow.name), state));
             }
             for task in flow.tasks.iter().flatten() {
