@@ -404,6 +404,79 @@ fn a_bad_default_store_stops_no_flow() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A clean exit.
+
+/// `path` with `suffix` added to its file name: `flowcore.db-wal`.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+#[test]
+fn after_a_clean_exit_the_file_alone_holds_the_runs() {
+    let home = support::tempdir();
+    let (id, _) = one_flow(&[("FLOWCORE_HOME", home.path().as_os_str())], &[]);
+    let db = home.path().join("flowcore.db");
+    // The exit moved the log into the file: what is left of it is empty.
+    let wal = std::fs::metadata(beside(&db, "-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the log still holds {wal} bytes");
+
+    // The file copied alone, as a user backs it up or mails it: the run is there.
+    let copy_dir = support::tempdir();
+    let copy = copy_dir.path().join("flowcore.db");
+    std::fs::copy(&db, &copy).unwrap();
+    let ls = std::process::Command::new(support::flowcore_bin())
+        .args([
+            "--store".as_ref(),
+            copy.as_os_str(),
+            "runs".as_ref(),
+            "ls".as_ref(),
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(ls.status.success(), "{}", show(&ls));
+    let text = String::from_utf8(ls.stdout).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{text}");
+    assert!(rows[0].contains(" file_flow  Completed "), "{text}");
+    let copied = Store::open_existing(&copy).unwrap();
+    let run = copied.flow_run(id).unwrap().expect("the run, in the copy");
+    assert_eq!(run.state().kind, Completed);
+    assert_eq!(run.task_runs.len(), 3);
+}
+
+#[test]
+fn a_store_dropped_moves_its_log_into_its_file() {
+    let dir = support::tempdir();
+    let db = dir.path().join("flowcore.db");
+    let store = Store::sqlite(&db).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_, run) = runtime.block_on(store.scope(file_flow(2).with_run()));
+    let wal = beside(&db, "-wal");
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > 0,
+        "committed into the log"
+    );
+    drop(store);
+    // The writer moves it as it sees the last handle go, on its own thread; then, the last
+    // connection closed, SQLite removes the log.
+    let log_emptied = (0..500).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0)
+    });
+    assert!(log_emptied, "the log still holds its commits");
+    let copy_dir = support::tempdir();
+    let copy = copy_dir.path().join("flowcore.db");
+    std::fs::copy(&db, &copy).unwrap();
+    holds_run(&copy, run.id);
+}
+
+// ---------------------------------------------------------------------------------------------
 // The default location.
 
 fn holds_run(path: &Path, id: Uuid) {

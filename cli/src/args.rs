@@ -9,7 +9,7 @@ use flowcore::StateKind;
 /// Reads the flowcore run store: flow runs, their task runs, states and logs, and cached
 /// results.
 #[derive(Debug, Parser)]
-#[command(name = "flowcore", version, arg_required_else_help = false)]
+#[command(name = "flowcore", version)]
 pub struct Cli {
     /// The run store to read: a SQLite file, or a PostgreSQL database
     /// (postgres://user@host/db, postgres:///db?host=/run/postgresql). Instead of
@@ -18,8 +18,9 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH|URL")]
     pub store: Option<OsString>,
 
+    /// None: `flowcore` alone, which prints the help.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// The command groups.
@@ -34,7 +35,7 @@ pub enum Command {
     /// Artifacts runs made (`flowcore::artifact`): the latest of each key, one shown.
     #[command(subcommand, arg_required_else_help = false)]
     Artifact(ArtifactCommand),
-    /// Deployments: list them, run one now.
+    /// Deployments: list them, run one now, pause or resume a schedule.
     #[command(subcommand, arg_required_else_help = false)]
     Deployment(DeploymentCommand),
     /// Workers: the processes serving deployments.
@@ -51,6 +52,16 @@ pub enum Command {
     /// The run store itself.
     #[command(subcommand, arg_required_else_help = false)]
     Store(StoreCommand),
+    /// Prints the completion script of a shell, to install (see the README).
+    Completions(Completions),
+}
+
+/// `flowcore completions`
+#[derive(Debug, Args)]
+pub struct Completions {
+    /// The shell: bash, zsh, fish, elvish or powershell.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 /// `flowcore server …`
@@ -85,6 +96,20 @@ pub enum DeploymentCommand {
     Ls(Output),
     /// Requests a run of a deployment; the process serving it starts it within a second.
     Run(DeploymentRun),
+    /// Pauses a deployment's schedule: no scheduled run starts until it is resumed (runs
+    /// requested with `deployment run` still run).
+    Pause(DeploymentName),
+    /// Resumes a paused deployment's schedule, from its next time due (the times missed while
+    /// paused are not made up).
+    Resume(DeploymentName),
+}
+
+/// A command about one deployment.
+#[derive(Debug, Args)]
+pub struct DeploymentName {
+    /// The deployment's name, as in `deployment ls`.
+    #[arg(value_name = "NAME")]
+    pub name: String,
 }
 
 /// `flowcore worker …`
@@ -170,6 +195,11 @@ pub enum RunsCommand {
     Cancel(RunCancel),
     /// Gives input to a flow run paused for it (`flowcore::pause`), which it takes and goes on.
     Resume(RunResume),
+    /// Deletes flow runs, each with its subflow runs, task runs, states and log lines.
+    Delete(RunsDelete),
+    /// Deletes the flow runs created longer ago than a duration that ended (in some states),
+    /// each with everything under it.
+    Prune(RunsPrune),
 }
 
 /// `flowcore runs resume`
@@ -193,6 +223,57 @@ pub struct RunCancel {
 
     #[command(flatten)]
     pub output: Output,
+}
+
+/// `flowcore runs delete`
+#[derive(Debug, Args)]
+pub struct RunsDelete {
+    /// The flow runs: names (the newest run of each name) or ids. A run still going in a live
+    /// process is refused, and then nothing is deleted.
+    #[arg(value_name = "RUN", required = true)]
+    pub runs: Vec<String>,
+
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// `flowcore runs prune`
+#[derive(Debug, Args)]
+pub struct RunsPrune {
+    /// Deletes the top-level runs created longer ago than this: 30d, 12h, 1h 30m.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub older_than: std::time::Duration,
+
+    /// Only runs that ended in this state (repeatable): Completed, Cached, Failed, TimedOut,
+    /// Cancelled, Crashed or Skipped. Without it, runs in any of them.
+    #[arg(long = "state", value_name = "STATE", value_parser = final_state)]
+    pub states: Vec<StateKind>,
+
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// A humantime duration: `30d`, `12h`, `1h 30m`.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e}; write a duration like 30d, 12h or 1h 30m"))
+}
+
+/// A state a run ends in.
+fn final_state(text: &str) -> Result<StateKind, String> {
+    let state: StateKind = text.parse()?;
+    if state.is_final() {
+        return Ok(state);
+    }
+    let finals: Vec<&str> = StateKind::ALL
+        .iter()
+        .filter(|s| s.is_final())
+        .map(|s| s.as_str())
+        .collect();
+    Err(format!(
+        "{state} is not a state runs end in; a prune deletes runs that ended: {}",
+        finals.join(", ")
+    ))
 }
 
 /// `flowcore runs ls`

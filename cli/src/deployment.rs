@@ -1,4 +1,5 @@
 //! `flowcore deployment ls | run`: the deployments in the store, and runs requested by hand.
+//! Pausing and resuming is `pause.rs`'s.
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -42,7 +43,7 @@ pub fn ls(store: &Store, output: &Output, style: Style) -> Result<String, Failur
             Cell::plain(&d.name),
             Cell::plain(&d.flow),
             Cell::plain(d.schedule.as_deref().unwrap_or("when requested")),
-            Cell::plain(d.next_run_at.map(format::date_time).unwrap_or_default()),
+            Cell::plain(next_run(d)),
             Cell::plain(last.map(|r| r.name.as_str()).unwrap_or("")),
             match last {
                 Some(run) => Cell::state(run.state, style),
@@ -52,6 +53,15 @@ pub fn ls(store: &Store, output: &Output, style: Style) -> Result<String, Failur
         ]);
     }
     Ok(table.render())
+}
+
+/// When its schedule runs next, or `paused`: a paused schedule starts no run, whatever time
+/// comes next.
+fn next_run(d: &flowcore::store::DeploymentInfo) -> String {
+    if d.paused_at.is_some() {
+        return "paused".to_owned();
+    }
+    d.next_run_at.map(format::date_time).unwrap_or_default()
 }
 
 /// Who serves a deployment: its one worker, or how many and which.

@@ -61,7 +61,7 @@ pub fn state_counts(counts: &BTreeMap<StateKind, usize>, style: Style) -> (Strin
             style.paint(kind.as_str(), state_colour(*kind))
         ));
     }
-    let width = plain.chars().count();
+    let width = flowcore::terminal::display_width(&plain);
     (painted, width)
 }
 

@@ -5,13 +5,17 @@
 //! flowcore runs show RUN [--json]
 //! flowcore runs summary RUN [--json]
 //! flowcore runs graph RUN [--format dot|mermaid|svg] [--output FILE]
+//! flowcore runs delete RUN… [--json]
+//! flowcore runs prune --older-than 30d [--state STATE …] [--json]
 //! flowcore cache ls [--json]
 //! flowcore cache clear [TASK] [--json]
 //! flowcore deployment ls [--json]
 //! flowcore deployment run NAME [--param KEY=VALUE …] [--watch]
+//! flowcore deployment pause NAME | resume NAME
 //! flowcore server start [--host 127.0.0.1] [--port 4200] [--allow-host NAME …]   (or: flowcore dashboard …)
 //! flowcore store path [--json]
 //! flowcore store upgrade
+//! flowcore completions bash|zsh|fish|elvish|powershell
 //! ```
 //!
 //! Every command takes `--store PATH|URL`: a SQLite file or a `postgres://` database. A failure is one line on stderr, `flowcore: …`, and
@@ -24,12 +28,15 @@
 mod args;
 mod artifact;
 mod cache;
+mod completions;
 mod dashboard;
+mod delete;
 mod deployment;
 mod format;
 mod graph;
 mod limit;
 mod open;
+mod pause;
 mod runs;
 mod store;
 mod style;
@@ -75,7 +82,22 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
-    let result = run(cli, Style::detect());
+    let Some(command) = cli.command else {
+        // `flowcore` alone asks what it can do: the help, as `--help` prints it.
+        use clap::CommandFactory as _;
+        return match Cli::command().print_help() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("flowcore: cannot write the help: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    };
+    // The one command that reads no store.
+    if let Command::Completions(args) = &command {
+        return print(&completions::script(args.shell));
+    }
+    let result = run(cli.store.as_deref(), command, Style::detect());
     match result {
         Ok(text) => print(&text),
         Err(Failure(message)) => {
@@ -89,16 +111,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the command and returns what it prints.
-fn run(cli: Cli, style: Style) -> Result<String, Failure> {
-    let path = open::Location::find(cli.store.as_deref())?;
-    match cli.command {
+/// Runs the command on the store `store` (`--store`, when given) and returns what it prints.
+fn run(store: Option<&std::ffi::OsStr>, command: Command, style: Style) -> Result<String, Failure> {
+    let path = open::Location::find(store)?;
+    match command {
         Command::Runs(RunsCommand::Ls(args)) => runs::ls(&open::open(&path)?, &args, style),
         Command::Runs(RunsCommand::Show(args)) => runs::show(&open::open(&path)?, &args, style),
         Command::Runs(RunsCommand::Summary(args)) => runs::summary(&open::open(&path)?, &args),
         Command::Runs(RunsCommand::Graph(args)) => graph::graph(&open::open(&path)?, &args),
         Command::Runs(RunsCommand::Cancel(args)) => runs::cancel(&open::open(&path)?, &args),
         Command::Runs(RunsCommand::Resume(args)) => runs::resume(&open::open(&path)?, &args),
+        Command::Runs(RunsCommand::Delete(args)) => delete::delete(&open::open(&path)?, &args),
+        Command::Runs(RunsCommand::Prune(args)) => delete::prune(&open::open(&path)?, &args),
         Command::Cache(CacheCommand::Ls(output)) => cache::ls(&open::open(&path)?, &output),
         Command::Artifact(ArtifactCommand::Ls(output)) => {
             artifact::ls(&open::open(&path)?, &output)
@@ -113,6 +137,12 @@ fn run(cli: Cli, style: Style) -> Result<String, Failure> {
         Command::Deployment(DeploymentCommand::Run(args)) => {
             deployment::run(&open::open(&path)?, &args, style)
         }
+        Command::Deployment(DeploymentCommand::Pause(args)) => {
+            pause::pause(&open::open(&path)?, &args)
+        }
+        Command::Deployment(DeploymentCommand::Resume(args)) => {
+            pause::resume(&open::open(&path)?, &args)
+        }
         Command::Worker(WorkerCommand::Ls(output)) => {
             deployment::workers(&open::open(&path)?, &output)
         }
@@ -124,6 +154,7 @@ fn run(cli: Cli, style: Style) -> Result<String, Failure> {
         }
         Command::Store(StoreCommand::Path(output)) => store::path(&path, &output),
         Command::Store(StoreCommand::Upgrade) => store::upgrade(&path),
+        Command::Completions(args) => Ok(completions::script(args.shell)),
     }
 }
 
@@ -143,8 +174,9 @@ fn usage_error(e: &clap::Error) -> ExitCode {
             };
             // Clap quotes the argument it refused, which may hold anything.
             eprintln!(
-                "flowcore: {}{hint}",
-                escape_controls(&one_line(&e.to_string()))
+                "flowcore: {}{}{hint}",
+                escape_controls(&one_line(&e.to_string())),
+                escape_controls(&did_you_mean(e))
             );
             ExitCode::from(2)
         }
@@ -168,6 +200,31 @@ fn command_of(e: &clap::Error) -> String {
     } else {
         words.join(" ")
     }
+}
+
+/// Clap's guess at what a mistyped word meant, `; a similar subcommand exists: 'ls'`, or
+/// nothing. Clap prints it below its message, which [`one_line`] leaves out with the usage.
+fn did_you_mean(e: &clap::Error) -> String {
+    let kinds = [
+        (ContextKind::SuggestedSubcommand, "subcommand"),
+        (ContextKind::SuggestedArg, "argument"),
+        (ContextKind::SuggestedValue, "value"),
+    ];
+    let mut out = String::new();
+    for (kind, what) in kinds {
+        let words: Vec<String> = match e.get(kind) {
+            Some(ContextValue::String(word)) => vec![word.clone()],
+            Some(ContextValue::Strings(words)) => words.clone(),
+            _ => continue,
+        };
+        let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        match quoted.as_slice() {
+            [] => {}
+            [one] => out.push_str(&format!("; a similar {what} exists: {one}")),
+            many => out.push_str(&format!("; similar {what}s exist: {}", many.join(", "))),
+        }
+    }
+    out
 }
 
 /// The first paragraph of clap's error, joined into one line, without `error: `. Usually that

@@ -1,12 +1,13 @@
 //! Plain-text tables: columns sized to their widest cell, two spaces apart, numbers
-//! right-aligned. Widths count what is visible, so coloured cells line up with plain ones.
+//! right-aligned. Widths count the columns a cell takes on screen ([`display_width`]: a kanji
+//! takes two), without its colour codes, so coloured and wide cells line up with plain ones.
 //! Plain cells hold text from the store (names, errors, messages): its control characters are
 //! escaped (`\u{1b}`), and widths are those of the escaped text, which is what is printed.
 
 use std::borrow::Cow;
 
 use flowcore::StateKind;
-use flowcore::terminal::escape_controls;
+use flowcore::terminal::{display_width, escape_controls};
 
 use crate::style::Style;
 
@@ -26,7 +27,7 @@ impl Cell {
             Cow::Borrowed(_) => first,
         };
         Cell {
-            width: text.chars().count(),
+            width: display_width(&text),
             text,
         }
     }
@@ -34,7 +35,7 @@ impl Cell {
     /// A state's name in its colour.
     pub fn state(kind: StateKind, style: Style) -> Cell {
         Cell {
-            width: kind.as_str().len(),
+            width: display_width(kind.as_str()),
             text: style.state(kind),
         }
     }
@@ -113,7 +114,7 @@ impl Table {
                 self.rows
                     .iter()
                     .map(|r| r[c].width)
-                    .chain([self.columns[c].name.chars().count()])
+                    .chain([display_width(self.columns[c].name)])
                     .max()
                     .unwrap_or(0)
             })

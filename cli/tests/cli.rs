@@ -841,8 +841,8 @@ fn a_bad_command_line_is_clap_s_first_line_and_exit_code_2() {
         "flowcore: unexpected argument '--bogus' found (see 'flowcore runs ls --help')"
     );
     assert_eq!(
-        failure(&["runs", "delete"], 2),
-        "flowcore: unrecognized subcommand 'delete' (see 'flowcore runs --help')"
+        failure(&["runs", "remove"], 2),
+        "flowcore: unrecognized subcommand 'remove' (see 'flowcore runs --help')"
     );
     // What is missing is said on the same line.
     assert_eq!(
@@ -853,9 +853,61 @@ fn a_bad_command_line_is_clap_s_first_line_and_exit_code_2() {
     assert_eq!(
         failure(&["runs"], 2),
         "flowcore: 'flowcore runs' requires a subcommand but one was not provided \
-         [subcommands: ls, show, summary, graph, help] (see 'flowcore runs --help')"
+         [subcommands: ls, show, summary, graph, delete, prune, help] (see 'flowcore runs --help')"
     );
-    assert!(failure(&[], 2).starts_with("flowcore: 'flowcore' requires a subcommand"));
+}
+
+#[test]
+fn a_mistyped_word_is_answered_with_the_one_it_resembles() {
+    let db = fixture().db.to_str().unwrap();
+    assert_eq!(
+        failure(&["--store", db, "runs", "lss"], 2),
+        "flowcore: unrecognized subcommand 'lss'; a similar subcommand exists: 'ls' \
+         (see 'flowcore runs --help')"
+    );
+    assert_eq!(
+        failure(&["deploymnt", "ls"], 2),
+        "flowcore: unrecognized subcommand 'deploymnt'; a similar subcommand exists: \
+         'deployment' (see 'flowcore --help')"
+    );
+    assert_eq!(
+        failure(&["--store", db, "runs", "ls", "--jsno"], 2),
+        "flowcore: unexpected argument '--jsno' found; a similar argument exists: '--json' \
+         (see 'flowcore runs ls --help')"
+    );
+    assert_eq!(
+        failure(
+            &["--store", db, "runs", "graph", "x", "--format", "svgg"],
+            2
+        ),
+        "flowcore: invalid value 'svgg' for '--format <FORMAT>' [possible values: dot, \
+         mermaid, svg]; a similar value exists: 'svg'"
+    );
+    // Nothing like it: no guess.
+    assert_eq!(
+        failure(&["--store", db, "runs", "zzz"], 2),
+        "flowcore: unrecognized subcommand 'zzz' (see 'flowcore runs --help')"
+    );
+}
+
+#[test]
+fn flowcore_alone_prints_the_help() {
+    let out = run_in(None, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(help, stdout_of(&["--help"]), "the same help as --help");
+    assert!(
+        help.contains("Usage: flowcore [OPTIONS] [COMMAND]"),
+        "{help}"
+    );
+}
+
+/// What `flowcore ARGS…` prints on stdout, exiting 0, whatever the store.
+fn stdout_of(args: &[&str]) -> String {
+    let out = run_in(None, args);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
@@ -864,7 +916,7 @@ fn help_and_version_print_normally() {
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8(out.stdout).unwrap();
     assert!(
-        help.contains("Usage: flowcore [OPTIONS] <COMMAND>"),
+        help.contains("Usage: flowcore [OPTIONS] [COMMAND]"),
         "{help}"
     );
     for command in ["runs", "cache", "store"] {

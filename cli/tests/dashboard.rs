@@ -431,6 +431,132 @@ fn deployments_are_listed_and_run_now_requests_a_run_through_the_store() {
     assert_eq!(status, 404);
 }
 
+/// When the deployment `name` of `store` was paused, as the store says.
+fn paused_at(store: &Store, name: &str) -> Option<flowcore::Timestamp> {
+    store
+        .deployments()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.name == name)
+        .unwrap_or_else(|| panic!("no deployment {name}"))
+        .paused_at
+}
+
+#[test]
+fn a_deployment_is_paused_and_resumed_from_its_page_by_post_only() {
+    let own = own_store();
+    // A name with markup, served once: the page shows it as text, the forms post to its
+    // escaped path.
+    const MARKUP: &str = "<i>nightly</i>&";
+    let serving = flowcore::serve([Deployment::new(MARKUP, || adding(1)).every("1d")])
+        .with_shutdown(async {});
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(
+            own.store
+                .scope(std::future::IntoFuture::into_future(serving)),
+        )
+        .unwrap();
+    let dashboard = start_dashboard(&own.path);
+    let page = || get(&format!("{}/deployments", dashboard.url)).1;
+
+    let html = page();
+    assert!(
+        html.contains(r#"<tr class="deployment" data-deployment="adder">"#),
+        "an active deployment has no data-paused: {html}"
+    );
+    assert!(
+        html.contains(r#"action="/deployments/adder/pause""#),
+        "{html}"
+    );
+    assert!(!html.contains(r#"class="paused""#), "{html}");
+
+    // A GET changes nothing; nor does another site's form.
+    assert_eq!(dashboard.get("/deployments/adder/pause").status, 405);
+    let answer = dashboard.send(
+        "POST",
+        "/deployments/adder/pause",
+        &[
+            ("Origin", "http://evil.example"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        "",
+    );
+    assert_eq!(answer.status, 403, "{answer:?}");
+    assert_eq!(paused_at(&own.store, "adder"), None);
+
+    // The page's own form: the deployment is paused, and the page says so.
+    let answer = dashboard.send(
+        "POST",
+        "/deployments/adder/pause",
+        &[("Origin", "null"), ("Sec-Fetch-Site", "same-origin")],
+        "",
+    );
+    assert_eq!(answer.status, 303, "{answer:?}");
+    assert_eq!(answer.header("location"), Some("/deployments"));
+    let paused = paused_at(&own.store, "adder").expect("paused in the store");
+    let html = page();
+    assert!(
+        html.contains(r#"<tr class="deployment" data-deployment="adder" data-paused="true">"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"action="/deployments/adder/resume""#),
+        "{html}"
+    );
+    assert!(
+        !html.contains(r#"action="/deployments/adder/pause""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<span class="paused" title="paused at "#),
+        "the Next run column says paused: {html}"
+    );
+    let listed = get_json(&format!("{}/api/deployments", dashboard.url));
+    let adder = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "adder")
+        .unwrap();
+    let listed_at: flowcore::Timestamp = adder["paused_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(listed_at, paused);
+
+    // The markup name: paused through its escaped path, shown as text.
+    let path = "/deployments/%3Ci%3Enightly%3C%2Fi%3E%26/pause";
+    assert!(page().contains(&format!(r#"action="{path}""#)));
+    assert_eq!(dashboard.send("POST", path, &[], "").status, 303);
+    assert!(paused_at(&own.store, MARKUP).is_some());
+    let html = page();
+    assert!(
+        html.contains(r#"data-deployment="&lt;i&gt;nightly&lt;/i&gt;&amp;" data-paused="true""#),
+        "{html}"
+    );
+    assert!(!html.contains("<i>nightly"), "{html}");
+
+    // Resumed, it shows its next run again (none: it is not served) and the pause button.
+    assert_eq!(
+        dashboard
+            .send("POST", "/deployments/adder/resume", &[], "")
+            .status,
+        303
+    );
+    assert_eq!(paused_at(&own.store, "adder"), None);
+    assert!(page().contains(r#"action="/deployments/adder/pause""#));
+    assert_eq!(
+        dashboard
+            .send("POST", "/deployments/nope/pause", &[], "")
+            .status,
+        404
+    );
+    assert_eq!(
+        dashboard
+            .send("POST", "/deployments/nope/resume", &[], "")
+            .status,
+        404
+    );
+}
+
 #[test]
 fn assets_are_served_from_the_binary() {
     let dashboard = start_dashboard(&store_path());

@@ -1,14 +1,14 @@
 //! The table a flow run logs when it finishes, and how it writes durations.
 
 use std::borrow::Cow;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::time::Duration;
 
 use std::collections::{BTreeMap, HashMap};
 
 use crate::record::{CacheStatus, FlowRunRecord, TaskRunRecord};
 use crate::state::StateKind;
-use crate::terminal::escape_controls;
+use crate::terminal::{display_width, escape_controls};
 
 /// Rows shown before the table is cut short; the record keeps every run.
 const MAX_ROWS: usize = 100;
@@ -89,10 +89,11 @@ impl fmt::Display for Summary<'_> {
             let shown: Vec<usize> = (0..header.len())
                 .filter(|&c| c < 4 || rows.iter().any(|(row, _)| !row[c].is_empty()))
                 .collect();
-            let mut widths = header.map(str::len);
+            // In columns on screen: a name in kanji is twice as wide as its characters.
+            let mut widths = header.map(display_width);
             for (row, _) in &rows {
                 for (w, cell) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(cell.chars().count());
+                    *w = (*w).max(display_width(cell));
                 }
             }
             write_row(f, &widths, &header.map(str::to_owned), &shown)?;
@@ -222,7 +223,8 @@ fn fold(runs: &[&TaskRunRecord]) -> [String; 6] {
     ]
 }
 
-/// The `shown` columns; numbers right-aligned, text left-aligned, two spaces between.
+/// The `shown` columns; numbers right-aligned, text left-aligned, two spaces between. Padded
+/// by hand: `format!`'s width counts characters, not the columns they take.
 fn write_row(
     f: &mut fmt::Formatter<'_>,
     widths: &[usize; 6],
@@ -231,14 +233,17 @@ fn write_row(
 ) -> fmt::Result {
     let mut line = String::new();
     for &i in shown {
-        let (cell, w) = (&cells[i], widths[i]);
+        let cell = &cells[i];
         if i > 0 {
             line.push_str("  ");
         }
+        let pad = " ".repeat(widths[i].saturating_sub(display_width(cell)));
         if i == 2 || i == 3 {
-            write!(line, "{cell:>w$}")?;
+            line.push_str(&pad);
+            line.push_str(cell);
         } else {
-            write!(line, "{cell:<w$}")?;
+            line.push_str(cell);
+            line.push_str(&pad);
         }
     }
     writeln!(f, "{}", line.trim_end())

@@ -17,6 +17,10 @@
 //!
 //! Only a log message may keep its line feeds ([`LineFeeds::Indent`]): its later lines are
 //! indented, so that none of them can pass for a log line of its own.
+//!
+//! Tables of such text (the end-of-run summary, the `flowcore` command's listings) pad their
+//! cells to the columns the text takes on screen, [`display_width`], not to its characters or
+//! bytes: a task named `データ取得` takes ten columns, as wide as `transform`s and a half.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -35,6 +39,22 @@ pub enum LineFeeds {
     /// Kept as they are. Only for text whose line feeds are all the program's own: a DOT
     /// drawing, whose labels already hold their line feeds as `\n`.
     Keep,
+}
+
+/// How many columns `text` takes on a terminal: two for a wide character (CJK ideographs,
+/// kana, hangul, most emoji), none for a combining mark or a zero-width joiner, one for the
+/// rest (Unicode's East Asian Width, as terminals apply it). For text whose control characters
+/// are escaped already: a control character's own width is whatever the terminal makes of it.
+///
+/// ```
+/// use flowcore::terminal::display_width;
+///
+/// assert_eq!(display_width("load"), 4);
+/// assert_eq!(display_width("データ取得"), 10);
+/// assert_eq!(display_width("cafe\u{301}"), 4); // an e and its combining accent: one column
+/// ```
+pub fn display_width(text: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(text)
 }
 
 /// What starts each later line of a multi-line text under [`LineFeeds::Indent`].

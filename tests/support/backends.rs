@@ -117,6 +117,36 @@ impl TestStore {
         }
     }
 
+    /// Runs the statement `sql` (parameters as [`TestStore::count`]'s) straight on the tables,
+    /// past the store: rows a test makes by hand, such as a process that died long ago.
+    pub fn execute(&self, sql: &str, params: &[&[u8]]) {
+        match self.kind {
+            Kind::Sqlite => {
+                let conn = rusqlite::Connection::open(&self.target).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(30))
+                    .unwrap();
+                conn.execute(sql, rusqlite::params_from_iter(params))
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            Kind::Postgres => std::thread::scope(|s| {
+                s.spawn(|| {
+                    let url = self.target.to_str().expect("a URL is UTF-8");
+                    let mut client = postgres::Client::connect(url, postgres::NoTls)
+                        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+                    let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params
+                        .iter()
+                        .map(|p| p as &(dyn postgres::types::ToSql + Sync))
+                        .collect();
+                    client
+                        .execute(sql, &params)
+                        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                })
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e))
+            }),
+        }
+    }
+
     fn count_postgres(&self, sql: &str, params: &[&[u8]]) -> i64 {
         let url = self.target.to_str().expect("a URL is UTF-8");
         let mut client = postgres::Client::connect(url, postgres::NoTls)

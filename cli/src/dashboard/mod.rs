@@ -130,6 +130,8 @@ fn router(app: App, hosts: Arc<Hosts>, limits: Limits) -> Router {
         .route("/runs/{id}/input", post(pages::give_input))
         .route("/deployments", get(pages::deployments))
         .route("/deployments/{name}/run", post(pages::run_now))
+        .route("/deployments/{name}/pause", post(pages::pause))
+        .route("/deployments/{name}/resume", post(pages::resume))
         .route("/workers", get(pages::workers))
         .route("/api/stats", get(api::stats))
         .route("/api/runs", get(api::runs))

@@ -399,7 +399,8 @@ pub async fn run(State(app): State<App>, Path(id): Path<String>) -> Result<Marku
     ))
 }
 
-/// `/deployments`: each deployment, its schedule and next run, its last runs, "Run now".
+/// `/deployments`: each deployment, its schedule and next run (or `paused`), its last runs,
+/// "Run now", and "Pause" or "Resume" for its schedule.
 pub async fn deployments(State(app): State<App>) -> Result<Markup, PageError> {
     let list = blocking(&app, |store| Ok(store.deployments()?)).await?;
     let body = html! {
@@ -408,20 +409,35 @@ pub async fn deployments(State(app): State<App>) -> Result<Markup, PageError> {
             thead { tr { th { "Deployment" } th { "Flow" } th { "Schedule" } th { "Next run" } th { "Served by" } th { "Last runs" } th {} } }
             tbody {
                 @for d in &list {
-                    tr.deployment data-deployment=(d.name) {
+                    tr.deployment data-deployment=(d.name) data-paused=[d.paused_at.map(|_| "true")] {
                         td.name { (d.name) }
                         td.flow { (d.flow) }
                         td.schedule { (d.schedule.as_deref().unwrap_or("when requested")) }
-                        td.next-run { (d.next_run_at.map(layout::time).unwrap_or_else(|| "—".to_owned())) }
+                        td.next-run {
+                            @if let Some(at) = d.paused_at {
+                                span.paused title=(format!("paused at {}", layout::time(at))) { "paused" }
+                            } @else {
+                                (d.next_run_at.map(layout::time).unwrap_or_else(|| "—".to_owned()))
+                            }
+                        }
                         td.served-by { (served_by(d)) }
                         td.last-runs {
                             @for r in &d.last_runs {
                                 a href=(format!("/runs/{}", r.id)) title=(r.name) { (badge(r.state)) } " "
                             }
                         }
-                        td {
+                        td.actions {
                             form.run-now method="post" action=(format!("/deployments/{}/run", encode(&d.name))) {
                                 button.run-now type="submit" { "Run now" }
+                            }
+                            @if d.paused_at.is_some() {
+                                form.resume method="post" action=(format!("/deployments/{}/resume", encode(&d.name))) {
+                                    button.resume type="submit" { "Resume" }
+                                }
+                            } @else {
+                                form.pause method="post" action=(format!("/deployments/{}/pause", encode(&d.name))) {
+                                    button.pause type="submit" { "Pause" }
+                                }
                             }
                         }
                     }
@@ -432,6 +448,7 @@ pub async fn deployments(State(app): State<App>) -> Result<Markup, PageError> {
             }
         }
         p.hint { "\"Run now\" requests a run as " code { "flowcore deployment run NAME" } " does: one of the workers serving the deployment starts it within a second; with none serving it, it waits, Scheduled." }
+        p.hint { "\"Pause\" stops the schedule from starting runs, as " code { "flowcore deployment pause NAME" } " does; runs requested by hand still run. \"Resume\" lets it start them again from its next time due: the times that passed while it was paused are not made up." }
     };
     Ok(page("Deployments", Section::Deployments, None, body))
 }
@@ -564,6 +581,39 @@ pub async fn run_now(
     .await?;
     // 303 See Other: the browser follows with a GET.
     Ok(Redirect::to(&format!("/runs/{}", requested.id)).into_response())
+}
+
+/// `POST /deployments/<name>/pause`: pauses its schedule, then shows the deployments.
+pub async fn pause(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    set_paused(app, name, true).await
+}
+
+/// `POST /deployments/<name>/resume`: resumes its schedule, then shows the deployments.
+pub async fn resume(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    set_paused(app, name, false).await
+}
+
+async fn set_paused(app: App, name: String, pause: bool) -> Result<Response, PageError> {
+    blocking(&app, move |store| {
+        let done = if pause {
+            store.pause_deployment(&name)
+        } else {
+            store.resume_deployment(&name)
+        };
+        done.map_err(|e| match e {
+            flowcore::StoreError::UnknownDeployment { .. } => PageError::not_found(e.to_string()),
+            other => other.into(),
+        })
+    })
+    .await?;
+    // 303 See Other: the browser follows with a GET.
+    Ok(Redirect::to("/deployments").into_response())
 }
 
 /// Any other address: a page, or a JSON error under `/api/`.

@@ -47,6 +47,11 @@ pub const GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// Deployments are checked before anything runs: a bad schedule, parameters that do not fit
 /// the flow, or two deployments of one name is an error naming the deployment.
 ///
+/// A deployment paused with `flowcore deployment pause NAME` (or
+/// [`Store::pause_deployment`](crate::Store::pause_deployment)) starts no scheduled run until
+/// it is resumed, even when served again; the times that pass meanwhile are not made up.
+/// Runs requested by hand still run.
+///
 /// Any number of processes, on one host or many sharing a PostgreSQL store, may serve the same
 /// deployments: they are its workers. Each scheduled time runs on one of them, a run requested
 /// by hand is claimed by one, and the runs of a worker that dies are `Crashed` and taken over by
@@ -186,9 +191,11 @@ impl Serve {
             .is_none()
             .then(crate::interrupt::Serving::start);
         let rows: Vec<DeploymentRow> = served.iter().map(|d| d.row()).collect();
-        if !rows.is_empty() {
-            store.serve_deployments(&rows)?;
-        }
+        let paused = if rows.is_empty() {
+            Vec::new()
+        } else {
+            store.serve_deployments(&rows)?
+        };
         let names: Arc<[String]> = served.iter().map(|d| d.name.clone()).collect();
 
         let (phase_tx, phase) = watch::channel(Phase::Serving);
@@ -198,13 +205,15 @@ impl Serve {
         for d in served {
             let (tx, rx) = mpsc::unbounded_channel();
             senders.insert(d.name.clone(), tx);
-            d.announce();
+            let paused = paused.contains(&d.name);
+            d.announce(paused);
             loops.spawn(runner::serve_one(
                 Arc::new(d),
                 store.clone(),
                 rx,
                 phase.clone(),
                 Arc::clone(&cancelled_because),
+                paused,
             ));
         }
         loops.spawn(runner::poll_requests(

@@ -98,7 +98,7 @@ impl Served {
     }
 
     /// The lines Prefect users look for when a flow starts being served.
-    pub(crate) fn announce(&self) {
+    pub(crate) fn announce(&self, paused: bool) {
         tracing::info!(
             target: "flowcore",
             "Your flow '{}' is being served and polling for scheduled runs!",
@@ -114,6 +114,14 @@ impl Served {
             self.name,
             self.name
         );
+        if paused {
+            tracing::info!(
+                target: "flowcore",
+                "Deployment '{}' is paused: its schedule starts no runs until `flowcore deployment resume {}`",
+                self.name,
+                self.name
+            );
+        }
     }
 }
 
@@ -134,13 +142,15 @@ fn instant_of(at: Timestamp) -> Instant {
 }
 
 /// Serves one deployment until the phase leaves `Serving`, then waits for its runs in flight
-/// until the deadline and cancels the rest.
+/// until the deadline and cancels the rest. `paused`: whether the store had it paused when
+/// serving started; each scheduled time asks again.
 pub(crate) async fn serve_one(
     d: Arc<Served>,
     store: RunStore,
     mut requests: mpsc::UnboundedReceiver<RequestedRun>,
     mut phase: watch::Receiver<Phase>,
     cancelled_because: Arc<OnceLock<String>>,
+    mut paused: bool,
 ) {
     let mut runs: JoinSet<FlowRunRecord> = JoinSet::new();
     let mut queue: VecDeque<Due> = VecDeque::new();
@@ -154,7 +164,11 @@ pub(crate) async fn serve_one(
                 let at = next.expect("only polled with a next run");
                 // Every worker of the deployment comes here at this time; the store gives it
                 // to one.
-                match claim_tick(&d, &store, at).await {
+                let tick = claim_tick(&d, &store, at).await;
+                if let Ok(tick) = tick {
+                    note_pause(&d, &mut paused, tick == Tick::Paused, at);
+                }
+                match tick {
                     Ok(Tick::Mine { going }) => {
                         let elsewhere = going.saturating_sub(runs.len());
                         due(&d, &store, &mut runs, &mut queue, Due { at, request: None }, elsewhere, &cancelled_because);
@@ -162,6 +176,12 @@ pub(crate) async fn serve_one(
                     Ok(Tick::Taken) => tracing::debug!(
                         target: "flowcore",
                         "Deployment '{}': the run scheduled for {} is another worker's",
+                        d.name,
+                        rfc3339(at)
+                    ),
+                    Ok(Tick::Paused) => tracing::debug!(
+                        target: "flowcore",
+                        "Deployment '{}' is paused: no run for {}",
                         d.name,
                         rfc3339(at)
                     ),
@@ -173,7 +193,7 @@ pub(crate) async fn serve_one(
                     ),
                 }
                 // The next time after now, not after `at`: times missed while the process was
-                // stopped or starved are not run in a burst.
+                // stopped or starved, or the deployment paused, are not run in a burst.
                 next = next_after(&d, at.max(Timestamp::now()), &store);
             }
             Some(request) = requests.recv() => {
@@ -232,6 +252,31 @@ async fn claim_tick(d: &Served, store: &Store, at: Timestamp) -> Result<Tick, St
             }
             other => return other,
         }
+    }
+}
+
+/// Logs when a scheduled time finds the deployment newly paused, or resumed: once each, not at
+/// every time that passes.
+fn note_pause(d: &Served, paused: &mut bool, now_paused: bool, at: Timestamp) {
+    if *paused == now_paused {
+        return;
+    }
+    *paused = now_paused;
+    if now_paused {
+        tracing::info!(
+            target: "flowcore",
+            "Deployment '{}' is paused: the run scheduled for {} is not started, nor any until `flowcore deployment resume {}`",
+            d.name,
+            rfc3339(at),
+            d.name
+        );
+    } else {
+        tracing::info!(
+            target: "flowcore",
+            "Deployment '{}' was resumed: it runs on its schedule again from {} (the times that passed while it was paused are not made up)",
+            d.name,
+            rfc3339(at)
+        );
     }
 }
 

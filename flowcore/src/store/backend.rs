@@ -7,7 +7,10 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::state::{State, StateKind};
 use crate::store::StoreError;
-use crate::store::deployments::{DeploymentInfo, DeploymentRow, RequestedRun, Tick, WorkerInfo};
+use crate::store::delete::{Deleted, Prune};
+use crate::store::deployments::{
+    Change, DeploymentInfo, DeploymentRow, RequestedRun, Tick, WorkerInfo,
+};
 use crate::store::event::{Event, FlowRow, TaskRow};
 use crate::store::limits::{LimitInfo, Slot};
 use crate::store::process::ProcessInfo;
@@ -61,6 +64,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// Moves what sits in a write-ahead log into the store's file, so that the file alone holds
+    /// every commit: for the writer, as the store closes. Nothing to do for most stores.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Whether it was opened for reading only: then it cannot record runs.
     fn opened_for_reading(&self) -> bool {
         false
@@ -110,9 +119,21 @@ pub(crate) trait Backend: Send + Sync + 'static {
         of: crate::artifact::ArtifactsOf<'_>,
     ) -> Result<Vec<crate::artifact::Artifact>, StoreError>;
 
-    /// Records that `me` serves these deployments, as one of their workers.
-    fn serve_deployments(&self, rows: &[DeploymentRow], me: &ProcessInfo)
-    -> Result<(), StoreError>;
+    /// Deletes these flow runs with everything under them, in one transaction: all of them,
+    /// or none when one is unknown ([`StoreError::UnknownRun`]) or has a run going in a live
+    /// process ([`StoreError::RunGoing`]).
+    fn delete_runs(&self, ids: &[Uuid], me: &ProcessInfo) -> Result<Deleted, StoreError>;
+    /// Deletes the top-level flow runs `prune` selects with everything under them, in one
+    /// transaction, leaving out those with a run going in a live process.
+    fn prune(&self, prune: &Prune, me: &ProcessInfo) -> Result<Deleted, StoreError>;
+
+    /// Records that `me` serves these deployments, as one of their workers; returns the names
+    /// of those that are paused (a deployment's definition is written anew, its pause kept).
+    fn serve_deployments(
+        &self,
+        rows: &[DeploymentRow],
+        me: &ProcessInfo,
+    ) -> Result<Vec<String>, StoreError>;
     /// Records that `me` no longer serves these deployments, and gives back the requested runs
     /// it claimed but did not start.
     fn unserve_deployments(&self, names: &[String], me: &ProcessInfo) -> Result<(), StoreError>;
@@ -123,6 +144,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn deployment_definitions(&self) -> Result<Vec<DeploymentInfo>, StoreError> {
         self.deployments()
     }
+    /// Pauses the schedule of the deployment `name` as of `at` (`Some`), or resumes it
+    /// (`None`); `None` if no deployment has that name. Pausing a paused deployment keeps the
+    /// time of its first pause.
+    fn set_paused(&self, name: &str, at: Option<Timestamp>) -> Result<Option<Change>, StoreError>;
     /// Writes a requested run: a flow run in state `Scheduled`, claimed by no process.
     fn request_run(&self, run: &RequestedRun) -> Result<(), StoreError>;
     /// Asks for flow run `id` to be cancelled by `by`: see [`Store::cancel_run`].
@@ -150,7 +175,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
         deployments: &[String],
         me: &ProcessInfo,
     ) -> Result<Vec<RequestedRun>, StoreError>;
-    /// Takes the scheduled time `at` of `deployment` for `me`, unless another worker took it.
+    /// Takes the scheduled time `at` of `deployment` for `me`, unless another worker took it or
+    /// the deployment is paused.
     fn claim_tick(
         &self,
         deployment: &str,

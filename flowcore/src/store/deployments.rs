@@ -48,8 +48,12 @@ pub struct DeploymentInfo {
     pub served_by: Option<ServedBy>,
     /// Every process serving it: its workers, oldest first.
     pub workers: Vec<ServedBy>,
-    /// When its next scheduled run is due, while it is served.
+    /// When its next scheduled run is due, while it is served. It keeps counting while the
+    /// deployment is paused: the time its schedule would run next.
     pub next_run_at: Option<Timestamp>,
+    /// When its schedule was paused ([`Store::pause_deployment`](crate::Store::pause_deployment));
+    /// `None` while the schedule runs.
+    pub paused_at: Option<Timestamp>,
     /// Its newest runs, newest first (at most five).
     pub last_runs: Vec<DeploymentRun>,
 }
@@ -102,6 +106,14 @@ pub struct RequestedRun {
     pub(crate) history: Vec<crate::state::State>,
 }
 
+/// Whether a deployment's schedule was paused or resumed by the call that asked, or was so
+/// already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    Changed,
+    Already,
+}
+
 /// What a serving process writes of a deployment.
 #[derive(Clone, Debug)]
 pub(crate) struct DeploymentRow {
@@ -122,6 +134,8 @@ pub(crate) enum Tick {
     Mine { going: usize },
     /// Another worker took it first.
     Taken,
+    /// Nobody: the deployment is paused, and its scheduled times pass without a run.
+    Paused,
 }
 
 /// A process serving deployments or background tasks, as `flowcore worker ls` shows it.

@@ -151,6 +151,21 @@ pub enum StoreError {
         /// When it was taken for dead, as RFC 3339.
         at: String,
     },
+    /// A flow run to delete has a run under it still going, in a process that is alive:
+    /// nothing was deleted.
+    #[error(
+        "cannot delete: {run} is {state}, in process {pid} on {host}, which is alive; let it end (or stop that process) first. Nothing was deleted"
+    )]
+    RunGoing {
+        /// The run going: `flow run 'olive-grebe'`, or `task run of 'extract'`.
+        run: String,
+        /// Its state.
+        state: crate::state::StateKind,
+        /// The process running it.
+        pid: u32,
+        /// Its host.
+        host: String,
+    },
     /// A run request whose parameters do not fit the deployment.
     #[error("{0}")]
     BadParameter(String),

@@ -100,6 +100,11 @@ pub(crate) enum Event {
     },
     /// Answered once everything sent before it is committed.
     Flush(Committed),
+    /// Answered once everything sent before it is committed and the store's log is moved into
+    /// its file ([`Backend::checkpoint`](crate::store::backend::Backend::checkpoint)): for a
+    /// process about to exit. Sent for SQLite stores only, which have a log.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    Checkpoint(Committed),
 }
 
 /// Who waits for a flush, and how it is told.

@@ -17,11 +17,14 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::record::FlowRunRecord;
 use crate::store::backend::Backend;
+use crate::store::delete::{Deleted, Prune};
 use crate::store::deployments::{
-    self, DeploymentInfo, DeploymentRow, RequestedRun, Tick, WorkerInfo,
+    self, Change, DeploymentInfo, DeploymentRow, RequestedRun, Tick, WorkerInfo,
 };
 use crate::store::error::StoreError;
 use crate::store::event::{Committed, Event};
+#[cfg(feature = "sqlite")]
+use crate::store::exit::{self, AtExit};
 use crate::store::limits::{LimitInfo, Slot};
 use crate::store::memory::MemoryBackend;
 #[cfg(feature = "postgres")]
@@ -65,6 +68,32 @@ struct Inner {
     limited_tags: std::sync::Mutex<Option<(std::time::Instant, Arc<[String]>)>>,
 }
 
+/// How long the process's exit waits for a store's writer to commit what is queued and move its
+/// log into its file: milliseconds as a rule; the wait is for a lock held by another process.
+#[cfg(feature = "sqlite")]
+const EXIT_WAIT: Duration = Duration::from_secs(5);
+
+#[cfg(feature = "sqlite")]
+impl AtExit for Inner {
+    fn at_exit(&self) {
+        let Some(events) = &self.events else {
+            return;
+        };
+        // A writer that cannot commit is trying again with its batch: there is no log to tidy
+        // until it can, and the process's exit does not wait for it.
+        if self.health.is_failing() {
+            return;
+        }
+        let (done, checkpointed) = std::sync::mpsc::sync_channel(1);
+        if events
+            .send(Event::Checkpoint(Committed::Blocking(done)))
+            .is_ok()
+        {
+            let _ = checkpointed.recv_timeout(EXIT_WAIT);
+        }
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Store({})", self.describe())
@@ -94,7 +123,10 @@ impl Store {
     pub fn sqlite(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let process = ProcessInfo::current();
         let backend = SqliteBackend::open(path.as_ref(), Access::Write, &process)?;
-        Store::started(Arc::new(backend), process)
+        let store = Store::started(Arc::new(backend), process)?;
+        let inner: std::sync::Weak<Inner> = Arc::downgrade(&store.inner);
+        exit::checkpoint_at_exit(inner);
+        Ok(store)
     }
 
     /// The store in the PostgreSQL database at `url`, for recording runs: one history for
@@ -139,10 +171,10 @@ impl Store {
 
     /// The store at `target` (a SQLite file's path, or a `postgres://` URL), for reading runs:
     /// what `flowcore` commands and the dashboard use. It never writes unless asked to
-    /// ([`Store::request_run`], [`Store::clear_cache`], [`Store::mark_crashed`]), so a
-    /// read-only file (or file system, or database role) can be read. The unfinished runs of
-    /// processes that died are shown `Crashed`, as a writer will record them, without being
-    /// written.
+    /// ([`Store::request_run`], [`Store::pause_deployment`], [`Store::clear_cache`],
+    /// [`Store::mark_crashed`], …), so a read-only file (or file system, or database role) can
+    /// be read. The unfinished runs of processes that died are shown `Crashed`, as a writer will
+    /// record them, without being written.
     ///
     /// Refused, untouched: a missing file ([`StoreError::NoStore`]: a mistyped path must not
     /// leave an empty store behind), an empty file or database, somebody else's, one of another
@@ -409,7 +441,7 @@ impl Store {
                 let _ = events.send(event);
             }
             None => {
-                if let Event::Flush(done) = event {
+                if let Event::Flush(done) | Event::Checkpoint(done) = event {
                     done.send(Ok(()));
                 } else if let Err(e) = self.inner.backend.write_now(event, &self.inner.process) {
                     eprintln!("flowcore: could not record runs: {e}");
@@ -825,6 +857,66 @@ impl Store {
         backend.logs(&runs)
     }
 
+    /// Deletes these flow runs (what `flowcore runs delete` does), each with everything under
+    /// it: its subflow runs, all their task runs, every state and log line of each, in one
+    /// transaction, so that no row is left pointing at a run that is gone. Cached results,
+    /// which belong to tasks, stay.
+    ///
+    /// All or nothing: an unknown id is [`StoreError::UnknownRun`]; a run among them (a
+    /// subflow run, a task run) still going in a process that is alive is
+    /// [`StoreError::RunGoing`]. The runs of a process that died (shown `Crashed`) may be
+    /// deleted.
+    pub fn delete_runs(&self, ids: &[Uuid]) -> Result<Deleted, StoreError> {
+        self.commit_sent()?;
+        self.inner.backend.delete_runs(ids, &self.inner.process)
+    }
+
+    /// Deletes the top-level flow runs that `prune` selects (created before a time, ended in
+    /// one of some states), each with everything under it, as [`Store::delete_runs`] does, in
+    /// one transaction: what `flowcore runs prune --older-than 30d` does. A run with anything
+    /// under it still going in a live process is left. A state that is not final is refused
+    /// ([`StoreError::BadParameter`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flowcore::store::Prune;
+    /// use flowcore::{StateKind, Store, Timestamp};
+    ///
+    /// # fn main() -> Result<(), flowcore::StoreError> {
+    /// let store = Store::memory();
+    /// let month_ago = Timestamp::from_micros(
+    ///     Timestamp::wall_now().as_micros() - Duration::from_secs(30 * 86_400).as_micros() as i64,
+    /// );
+    /// let deleted = store.prune(&Prune::created_before(month_ago).in_states([StateKind::Completed]))?;
+    /// assert_eq!((deleted.flow_runs, deleted.task_runs), (0, 0));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn prune(&self, prune: &Prune) -> Result<Deleted, StoreError> {
+        if let Some(state) = prune.states.iter().find(|s| !s.is_final()) {
+            let finals: Vec<&str> = crate::state::StateKind::ALL
+                .iter()
+                .filter(|s| s.is_final())
+                .map(|s| s.as_str())
+                .collect();
+            return Err(StoreError::BadParameter(format!(
+                "{state} is not a final state: a prune deletes runs that ended ({})",
+                finals.join(", ")
+            )));
+        }
+        self.commit_sent()?;
+        self.inner.backend.prune(prune, &self.inner.process)
+    }
+
+    /// Commits what this process sent before a deletion, so that none of it (a last log line
+    /// of a run) lands after the rows are gone.
+    fn commit_sent(&self) -> Result<(), StoreError> {
+        if self.inner.events.is_some() {
+            self.flush_blocking(Duration::MAX)?;
+        }
+        Ok(())
+    }
+
     /// Every cached result, expired ones included until they are next looked up.
     pub fn cache_entries(&self) -> Result<Vec<CacheEntry>, StoreError> {
         self.inner.backend.cache_entries()
@@ -856,17 +948,7 @@ impl Store {
     ) -> Result<RequestedRun, StoreError> {
         let all = self.inner.backend.deployment_definitions()?;
         let Some(deployment) = all.iter().find(|d| d.name == name) else {
-            let known = if all.is_empty() {
-                "no process has served a deployment with this store yet".to_owned()
-            } else {
-                let names: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
-                format!("deployments: {}", names.join(", "))
-            };
-            return Err(StoreError::UnknownDeployment {
-                name: name.to_owned(),
-                store: self.describe(),
-                known,
-            });
+            return Err(self.unknown_deployment(name, &all));
         };
         let parameters = deployments::parameters_with(name, &deployment.parameters, parameters)
             .map_err(StoreError::BadParameter)?;
@@ -883,6 +965,54 @@ impl Store {
         self.inner.backend.request_run(&run)?;
         self.inner.requested.send_modify(|n| *n += 1);
         Ok(run)
+    }
+
+    /// Pauses the schedule of the deployment `name` (what `flowcore deployment pause` does):
+    /// from the next scheduled time on, the processes serving it start no scheduled run, until
+    /// [`Store::resume_deployment`]. Runs requested by hand ([`Store::request_run`]) still run,
+    /// and runs under way go on. The pause is kept in the store: a process that starts serving
+    /// the deployment later, or again, keeps it paused.
+    ///
+    /// Returns `false` if it was paused already (it stays paused since its first pause). An
+    /// unknown deployment is [`StoreError::UnknownDeployment`], naming it.
+    pub fn pause_deployment(&self, name: &str) -> Result<bool, StoreError> {
+        self.set_paused(name, Some(Timestamp::wall_now()))
+    }
+
+    /// Resumes the schedule of the paused deployment `name` (what `flowcore deployment resume`
+    /// does). The times that passed while it was paused are not made up: its next scheduled
+    /// run is the next time due from now, as if it had been running all along.
+    ///
+    /// Returns `false` if it was not paused. An unknown deployment is
+    /// [`StoreError::UnknownDeployment`], naming it.
+    pub fn resume_deployment(&self, name: &str) -> Result<bool, StoreError> {
+        self.set_paused(name, None)
+    }
+
+    fn set_paused(&self, name: &str, at: Option<Timestamp>) -> Result<bool, StoreError> {
+        match self.inner.backend.set_paused(name, at)? {
+            Some(change) => Ok(change == Change::Changed),
+            None => {
+                let all = self.inner.backend.deployment_definitions()?;
+                Err(self.unknown_deployment(name, &all))
+            }
+        }
+    }
+
+    /// The error for a deployment `name` that is not among `all`, with the names it may have
+    /// meant.
+    fn unknown_deployment(&self, name: &str, all: &[DeploymentInfo]) -> StoreError {
+        let known = if all.is_empty() {
+            "no process has served a deployment with this store yet".to_owned()
+        } else {
+            let names: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
+            format!("deployments: {}", names.join(", "))
+        };
+        StoreError::UnknownDeployment {
+            name: name.to_owned(),
+            store: self.describe(),
+            known,
+        }
     }
 
     /// The processes serving deployments with this store (their workers), oldest first: what
@@ -1083,7 +1213,11 @@ impl Store {
         self.inner.backend.reads_block()
     }
 
-    pub(crate) fn serve_deployments(&self, rows: &[DeploymentRow]) -> Result<(), StoreError> {
+    /// Records that this process serves `rows`; returns the names of those paused.
+    pub(crate) fn serve_deployments(
+        &self,
+        rows: &[DeploymentRow],
+    ) -> Result<Vec<String>, StoreError> {
         self.inner
             .backend
             .serve_deployments(rows, &self.inner.process)

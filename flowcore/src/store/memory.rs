@@ -15,7 +15,7 @@
 //! from the task's static settings.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
@@ -29,9 +29,10 @@ use crate::record::{CacheStatus, History as States, Upstream};
 use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::backend::Backend;
+use crate::store::delete::{Deleted, Going, Prune};
 use crate::store::deployments::{
-    DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED, RequestedRun, ServedBy,
-    Tick, WorkerInfo,
+    Change, DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED, RequestedRun,
+    ServedBy, Tick, WorkerInfo,
 };
 use crate::store::event::{Event, FlowRow, RowUpdate, TaskRow};
 use crate::store::limits::{LimitInfo, Slot};
@@ -131,6 +132,7 @@ struct MemDeployment {
     row: DeploymentRow,
     served: bool,
     next_run_at: Option<Timestamp>,
+    paused_at: Option<Timestamp>,
 }
 
 #[derive(Default)]
@@ -495,7 +497,10 @@ impl MemoryBackend {
                 }
             }
             // A memory store is one process's: its limits are `flowcore::limits`'s alone.
-            Event::Heartbeat(_) | Event::Flush(_) | Event::ReleaseSlots { .. } => {}
+            Event::Heartbeat(_)
+            | Event::Flush(_)
+            | Event::Checkpoint(_)
+            | Event::ReleaseSlots { .. } => {}
         }
     }
 
@@ -573,6 +578,86 @@ impl MemoryBackend {
         forgotten
     }
 
+    /// `root` and every flow run under it, added to `into` unless there already.
+    fn tree(history: &History, root: Uuid, into: &mut Vec<Uuid>, seen: &mut HashSet<Uuid>) {
+        if !seen.insert(root) {
+            return;
+        }
+        into.push(root);
+        for child in history.children.get(&root).into_iter().flatten() {
+            Self::tree(history, *child, into, seen);
+        }
+    }
+
+    /// The first of these flow runs, or of their task runs, still going: every run of a memory
+    /// store is this process's, which is alive. A run requested by hand that no loop has
+    /// claimed yet is held by nobody, as in a SQL store.
+    fn first_going(&self, flows: &[Uuid], me: &ProcessInfo) -> Option<Going> {
+        let going = |name: String, state: StateKind| Going {
+            name,
+            state,
+            pid: me.pid,
+            host: me.host.clone(),
+        };
+        let unclaimed: HashSet<Uuid> = lock(&self.requests).iter().copied().collect();
+        for id in flows {
+            let Some(flow) = self.flows.get(id) else {
+                continue;
+            };
+            let state = flow.states.current().kind;
+            if !state.is_final() && !unclaimed.contains(id) {
+                return Some(going(format!("flow run '{}'", flow.name), state));
+            }
+            for task in flow.tasks.iter().flatten() {
+                if let Some(state) = task.states.last_kind().filter(|s| !s.is_final()) {
+                    let name = &flow.kinds[task.kind as usize].task;
+                    return Some(going(format!("task run of '{name}'"), state));
+                }
+            }
+        }
+        None
+    }
+
+    /// Deletes these flow runs with their task runs, log lines, requests and delayed runs.
+    fn delete_flows(&self, history: &mut History, flows: &[Uuid]) -> Deleted {
+        let set: HashSet<Uuid> = flows.iter().copied().collect();
+        let mut runs = set.clone();
+        let mut deleted = Deleted::default();
+        for id in flows {
+            if let Some((_, flow)) = self.flows.remove(id) {
+                deleted.flow_runs += 1;
+                deleted.task_runs += flow.task_runs;
+                runs.extend(flow.tasks.iter().flatten().map(|t| t.id));
+                if let Some(siblings) = flow.parent_id.and_then(|p| history.children.get_mut(&p)) {
+                    siblings.retain(|c| c != id);
+                }
+            }
+            history.children.remove(id);
+        }
+        history.order.retain(|id| !set.contains(id));
+        let History {
+            finished,
+            finished_task_runs,
+            ..
+        } = history;
+        finished.retain(|(id, task_runs)| {
+            let gone = set.contains(id);
+            if gone {
+                *finished_task_runs -= task_runs;
+            }
+            !gone
+        });
+        lock(&self.logs).retain(|l| !runs.contains(&l.run_id));
+        lock(&self.artifacts).retain(|a| a.flow_run_id.is_none_or(|f| !set.contains(&f)));
+        lock(&self.inputs).retain(|run, _| !set.contains(run));
+        lock(&self.requests).retain(|id| !set.contains(id));
+        let mut delayed = lock(&self.delayed);
+        let Delayed { runs: all, waiting } = &mut *delayed;
+        all.retain(|_, r| r.flow_run_id.is_none_or(|f| !set.contains(&f)));
+        waiting.retain(|id| all.contains_key(id));
+        deleted
+    }
+
     /// Forgets a flow run, with its task runs, and its subflow runs.
     fn forget_flow_run(&self, history: &mut History, id: Uuid, forgotten: &mut Vec<MemFlow>) {
         forgotten.extend(self.flows.remove(&id).map(|(_, flow)| flow));
@@ -642,19 +727,42 @@ impl Backend for MemoryBackend {
     }
 
     /// Only this process can use a memory store: no other serves its deployments.
-    fn serve_deployments(&self, rows: &[DeploymentRow], _: &ProcessInfo) -> Result<(), StoreError> {
+    fn serve_deployments(
+        &self,
+        rows: &[DeploymentRow],
+        _: &ProcessInfo,
+    ) -> Result<Vec<String>, StoreError> {
         let mut deployments = lock(&self.deployments);
+        let mut paused = Vec::new();
         for row in rows {
+            // Served again, a deployment keeps its pause.
+            let paused_at = deployments.get(&row.name).and_then(|d| d.paused_at);
+            if paused_at.is_some() {
+                paused.push(row.name.clone());
+            }
             deployments.insert(
                 row.name.clone(),
                 MemDeployment {
                     row: row.clone(),
                     served: true,
                     next_run_at: None,
+                    paused_at,
                 },
             );
         }
-        Ok(())
+        Ok(paused)
+    }
+
+    fn set_paused(&self, name: &str, at: Option<Timestamp>) -> Result<Option<Change>, StoreError> {
+        let mut deployments = lock(&self.deployments);
+        let Some(d) = deployments.get_mut(name) else {
+            return Ok(None);
+        };
+        if d.paused_at.is_some() == at.is_some() {
+            return Ok(Some(Change::Already));
+        }
+        d.paused_at = at;
+        Ok(Some(Change::Changed))
     }
 
     fn unserve_deployments(&self, names: &[String], _: &ProcessInfo) -> Result<(), StoreError> {
@@ -694,6 +802,7 @@ impl Backend for MemoryBackend {
                     .into_iter()
                     .collect(),
                 next_run_at: d.next_run_at,
+                paused_at: d.paused_at,
                 last_runs: order
                     .iter()
                     .rev()
@@ -924,8 +1033,60 @@ impl Backend for MemoryBackend {
 
     /// Only this process serves a memory store's deployments: every time is its own, and its
     /// runs in flight are its to count.
-    fn claim_tick(&self, _: &str, _: Timestamp, _: &ProcessInfo) -> Result<Tick, StoreError> {
-        Ok(Tick::Mine { going: 0 })
+    fn delete_runs(&self, ids: &[Uuid], me: &ProcessInfo) -> Result<Deleted, StoreError> {
+        let mut history = self.history();
+        let (mut flows, mut seen) = (Vec::new(), HashSet::new());
+        for id in ids {
+            if !self.flows.contains_key(id) {
+                return Err(StoreError::UnknownRun {
+                    run: id.to_string(),
+                    store: self.describe(),
+                });
+            }
+            Self::tree(&history, *id, &mut flows, &mut seen);
+        }
+        if let Some(going) = self.first_going(&flows, me) {
+            return Err(going.into());
+        }
+        Ok(self.delete_flows(&mut history, &flows))
+    }
+
+    fn prune(&self, prune: &Prune, me: &ProcessInfo) -> Result<Deleted, StoreError> {
+        let states = prune.final_states();
+        let mut history = self.history();
+        let roots: Vec<Uuid> = history
+            .order
+            .iter()
+            .filter(|id| {
+                self.flows.get(id).is_some_and(|f| {
+                    let row = f.row(**id);
+                    row.parent_id.is_none()
+                        && row.created_at < prune.created_before
+                        && states.contains(&row.state)
+                })
+            })
+            .copied()
+            .collect();
+        let mut deleted = Deleted::default();
+        for root in roots {
+            let mut flows = Vec::new();
+            Self::tree(&history, root, &mut flows, &mut HashSet::new());
+            if self.first_going(&flows, me).is_none() {
+                deleted += self.delete_flows(&mut history, &flows);
+            }
+        }
+        Ok(deleted)
+    }
+
+    fn claim_tick(&self, name: &str, _: Timestamp, _: &ProcessInfo) -> Result<Tick, StoreError> {
+        let paused = lock(&self.deployments)
+            .get(name)
+            .is_some_and(|d| d.paused_at.is_some());
+        Ok(if paused {
+            Tick::Paused
+        } else {
+            Tick::Mine { going: 0 }
+        })
     }
 
     fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {

@@ -45,9 +45,12 @@
 //! ```
 
 mod backend;
+mod delete;
 mod deployments;
 pub(crate) mod error;
 mod event;
+#[cfg(feature = "sqlite")]
+mod exit;
 pub(crate) mod handle;
 mod limits;
 pub(crate) mod location;
@@ -65,6 +68,7 @@ pub(crate) mod task_requests;
 mod task_states;
 mod writer;
 
+pub use delete::{Deleted, Prune};
 pub use deployments::{DeploymentInfo, DeploymentRun, RequestedRun, ServedBy, WorkerInfo};
 pub use limits::LimitInfo;
 pub use query::{CacheEntry, FlowRunSummary, LogLine, RunFilter};

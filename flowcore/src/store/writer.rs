@@ -96,6 +96,14 @@ impl Health {
         self.patience.store(millis, Ordering::Relaxed);
     }
 
+    /// Whether the last commit failed (or another process took this one for dead).
+    pub(crate) fn is_failing(&self) -> bool {
+        self.failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// Whether runs have stopped waiting for the store: one atomic load, for the task-call
     /// path.
     pub(crate) fn is_unavailable(&self) -> bool {
@@ -173,7 +181,12 @@ impl Writer {
             match self.receiver.recv_timeout(process::heartbeat()) {
                 Ok(event) => batch.push(event),
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+                // Every handle of the store was dropped, and everything they sent is committed:
+                // the store closes.
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.checkpoint();
+                    return;
+                }
             }
             while batch.len() < MAX_BATCH {
                 match self.receiver.try_recv() {
@@ -186,13 +199,21 @@ impl Writer {
                 last_heartbeat = Instant::now();
             }
             self.commit(&batch);
+            let mut checkpoint = false;
             let flushes: Vec<_> = batch
                 .drain(..)
                 .filter_map(|event| match event {
                     Event::Flush(done) => Some(done),
+                    Event::Checkpoint(done) => {
+                        checkpoint = true;
+                        Some(done)
+                    }
                     _ => None,
                 })
                 .collect();
+            if checkpoint {
+                self.checkpoint();
+            }
             // A burst may have grown the batch to MAX_BATCH events (megabytes): that memory is
             // given back before a flow run waiting on a flush returns.
             batch.shrink_to(BATCH_CAPACITY);
@@ -200,6 +221,29 @@ impl Writer {
                 done.send(Ok(()));
             }
             self.committed.notify_waiters();
+        }
+    }
+
+    /// Moves the store's log into its file as the store closes or the process exits, so that the
+    /// file alone holds every run: a copy of `flowcore.db` without its `-wal` misses none. A
+    /// failure loses nothing (the runs are committed, in the log, which the next process to
+    /// open the store reads), so it is said, not fatal; another process using the store at that
+    /// moment is no failure at all, and is left quiet.
+    fn checkpoint(&self) {
+        // A store that cannot commit cannot copy its log either.
+        if self.health.is_failing() {
+            return;
+        }
+        match self.backend.checkpoint() {
+            Ok(()) => {}
+            Err(StoreError::Busy { .. }) => tracing::debug!(
+                target: "flowcore",
+                "The run store's log stays beside it: another process was using the store"
+            ),
+            Err(e) => eprintln!(
+                "flowcore: could not move the run store's log into {} ({e}); its runs are committed, in the -wal file beside it",
+                self.backend.describe()
+            ),
         }
     }
 

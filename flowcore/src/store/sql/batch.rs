@@ -189,7 +189,7 @@ pub(crate) fn write_batch(
                 next_runs.insert(deployment.as_str(), *at);
             }
             Event::ReleaseSlots { task_run } => released.push(*task_run),
-            Event::Flush(_) => {}
+            Event::Flush(_) | Event::Checkpoint(_) => {}
         }
     }
 

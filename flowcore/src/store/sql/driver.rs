@@ -222,6 +222,12 @@ pub(crate) trait Driver: Send + Sync + 'static {
     ) -> Option<Result<T, StoreError>> {
         None
     }
+
+    /// Moves what sits in a log beside the database into the database itself, for a store
+    /// closing: nothing to do for a server.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The two dialects the store's statements are written for.

@@ -10,6 +10,7 @@
 pub(crate) mod batch;
 pub(crate) mod cancel;
 pub(crate) mod crash;
+mod delete;
 pub(crate) mod driver;
 pub(crate) mod rows;
 pub(crate) mod task_requests;
@@ -25,9 +26,10 @@ use crate::crash_hooks::CrashedRun;
 use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::backend::Backend;
+use crate::store::delete::{Deleted, Prune};
 use crate::store::deployments::{
-    CLAIM_BATCH, DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED, RequestedRun,
-    ServedBy, Tick, WorkerInfo,
+    CLAIM_BATCH, Change, DeploymentInfo, DeploymentRow, DeploymentRun, LAST_RUNS, REQUESTED,
+    RequestedRun, ServedBy, Tick, WorkerInfo,
 };
 use crate::store::event::{Event, FlowRow, TaskRow};
 use crate::store::limits::{LimitInfo, Slot};
@@ -97,12 +99,15 @@ impl<D: Driver> SqlBackend<D> {
     }
 
     /// Records that `me` serves `rows`, in one transaction, beside any other worker: the
-    /// deployment's row is the last starter's, and `me` is one of its workers.
+    /// deployment's row is the last starter's, and `me` is one of its workers. Returns the
+    /// names of those paused: the upsert leaves `paused_at` alone, so a deployment paused stays
+    /// paused when its workers restart with its definition.
     fn serve_deployments_in(
         conn: &mut dyn Conn,
         rows: &[DeploymentRow],
         me: &ProcessInfo,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
+        let mut paused = Vec::new();
         for row in rows {
             let parameters = row.parameters.to_string();
             conn.execute(
@@ -130,9 +135,22 @@ impl<D: Driver> SqlBackend<D> {
                  VALUES ($1::text, $2::bytea) ON CONFLICT DO NOTHING",
                 &[Param::Text(&row.name), Param::Bytes(key(&me.id))],
             )?;
+            if is_paused(conn, &row.name)? {
+                paused.push(row.name.clone());
+            }
         }
-        Ok(())
+        Ok(paused)
     }
+}
+
+/// Whether the deployment `name` is paused.
+fn is_paused(c: &mut dyn Conn, name: &str) -> Result<bool, StoreError> {
+    let paused = c.first(
+        "SELECT 1 FROM deployments WHERE name = $1::text AND paused_at IS NOT NULL",
+        &[Param::Text(name)],
+        |_| Ok(()),
+    )?;
+    Ok(paused.is_some())
 }
 
 fn cache_lookup(c: &mut dyn Conn, key: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
@@ -154,7 +172,10 @@ impl<D: Driver> Backend for SqlBackend<D> {
         // A batch of flushes alone has nothing to write: what came before it is committed, by
         // the batches before it. (A transaction for it would lock the process's row for the
         // fencing check, and so wait for a WAL flush.)
-        if batch.iter().all(|e| matches!(e, Event::Flush(_))) {
+        if batch
+            .iter()
+            .all(|e| matches!(e, Event::Flush(_) | Event::Checkpoint(_)))
+        {
             return Ok(());
         }
         let dialect = self.driver.dialect();
@@ -162,6 +183,10 @@ impl<D: Driver> Backend for SqlBackend<D> {
             crash::check_not_fenced(c, dialect, process, &self.driver.describe())?;
             batch::write_batch(c, dialect, batch, process)
         })
+    }
+
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        self.driver.checkpoint()
     }
 
     /// A reader runs nothing, so it is not recorded: it has no runs to be marked Crashed.
@@ -513,6 +538,68 @@ impl<D: Driver> Backend for SqlBackend<D> {
         })
     }
 
+    fn delete_runs(&self, ids: &[Uuid], me: &ProcessInfo) -> Result<Deleted, StoreError> {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        let store = self.driver.describe();
+        self.driver.write(&mut |c| {
+            let mut roots = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let row = c.first(
+                    "SELECT id FROM flow_runs WHERE id = $1::bytea {share}",
+                    &[Param::Bytes(key(id))],
+                    |r| r.value(0),
+                )?;
+                roots.push(row.ok_or_else(|| StoreError::UnknownRun {
+                    run: id.to_string(),
+                    store: store.clone(),
+                })?);
+            }
+            let runs = delete::gather(c, roots)?;
+            if let Some(going) = delete::first_going(c, &runs, me)? {
+                return Err(going.into());
+            }
+            delete::delete(c, &runs)
+        })
+    }
+
+    /// In groups of roots: a group with nothing going (the rule) is deleted at once; in one
+    /// with something going, each root is looked at alone.
+    fn prune(&self, prune: &Prune, me: &ProcessInfo) -> Result<Deleted, StoreError> {
+        const ROOTS_PER_LOOK: usize = 200;
+        let states = prune.final_states();
+        let list = (0..states.len())
+            .map(|i| format!("${}::text", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT id FROM flow_runs
+             WHERE parent_id IS NULL AND created_at < $1::bigint AND state IN ({list})
+             ORDER BY created_at {{share}}"
+        );
+        let mut params = vec![Param::Int(prune.created_before.as_micros())];
+        params.extend(states.iter().map(|s| Param::Text(s.as_str())));
+        self.driver.write(&mut |c| {
+            let roots = c.collect(&sql, &params, |r| r.value(0))?;
+            let mut deleted = Deleted::default();
+            for group in roots.chunks(ROOTS_PER_LOOK) {
+                let runs = delete::gather(c, group.to_vec())?;
+                if delete::first_going(c, &runs, me)?.is_none() {
+                    deleted += delete::delete(c, &runs)?;
+                    continue;
+                }
+                for root in group {
+                    let runs = delete::gather(c, vec![root.clone()])?;
+                    if delete::first_going(c, &runs, me)?.is_none() {
+                        deleted += delete::delete(c, &runs)?;
+                    }
+                }
+            }
+            Ok(deleted)
+        })
+    }
+
     fn cache_get(&self, key: &str, now: Timestamp) -> Result<Option<String>, StoreError> {
         self.driver.read(&mut |c| cache_lookup(c, key, now))
     }
@@ -558,9 +645,40 @@ impl<D: Driver> Backend for SqlBackend<D> {
         &self,
         rows: &[DeploymentRow],
         me: &ProcessInfo,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         self.driver
             .write(&mut |c| Self::serve_deployments_in(c, rows, me))
+    }
+
+    /// One statement that changes the row only if its state differs, so that two processes
+    /// pausing at once cannot both think they paused it; a second look tells "already" from
+    /// "no such deployment".
+    fn set_paused(&self, name: &str, at: Option<Timestamp>) -> Result<Option<Change>, StoreError> {
+        let sql = match at {
+            Some(_) => {
+                "UPDATE deployments SET paused_at = $2::bigint
+                 WHERE name = $1::text AND paused_at IS NULL"
+            }
+            None => {
+                "UPDATE deployments SET paused_at = $2::bigint
+                 WHERE name = $1::text AND paused_at IS NOT NULL"
+            }
+        };
+        self.driver.write(&mut |c| {
+            let changed = c.execute(
+                sql,
+                &[Param::Text(name), at.map(Timestamp::as_micros).into()],
+            )?;
+            if changed > 0 {
+                return Ok(Some(Change::Changed));
+            }
+            let exists = c.first(
+                "SELECT 1 FROM deployments WHERE name = $1::text",
+                &[Param::Text(name)],
+                |_| Ok(()),
+            )?;
+            Ok(exists.map(|()| Change::Already))
+        })
     }
 
     fn unserve_deployments(&self, names: &[String], me: &ProcessInfo) -> Result<(), StoreError> {
@@ -593,7 +711,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
     fn deployment_definitions(&self) -> Result<Vec<DeploymentInfo>, StoreError> {
         self.driver.read(&mut |c| {
             c.collect(
-                "SELECT name, flow, schedule, parameters, overlap FROM deployments ORDER BY name",
+                "SELECT name, flow, schedule, parameters, overlap, paused_at FROM deployments
+                 ORDER BY name",
                 &[],
                 |r| {
                     let parameters = text_at(r, 3)?;
@@ -605,6 +724,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
                         overlap: text_at(r, 4)?,
                         served_by: None,
                         next_run_at: None,
+                        paused_at: opt_ts(r, 5)?,
                         workers: Vec::new(),
                         last_runs: Vec::new(),
                     })
@@ -618,7 +738,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         self.read_runs(|c, view| {
             let mut all = c.collect(
                 "SELECT d.name, d.flow, d.schedule, d.parameters, d.overlap, p.pid, p.host,
-                     d.next_run_at, p.id
+                     d.next_run_at, p.id, d.paused_at
                  FROM deployments d LEFT JOIN processes p
                      ON p.id = d.process_id AND p.ended_at IS NULL
                  ORDER BY d.name",
@@ -640,6 +760,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
                             host,
                         }),
                         next_run_at: opt_ts(r, 7)?.filter(|_| alive),
+                        paused_at: opt_ts(r, 9)?,
                         workers: Vec::new(),
                         last_runs: Vec::new(),
                     })
@@ -829,7 +950,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
     }
 
     /// The first worker to insert the time's row takes it: the key is the deployment and the
-    /// time, and an insert that finds it there changes nothing.
+    /// time, and an insert that finds it there changes nothing. A paused deployment's times
+    /// are taken by nobody, and leave no row.
     fn claim_tick(
         &self,
         deployment: &str,
@@ -837,6 +959,10 @@ impl<D: Driver> Backend for SqlBackend<D> {
         me: &ProcessInfo,
     ) -> Result<Tick, StoreError> {
         self.driver.write(&mut |c| {
+            // Looked at in the claim's transaction: a pause committed before it holds.
+            if is_paused(c, deployment)? {
+                return Ok(Tick::Paused);
+            }
             let taken = c.first(
                 "INSERT INTO schedule_ticks (deployment, at, process_id)
                  VALUES ($1::text, $2::bigint, $3::bytea)

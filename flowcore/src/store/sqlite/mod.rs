@@ -22,6 +22,11 @@ use open::{BUSY_TIMEOUT, connect, patiently};
 /// Pages of write-ahead log (4 KiB each) after which the writer copies it into the file.
 const WAL_CHECKPOINT_PAGES: i64 = 10_000;
 
+/// How long the checkpoint of a store closing waits for other connections' reads and writes
+/// to let it empty the log: theirs take milliseconds; a process exiting must not wait on a
+/// dashboard's for long.
+const CLOSING_CHECKPOINT_WAIT: Duration = Duration::from_secs(1);
+
 /// A store in a SQLite file.
 pub(crate) type SqliteBackend = SqlBackend<SqliteDriver>;
 
@@ -220,6 +225,29 @@ impl Driver for SqliteDriver {
             .unwrap_or_else(|e| e.into_inner())
             .push(conn);
         result
+    }
+
+    /// `wal_checkpoint(TRUNCATE)`: copies the whole log into the file and empties it. Busy when
+    /// another connection kept it from finishing (its read of an older snapshot, another
+    /// process's write): then what was copied stays copied, and the rest waits in the log.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        // A store opened for reading that never wrote has no log of its making.
+        let Some(conn) = writer.as_mut() else {
+            return Ok(());
+        };
+        conn.busy_timeout(CLOSING_CHECKPOINT_WAIT)
+            .map_err(|e| self.err(e))?;
+        let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        });
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
+        match busy.map_err(|e| self.err(e))? {
+            0 => Ok(()),
+            _ => Err(StoreError::Busy {
+                path: self.path.clone(),
+            }),
+        }
     }
 
     /// A cache hit is one primary-key read, which in WAL mode never waits for the writer: a
