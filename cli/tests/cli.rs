@@ -841,8 +841,8 @@ fn a_bad_command_line_is_clap_s_first_line_and_exit_code_2() {
         "flowcore: unexpected argument '--bogus' found (see 'flowcore runs ls --help')"
     );
     assert_eq!(
-        failure(&["runs", "remove"], 2),
-        "flowcore: unrecognized subcommand 'remove' (see 'flowcore runs --help')"
+        failure(&["runs", "frobnicate"], 2),
+        "flowcore: unrecognized subcommand 'frobnicate' (see 'flowcore runs --help')"
     );
     // What is missing is said on the same line.
     assert_eq!(
