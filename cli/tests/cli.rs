@@ -853,7 +853,7 @@ fn a_bad_command_line_is_clap_s_first_line_and_exit_code_2() {
     assert_eq!(
         failure(&["runs"], 2),
         "flowcore: 'flowcore runs' requires a subcommand but one was not provided \
-         [subcommands: ls, show, summary, graph, delete, prune, help] (see 'flowcore runs --help')"
+         [subcommands: ls, show, summary, graph, cancel, resume, delete, prune, help] (see 'flowcore runs --help')"
     );
 }
 
