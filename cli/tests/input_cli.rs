@@ -94,4 +94,28 @@ fn runs_resume_and_the_run_page_answer_a_paused_run() {
         run.history[3].message(),
         "resumed with input from the dashboard"
     );
+
+    // The API: the answer as JSON, refused with 409 once the run takes no input.
+    let scoped = store.clone();
+    let second = rt.spawn(async move { scoped.scope(load(8)).await });
+    let id = loop {
+        let runs = store.flow_runs(&Default::default()).unwrap();
+        if let Some(run) = runs.iter().find(|r| r.state == StateKind::Paused) {
+            break run.id;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let post = |body: &str| {
+        client
+            .post(format!("{}/api/runs/{id}/input", dashboard.url))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .unwrap()
+    };
+    assert_eq!(post(r#"{"answer": true}"#).status().as_u16(), 422);
+    assert_eq!(post(r#"{"input": {"ok": false}}"#).status().as_u16(), 202);
+    assert!(!rt.block_on(second).unwrap().unwrap());
+    let gone = post(r#"{"input": {"ok": true}}"#);
+    assert_eq!(gone.status().as_u16(), 409);
 }

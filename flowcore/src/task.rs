@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 use tokio::sync::futures::OwnedNotified;
 use tracing::Instrument as _;
+use uuid::Uuid;
 
 use crate::attempt::{Attempts, Behaviour, Ending, LiveRun, attempt_loop};
 use crate::cache::Cache;
@@ -90,12 +91,14 @@ pin_project! {
         room: Option<Pin<Box<OwnedNotified>>>,
         #[pin]
         running: Option<F>,
+        // The run's id once it started: the task run whose body runs while it is polled.
+        id: Option<Uuid>,
     }
 }
 
 impl<S, F, R> Future for TaskStart<S, F, R>
 where
-    S: FnOnce(RunStore, CallOptions<R>) -> F,
+    S: FnOnce(RunStore, CallOptions<R>) -> (Uuid, F),
     F: Future<Output = Finished<R, TaskRunRecord>>,
 {
     type Output = Finished<R, TaskRunRecord>;
@@ -106,9 +109,12 @@ where
             let store = this.store.get_or_insert_with(RunStore::current);
             std::task::ready!(store.poll_room(cx, this.room));
             if let (Some((start, options)), Some(store)) = (this.start.take(), this.store.take()) {
-                this.running.set(Some(start(store, options)));
+                let (id, running) = start(store, options);
+                *this.id = Some(id);
+                this.running.set(Some(running));
             }
         }
+        let _current = crate::artifact::CurrentTaskRun::enter(*this.id);
         this.running
             .as_pin_mut()
             .expect("a task call is not polled after it finished")
@@ -120,7 +126,7 @@ impl<S, F, R> crate::sealed::TaskBody for TaskStart<S, F, R> {}
 
 impl<S, F, R> TaskBody for TaskStart<S, F, R>
 where
-    S: FnOnce(RunStore, CallOptions<R>) -> F,
+    S: FnOnce(RunStore, CallOptions<R>) -> (Uuid, F),
     F: Future<Output = Finished<R, TaskRunRecord>>,
 {
     fn options(&mut self) -> &mut CallOptions<R> {
@@ -344,12 +350,9 @@ where
             run.record().id,
         );
         let id = run.record().id;
-        crate::artifact::CURRENT_TASK_RUN
-            .scope(
-                id,
-                drive::<K, R, A>(run, attempts, behaviour, cache, codec, waits, skip),
-            )
-            .instrument(span)
+        let running =
+            drive::<K, R, A>(run, attempts, behaviour, cache, codec, waits, skip).instrument(span);
+        (id, running)
     };
     TaskStart {
         spec,
@@ -357,6 +360,7 @@ where
         store,
         room: None,
         running: None,
+        id: None,
     }
 }
 
