@@ -4,14 +4,13 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::LazyLock;
 
 use flowcore::artifact::{self, ArtifactError};
 use flowcore::{FlowRunRecord, Store, flow, task};
 use serde::Serialize;
-use support::start_dashboard;
+use support::{cli, start_dashboard};
 
 #[derive(Serialize)]
 struct Row {
@@ -71,34 +70,17 @@ static FILLED: LazyLock<Filled> = LazyLock::new(|| {
     }
 });
 
-fn flowcore(store: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_flowcore"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
 #[test]
 fn artifact_ls_and_show_give_the_latest_of_each_key() {
     let filled = &*FILLED;
-    let (ok, ls, _) = flowcore(&filled.path, &["artifact", "ls"]);
-    assert!(ok);
+    let ls = cli::ok(&filled.path, &["artifact", "ls"]);
     let rows: Vec<Vec<&str>> = ls.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows[0], ["Key", "Kind", "Flow", "run", "Created"]);
     assert_eq!(&rows[1][..3], ["dashboard", "link", "nightly-2"]);
     assert_eq!(&rows[2][..3], ["orders", "table", "nightly-2"]);
     assert_eq!(&rows[3][..3], ["summary", "markdown", "nightly-2"]);
 
-    let (ok, table, _) = flowcore(&filled.path, &["artifact", "show", "orders"]);
-    assert!(ok);
+    let table = cli::ok(&filled.path, &["artifact", "show", "orders"]);
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("Artifact 'orders' (table), from flow run 'nightly-2' at "));
     assert_eq!(lines[2], "region      orders");
@@ -106,19 +88,16 @@ fn artifact_ls_and_show_give_the_latest_of_each_key() {
     assert_eq!(lines[4], "south-east  7");
     assert_eq!(lines[6], "1 artifact earlier with this key.");
 
-    let (ok, _, err) = flowcore(&filled.path, &["artifact", "show", "nope"]);
-    assert!(!ok);
     assert_eq!(
-        err,
-        "flowcore: no artifact with key \"nope\"; `flowcore artifact ls` lists the keys\n"
+        cli::fails(&filled.path, &["artifact", "show", "nope"], 1),
+        "flowcore: no artifact with key \"nope\"; `flowcore artifact ls` lists the keys"
     );
 }
 
 #[test]
 fn runs_show_lists_the_artifacts_of_the_run() {
     let filled = &*FILLED;
-    let (ok, shown, _) = flowcore(&filled.path, &["runs", "show", "nightly-2"]);
-    assert!(ok);
+    let shown = cli::ok(&filled.path, &["runs", "show", "nightly-2"]);
     let at = shown.find("\nArtifacts\n").expect("an Artifacts section");
     let section: Vec<Vec<&str>> = shown[at..]
         .lines()

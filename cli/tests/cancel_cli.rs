@@ -8,12 +8,20 @@ mod support;
 
 use std::future::IntoFuture as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use flowcore::{Deployment, StateKind, Store, flow};
 use serde_json::Value;
 use support::start_dashboard;
+
+/// `flowcore --store STORE ARGS…` as the user `ada`, whom a cancel names.
+fn flowcore(store: &Path, args: &[&str]) -> Output {
+    support::cli::command(store, args)
+        .env("USER", "ada")
+        .output()
+        .unwrap()
+}
 
 #[flow]
 async fn sleepy() -> u32 {
@@ -43,17 +51,6 @@ fn store() -> (tempfile::TempDir, PathBuf, Store, String) {
     }));
     rt.block_on(store.flush()).unwrap();
     (dir, path, store, done)
-}
-
-fn flowcore(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowcore"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("USER", "ada")
-        .output()
-        .unwrap()
 }
 
 #[test]

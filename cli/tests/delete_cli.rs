@@ -8,12 +8,11 @@
 mod support;
 
 use std::ffi::OsStr;
-use std::process::{Command, Output};
 
 use flowcore::{Store, flow, task};
 use serde_json::Value;
 use support::backends::TestStore;
-use support::show;
+use support::cli::{fails, ok};
 
 store_tests!(runs_delete_and_prune_say_how_many_runs_went);
 
@@ -36,45 +35,6 @@ async fn parent() -> u32 {
 async fn failing() -> Result<u32, String> {
     add_one(1).await;
     Err("no rows".to_owned())
-}
-
-fn flowcore(target: &OsStr, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowcore"))
-        .arg("--store")
-        .arg(target)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn ok(target: &OsStr, args: &[&str]) -> String {
-    let out = flowcore(target, args);
-    assert!(out.status.success(), "flowcore {args:?}: {}", show(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "",
-        "flowcore {args:?}"
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(target: &OsStr, args: &[&str], code: i32) -> String {
-    let out = flowcore(target, args);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "flowcore {args:?}: {}",
-        show(&out)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "",
-        "flowcore {args:?}"
-    );
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
-    stderr.trim_end().to_owned()
 }
 
 /// The flows of the runs `runs ls` lists, newest first.

@@ -4,12 +4,12 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::LazyLock;
 
 use flowcore::{FlowRunRecord, Store, flow, task};
 use serde_json::Value;
+use support::cli::ok as flowcore;
 use support::start_dashboard;
 
 /// A name that must reach every page as text, never as markup.
@@ -55,19 +55,6 @@ static FILLED: LazyLock<Filled> = LazyLock::new(|| {
         untagged,
     }
 });
-
-fn flowcore(store: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_flowcore"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "flowcore {args:?} failed: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[test]
 fn runs_ls_tag_lists_only_the_runs_carrying_it() {

@@ -10,59 +10,16 @@ mod support;
 
 use std::ffi::OsStr;
 use std::future::IntoFuture as _;
-use std::process::{Command, Output};
 
 use flowcore::{Deployment, Store, Timestamp, flow};
 use serde_json::Value;
 use support::backends::TestStore;
-use support::show;
+use support::cli::{fails, ok};
 
 store_tests!(pause_and_resume_say_what_they_did_and_ls_shows_it);
 
 #[flow(name = "pause-cli")]
 async fn nightly_flow() {}
-
-/// `flowcore --store TARGET ARGS…`, uncoloured.
-fn flowcore(target: &OsStr, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowcore"))
-        .arg("--store")
-        .arg(target)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-/// Its stdout, which it must print with nothing on stderr and exit code 0.
-fn ok(target: &OsStr, args: &[&str]) -> String {
-    let out = flowcore(target, args);
-    assert!(out.status.success(), "flowcore {args:?}: {}", show(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "",
-        "flowcore {args:?}"
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Its one line on stderr, which it must print with nothing on stdout and exit code `code`.
-fn fails(target: &OsStr, args: &[&str], code: i32) -> String {
-    let out = flowcore(target, args);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "flowcore {args:?}: {}",
-        show(&out)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "",
-        "flowcore {args:?}"
-    );
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
-    stderr.trim_end().to_owned()
-}
 
 /// `deployment ls` with the spaces that align its columns collapsed.
 fn ls(target: &OsStr) -> Vec<String> {

@@ -139,12 +139,14 @@ impl FlowContext {
         states.added.len() as u32
     }
 
-    /// The states added by the body, taken; and the history's new length noted.
-    pub(crate) fn sync_states(&self, history: &mut crate::record::History) {
+    /// Pushes the run's own `state` onto its history, after the states its body added (which
+    /// the store has at the positions before it), and notes the history's new length.
+    pub(crate) fn push_state(&self, history: &mut crate::record::History, state: State) {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        for state in states.added.drain(..) {
-            history.push(state);
+        for added in states.added.drain(..) {
+            history.push(added);
         }
+        history.push(state);
         states.recorded = history.len() as u32;
     }
 

@@ -546,9 +546,7 @@ impl LiveRun for LiveFlowRun {
     }
 
     fn push(&mut self, state: State) {
-        self.context.sync_states(&mut self.history);
-        self.history.push(state);
-        self.context.sync_states(&mut self.history);
+        self.context.push_state(&mut self.history, state);
     }
 
     fn set_attempts(&mut self, attempts: u32) {

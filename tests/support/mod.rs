@@ -11,6 +11,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 pub mod backends;
+pub mod cli;
 pub mod netns;
 pub mod postgres;
 #[allow(unused_imports)] // as dead_code
