@@ -1,7 +1,6 @@
 //! The attempt loop shared by task runs and flow runs: run the body, judge the result, wait
 //! and retry, time out.
 
-use crate::run_hooks::ActiveHooks;
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -17,6 +16,7 @@ use crate::outcome::Outcome;
 use crate::panic::panic_message;
 use crate::record::History;
 use crate::retry::RetryPolicy;
+use crate::run_hooks::ActiveHooks;
 use crate::state::{State, StateKind};
 use crate::store::{Event, Store};
 

@@ -1,6 +1,5 @@
 //! Flow calls and flow runs.
 
-use crate::run_hooks::ActiveHooks;
 use std::borrow::Cow;
 use std::future::Future;
 use std::panic::resume_unwind;
@@ -24,6 +23,7 @@ use crate::outcome::Outcome;
 use crate::record::{CacheStatus, FlowRunRecord, History};
 use crate::resume;
 use crate::retry::RetryPolicy;
+use crate::run_hooks::ActiveHooks;
 use crate::span::RunCallsite;
 use crate::state::{State, StateKind};
 use crate::store::{Event, ResumePoint, RunStore, Store};

@@ -1,6 +1,5 @@
 //! Task calls and task runs.
 
-use crate::run_hooks::ActiveHooks;
 use std::borrow::Cow;
 use std::future::Future;
 use std::panic::resume_unwind;
@@ -25,6 +24,7 @@ use crate::names::{TaskRunName, new_run_id, new_run_id_at};
 use crate::outcome::Outcome;
 use crate::record::{CacheStatus, EdgeKind, History, TaskRunRecord, Upstream};
 use crate::retry::RetryPolicy;
+use crate::run_hooks::ActiveHooks;
 use crate::span::RunCallsite;
 use crate::state::{State, StateKind};
 use crate::store::{CallPosition, ClaimedTask, Event, RunStore, Store};
