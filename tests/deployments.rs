@@ -196,7 +196,7 @@ async fn a_served_deployment_is_listed_run_by_hand_from_another_process_and_stop
         (
             vec!["deployment", "run", "nope"],
             format!(
-                "flowcore: no deployment named \"nope\" in the run store {}; deployments: monitor\n",
+                "flowcore: no deployment named \"nope\" in the run store {}; deployments: monitor, restart-service\n",
                 Store::describe_location(store)
             ),
             1,
@@ -330,4 +330,105 @@ fn the_monitor_example_runs_on_its_schedule_and_records_failed_checks() {
         let delay = record.history[1].at.duration_since(record.history[0].at);
         assert!(delay < Duration::from_millis(500), "{delay:?}");
     }
+}
+
+/// Waits until the flow run `name` of `store` is in `state`; returns its record.
+fn wait_for_state(store: &Path, name: &str, state: StateKind) -> flowcore::FlowRunRecord {
+    wait_until(&format!("run {name} to be {state}"), None, || {
+        let history = Store::open_existing(store).ok()?;
+        let id = history.find_flow_run(name).ok()?;
+        history
+            .flow_run(id)
+            .ok()
+            .flatten()
+            .filter(|r| r.state().kind == state)
+    })
+}
+
+#[test]
+fn the_monitor_examples_restart_waits_for_approval_and_can_be_cancelled() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("flowcore.db");
+    let store = db.as_os_str();
+    let mut server = serve_monitor(home.path(), store, "1h");
+    server.wait_for_line(
+        "Your flow 'restart-service' is being served and polling for scheduled runs!",
+    );
+
+    // Asked first: the run waits, Paused, with its question; the answer restarts the service.
+    let run = flowcore(
+        home.path(),
+        store,
+        &["deployment", "run", "restart-service"],
+    );
+    assert!(run.status.success(), "{}", show(&run));
+    let name = created_run(&run);
+    let paused = wait_for_state(&db, &name, StateKind::Paused);
+    let question = paused.state().message().to_owned();
+    assert!(
+        question.starts_with("http://127.0.0.1:")
+            && question.ends_with("is up: restart it anyway?"),
+        "{question}"
+    );
+    let shown = stdout(&flowcore(home.path(), store, &["runs", "show", &name]));
+    assert!(shown.contains(&question), "{shown}");
+    let wrong = flowcore(
+        home.path(),
+        store,
+        &["runs", "resume", &name, "--input", r#"{"ok": "yes"}"#],
+    );
+    assert!(!wrong.status.success(), "{}", show(&wrong));
+    assert!(
+        stderr(&wrong).contains("invalid type: string \"yes\", expected a boolean"),
+        "{}",
+        show(&wrong)
+    );
+    let answer = flowcore(
+        home.path(),
+        store,
+        &["runs", "resume", &name, "--input", r#"{"ok": true}"#],
+    );
+    assert!(answer.status.success(), "{}", show(&answer));
+    let done = wait_for_state(&db, &name, StateKind::Completed);
+    assert_eq!(
+        done.history.kinds(),
+        [
+            StateKind::Scheduled,
+            StateKind::Pending,
+            StateKind::Running,
+            StateKind::Paused,
+            StateKind::Running,
+            StateKind::Completed
+        ]
+    );
+    let tasks: Vec<_> = done
+        .task_runs
+        .iter()
+        .map(|t| (t.task.to_string(), t.state().kind))
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            ("check_status".to_owned(), StateKind::Completed),
+            ("restart".to_owned(), StateKind::Completed)
+        ]
+    );
+
+    // A second run, cancelled while it waits: it ends Cancelled, saying who asked.
+    let run = flowcore(
+        home.path(),
+        store,
+        &["deployment", "run", "restart-service"],
+    );
+    let name = created_run(&run);
+    wait_for_state(&db, &name, StateKind::Paused);
+    let cancel = flowcore(home.path(), store, &["runs", "cancel", &name]);
+    assert!(cancel.status.success(), "{}", show(&cancel));
+    let cancelled = wait_for_state(&db, &name, StateKind::Cancelled);
+    assert!(
+        cancelled.state().message().starts_with("cancelled by "),
+        "{:?}",
+        cancelled.state()
+    );
+    server.kill();
 }

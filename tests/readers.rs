@@ -211,7 +211,7 @@ fn a_store_of_an_older_flowcore_is_refused_by_readers_until_upgraded() {
     assert_eq!(
         line,
         format!(
-            "flowcore: {} was written by an older flowcore (schema version 4; this build reads 10); upgrade it with `flowcore store upgrade`, or run a flow with it",
+            "flowcore: {} was written by an older flowcore (schema version 4; this build reads 11); upgrade it with `flowcore store upgrade`, or run a flow with it",
             path.display()
         )
     );
@@ -230,7 +230,7 @@ fn a_store_of_an_older_flowcore_is_refused_by_readers_until_upgraded() {
             path.display()
         )
     );
-    assert_eq!(version(&path), 10);
+    assert_eq!(version(&path), 11);
     assert!(stdout(&flowcore_cli(&path, &["runs", "ls"])).contains("No flow runs yet"));
 }
 

@@ -8,6 +8,7 @@
 //! dropped run has not, so such runs are refused with the reason.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
@@ -37,13 +38,29 @@ pub(crate) struct CancelRequest {
 }
 
 /// Where a served run learns that it was cancelled from outside: read by its drop, which
-/// records the `Cancelling` state and then `Cancelled` with who asked.
+/// records the `Cancelling` state and then `Cancelled` with who asked. Also where it says that
+/// it waits for input (`flowcore::pause`): a server that stops lets such a run go at once,
+/// `Paused`, for the next server to take up, rather than cancel it.
 #[derive(Debug, Default)]
-pub(crate) struct CancelSlot(OnceLock<CancelRequest>);
+pub(crate) struct CancelSlot {
+    request: OnceLock<CancelRequest>,
+    waiting_for_input: AtomicBool,
+    /// Dropped by its server because it waited for input: its drop leaves it `Paused`.
+    let_go: AtomicBool,
+}
 
 impl CancelSlot {
     pub(crate) fn get(&self) -> Option<&CancelRequest> {
-        self.0.get()
+        self.request.get()
+    }
+
+    pub(crate) fn set_waiting_for_input(&self, waiting: bool) {
+        self.waiting_for_input.store(waiting, Ordering::Release);
+    }
+
+    /// Whether its server dropped it while it waited for input.
+    pub(crate) fn let_go(&self) -> bool {
+        self.let_go.load(Ordering::Acquire)
     }
 }
 
@@ -98,7 +115,7 @@ pub(crate) fn ended(id: Uuid) {
 pub(crate) fn request(id: Uuid, request: CancelRequest) -> bool {
     with(|runs| match runs.get(&id) {
         Some(Entry::Running { abort, slot }) => {
-            let _ = slot.0.set(request);
+            let _ = slot.request.set(request);
             abort.abort();
             true
         }
@@ -107,6 +124,24 @@ pub(crate) fn request(id: Uuid, request: CancelRequest) -> bool {
             runs.insert(id, Entry::CancelledEarly);
             false
         }
+    })
+}
+
+/// Drops the served runs of this process that wait for input: their drop leaves them `Paused`
+/// for the next process serving their deployment. Returns how many.
+pub(crate) fn let_paused_go() -> usize {
+    with(|runs| {
+        let mut let_go = 0;
+        for entry in runs.values() {
+            if let Entry::Running { abort, slot } = entry
+                && slot.waiting_for_input.load(Ordering::Acquire)
+            {
+                slot.let_go.store(true, Ordering::Release);
+                abort.abort();
+                let_go += 1;
+            }
+        }
+        let_go
     })
 }
 

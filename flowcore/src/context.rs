@@ -46,6 +46,11 @@ pub struct FlowContext {
     calls: AtomicU32,
     /// For a resumed run: what the earlier attempt did at each call position.
     prior: BTreeMap<u32, PriorRun>,
+    /// Pauses made so far (`flowcore::pause`): each one's position, by which a run picked up
+    /// again finds the answers its pauses took before.
+    pauses: AtomicU32,
+    /// For a deployment's run served here: where the server learns that it waits for input.
+    pub(crate) served: Option<Arc<crate::cancel::CancelSlot>>,
     finished: Mutex<Finished>,
     /// Which task run produced each value seen so far, by fingerprint: made on the first
     /// output worth tracking, so a flow with none pays nothing.
@@ -107,6 +112,8 @@ impl FlowContext {
             store,
             calls: AtomicU32::new(0),
             prior,
+            pauses: AtomicU32::new(0),
+            served: None,
             finished: Mutex::new(Finished::default()),
             produced: OnceLock::new(),
             tracking: AtomicBool::new(false),
@@ -250,6 +257,19 @@ impl FlowContext {
     /// The position of a new call in this flow run.
     pub(crate) fn next_call(&self) -> u32 {
         self.calls.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The position of a new pause in this flow run.
+    pub(crate) fn next_pause(&self) -> u32 {
+        self.pauses.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Notes whether the flow's body waits for input: a served run that does when its server
+    /// stops is left paused for the next server, not cancelled.
+    pub(crate) fn waiting_for_input(&self, waiting: bool) {
+        if let Some(served) = &self.served {
+            served.set_waiting_for_input(waiting);
+        }
     }
 
     /// What an earlier attempt of this flow run did at call position `seq`.

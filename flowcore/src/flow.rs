@@ -166,21 +166,21 @@ where
                 deployment = Some(launch.deployment);
                 let stored = launch.stored;
                 let mut history = History::from_states(launch.states);
-                history.push(State::new(StateKind::Pending, called_at, None));
+                // Taken up again while paused: it goes on as a resumed run does.
+                let note = (history.current().kind == StateKind::Paused)
+                    .then(|| "resumed after Paused, in this process".to_owned());
+                history.push(State::new(StateKind::Pending, called_at, note));
                 unsent = (stored + 1..history.len()).collect();
-                (
-                    FlowContext::new(
-                        launch.id,
-                        name.unwrap_or(launch.name),
-                        tags,
-                        hooks,
-                        Default::default(),
-                        store.clone(),
-                    ),
-                    history,
-                    0,
-                    None,
-                )
+                let mut context = FlowContext::new(
+                    launch.id,
+                    name.unwrap_or(launch.name),
+                    tags,
+                    hooks,
+                    launch.prior,
+                    store.clone(),
+                );
+                context.served = cancel_slot.clone();
+                (context, history, 0, None)
             }
             Earlier::None => (
                 FlowContext::new(
@@ -591,12 +591,38 @@ impl LiveRun for LiveFlowRun {
     }
 }
 
+/// The state of a deployment's run let go by its server while it waited for input.
+const LET_GO_PAUSED: &str = "its server stopped while it waited for input: the next process serving its deployment takes it up";
+
+impl LiveFlowRun {
+    /// Whether this run, dropped now, is a deployment's run waiting for input that its server
+    /// let go, for another process to take up.
+    fn waits_for_input_elsewhere(&self) -> bool {
+        self.cancel_slot.as_ref().is_some_and(|slot| slot.let_go())
+            && self.store.shared_with_other_processes()
+    }
+}
+
 impl Drop for LiveFlowRun {
     fn drop(&mut self) {
         if !self.finished {
             // Its submitted task runs end Cancelled first, and so are in its record.
             self.context.cancel_submitted();
             let requested = self.cancel_slot.as_ref().and_then(|s| s.get()).cloned();
+            if requested.is_none() && self.waits_for_input_elsewhere() {
+                let state = State::new(
+                    StateKind::Paused,
+                    Timestamp::now(),
+                    Some(LET_GO_PAUSED.to_owned()),
+                );
+                self.store.send(self.transition_event(&state));
+                self.push(state);
+                self.store.send(Event::ReleasePaused {
+                    flow_run_id: self.context.id,
+                });
+                self.abandon();
+                return;
+            }
             let because = match requested {
                 // Cancelled from outside: the `Cancelling` state the store has, then who asked.
                 Some(request) => {

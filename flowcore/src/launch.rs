@@ -3,12 +3,14 @@
 //! it passed through before the call (`Scheduled`, and `Late` if it starts late).
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 
 use uuid::Uuid;
 
 use crate::state::State;
+use crate::store::PriorRun;
 
 /// A flow run of a deployment, as the server hands it to the flow call.
 pub(crate) struct Launch {
@@ -25,6 +27,9 @@ pub(crate) struct Launch {
     pub cancelled_because: Arc<OnceLock<String>>,
     /// Where the run learns it was cancelled from outside (`flowcore runs cancel`).
     pub cancel: Arc<crate::cancel::CancelSlot>,
+    /// For a run taken up again while it was paused for input: what it did before, by call
+    /// position, for its completed task runs' outputs to be reused as `resume` does.
+    pub prior: BTreeMap<u32, PriorRun>,
 }
 
 struct Slot {

@@ -3,6 +3,14 @@
 //! answer comes from outside (`flowcore runs resume RUN --input '…'`, the dashboard's form,
 //! [`Store::give_input`](crate::Store::give_input)) as a typed value. Input that does not
 //! deserialize into the type is refused with serde's reason, and the run stays paused.
+//!
+//! A deployment's flow run outlives its process while it waits: a server that stops lets it go
+//! at once, and a killed one's run is let go by the next process that writes to the store; it
+//! stays `Paused`, input can be given meanwhile, and the next process serving the deployment
+//! takes it up as [`resume`](crate::resume) does: its completed task runs' outputs are reused,
+//! and its pauses, matched by their order in the run, return the answers they took before or
+//! ask again the question they waited at (taking any input given meanwhile). A pause's timeout
+//! counts again from there. Other paused runs end with their process.
 
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
@@ -23,6 +31,8 @@ use crate::store::Event;
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[non_exhaustive]
 pub struct InputRequest {
+    /// Which of the run's pauses asks it: 0 for its first.
+    pub pause: u32,
     /// The question, as `pause` was given it.
     pub question: String,
     /// The JSON schema of the answer (schemars's, of the type `pause` waits for).
@@ -125,60 +135,114 @@ impl<T: DeserializeOwned + schemars::JsonSchema + Send + 'static> IntoFuture for
             let Some(flow) = FlowContext::current() else {
                 return Err(PauseError::NotInFlow);
             };
-            let schema = serde_json::to_string(&schemars::schema_for!(T)).unwrap_or_default();
-            flow.store.send(Event::InputAsked {
-                flow_run_id: flow.id,
-                question: self.question.clone(),
-                schema,
-                at: Timestamp::wall_now(),
-            });
+            let pause = flow.next_pause();
+            // A run taken up again after its process stopped meets its pauses again: one
+            // answered before takes its answer; one still asking keeps its question and any
+            // input given meanwhile.
+            let before = flow.store.input_at(flow.id, pause).await?;
+            let before = before.filter(|asked| asked.question == self.question);
+            if let Some(asked) = &before
+                && asked.answered_at.is_some()
+                && let Some(input) = &asked.input
+                && let Ok(answer) = serde_json::from_str::<T>(input)
+            {
+                return Ok(answer);
+            }
+            if before
+                .as_ref()
+                .is_none_or(|asked| asked.answered_at.is_some())
+            {
+                let schema = serde_json::to_string(&schemars::schema_for!(T)).unwrap_or_default();
+                flow.store.send(Event::InputAsked {
+                    flow_run_id: flow.id,
+                    pause,
+                    question: self.question.clone(),
+                    schema,
+                    at: Timestamp::wall_now(),
+                });
+            }
             flow.body_state(State::new(
                 StateKind::Paused,
                 Timestamp::now(),
                 Some(self.question.clone()),
             ));
             flow.store.flush().await?;
-            let deadline = self.timeout.map(|t| tokio::time::Instant::now() + t);
-            loop {
-                if let Some((input, by)) = flow.store.take_input(flow.id).await? {
-                    match serde_json::from_str::<T>(&input) {
-                        Ok(answer) => {
-                            flow.store.answer_input(flow.id, None).await?;
-                            flow.body_state(State::new(
-                                StateKind::Running,
-                                Timestamp::now(),
-                                Some(format!("resumed with input from {by}")),
-                            ));
-                            return Ok(answer);
-                        }
-                        Err(e) => {
-                            let reason = format!("the input does not fit: {e}");
-                            tracing::warn!(target: "flowcore", "Input from {by} refused: {reason}");
-                            flow.store.answer_input(flow.id, Some(&reason)).await?;
-                        }
-                    }
-                }
-                if let Some(deadline) = deadline
-                    && tokio::time::Instant::now() >= deadline
-                {
-                    let waited = self.timeout.unwrap_or_default();
+            let _waiting = Waiting::start(&flow);
+            wait_for_input::<T>(&flow, pause, self.timeout).await
+        })
+    }
+}
+
+/// Tells the run's server, while it lasts, that the run waits for input.
+struct Waiting<'a>(&'a FlowContext);
+
+impl<'a> Waiting<'a> {
+    fn start(flow: &'a FlowContext) -> Self {
+        flow.waiting_for_input(true);
+        Waiting(flow)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting_for_input(false);
+    }
+}
+
+/// Polls the store for the input of pause `pause` until input that fits `T` comes, or the
+/// timeout passes.
+async fn wait_for_input<T: DeserializeOwned>(
+    flow: &FlowContext,
+    pause: u32,
+    timeout: Option<Duration>,
+) -> Result<T, PauseError> {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    loop {
+        let given = flow.store.input_at(flow.id, pause).await?;
+        if let Some(input) = given.as_ref().and_then(|asked| asked.input.as_deref()) {
+            let by = given
+                .as_ref()
+                .and_then(|asked| asked.given_by.as_deref())
+                .unwrap_or("someone");
+            match serde_json::from_str::<T>(input) {
+                Ok(answer) => {
+                    flow.store.answer_input(flow.id, pause, None).await?;
                     flow.body_state(State::new(
                         StateKind::Running,
                         Timestamp::now(),
-                        Some(format!(
-                            "no input within {}",
-                            humantime::format_duration(waited)
-                        )),
+                        Some(format!("resumed with input from {by}")),
                     ));
-                    return Err(PauseError::TimedOut(waited));
+                    return Ok(answer);
                 }
-                let wait = match deadline {
-                    Some(deadline) => POLL_EVERY
-                        .min(deadline.saturating_duration_since(tokio::time::Instant::now())),
-                    None => POLL_EVERY,
-                };
-                tokio::time::sleep(wait).await;
+                Err(e) => {
+                    let reason = format!("the input does not fit: {e}");
+                    tracing::warn!(target: "flowcore", "Input from {by} refused: {reason}");
+                    flow.store
+                        .answer_input(flow.id, pause, Some(&reason))
+                        .await?;
+                }
             }
-        })
+        }
+        if let Some(deadline) = deadline
+            && tokio::time::Instant::now() >= deadline
+        {
+            let waited = timeout.unwrap_or_default();
+            flow.body_state(State::new(
+                StateKind::Running,
+                Timestamp::now(),
+                Some(format!(
+                    "no input within {}",
+                    humantime::format_duration(waited)
+                )),
+            ));
+            return Err(PauseError::TimedOut(waited));
+        }
+        let wait = match deadline {
+            Some(deadline) => {
+                POLL_EVERY.min(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            }
+            None => POLL_EVERY,
+        };
+        tokio::time::sleep(wait).await;
     }
 }

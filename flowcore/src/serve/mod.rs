@@ -271,6 +271,17 @@ impl Serve {
             "cancelled: {stop_reason} and the run did not finish within the {} grace period",
             humantime::format_duration(grace)
         ));
+        // A run waiting for input could wait past any grace period: it is let go now, paused,
+        // and the next process serving its deployment takes it up where it was.
+        if store.shared_with_other_processes() {
+            let let_go = crate::cancel::let_paused_go();
+            if let_go > 0 {
+                tracing::info!(
+                    target: "flowcore",
+                    "{let_go} flow run(s) waiting for input stay Paused, for the next process serving their deployment to take up"
+                );
+            }
+        }
         let mut loops_done = std::pin::pin!(async { while loops.join_next().await.is_some() {} });
         tokio::select! {
             () = &mut loops_done => {}

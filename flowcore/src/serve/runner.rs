@@ -346,10 +346,12 @@ fn start(
     cancelled_because: &Arc<OnceLock<String>>,
 ) {
     let now = Timestamp::now();
+    let mut prior = Default::default();
     let (id, name, parameters, mut states, stored) = match due.request {
-        // Taken over after its worker died: it goes on from its states.
+        // Taken over after its worker died, or taken up paused: it goes on from its states.
         Some(r) if !r.history.is_empty() => {
             let stored = r.history.len();
+            prior = r.prior;
             (r.id, r.name, r.parameters, r.history, stored)
         }
         Some(r) => {
@@ -401,6 +403,7 @@ fn start(
         stored,
         cancelled_because: Arc::clone(cancelled_because),
         cancel: Arc::clone(&slot),
+        prior,
     };
     match d.flow.start(&parameters, Some(launch)) {
         Ok((run, _)) => {
@@ -555,8 +558,24 @@ pub(crate) async fn poll_requests(
                 more = names.iter().any(|name| {
                     requested.iter().filter(|r| r.deployment == *name).count() >= CLAIM_BATCH
                 });
-                for run in requested {
-                    if run.attempt > 1 {
+                for mut run in requested {
+                    if run.paused {
+                        // Its completed task runs' outputs are reused, as `resume` does.
+                        match store.prior_runs_async(run.id).await {
+                            Ok(prior) => run.prior = prior,
+                            Err(e) => tracing::warn!(
+                                target: "flowcore",
+                                "Flow run '{}' runs its tasks again: their outputs could not be read ({e})",
+                                run.name
+                            ),
+                        }
+                        tracing::info!(
+                            target: "flowcore",
+                            "Took up flow run '{}' of deployment '{}', paused for input when its process stopped: it goes on from its last completed task",
+                            run.name,
+                            run.deployment
+                        );
+                    } else if run.attempt > 1 {
                         tracing::info!(
                             target: "flowcore",
                             "Took over flow run '{}' of deployment '{}': attempt {}, its worker having died",

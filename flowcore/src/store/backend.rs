@@ -98,16 +98,23 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Log lines of these runs, in the order they were written.
     fn logs(&self, runs: &[Uuid]) -> Result<Vec<LogLine>, StoreError>;
 
-    /// What paused flow run `run` asks, and the input given so far.
-    fn input_request(&self, run: Uuid) -> Result<Option<crate::pause::InputRequest>, StoreError>;
+    /// What flow run `run` asks at its pause `pause` (its latest pause: `None`), and the input
+    /// given so far.
+    fn input_request(
+        &self,
+        run: Uuid,
+        pause: Option<u32>,
+    ) -> Result<Option<crate::pause::InputRequest>, StoreError>;
 
-    /// Gives input to a paused run's unanswered question; `false` if it has none.
+    /// Gives input to a paused run's latest question, if unanswered; `false` if it has none.
     fn give_input(&self, run: Uuid, input: &str, by: &str) -> Result<bool, StoreError>;
 
-    /// The run took its input (`refused: None`) or refused it, with the reason.
+    /// The run took the input of its pause `pause` (`refused: None`) or refused it, with the
+    /// reason.
     fn answer_input(
         &self,
         run: Uuid,
+        pause: u32,
         refused: Option<&str>,
         now: Timestamp,
     ) -> Result<(), StoreError>;

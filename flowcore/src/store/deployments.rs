@@ -104,6 +104,12 @@ pub struct RequestedRun {
     /// The run's states so far, when it was taken over: its next attempt goes on from them.
     #[serde(skip)]
     pub(crate) history: Vec<crate::state::State>,
+    /// Whether it is a run paused for input that its process let go (`flowcore::pause`).
+    #[serde(skip)]
+    pub(crate) paused: bool,
+    /// For a paused run: what it did before its process stopped, by call position.
+    #[serde(skip)]
+    pub(crate) prior: std::collections::BTreeMap<u32, crate::store::PriorRun>,
 }
 
 /// Whether a deployment's schedule was paused or resumed by the call that asked, or was so

@@ -58,6 +58,12 @@ pub(crate) enum Event {
     ReleaseSlots {
         task_run: Uuid,
     },
+    /// A deployment's flow run paused for input whose process stops serving: it is left
+    /// `Paused` and no process's, for the next process that serves the deployment to take it
+    /// up (`flowcore::pause`). Sent after its `Paused` state.
+    ReleasePaused {
+        flow_run_id: Uuid,
+    },
     /// A completed run's output, as JSON, so a resumed flow run can reuse it.
     Output {
         kind: RunKind,
@@ -76,9 +82,10 @@ pub(crate) enum Event {
         message: String,
     },
     /// A flow run paused for input (`flowcore::pause`): what it asks, and the schema of the
-    /// answer. A later pause of the run replaces it.
+    /// answer, by the pause's position among the run's pauses (from 0).
     InputAsked {
         flow_run_id: Uuid,
+        pause: u32,
         question: String,
         schema: String,
         at: Timestamp,

@@ -714,21 +714,17 @@ impl Store {
         run: &str,
     ) -> Result<Option<crate::pause::InputRequest>, StoreError> {
         let id = self.find_flow_run(run)?;
-        self.inner.backend.input_request(id)
+        self.inner.backend.input_request(id, None)
     }
 
-    /// The input given to flow run `run` and not taken yet, with who gave it.
-    pub(crate) async fn take_input(
+    /// What flow run `run` asked at its pause `pause`, with the input given so far.
+    pub(crate) async fn input_at(
         &self,
         run: Uuid,
-    ) -> Result<Option<(String, String)>, StoreError> {
+        pause: u32,
+    ) -> Result<Option<crate::pause::InputRequest>, StoreError> {
         let store = self.clone();
-        let read = move || -> Result<Option<(String, String)>, StoreError> {
-            Ok(store.inner.backend.input_request(run)?.and_then(|r| {
-                let input = r.input?;
-                Some((input, r.given_by.unwrap_or_else(|| "someone".to_owned())))
-            }))
-        };
+        let read = move || store.inner.backend.input_request(run, Some(pause));
         if !self.inner.backend.reads_block() {
             return read();
         }
@@ -737,10 +733,11 @@ impl Store {
             .unwrap_or(Err(StoreError::WriterStopped))
     }
 
-    /// The run took its input, or refused it with the reason.
+    /// The run took the input of its pause `pause`, or refused it with the reason.
     pub(crate) async fn answer_input(
         &self,
         run: Uuid,
+        pause: u32,
         refused: Option<&str>,
     ) -> Result<(), StoreError> {
         let store = self.clone();
@@ -749,7 +746,7 @@ impl Store {
             store
                 .inner
                 .backend
-                .answer_input(run, refused.as_deref(), Timestamp::wall_now())
+                .answer_input(run, pause, refused.as_deref(), Timestamp::wall_now())
         };
         if !self.inner.backend.reads_block() {
             return write();
@@ -961,6 +958,8 @@ impl Store {
             requested_at: Timestamp::wall_now(),
             attempt: 1,
             history: Vec::new(),
+            paused: false,
+            prior: Default::default(),
         };
         self.inner.backend.request_run(&run)?;
         self.inner.requested.send_modify(|n| *n += 1);
@@ -1275,6 +1274,21 @@ impl Store {
     /// The flow run `id` as a point to resume from, if it ended in a way that can be resumed.
     pub(crate) fn resume_point(&self, id: Uuid) -> Result<ResumePoint, StoreError> {
         query::resume_point(&*self.inner.backend, id)
+    }
+
+    /// What flow run `id` did, by call position, off the runtime's threads when reads block.
+    pub(crate) async fn prior_runs_async(
+        &self,
+        id: Uuid,
+    ) -> Result<std::collections::BTreeMap<u32, query::PriorRun>, StoreError> {
+        let store = self.clone();
+        let read = move || query::prior_runs(&*store.inner.backend, id);
+        if !self.inner.backend.reads_block() {
+            return read();
+        }
+        tokio::task::spawn_blocking(read)
+            .await
+            .unwrap_or(Err(StoreError::WriterStopped))
     }
 
     /// As [`Store::resume_point`], off the runtime's threads when reads block.

@@ -79,7 +79,8 @@ pub(crate) struct MemoryBackend {
     history: Mutex<History>,
     logs: Mutex<Vec<LogLine>>,
     artifacts: Mutex<Vec<crate::artifact::Artifact>>,
-    inputs: Mutex<HashMap<Uuid, crate::pause::InputRequest>>,
+    /// Each paused run's pauses, by position.
+    inputs: Mutex<HashMap<Uuid, BTreeMap<u32, crate::pause::InputRequest>>>,
     cache: Mutex<HashMap<String, CachedValue>>,
     deployments: Mutex<BTreeMap<String, MemDeployment>>,
     /// Requested runs no process has claimed, oldest first.
@@ -445,13 +446,15 @@ impl MemoryBackend {
             Event::Artifact(artifact) => lock(&self.artifacts).push((**artifact).clone()),
             Event::InputAsked {
                 flow_run_id,
+                pause,
                 question,
                 schema,
                 at,
             } => {
-                lock(&self.inputs).insert(
-                    *flow_run_id,
+                lock(&self.inputs).entry(*flow_run_id).or_default().insert(
+                    *pause,
                     crate::pause::InputRequest {
+                        pause: *pause,
                         question: question.clone(),
                         schema: schema.clone(),
                         asked_at: *at,
@@ -500,7 +503,8 @@ impl MemoryBackend {
             Event::Heartbeat(_)
             | Event::Flush(_)
             | Event::Checkpoint(_)
-            | Event::ReleaseSlots { .. } => {}
+            | Event::ReleaseSlots { .. }
+            | Event::ReleasePaused { .. } => {}
         }
     }
 
@@ -937,6 +941,8 @@ impl Backend for MemoryBackend {
                     .map_or(Timestamp::from_micros(0), |s| s.at),
                 attempt: 1,
                 history: Vec::new(),
+                paused: false,
+                prior: Default::default(),
             });
             false
         });
@@ -1223,13 +1229,27 @@ impl Backend for MemoryBackend {
         })
     }
 
-    fn input_request(&self, run: Uuid) -> Result<Option<crate::pause::InputRequest>, StoreError> {
-        Ok(lock(&self.inputs).get(&run).cloned())
+    fn input_request(
+        &self,
+        run: Uuid,
+        pause: Option<u32>,
+    ) -> Result<Option<crate::pause::InputRequest>, StoreError> {
+        let inputs = lock(&self.inputs);
+        let Some(pauses) = inputs.get(&run) else {
+            return Ok(None);
+        };
+        Ok(match pause {
+            Some(pause) => pauses.get(&pause).cloned(),
+            None => pauses.values().next_back().cloned(),
+        })
     }
 
     fn give_input(&self, run: Uuid, input: &str, by: &str) -> Result<bool, StoreError> {
         let mut inputs = lock(&self.inputs);
-        match inputs.get_mut(&run) {
+        match inputs
+            .get_mut(&run)
+            .and_then(|p| p.values_mut().next_back())
+        {
             Some(request) if request.answered_at.is_none() => {
                 request.input = Some(input.to_owned());
                 request.given_by = Some(by.to_owned());
@@ -1243,10 +1263,14 @@ impl Backend for MemoryBackend {
     fn answer_input(
         &self,
         run: Uuid,
+        pause: u32,
         refused: Option<&str>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        if let Some(request) = lock(&self.inputs).get_mut(&run) {
+        if let Some(request) = lock(&self.inputs)
+            .get_mut(&run)
+            .and_then(|p| p.get_mut(&pause))
+        {
             match refused {
                 Some(reason) => {
                     request.refused = Some(reason.to_owned());

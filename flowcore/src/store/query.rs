@@ -116,7 +116,7 @@ pub struct LogLine {
 }
 
 /// An earlier run at one call position of a flow run, for resuming it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct PriorRun {
     pub kind: RunKind,
     pub id: Uuid,

@@ -184,6 +184,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         refused TEXT,
         answered_at BIGINT
     );",
+    // 7: one row per pause of a flow run, as SQLite's 11.
+    "ALTER TABLE run_inputs ADD COLUMN pause BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE run_inputs DROP CONSTRAINT run_inputs_pkey;
+    ALTER TABLE run_inputs ADD PRIMARY KEY (flow_run_id, pause);
+    CREATE INDEX flow_runs_let_go ON flow_runs (deployment, created_at)
+        WHERE state = 'Paused' AND process_id IS NULL;",
 ];
 
 /// The schema version this build writes.

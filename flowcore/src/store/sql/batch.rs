@@ -68,6 +68,7 @@ pub(crate) fn write_batch(
     let mut cache = Vec::new();
     let mut heartbeat = None;
     let mut released = Vec::new();
+    let mut paused_released = Vec::new();
     let mut next_runs = HashMap::new();
 
     for event in batch {
@@ -173,10 +174,18 @@ pub(crate) fn write_batch(
             Event::Artifact(artifact) => artifacts.push(&**artifact),
             Event::InputAsked {
                 flow_run_id,
+                pause,
                 question,
                 schema,
                 at,
-            } => inputs.push((*flow_run_id, question.as_str(), schema.as_str(), *at)),
+            } => inputs.push((
+                *flow_run_id,
+                *pause,
+                question.as_str(),
+                schema.as_str(),
+                *at,
+            )),
+            Event::ReleasePaused { flow_run_id } => paused_released.push(*flow_run_id),
             Event::CachePut {
                 key,
                 task,
@@ -319,11 +328,11 @@ pub(crate) fn write_batch(
             },
         )?,
     }
-    for (run, question, schema, at) in inputs {
+    for (run, pause, question, schema, at) in inputs {
         conn.execute(
-            "INSERT INTO run_inputs (flow_run_id, question, schema, asked_at)
-             VALUES ($1::bytea, $2::text, $3::text, $4::bigint)
-             ON CONFLICT (flow_run_id) DO UPDATE SET question = excluded.question,
+            "INSERT INTO run_inputs (flow_run_id, pause, question, schema, asked_at)
+             VALUES ($1::bytea, $5::bigint, $2::text, $3::text, $4::bigint)
+             ON CONFLICT (flow_run_id, pause) DO UPDATE SET question = excluded.question,
                  schema = excluded.schema, asked_at = excluded.asked_at, input = NULL,
                  given_by = NULL, refused = NULL, answered_at = NULL",
             &[
@@ -331,6 +340,7 @@ pub(crate) fn write_batch(
                 Param::Text(question),
                 Param::Text(schema),
                 at.as_micros().into(),
+                Param::Int(i64::from(pause)),
             ],
         )?;
     }
@@ -467,6 +477,14 @@ pub(crate) fn write_batch(
         conn.execute(
             "DELETE FROM limit_slots WHERE task_run_id = $1::bytea",
             &[Param::Bytes(key(task_run))],
+        )?;
+    }
+    // After the runs' `Paused` states: only a run still paused is let go.
+    for run in &paused_released {
+        conn.execute(
+            "UPDATE flow_runs SET process_id = NULL
+             WHERE id = $1::bytea AND state = 'Paused' AND process_id = $2::bytea",
+            &[Param::Bytes(key(run)), Param::Bytes(process_id)],
         )?;
     }
     if let Some(at) = heartbeat {

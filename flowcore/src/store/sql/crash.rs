@@ -143,16 +143,16 @@ pub(crate) fn end_runs(
     now: Timestamp,
     limit: usize,
 ) -> Result<Vec<CrashedRun>, StoreError> {
-    let (label, parent, run_kind) = match table {
-        Table::Flow => ("flow", "parent_id", RunKind::Flow),
-        Table::Task => ("task", "flow_run_id", RunKind::Task),
+    let (label, parent, deployment, run_kind) = match table {
+        Table::Flow => ("flow", "parent_id", "deployment", RunKind::Flow),
+        Table::Task => ("task", "flow_run_id", "NULL", RunKind::Task),
     };
     // Locked as they are taken (in PostgreSQL), so that two processes marking the same dead
     // process at once mark each run once; ids are bound back as they are stored.
-    let runs: Vec<(Value, CrashedRun)> = conn.collect(
+    let runs: Vec<(Option<String>, Value, CrashedRun)> = conn.collect(
         &format!(
-            "SELECT id, {label}, name, {parent}, tags FROM {} WHERE process_id = $1
-                 AND state IN ({}) LIMIT $2::bigint {{lock}}",
+            "SELECT id, {label}, name, {parent}, tags, state, {deployment} FROM {}
+             WHERE process_id = $1 AND state IN ({}) LIMIT $2::bigint {{lock}}",
             table.name(),
             table.unfinished()
         ),
@@ -163,7 +163,9 @@ pub(crate) fn end_runs(
         |r| {
             let tags: Vec<String> =
                 serde_json::from_str(&r.text(4)?.unwrap_or_default()).unwrap_or_default();
+            let stays_paused = survives(kind_at(r, 5)?, r.text(6)?.as_deref());
             Ok((
+                stays_paused.then(|| r.text(6)).transpose()?.flatten(),
                 r.value(0)?,
                 CrashedRun {
                     kind: run_kind,
@@ -184,8 +186,12 @@ pub(crate) fn end_runs(
     );
     // A crash is an error to show; an interruption is not.
     let mut ended = Vec::with_capacity(runs.len());
-    for (run, mut crashed) in runs {
+    for (paused_of, run, mut crashed) in runs {
         let run = &run;
+        if let Some(deployment) = paused_of {
+            let_go_paused(conn, run, &deployment, message, now)?;
+            continue;
+        }
         let (mut kind, mut message) = (kind, Cow::Borrowed(message));
         let seq = if kind == StateKind::Crashed {
             // The whole history, for the hooks: a crash is rare, and hooks want to know what
@@ -251,6 +257,48 @@ pub(crate) fn end_runs(
         ended.push(crashed);
     }
     Ok(ended)
+}
+
+/// Whether a run of a dead process in `state` outlives it: a deployment's run paused for input
+/// stays `Paused`, for the next process serving the deployment to take up (`flowcore::pause`).
+pub(crate) fn survives(state: StateKind, deployment: Option<&str>) -> bool {
+    state == StateKind::Paused && deployment.is_some()
+}
+
+/// Lets a dead process's paused run go: it stays `Paused`, with a state that says why, and
+/// belongs to no process, for the next process serving `deployment` to take up.
+fn let_go_paused(
+    conn: &mut dyn Conn,
+    run: &Value,
+    deployment: &str,
+    message: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let seq = conn
+        .first(
+            "SELECT COALESCE(MAX(seq) + 1, 0) FROM states WHERE run_id = $1",
+            &[run.param()],
+            |r| int_at(r, 0),
+        )?
+        .unwrap_or(0);
+    let message = format!(
+        "{message}; the run stays paused for the next process serving deployment '{deployment}' to take up"
+    );
+    conn.execute(
+        "INSERT INTO states (run_id, seq, kind, at, message)
+         VALUES ($1, $2::bigint, 'Paused', $3::bigint, $4::text)",
+        &[
+            run.param(),
+            Param::Int(seq),
+            Param::Int(now.as_micros()),
+            Param::Text(&message),
+        ],
+    )?;
+    conn.execute(
+        "UPDATE flow_runs SET process_id = NULL WHERE id = $1",
+        &[run.param()],
+    )?;
+    Ok(())
 }
 
 /// A run just `Crashed` with its worker, if a worker had claimed it (a deployment's flow run,
@@ -466,15 +514,17 @@ impl CrashView {
         }
     }
 
-    /// The dead process that left a run of `table`, in `state`, unfinished, if one did.
+    /// The dead process that left a run of `table`, in `state`, unfinished, if one did (a
+    /// run of `deployment` paused for input outlives its process: see [`survives`]).
     pub(crate) fn crashed_by(
         &self,
         table: Table,
         state: StateKind,
+        deployment: Option<&str>,
         process_id: Option<&[u8]>,
     ) -> Option<&DeadProcess> {
         let dead = self.dead.as_ref()?;
-        if !unfinished(state, table) {
+        if !unfinished(state, table) || survives(state, deployment) {
             return None;
         }
         dead.get(process_id?)
@@ -492,14 +542,24 @@ impl CrashView {
             .map(|(bytes, dead)| dialect.blob_literal(bytes, matches!(dead.id, Value::Text(_))))
             .collect();
         let ids = ids.join(", ");
+        let outlives = match table {
+            Table::Flow => " AND NOT (state = 'Paused' AND deployment IS NOT NULL)",
+            Table::Task => "",
+        };
         Cow::Owned(format!(
-            "(CASE WHEN state IN ({}) AND process_id IN ({ids}) THEN 'Crashed' ELSE state END)",
+            "(CASE WHEN state IN ({}) AND process_id IN ({ids}){outlives} THEN 'Crashed'
+                  ELSE state END)",
             table.unfinished()
         ))
     }
 
     pub(crate) fn flow(&self, row: &mut FlowRow, process_id: Option<&[u8]>) {
-        if let Some(dead) = self.crashed_by(Table::Flow, row.state, process_id) {
+        if let Some(dead) = self.crashed_by(
+            Table::Flow,
+            row.state,
+            row.deployment.as_deref(),
+            process_id,
+        ) {
             row.state = StateKind::Crashed;
             row.ended_at = Some(self.now);
             row.error = Some(dead.message.clone());
@@ -508,7 +568,7 @@ impl CrashView {
 
     pub(crate) fn task(&self, row: &mut TaskRow, process_id: Option<&[u8]>) {
         if self
-            .crashed_by(Table::Task, row.state, process_id)
+            .crashed_by(Table::Task, row.state, None, process_id)
             .is_some()
         {
             row.state = StateKind::Crashed;

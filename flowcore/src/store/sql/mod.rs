@@ -403,18 +403,21 @@ impl<D: Driver> Backend for SqlBackend<D> {
                 && view.shows_crashes()
             {
                 let owner = c.first(
-                    "SELECT 'flow', process_id FROM flow_runs WHERE id = $1::bytea
-                         UNION ALL SELECT 'task', process_id FROM task_runs WHERE id = $1::bytea",
+                    "SELECT 'flow', process_id, deployment FROM flow_runs WHERE id = $1::bytea
+                         UNION ALL SELECT 'task', process_id, NULL FROM task_runs
+                         WHERE id = $1::bytea",
                     &[Param::Bytes(key(&run))],
-                    |r| Ok((text_at(r, 0)?, r.bytes(1)?)),
+                    |r| Ok((text_at(r, 0)?, r.bytes(1)?, r.text(2)?)),
                 )?;
-                if let Some((table, process)) = owner {
+                if let Some((table, process, deployment)) = owner {
                     let table = if table == "flow" {
                         Table::Flow
                     } else {
                         Table::Task
                     };
-                    if let Some(dead) = view.crashed_by(table, last.kind, process.as_deref()) {
+                    if let Some(dead) =
+                        view.crashed_by(table, last.kind, deployment.as_deref(), process.as_deref())
+                    {
                         states.push(view.crashed_state(dead));
                     }
                 }
@@ -484,14 +487,21 @@ impl<D: Driver> Backend for SqlBackend<D> {
         })
     }
 
-    fn input_request(&self, run: Uuid) -> Result<Option<crate::pause::InputRequest>, StoreError> {
+    fn input_request(
+        &self,
+        run: Uuid,
+        pause: Option<u32>,
+    ) -> Result<Option<crate::pause::InputRequest>, StoreError> {
         self.driver.read(&mut |c| {
             c.first(
-                "SELECT question, schema, asked_at, input, given_by, refused, answered_at
-                 FROM run_inputs WHERE flow_run_id = $1::bytea",
-                &[Param::Bytes(key(&run))],
+                "SELECT question, schema, asked_at, input, given_by, refused, answered_at, pause
+                 FROM run_inputs WHERE flow_run_id = $1::bytea
+                     AND ($2::bigint IS NULL OR pause = $2::bigint)
+                 ORDER BY pause DESC LIMIT 1",
+                &[Param::Bytes(key(&run)), pause.map(i64::from).into()],
                 |r| {
                     Ok(crate::pause::InputRequest {
+                        pause: u32::try_from(int_at(r, 7)?).unwrap_or(0),
                         question: text_at(r, 0)?,
                         schema: text_at(r, 1)?,
                         asked_at: ts(r, 2)?,
@@ -509,7 +519,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
         self.driver.write(&mut |c| {
             let changed = c.execute(
                 "UPDATE run_inputs SET input = $2::text, given_by = $3::text, refused = NULL
-                 WHERE flow_run_id = $1::bytea AND answered_at IS NULL",
+                 WHERE flow_run_id = $1::bytea AND answered_at IS NULL AND pause = (
+                     SELECT MAX(pause) FROM run_inputs WHERE flow_run_id = $1::bytea)",
                 &[Param::Bytes(key(&run)), Param::Text(input), Param::Text(by)],
             )?;
             Ok(changed > 0)
@@ -519,19 +530,22 @@ impl<D: Driver> Backend for SqlBackend<D> {
     fn answer_input(
         &self,
         run: Uuid,
+        pause: u32,
         refused: Option<&str>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let pause = Param::Int(i64::from(pause));
         self.driver.write(&mut |c| {
             match refused {
                 Some(reason) => c.execute(
                     "UPDATE run_inputs SET refused = $2::text, input = NULL
-                     WHERE flow_run_id = $1::bytea",
-                    &[Param::Bytes(key(&run)), Param::Text(reason)],
+                     WHERE flow_run_id = $1::bytea AND pause = $3::bigint",
+                    &[Param::Bytes(key(&run)), Param::Text(reason), pause],
                 )?,
                 None => c.execute(
-                    "UPDATE run_inputs SET answered_at = $2::bigint WHERE flow_run_id = $1::bytea",
-                    &[Param::Bytes(key(&run)), Param::Int(now.as_micros())],
+                    "UPDATE run_inputs SET answered_at = $2::bigint
+                     WHERE flow_run_id = $1::bytea AND pause = $3::bigint",
+                    &[Param::Bytes(key(&run)), Param::Int(now.as_micros()), pause],
                 )?,
             };
             Ok(())
@@ -873,15 +887,21 @@ impl<D: Driver> Backend for SqlBackend<D> {
         // when there is something to claim.
         let any = self.driver.read(&mut |c| {
             for deployment in deployments {
-                let found = c.first(
-                    "SELECT 1 FROM flow_runs
-                     WHERE deployment = $1::text AND state = 'Scheduled' AND process_id IS NULL
-                     LIMIT 1",
-                    &[Param::Text(deployment)],
-                    |_| Ok(()),
-                )?;
-                if found.is_some() {
-                    return Ok(true);
+                // The state written out, for the partial indexes to serve the query.
+                for state in ["Scheduled", "Paused"] {
+                    let found = c.first(
+                        &format!(
+                            "SELECT 1 FROM flow_runs
+                             WHERE deployment = $1::text AND state = '{state}'
+                                 AND process_id IS NULL
+                             LIMIT 1"
+                        ),
+                        &[Param::Text(deployment)],
+                        |_| Ok(()),
+                    )?;
+                    if found.is_some() {
+                        return Ok(true);
+                    }
                 }
             }
             Ok(false)
@@ -891,15 +911,28 @@ impl<D: Driver> Backend for SqlBackend<D> {
         }
         // A batch per deployment and claim: a burst of requests is shared by the workers that
         // poll, each claiming again at once while its batches come back full.
-        let sql = "SELECT id, name, flow, parameters, created_at, claims FROM flow_runs
-             WHERE deployment = $1::text AND state = 'Scheduled' AND process_id IS NULL
-             ORDER BY created_at LIMIT $2::bigint {lock}";
+        // Runs paused for input that their process let go are taken up too, as they are: not
+        // a new attempt.
+        let sql = |state: &str| {
+            format!(
+                "SELECT id, name, flow, parameters, created_at, claims FROM flow_runs
+                 WHERE deployment = $1::text AND state = '{state}' AND process_id IS NULL
+                 ORDER BY created_at LIMIT $2::bigint {{lock}}"
+            )
+        };
         let batch = i64::try_from(CLAIM_BATCH).unwrap_or(i64::MAX);
         self.driver.write(&mut |c| {
             let mut claimed = Vec::new();
-            for deployment in deployments {
-                let mut runs =
-                    c.collect(sql, &[Param::Text(deployment), Param::Int(batch)], |r| {
+            for (deployment, state) in deployments
+                .iter()
+                .flat_map(|d| [(d, "Scheduled"), (d, "Paused")])
+            {
+                let paused = state == "Paused";
+                let mut runs = c.collect(
+                    &sql(state),
+                    &[Param::Text(deployment), Param::Int(batch)],
+                    |r| {
+                        let claims = u32::try_from(int_at(r, 5)?).unwrap_or(0);
                         Ok(RequestedRun {
                             id: uuid_at(r, 0)?,
                             name: text_at(r, 1)?,
@@ -910,10 +943,17 @@ impl<D: Driver> Backend for SqlBackend<D> {
                                 .and_then(|p| serde_json::from_str(&p).ok())
                                 .unwrap_or_default(),
                             requested_at: ts(r, 4)?,
-                            attempt: u32::try_from(int_at(r, 5)?).unwrap_or(0).saturating_add(1),
+                            attempt: if paused {
+                                claims.max(1)
+                            } else {
+                                claims.saturating_add(1)
+                            },
                             history: Vec::new(),
+                            paused,
+                            prior: Default::default(),
                         })
-                    })?;
+                    },
+                )?;
                 if runs.is_empty() {
                     continue;
                 }
@@ -924,17 +964,17 @@ impl<D: Driver> Backend for SqlBackend<D> {
                     .join(", ");
                 let mut params = vec![Param::Bytes(key(&me.id))];
                 params.extend(runs.iter().map(|r| Param::Bytes(key(&r.id))));
+                let counted = if paused { "" } else { ", claims = claims + 1" };
                 c.execute(
                     &format!(
-                        "UPDATE flow_runs SET process_id = $1::bytea, claims = claims + 1
-                         WHERE id IN ({list})"
+                        "UPDATE flow_runs SET process_id = $1::bytea{counted} WHERE id IN ({list})"
                     ),
                     &params,
                 )?;
                 for run in &mut runs {
-                    // A run taken over goes on from its states; a first claim, from the
-                    // request's `Scheduled`.
-                    if run.attempt > 1 {
+                    // A run taken over or taken up goes on from its states; a first claim,
+                    // from the request's `Scheduled`.
+                    if run.attempt > 1 || run.paused {
                         run.history = c.collect(
                             "SELECT kind, at, message FROM states WHERE run_id = $1::bytea
                              ORDER BY seq",

@@ -199,6 +199,28 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         refused TEXT,
         answered_at BIGINT
     );",
+    // 11: one row per pause of a flow run, by its position among the run's pauses: a run
+    // picked up again after its process stopped finds the answers its earlier pauses took.
+    "CREATE TABLE run_inputs_by_pause (
+        flow_run_id BLOB NOT NULL,
+        pause BIGINT NOT NULL,
+        question TEXT NOT NULL,
+        schema TEXT NOT NULL,
+        asked_at BIGINT NOT NULL,
+        input TEXT,
+        given_by TEXT,
+        refused TEXT,
+        answered_at BIGINT,
+        PRIMARY KEY (flow_run_id, pause)
+    );
+    INSERT INTO run_inputs_by_pause (flow_run_id, pause, question, schema, asked_at, input,
+            given_by, refused, answered_at)
+        SELECT flow_run_id, 0, question, schema, asked_at, input, given_by, refused, answered_at
+        FROM run_inputs;
+    DROP TABLE run_inputs;
+    ALTER TABLE run_inputs_by_pause RENAME TO run_inputs;
+    CREATE INDEX flow_runs_let_go ON flow_runs (deployment, created_at)
+        WHERE state = 'Paused' AND process_id IS NULL;",
 ];
 
 /// The schema version this build writes.
