@@ -288,6 +288,17 @@ impl Running {
     }
 }
 
+/// A test that fails while its child runs leaves no child behind (a worker left serving would
+/// go on polling a store in a deleted directory, and take runs of the next test's store name).
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Polls `done` every 20 ms until it returns `Some`, failing with `what` after the deadline.
 /// `child`, if given, must stay alive meanwhile: its early exit fails the wait at once.
 pub fn wait_until<T>(
