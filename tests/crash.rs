@@ -520,7 +520,7 @@ fn heartbeats_and_pids_decide_which_processes_are_dead() {
                 .unwrap();
                 for (seq, state) in ["Pending", "Running"].iter().enumerate() {
                     conn.execute(
-                        "INSERT INTO states (run_id, seq, kind, at) VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT INTO state_rows (run_id, seq, kind, at) VALUES (?1, ?2, ?3, ?4)",
                         rusqlite::params![
                             format!("{kind}-{label}"),
                             seq as i64,

@@ -319,7 +319,7 @@ async fn a_run_going_in_a_live_process_is_refused_and_one_of_a_dead_process_is_d
         &[run.as_bytes(), process.as_bytes()],
     );
     ts.execute(
-        "INSERT INTO states (run_id, seq, kind, at) VALUES ($1, 0, 'Running', 1)",
+        "INSERT INTO state_rows (run_id, seq, kind, at) VALUES ($1, 0, 'Running', 1)",
         &[run.as_bytes()],
     );
     let before = rows(ts);

@@ -729,7 +729,7 @@ fn a_read_only_role_reads_the_store_and_reading_writes_nothing() {
              VALUES ({dead}, {gone}, '{host}', 1, 0, 0);
          INSERT INTO flow_runs (id, name, flow, state, created_at, process_id)
              VALUES ({left}, 'left-behind', 'planted', 'Running', 0, {dead});
-         INSERT INTO states (run_id, seq, kind, at)
+         INSERT INTO state_rows (run_id, seq, kind, at)
              VALUES ({left}, 0, 'Pending', 0), ({left}, 1, 'Running', 0)",
         dead = bytea(dead),
         left = bytea(left),

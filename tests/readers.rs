@@ -172,11 +172,11 @@ fn a_store_with_a_damaged_page_is_refused_by_readers_untouched() {
     let dir = tempdir();
     let path = dir.path().join("flowcore.db");
     record(&path, 2_000);
-    // The root page of the states table: the header and the schema are sound, and listing runs
+    // The root page of the table of states: the header and the schema are sound, and listing runs
     // does not read it, so without a check the listing would come out, wrong, with exit 0.
     let root: i64 = raw(&path)
         .query_row(
-            "SELECT rootpage FROM sqlite_master WHERE name = 'states'",
+            "SELECT rootpage FROM sqlite_master WHERE name = 'state_rows'",
             [],
             |r| r.get(0),
         )
@@ -211,7 +211,7 @@ fn a_store_of_an_older_flowcore_is_refused_by_readers_until_upgraded() {
     assert_eq!(
         line,
         format!(
-            "flowcore: {} was written by an older flowcore (schema version 4; this build reads 11); upgrade it with `flowcore store upgrade`, or run a flow with it",
+            "flowcore: {} was written by an older flowcore (schema version 4; this build reads 12); upgrade it with `flowcore store upgrade`, or run a flow with it",
             path.display()
         )
     );
@@ -230,7 +230,7 @@ fn a_store_of_an_older_flowcore_is_refused_by_readers_until_upgraded() {
             path.display()
         )
     );
-    assert_eq!(version(&path), 11);
+    assert_eq!(version(&path), 12);
     assert!(stdout(&flowcore_cli(&path, &["runs", "ls"])).contains("No flow runs yet"));
 }
 

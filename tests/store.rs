@@ -691,14 +691,14 @@ async fn processes_creating_one_store_at_once_all_open_it(ts: &TestStore) {
         match db {
             None => {
                 let version = support::count(target.as_ref(), "PRAGMA user_version", []);
-                assert_eq!(version, 11);
+                assert_eq!(version, 12);
             }
             Some(db) => {
                 let ts = TestStore::on_database(db);
                 let rows = ts.count("SELECT COUNT(*) FROM flowcore_schema", &[]);
                 assert_eq!(rows, 1, "one version row: the schema was made once");
                 let version = ts.count("SELECT MAX(version) FROM flowcore_schema", &[]);
-                assert_eq!(version, 7);
+                assert_eq!(version, 8);
             }
         }
     }

@@ -286,7 +286,7 @@ fn crashed_runs_are_marked_in_short_transactions_that_let_other_processes_commit
             .unwrap();
             for (seq, kind) in [(0, "Pending"), (1, "Running")] {
                 tx.execute(
-                    "INSERT INTO states (run_id, seq, kind, at) VALUES (?1, ?2, ?3, 0)",
+                    "INSERT INTO state_rows (run_id, seq, kind, at) VALUES (?1, ?2, ?3, 0)",
                     rusqlite::params![id.as_bytes(), seq, kind],
                 )
                 .unwrap();

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::hooks::RunKind;
 use crate::record::CacheStatus;
-use crate::state::State;
+use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::event::{Event, RowUpdate, cache_name};
 use crate::store::process::ProcessInfo;
@@ -40,6 +40,41 @@ struct NewRun<'a> {
     output: Option<&'a str>,
     upstream: Option<String>,
     map_index: Option<u32>,
+    /// How many of a task run's first states are the usual ones, kept in its row.
+    usual_states: u8,
+    /// Whether a state that is not the next usual one came: the rest are rows of their own.
+    unusual: bool,
+}
+
+/// A task run's usual states, in order: kept in its row (`usual_states`) rather than as rows of
+/// their own, the times being its row's `created_at`, `started_at` and `ended_at`.
+const USUAL_STATES: [StateKind; 3] = [StateKind::Pending, StateKind::Running, StateKind::Completed];
+
+/// Takes out of `states` those of new task runs that their rows keep: each one's first states
+/// while they are the usual ones, without messages. Leaves the others, in order.
+fn keep_usual_states_in_rows(
+    states: &mut Vec<(Uuid, u32, &State)>,
+    new_runs: &mut [NewRun<'_>],
+    new_index: &HashMap<Uuid, usize>,
+) {
+    states.retain(|(id, seq, state)| {
+        let Some(run) = new_index.get(id).map(|&i| &mut new_runs[i]) else {
+            return true;
+        };
+        if run.kind != RunKind::Task || run.unusual {
+            return true;
+        }
+        let next = usize::from(run.usual_states);
+        if *seq as usize == next
+            && USUAL_STATES.get(next) == Some(&state.kind)
+            && state.message.is_none()
+        {
+            run.usual_states += 1;
+            return false;
+        }
+        run.unusual = true;
+        true
+    });
 }
 
 /// Tags as stored: a JSON array of strings.
@@ -110,6 +145,8 @@ pub(crate) fn write_batch(
                         output: None,
                         upstream: None,
                         map_index: None,
+                        usual_states: 0,
+                        unusual: false,
                     });
                 }
             }
@@ -142,6 +179,8 @@ pub(crate) fn write_batch(
                     upstream: (!upstream.is_empty())
                         .then(|| serde_json::to_string(upstream).unwrap_or_default()),
                     map_index: *map_index,
+                    usual_states: 0,
+                    unusual: false,
                 });
             }
             Event::Transition {
@@ -202,6 +241,7 @@ pub(crate) fn write_batch(
         }
     }
 
+    keep_usual_states_in_rows(&mut states, &mut new_runs, &new_index);
     let (flows, tasks): (Vec<&NewRun<'_>>, Vec<&NewRun<'_>>) =
         new_runs.iter().partition(|r| r.kind == RunKind::Flow);
     in_chunks(
@@ -241,11 +281,12 @@ pub(crate) fn write_batch(
         conn,
         dialect,
         "INSERT INTO task_runs (id, flow_run_id, task, tags, state, attempts, cache, created_at,
-             started_at, ended_at, error, process_id, call_seq, output, upstream, map_index, name)
+             started_at, ended_at, error, process_id, call_seq, output, upstream, map_index, name,
+             usual_states)
              VALUES ",
         &[
             "bytea", "bytea", "text", "text", "text", "bigint", "text", "bigint", "bigint",
-            "bigint", "text", "bytea", "bigint", "text", "text", "bigint", "text",
+            "bigint", "text", "bytea", "bigint", "text", "text", "bigint", "text", "bigint",
         ],
         " ON CONFLICT (id) DO NOTHING",
         &tasks,
@@ -269,6 +310,7 @@ pub(crate) fn write_batch(
                 r.upstream.as_deref().into(),
                 r.map_index.into(),
                 r.name.into(),
+                Param::Int(i64::from(r.usual_states)),
             ]);
         },
     )?;
@@ -276,7 +318,7 @@ pub(crate) fn write_batch(
     in_chunks(
         conn,
         dialect,
-        "INSERT INTO states (run_id, seq, kind, at, message) VALUES ",
+        "INSERT INTO state_rows (run_id, seq, kind, at, message) VALUES ",
         &["bytea", "bigint", "text", "bigint", "text"],
         " ON CONFLICT (run_id, seq) DO UPDATE SET kind = excluded.kind, at = excluded.at,
              message = excluded.message",

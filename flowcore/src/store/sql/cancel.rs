@@ -66,7 +66,7 @@ pub(crate) fn cancel_run(
     }
     let seq = next_seq(conn, id)?;
     conn.execute(
-        "INSERT INTO states (run_id, seq, kind, at, message)
+        "INSERT INTO state_rows (run_id, seq, kind, at, message)
          VALUES ($1::bytea, $2::bigint, 'Cancelling', $3::bigint, $4::text)
          ON CONFLICT (run_id, seq) DO NOTHING",
         &[
@@ -116,7 +116,7 @@ pub(crate) fn end_cancelled(
     {
         let seq = next_seq(conn, run)?;
         conn.execute(
-            "INSERT INTO states (run_id, seq, kind, at, message)
+            "INSERT INTO state_rows (run_id, seq, kind, at, message)
              VALUES ($1::bytea, $2::bigint, 'Cancelled', $3::bigint, $4::text)",
             &[
                 Param::Bytes(key(&run)),

@@ -232,7 +232,7 @@ pub(crate) fn end_runs(
             .unwrap_or(0)
         };
         conn.execute(
-            "INSERT INTO states (run_id, seq, kind, at, message)
+            "INSERT INTO state_rows (run_id, seq, kind, at, message)
              VALUES ($1, $2::bigint, $3::text, $4::bigint, $5::text)",
             &[
                 run.param(),
@@ -285,7 +285,7 @@ fn let_go_paused(
         "{message}; the run stays paused for the next process serving deployment '{deployment}' to take up"
     );
     conn.execute(
-        "INSERT INTO states (run_id, seq, kind, at, message)
+        "INSERT INTO state_rows (run_id, seq, kind, at, message)
          VALUES ($1, $2::bigint, 'Paused', $3::bigint, $4::text)",
         &[
             run.param(),
@@ -340,7 +340,7 @@ fn give_back(
         return Ok(());
     }
     conn.execute(
-        "INSERT INTO states (run_id, seq, kind, at, message)
+        "INSERT INTO state_rows (run_id, seq, kind, at, message)
          VALUES ($1, $2::bigint, 'Scheduled', $3::bigint, $4::text)",
         &[
             run.param(),

@@ -130,8 +130,14 @@ pub(crate) fn first_going(
 /// runs.
 pub(crate) fn delete(c: &mut dyn Conn, runs: &Runs) -> Result<Deleted, StoreError> {
     for (sql, ids) in [
-        ("DELETE FROM states WHERE run_id IN ({ids})", &runs.tasks),
-        ("DELETE FROM states WHERE run_id IN ({ids})", &runs.flows),
+        (
+            "DELETE FROM state_rows WHERE run_id IN ({ids})",
+            &runs.tasks,
+        ),
+        (
+            "DELETE FROM state_rows WHERE run_id IN ({ids})",
+            &runs.flows,
+        ),
         ("DELETE FROM logs WHERE run_id IN ({ids})", &runs.tasks),
         ("DELETE FROM logs WHERE run_id IN ({ids})", &runs.flows),
         (

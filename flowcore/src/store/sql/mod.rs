@@ -843,7 +843,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
                 ],
             )?;
             c.execute(
-                "INSERT INTO states (run_id, seq, kind, at, message)
+                "INSERT INTO state_rows (run_id, seq, kind, at, message)
                  VALUES ($1::bytea, 0, 'Scheduled', $2::bigint, $3::text)",
                 &[
                     Param::Bytes(key(&run.id)),

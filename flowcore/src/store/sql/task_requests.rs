@@ -64,7 +64,7 @@ pub(crate) fn delay(
     in_chunks(
         conn,
         dialect,
-        "INSERT INTO states (run_id, seq, kind, at, message) VALUES ",
+        "INSERT INTO state_rows (run_id, seq, kind, at, message) VALUES ",
         &["bytea", "bigint", "text", "bigint", "text"],
         "",
         runs,

@@ -221,6 +221,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE run_inputs_by_pause RENAME TO run_inputs;
     CREATE INDEX flow_runs_let_go ON flow_runs (deployment, created_at)
         WHERE state = 'Paused' AND process_id IS NULL;",
+    // 12: a task run's usual states (Pending, Running, Completed, without messages) kept in
+    // its row, as the memory store keeps them: `usual_states` says how many of its first
+    // states its row's times stand for (`created_at`, `started_at`, `ended_at`), and only the
+    // others are rows of their own, in `state_rows`. A task run recorded at once was four rows
+    // written, and is one. The view `states` reads both as one table, as before.
+    "ALTER TABLE task_runs ADD COLUMN usual_states INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE states RENAME TO state_rows;
+    CREATE VIEW states AS
+        SELECT run_id, seq, kind, at, message FROM state_rows
+        UNION ALL SELECT id, 0, 'Pending', created_at, NULL FROM task_runs
+            WHERE usual_states >= 1
+        UNION ALL SELECT id, 1, 'Running', started_at, NULL FROM task_runs
+            WHERE usual_states >= 2
+        UNION ALL SELECT id, 2, 'Completed', ended_at, NULL FROM task_runs
+            WHERE usual_states >= 3;",
 ];
 
 /// The schema version this build writes.
@@ -239,6 +254,8 @@ pub(crate) const TABLES: &[&str] = &[
     "processes",
     "run_inputs",
     "schedule_ticks",
+    "state_rows",
+    // A table until schema 12, a view since.
     "states",
     "task_requests",
     "task_runs",
