@@ -492,13 +492,24 @@ pub(crate) fn write_batch(
     let (flow_outputs, task_outputs): (Vec<_>, Vec<_>) = outputs
         .iter()
         .partition(|(kind, ..)| *kind == RunKind::Flow);
-    for (table, outputs) in [("flow_runs", flow_outputs), ("task_runs", task_outputs)] {
+    for (head, tail, outputs) in [
+        (
+            "UPDATE flow_runs SET output = v.column2 FROM (VALUES ",
+            ") AS v WHERE flow_runs.id = v.column1",
+            flow_outputs,
+        ),
+        (
+            "UPDATE task_runs SET output = v.column2 FROM (VALUES ",
+            ") AS v WHERE task_runs.id = v.column1",
+            task_outputs,
+        ),
+    ] {
         in_chunks(
             conn,
             dialect,
-            &format!("UPDATE {table} SET output = v.column2 FROM (VALUES "),
+            head,
             &["bytea", "text"],
-            &format!(") AS v WHERE {table}.id = v.column1"),
+            tail,
             &outputs,
             |(_, id, json), row| row.extend([Param::Bytes(key(id)), Param::Text(json)]),
         )?;
@@ -552,7 +563,7 @@ pub(crate) fn in_chunks<'r, T>(
     conn: &mut dyn Conn,
     dialect: Dialect,
     head: &str,
-    types: &[&str],
+    types: &'static [&'static str],
     tail: &str,
     rows: &'r [T],
     mut bind: impl FnMut(&'r T, &mut Vec<Param<'r>>),
@@ -570,7 +581,13 @@ pub(crate) fn in_chunks<'r, T>(
         };
         let (chunk, after) = rest.split_at(n);
         rest = after;
-        let sql = format!("{head}{}{tail}", values(dialect, types, chunk.len()));
+        let sql = values(dialect, types, chunk.len(), |values| {
+            let mut sql = String::with_capacity(head.len() + values.len() + tail.len());
+            sql.push_str(head);
+            sql.push_str(values);
+            sql.push_str(tail);
+            sql
+        });
         params.clear();
         for row in chunk {
             bind(row, &mut params);
