@@ -34,7 +34,7 @@ use tokio_postgres::{Client, Config, Statement};
 use crate::store::StoreError;
 use crate::store::process::ProcessInfo;
 use crate::store::sql::SqlBackend;
-use crate::store::sql::driver::{Access, Conn, Dialect, Driver, Param, Row, Value};
+use crate::store::sql::driver::{Access, Column, Conn, Dialect, Driver, Param, Row, Value};
 use error::Errors;
 
 /// How long opening a connection may take before the server counts as unreachable.
@@ -412,6 +412,24 @@ impl Conn for PostgresConn<'_> {
             .map_err(|e| self.errors.map(e))
     }
 
+    fn execute_columns(&mut self, sql: &str, columns: Vec<Column>) -> Result<usize, StoreError> {
+        let statement = self.statement(sql)?;
+        if self.pipeline.is_some() {
+            let client = self.client;
+            self.send(Box::pin(async move {
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+                client.execute(&statement, &params).await
+            }));
+            return Ok(0);
+        }
+        let params: Vec<&(dyn ToSql + Sync)> =
+            columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        io::wait(self.client.execute(&statement, &params))
+            .map(|n| n as usize)
+            .map_err(|e| self.errors.map(e))
+    }
+
     fn query(
         &mut self,
         sql: &str,
@@ -464,6 +482,27 @@ impl ToSql for Param<'_> {
             },
             Param::Text(v) => v.to_sql(ty, out),
             Param::Bytes(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+impl ToSql for Column {
+    /// An array of the column's values (`$1::bigint[]` and the like).
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Column::Ints(v) => v.to_sql(ty, out),
+            Column::Texts(v) => v.to_sql(ty, out),
+            Column::Bytes(v) => v.to_sql(ty, out),
         }
     }
 

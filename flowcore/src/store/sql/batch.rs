@@ -19,7 +19,7 @@ use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::event::{Event, RowUpdate, cache_name};
 use crate::store::process::ProcessInfo;
-use crate::store::sql::driver::{Conn, Dialect, Param, values};
+use crate::store::sql::driver::{Column, Conn, Dialect, Param, values};
 use crate::store::sql::rows::key;
 
 /// A run row as it will be inserted: a run created in this batch is inserted once, with the
@@ -568,6 +568,9 @@ pub(crate) fn in_chunks<'r, T>(
     rows: &'r [T],
     mut bind: impl FnMut(&'r T, &mut Vec<Param<'r>>),
 ) -> Result<(), StoreError> {
+    if dialect == Dialect::Postgres {
+        return unnest(conn, head, types, tail, rows, bind);
+    }
     let most = dialect.rows_per_insert(types.len());
     let mut params = Vec::new();
     let mut rest = rows;
@@ -594,6 +597,48 @@ pub(crate) fn in_chunks<'r, T>(
         }
         conn.execute(&sql, &params)?;
     }
+    Ok(())
+}
+
+/// [`in_chunks`] for PostgreSQL: one statement for all `rows`, its `VALUES` list replaced by
+/// `SELECT * FROM unnest($1::type[], …) AS u(column1, …)`, a parameter per column. The text is
+/// the same for any number of rows: prepared once.
+fn unnest<'r, T>(
+    conn: &mut dyn Conn,
+    head: &str,
+    types: &'static [&'static str],
+    tail: &str,
+    rows: &'r [T],
+    mut bind: impl FnMut(&'r T, &mut Vec<Param<'r>>),
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut columns: Vec<Column> = types
+        .iter()
+        .map(|ty| Column::of_type(ty, rows.len()))
+        .collect();
+    let mut params = Vec::with_capacity(types.len());
+    for row in rows {
+        params.clear();
+        bind(row, &mut params);
+        for (column, value) in columns.iter_mut().zip(&params) {
+            column.push(value);
+        }
+    }
+    let head = head.strip_suffix("VALUES ").unwrap_or(head);
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
+        .collect();
+    let names: Vec<String> = (1..=types.len()).map(|i| format!("column{i}")).collect();
+    let sql = format!(
+        "{head}SELECT * FROM unnest({}) AS u({}){tail}",
+        arrays.join(", "),
+        names.join(", ")
+    );
+    conn.execute_columns(&sql, columns)?;
     Ok(())
 }
 

@@ -78,6 +78,46 @@ pub(crate) enum Value {
     Bytes(Vec<u8>),
 }
 
+/// A column of rows' values, bound as one array parameter: a multi-row statement of PostgreSQL
+/// as `unnest($1::bytea[], $2::text[], …)` has as many parameters as columns, whatever its
+/// number of rows, so that the server plans it once and does not build an expression per
+/// value (which took most of its time with `VALUES` lists of thousands of parameters).
+#[derive(Debug)]
+pub(crate) enum Column {
+    Ints(Vec<Option<i64>>),
+    Texts(Vec<Option<String>>),
+    Bytes(Vec<Option<Vec<u8>>>),
+}
+
+impl Column {
+    /// An empty column of the SQL type `ty` (`bigint`, `text`, `bytea`), for `rows` rows.
+    pub(crate) fn of_type(ty: &str, rows: usize) -> Column {
+        match ty {
+            "bigint" => Column::Ints(Vec::with_capacity(rows)),
+            "bytea" => Column::Bytes(Vec::with_capacity(rows)),
+            _ => Column::Texts(Vec::with_capacity(rows)),
+        }
+    }
+
+    /// Appends one row's value, as the column's type takes it.
+    pub(crate) fn push(&mut self, value: &Param<'_>) {
+        match (self, *value) {
+            (Column::Ints(v), Param::Int(i)) => v.push(Some(i)),
+            (Column::Ints(v), Param::Text(s)) => v.push(s.parse().ok()),
+            (Column::Ints(v), _) => v.push(None),
+            (Column::Texts(v), Param::Text(s)) => v.push(Some(s.to_owned())),
+            (Column::Texts(v), Param::Int(i)) => v.push(Some(i.to_string())),
+            (Column::Texts(v), Param::Bytes(b)) => {
+                v.push(Some(String::from_utf8_lossy(b).into_owned()))
+            }
+            (Column::Texts(v), Param::Null) => v.push(None),
+            (Column::Bytes(v), Param::Bytes(b)) => v.push(Some(b.to_vec())),
+            (Column::Bytes(v), Param::Text(s)) => v.push(Some(s.as_bytes().to_vec())),
+            (Column::Bytes(v), _) => v.push(None),
+        }
+    }
+}
+
 impl Value {
     /// The value bound back as it was read: an id is written to as it is stored, whatever its
     /// type (the earliest SQLite stores kept ids as text).
@@ -142,6 +182,14 @@ fn wrong_type(i: usize, wanted: &str, found: &Value) -> StoreError {
 pub(crate) trait Conn {
     /// Runs a statement; returns how many rows it changed.
     fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<usize, StoreError>;
+    /// Runs a statement whose parameters are whole columns, one array each (PostgreSQL's
+    /// `unnest`; see [`Column`]). Only PostgreSQL's connections are given such statements.
+    fn execute_columns(&mut self, sql: &str, columns: Vec<Column>) -> Result<usize, StoreError> {
+        let _ = columns;
+        Err(StoreError::BadParameter(format!(
+            "this store takes no column parameters: {sql}"
+        )))
+    }
     /// Runs a query, handing each row to `row` in order.
     fn query(
         &mut self,
