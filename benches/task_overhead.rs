@@ -15,7 +15,6 @@
 //! file (`cargo bench --bench task_overhead -- task_call_logging`).
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
@@ -185,10 +184,11 @@ fn store_memory(c: &mut Criterion) {
 }
 
 /// `tracked_task_in_flow` with flowcore's logging on as `init_logging()` sets it up (its format,
-/// the recorder keeping each run's lines in the store, `info` for every target), printing to a
-/// file instead of a terminal, as when stdout is redirected to a file or a pipe: two lines per
-/// task run ("Beginning task run …", "Finished in state Completed()"). A group of its own, run
-/// last: a subscriber changes what tracing caches about every callsite.
+/// the recorder keeping each run's lines in the store, `info` for every target, and stdout's
+/// writer, `non_blocking`), printing to a file instead of a terminal, as when stdout is
+/// redirected to a file or a pipe: two lines per task run ("Beginning task run …", "Finished
+/// in state Completed()"). A group of its own, run last: a subscriber changes what tracing
+/// caches about every callsite.
 fn task_call_logging(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -197,7 +197,7 @@ fn task_call_logging(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let file = std::fs::File::create(dir.path().join("flowcore.log")).expect("a log file");
     let subscriber = tracing_subscriber::registry().with(
-        flowcore::logging::layer_to(Arc::new(file), false)
+        flowcore::logging::layer_to(flowcore::logging::non_blocking(file), false)
             .with_filter(Targets::new().with_default(Level::INFO)),
     );
     let guard = tracing::subscriber::set_default(subscriber);

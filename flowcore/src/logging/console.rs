@@ -2,7 +2,8 @@
 //! Prefect.
 //!
 //! Each event is formatted once, into a buffer of the thread's that is kept from line to line,
-//! and handed to the writer whole, with one `write` call. tracing-subscriber's `fmt` layer, used before, also formatted every
+//! and handed to the writer whole, with one `write` call (to [`super::writer`]'s buffer when
+//! printing to stdout). tracing-subscriber's `fmt` layer, used before, also formatted every
 //! span's fields when the span was made (a run's name, id and kind, for each task run) and again
 //! when its state was recorded, for a line format that never shows them.
 //!

@@ -12,6 +12,22 @@
 //! printed with that task run's name. To combine flowcore's format with your own subscriber
 //! setup, add [`layer()`] to a `tracing_subscriber::registry()`.
 //!
+//! # How the lines reach stdout
+//!
+//! A task never waits for the terminal or the pipe its lines go to. Each line is formatted
+//! once, in a buffer its thread keeps, and copied into the buffer of a [`NonBlocking`] writer,
+//! whose own thread (`flowcore-log`) writes out everything that has come in at each turn, with
+//! one `write` call; lines come out in the order they were logged. No line is ever dropped:
+//! when a megabyte of them waits for a slow reader, the next line waits for room.
+//!
+//! What was logged is written out before each flow run's call returns (and a task run's called
+//! outside any flow), when the process exits (`main` returning, `std::process::exit`, flowcore's
+//! Ctrl-C handling, which ends with it), and whenever [`flush`] is called. So a program that
+//! prints with `println!` after a flow run finds its line after the run's; a `println!` in the
+//! middle of a flow run may come out before log lines logged before it (call [`flush`] first
+//! to keep them in order). A process killed outright (`SIGKILL`, an abort) loses the lines
+//! the writer had not written yet, those of the last few microseconds.
+//!
 //! Log lines written inside runs are also kept in the run store, with their run (what
 //! `flowcore runs show` and the dashboard show). That is the [`recorder()`] layer's work, apart
 //! from any printing: [`init_logging`](crate::init_logging) and [`layer()`] include it; a subscriber of your own (a
@@ -53,6 +69,9 @@ pub(crate) mod init;
 mod labels;
 mod recorder;
 mod time;
+pub(crate) mod writer;
+
+pub use writer::{NonBlocking, flush, non_blocking};
 
 use crate::state::{State, StateKind};
 use console::Console;
@@ -74,13 +93,15 @@ where
     // https://no-color.org: a NO_COLOR that is set and not empty turns colour off.
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let ansi = std::io::stdout().is_terminal() && !no_color;
-    layer_to(std::io::stdout, ansi)
+    layer_to(writer::stdout(), ansi)
 }
 
 /// flowcore's console format as a layer writing to `writer` (a file, a buffer in a test),
 /// with ANSI colours or without.
 ///
-/// Each line is written with one `write_all` call as it is logged.
+/// Each line is written with one `write_all` call as it is logged, on the thread that logs
+/// it: give it [`non_blocking`]`(file)` to have a thread of its own write the lines, as
+/// [`layer()`] does for stdout.
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
