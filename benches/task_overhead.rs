@@ -21,7 +21,6 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_grou
 use flowcore::{Store, flow, task};
 use futures::future::join_all;
 use tracing::Level;
-use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -196,10 +195,12 @@ fn task_call_logging(c: &mut Criterion) {
         .expect("a tokio runtime");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let file = std::fs::File::create(dir.path().join("flowcore.log")).expect("a log file");
-    let subscriber = tracing_subscriber::registry().with(
-        flowcore::logging::layer_to(flowcore::logging::non_blocking(file), false)
-            .with_filter(Targets::new().with_default(Level::INFO)),
-    );
+    let subscriber = tracing_subscriber::registry()
+        .with(Targets::new().with_default(Level::INFO))
+        .with(flowcore::logging::layer_to(
+            flowcore::logging::non_blocking(file),
+            false,
+        ));
     let guard = tracing::subscriber::set_default(subscriber);
 
     let mut group = c.benchmark_group("task_call_logging");
