@@ -10,6 +10,9 @@
 //! memory store exactly as `store_sqlite` does there (`cargo bench --bench task_overhead --
 //! store_memory`): flows of `n` task runs, sequential and with `join_all`, and cache hits,
 //! reported in task runs per second.
+//!
+//! The group `task_call_logging` measures the same task call with logging on, printing to a
+//! file (`cargo bench --bench task_overhead -- task_call_logging`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -17,6 +20,9 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group};
 use flowcore::{Store, flow, task};
 use futures::future::join_all;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 async fn plain_add(a: u64, b: u64) -> u64 {
     a.wrapping_add(b)
@@ -176,7 +182,42 @@ fn store_memory(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, task_call, store_memory);
+/// `tracked_task_in_flow` with flowcore's logging on as `init_logging()` sets it up (its format,
+/// the recorder keeping each run's lines in the store, `info` for every target, and stdout's
+/// writer, `non_blocking`), printing to a file instead of a terminal, as when stdout is
+/// redirected to a file or a pipe: two lines per task run ("Beginning task run …", "Finished
+/// in state Completed()"). A group of its own, run last: a subscriber changes what tracing
+/// caches about every callsite.
+fn task_call_logging(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = std::fs::File::create(dir.path().join("flowcore.log")).expect("a log file");
+    let subscriber = tracing_subscriber::registry()
+        .with(Targets::new().with_default(Level::INFO))
+        .with(flowcore::logging::layer_to(
+            flowcore::logging::non_blocking(file),
+            false,
+        ));
+    let guard = tracing::subscriber::set_default(subscriber);
+
+    let mut group = c.benchmark_group("task_call_logging");
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("logged_task_in_flow", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let start = Instant::now();
+            black_box(tracked_loop(iters).await);
+            start.elapsed()
+        })
+    });
+    group.finish();
+    drop(guard);
+    tracing::callsite::rebuild_interest_cache();
+}
+
+criterion_group!(benches, task_call, store_memory, task_call_logging);
 
 fn main() {
     Store::memory()

@@ -67,6 +67,9 @@ async fn crash(after: u32) -> ! {
     if let Err(e) = Store::current().flush().await {
         eprintln!("flowcore: {e}");
     }
+    // The same goes for the log lines of the last moments, which a thread writes out behind
+    // the tasks: the example has them written before it says it crashes.
+    flowcore::logging::flush();
     println!("Crashing after step {after} (std::process::abort)");
     if let Some(name) = RUN_NAME.get() {
         println!("Continue the run with: cargo run --example resume -- --resume {name}");

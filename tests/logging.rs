@@ -1,9 +1,13 @@
-//! The console format: Prefect-style lines, each run's events labelled with its name.
+//! The console format: Prefect-style lines, each run's events labelled with its name; and
+//! `init_logging()`'s writer, whose thread writes every line, in order, before the process
+//! ends.
+
+mod support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use flowcore::{flow, task};
+use flowcore::{Store, flow, task};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 #[derive(Clone, Default)]
@@ -274,4 +278,109 @@ fn with_colours_the_only_escape_sequences_are_flowcore_s_own() {
         "\x1b[31mERROR  \x1b[0m | logging - \\u{1b}]0;t\\u{7}failed \
          \x1b[3merror\x1b[0m\x1b[2m=\x1b[0mouter\\u{1b}[2J error.sources=[inner\\u{7}\\n]\n"
     );
+}
+
+/// How many task runs the child's flow run makes, and how many lines it logs after it.
+const CHILD_TASK_RUNS: usize = 2_000;
+const CHILD_LINES: usize = 20_000;
+
+#[task]
+async fn numbered(i: usize) -> usize {
+    i
+}
+
+#[flow(name = "numbered")]
+async fn numbered_flow(n: usize) {
+    for i in 0..n {
+        numbered(i).await;
+    }
+}
+
+/// Logs through `init_logging()` to its stdout, a pipe: a flow run's lines, then lines outside
+/// any run up to the end, which comes by `std::process::exit` when FLOWCORE_TEST_LOG_CHILD is
+/// `exit`, else by `main` returning.
+#[test]
+#[ignore = "run as a child process by init_logging_s_lines_all_reach_a_pipe_in_order_*"]
+fn child_logging_to_a_pipe() {
+    let Ok(end) = std::env::var("FLOWCORE_TEST_LOG_CHILD") else {
+        return;
+    };
+    flowcore::init_logging();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(Store::memory().scope(numbered_flow(CHILD_TASK_RUNS)));
+    for i in 0..CHILD_LINES {
+        tracing::info!("line {i}");
+    }
+    if end == "exit" {
+        std::process::exit(0);
+    }
+}
+
+/// The child's INFO lines, from the level column on: the test harness's own output may share
+/// a line with the first.
+fn child_info_lines(end: &str) -> Vec<String> {
+    let out = support::run(&mut support::child(
+        "child_logging_to_a_pipe",
+        [("FLOWCORE_TEST_LOG_CHILD", end)],
+    ));
+    assert!(out.status.success(), "{}", support::show(&out));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            l.split_once("| INFO    | ")
+                .map(|(_, rest)| rest.to_owned())
+        })
+        .collect()
+}
+
+fn assert_every_line_in_order(lines: &[String]) {
+    // The flow run's task runs, each beginning then finishing, all before its summary.
+    let task_lines: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("Task run 'numbered-"))
+        .collect();
+    assert_eq!(task_lines.len(), 2 * CHILD_TASK_RUNS);
+    for pair in task_lines.chunks(2) {
+        let (first, second) = (&pair[0], &pair[1]);
+        assert!(
+            first.contains(" - Beginning task run 'numbered-"),
+            "{first}"
+        );
+        assert!(
+            second.ends_with(" - Finished in state Completed()"),
+            "{second}"
+        );
+        assert_eq!(first.split(" - ").next(), second.split(" - ").next());
+    }
+    let summary = lines
+        .iter()
+        .position(|l| l.ends_with(" - Summary"))
+        .unwrap();
+    let last_task = lines
+        .iter()
+        .rposition(|l| l.starts_with("Task run 'numbered-"))
+        .unwrap();
+    assert!(last_task < summary);
+
+    // Then the lines logged after it, every one, in order, the last right before the end.
+    let after: Vec<&str> = lines[summary + 1..]
+        .iter()
+        .map(|l| l.strip_prefix("logging - ").unwrap_or(l))
+        .collect();
+    let expected: Vec<String> = (0..CHILD_LINES).map(|i| format!("line {i}")).collect();
+    assert_eq!(after, expected);
+}
+
+#[test]
+fn init_logging_s_lines_all_reach_a_pipe_in_order_when_main_returns() {
+    assert_every_line_in_order(&child_info_lines("return"));
+}
+
+#[test]
+fn init_logging_s_lines_all_reach_a_pipe_in_order_at_process_exit() {
+    assert_every_line_in_order(&child_info_lines("exit"));
 }

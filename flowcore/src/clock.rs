@@ -73,11 +73,12 @@ impl Timestamp {
     /// The system's wall clock, whatever tokio's clock says: for the heartbeats and crash
     /// marks that tell live processes from dead ones.
     pub fn wall_now() -> Self {
-        Timestamp(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, micros),
-        )
+        Self::wall_at(SystemTime::now())
+    }
+
+    /// `time` of the system's wall clock, read already: a log line's time and its id's.
+    pub(crate) fn wall_at(time: SystemTime) -> Self {
+        Timestamp(time.duration_since(UNIX_EPOCH).map_or(0, micros))
     }
 
     /// The timestamp `us` microseconds after the Unix epoch.

@@ -503,6 +503,8 @@ impl LiveFlowRun {
             }
         };
         let record = self.record(not_recorded);
+        // Its lines, the summary last, before what the program prints after the call.
+        crate::logging::writer::flushed().await;
         Finished {
             output,
             record,

@@ -19,6 +19,7 @@ mod codec;
 mod context;
 mod crash_hooks;
 mod error;
+mod exit;
 mod fingerprint;
 mod flow;
 pub mod graph;

@@ -71,7 +71,20 @@ impl fmt::Display for TaskRunName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.given {
             Some(given) => f.write_str(given),
-            None => write!(f, "{}-{:03x}", self.task, self.id.as_u128() & 0xfff),
+            // `{task}-{:03x}`, written without the formatting machinery: this runs for every
+            // task run's span and its first log line.
+            None => {
+                let digits = b"0123456789abcdef";
+                let n = (self.id.as_u128() & 0xfff) as usize;
+                let hex = [
+                    b'-',
+                    digits[n >> 8],
+                    digits[(n >> 4) & 0xf],
+                    digits[n & 0xf],
+                ];
+                f.write_str(self.task)?;
+                f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 //! task's name is only known to flowcore at run time, so each task and flow has a callsite of its
 //! own, made with its spec the first time it runs ([`RunCallsite`]).
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -72,7 +73,8 @@ impl RunCallsite {
         };
         let [run_field, id_field, kind_field, state_field] =
             FIELDS.map(|f| fields.field(f).expect("a field of the span's own set"));
-        Span::new(
+        let made = NewRun::set(id);
+        let span = Span::new(
             metadata,
             &fields.value_set(&[
                 (&run_field, Some(run)),
@@ -80,7 +82,9 @@ impl RunCallsite {
                 (&kind_field, Some(&kind as &dyn Value)),
                 (&state_field, Some(&Empty as &dyn Value)),
             ]),
-        )
+        );
+        drop(made);
+        span
     }
 
     fn metadata(&'static self, name: &'static str) -> &'static Metadata<'static> {
@@ -135,6 +139,33 @@ impl Callsite for RunCallsite {
             .get()
             .expect("registered only once its metadata is made")
     }
+}
+
+thread_local! {
+    /// The id of the run whose span is being made on this thread, while it is: flowcore's own
+    /// layers take it from here rather than print the id's field and parse it back.
+    static NEW_RUN: Cell<Option<Uuid>> = const { Cell::new(None) };
+}
+
+/// While alive, the run whose span is being made on this thread.
+struct NewRun;
+
+impl NewRun {
+    fn set(id: Uuid) -> NewRun {
+        NEW_RUN.with(|new| new.set(Some(id)));
+        NewRun
+    }
+}
+
+impl Drop for NewRun {
+    fn drop(&mut self) {
+        NEW_RUN.with(|new| new.set(None));
+    }
+}
+
+/// The id of the run whose span is being made on this thread: for a layer's `on_new_span`.
+pub(crate) fn new_run_id() -> Option<Uuid> {
+    NEW_RUN.with(Cell::get)
 }
 
 /// Records `state` as the final state of the run whose span is current.

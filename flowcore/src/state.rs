@@ -247,9 +247,15 @@ impl State {
 
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Piece by piece rather than with `write!`: every run's final state is logged.
+        f.write_str(self.kind.as_str())?;
         match &self.message {
-            Some(m) => write!(f, "{}('{}')", self.kind, m),
-            None => write!(f, "{}()", self.kind),
+            Some(m) => {
+                f.write_str("('")?;
+                f.write_str(m)?;
+                f.write_str("')")
+            }
+            None => f.write_str("()"),
         }
     }
 }

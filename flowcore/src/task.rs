@@ -626,10 +626,12 @@ impl LiveTaskRun {
     /// The run ended normally: the call hands the record on. A task run outside any flow
     /// returns once its final state is committed.
     async fn finish<R>(&mut self, output: R) -> Finished<R, TaskRunRecord> {
-        if self.flow.is_none()
-            && let Err(e) = self.store.flush().await
-        {
-            tracing::error!(target: "flowcore", "The task run's final state was not recorded: {e}");
+        if self.flow.is_none() {
+            if let Err(e) = self.store.flush().await {
+                tracing::error!(target: "flowcore", "The task run's final state was not recorded: {e}");
+            }
+            // A task run called on its own: its lines before what the program prints next.
+            crate::logging::writer::flushed().await;
         }
         let record = self.record.take().expect("a run finishes once");
         if let Some(slot) = &self.slot {

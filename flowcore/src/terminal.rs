@@ -193,6 +193,14 @@ fn first_to_escape(bytes: &[u8], line_feeds: LineFeeds) -> Option<usize> {
         }
         start += CHUNK;
     }
+    // The last few bytes in a chunk of their own, padded with spaces: short texts (a task's
+    // name, a log message) are mostly this, and mostly clean.
+    let tail = &bytes[start..];
+    let mut padded = [b' '; CHUNK];
+    padded[..tail.len()].copy_from_slice(tail);
+    if !padded.iter().fold(false, |any, &b| any | suspect(b)) {
+        return None;
+    }
     first_in(bytes, start..bytes.len(), line_feeds)
 }
 

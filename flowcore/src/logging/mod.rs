@@ -12,6 +12,22 @@
 //! printed with that task run's name. To combine flowcore's format with your own subscriber
 //! setup, add [`layer()`] to a `tracing_subscriber::registry()`.
 //!
+//! # How the lines reach stdout
+//!
+//! A task never waits for the terminal or the pipe its lines go to. Each line is formatted
+//! once, in a buffer its thread keeps, and copied into the buffer of a [`NonBlocking`] writer,
+//! whose own thread (`flowcore-log`) writes out everything that has come in at each turn, with
+//! one `write` call; lines come out in the order they were logged. No line is ever dropped:
+//! when a megabyte of them waits for a slow reader, the next line waits for room.
+//!
+//! What was logged is written out before each flow run's call returns (and a task run's called
+//! outside any flow), when the process exits (`main` returning, `std::process::exit`, flowcore's
+//! Ctrl-C handling, which ends with it), and whenever [`flush`] is called. So a program that
+//! prints with `println!` after a flow run finds its line after the run's; a `println!` in the
+//! middle of a flow run may come out before log lines logged before it (call [`flush`] first
+//! to keep them in order). A process killed outright (`SIGKILL`, an abort) loses the lines
+//! the writer had not written yet, those of the last few microseconds.
+//!
 //! Log lines written inside runs are also kept in the run store, with their run (what
 //! `flowcore runs show` and the dashboard show). That is the [`recorder()`] layer's work, apart
 //! from any printing: [`init_logging`](crate::init_logging) and [`layer()`] include it; a subscriber of your own (a
@@ -41,28 +57,26 @@
 //!     Task run     State      Attempts  Duration
 //! ```
 
-use std::fmt;
 use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id};
-use tracing::{Event, Level, Subscriber};
+use tracing::Subscriber;
 use tracing_subscriber::Layer;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use uuid::Uuid;
-
+mod console;
 pub(crate) mod init;
+mod labels;
+mod recorder;
+mod time;
+pub(crate) mod writer;
 
-use crate::clock::Timestamp;
-use crate::context::FlowContext;
+pub use writer::{NonBlocking, flush, non_blocking};
+
 use crate::state::{State, StateKind};
-use crate::store::{Event as StoreEvent, RunStore};
-use crate::terminal::{Escaping, LineFeeds, escape_controls};
+use console::Console;
+use labels::RunLabels;
+use recorder::{Recorded, StoredLogs};
 
 /// flowcore's console format as a layer, for building your own subscriber.
 ///
@@ -79,11 +93,15 @@ where
     // https://no-color.org: a NO_COLOR that is set and not empty turns colour off.
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let ansi = std::io::stdout().is_terminal() && !no_color;
-    layer_to(std::io::stdout, ansi)
+    layer_to(writer::stdout(), ansi)
 }
 
 /// flowcore's console format as a layer writing to `writer` (a file, a buffer in a test),
 /// with ANSI colours or without.
+///
+/// Each line is written with one `write_all` call as it is logged, on the thread that logs
+/// it: give it [`non_blocking`]`(file)` to have a thread of its own write the lines, as
+/// [`layer()`] does for stdout.
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
@@ -110,12 +128,15 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    recorder().and_then(
-        tracing_subscriber::fmt::layer()
-            .with_writer(writer)
-            .with_ansi(ansi)
-            .event_format(PrefectFormat { ansi }),
-    )
+    // The console layer keeps the runs' lines itself: each line's text is formatted once for
+    // both.
+    RunLabels
+        .and_then(Console {
+            writer,
+            ansi,
+            record: true,
+        })
+        .and_then(Recorded)
 }
 
 /// The layer that keeps each log line written inside a run in that run's store (the store of
@@ -156,7 +177,7 @@ pub(crate) fn check_recorder() {
         return;
     }
     let missing = tracing::dispatcher::get_default(|d| {
-        !d.is::<tracing::subscriber::NoSubscriber>() && !d.is::<StoredLogs>()
+        !d.is::<tracing::subscriber::NoSubscriber>() && !d.is::<StoredLogs>() && !d.is::<Recorded>()
     });
     if missing {
         tracing::warn!(
@@ -174,257 +195,5 @@ pub(crate) fn log_final_state(state: &State) {
         }
         StateKind::Cancelled => tracing::warn!(target: "flowcore", "Finished in state {state}"),
         _ => tracing::error!(target: "flowcore", "Finished in state {state}"),
-    }
-}
-
-/// `Task run 'extract-a8e'` and the run's id, stored on the run's span when it is created.
-struct RunLabel {
-    label: String,
-    id: Uuid,
-}
-
-/// Attaches a [`RunLabel`] to each task run and flow run span.
-struct RunLabels;
-
-impl<S> Layer<S> for RunLabels
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !crate::span::is_run_span(attrs.metadata()) {
-            return;
-        }
-        let mut run = RunFields::default();
-        attrs.record(&mut run);
-        let kind = match run.kind.as_deref() {
-            Some("flow") => "Flow run",
-            _ => "Task run",
-        };
-        if let (Some(name), Some(run_id), Some(span)) = (run.name, run.id, ctx.span(id)) {
-            span.extensions_mut().insert(RunLabel {
-                // Escaped once here, not at every line: a run name is user code's to choose.
-                label: format!("{kind} '{}'", escape_controls(&name)),
-                id: run_id,
-            });
-        }
-    }
-}
-
-#[derive(Default)]
-struct RunFields {
-    name: Option<String>,
-    id: Option<Uuid>,
-    kind: Option<String>,
-}
-
-impl Visit for RunFields {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        match field.name() {
-            "run" => self.name = Some(format!("{value:?}")),
-            "id" => self.id = Uuid::parse_str(&format!("{value:?}")).ok(),
-            "kind" => self.kind = Some(format!("{value:?}")),
-            _ => {}
-        }
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        match field.name() {
-            "kind" => self.kind = Some(value.to_owned()),
-            _ => self.record_debug(field, &value),
-        }
-    }
-}
-
-/// Sends each event written inside a run to the run store, as one of the run's log lines.
-struct StoredLogs;
-
-impl<S> Layer<S> for StoredLogs
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        // The store of the run the event belongs to: its flow run's, else the one in scope.
-        let Some(store) =
-            FlowContext::with_current(|flow| flow.store.clone()).or_else(RunStore::current_if_open)
-        else {
-            return;
-        };
-        let Some(run_id) = ctx.event_scope(event).and_then(|scope| {
-            scope
-                .into_iter()
-                .find_map(|span| span.extensions().get::<RunLabel>().map(|l| l.id))
-        }) else {
-            return;
-        };
-        let mut message = MessageText(String::new());
-        event.record(&mut message);
-        store.send(StoreEvent::Log {
-            id: crate::names::new_run_id(),
-            run_id,
-            at: Timestamp::now(),
-            level: event.metadata().level().as_str(),
-            message: message.0,
-        });
-    }
-}
-
-/// An event's message followed by its other fields as `key=value`.
-struct MessageText(String);
-
-impl Visit for MessageText {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        use std::fmt::Write as _;
-        let sep = if self.0.is_empty() { "" } else { " " };
-        let _ = if field.name() == "message" {
-            write!(self.0, "{sep}{value:?}")
-        } else {
-            write!(self.0, "{sep}{}={value:?}", field.name())
-        };
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            let sep = if self.0.is_empty() { "" } else { " " };
-            self.0.push_str(sep);
-            self.0.push_str(value);
-        } else {
-            self.record_debug(field, &value);
-        }
-    }
-}
-
-/// `HH:MM:SS.mmm | LEVEL   | Task run 'x' - message`, in local time like Prefect.
-struct PrefectFormat {
-    ansi: bool,
-}
-
-impl<S, N> FormatEvent<S, N> for PrefectFormat
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let meta = event.metadata();
-        write!(writer, "{} | ", chrono::Local::now().format("%H:%M:%S%.3f"))?;
-        let level = meta.level();
-        if self.ansi {
-            let colour = match *level {
-                Level::ERROR => "31",
-                Level::WARN => "33",
-                Level::INFO => "36",
-                Level::DEBUG => "34",
-                Level::TRACE => "35",
-            };
-            write!(writer, "\x1b[{colour}m{level:<7}\x1b[0m | ")?;
-        } else {
-            write!(writer, "{level:<7} | ")?;
-        }
-        let label = ctx.event_scope().and_then(|scope| {
-            scope
-                .into_iter()
-                .find_map(|span| span.extensions().get::<RunLabel>().map(|l| l.label.clone()))
-        });
-        match label {
-            Some(label) => write!(writer, "{label} - ")?,
-            None => write!(writer, "{} - ", escape_controls(meta.target()))?,
-        }
-        let mut fields = ConsoleFields {
-            writer: writer.by_ref(),
-            ansi: self.ansi,
-            first: true,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
-        writeln!(writer)
-    }
-}
-
-/// An event's fields as tracing-subscriber's default format writes them (the message, then
-/// ` key=value` with the value's `Debug`, an error's sources after it), with their control
-/// characters escaped as [`crate::terminal`] says. The message keeps its line feeds, its later
-/// lines indented; every other field stays on the line.
-///
-/// tracing-subscriber escapes a few of them itself, but only in the message, not `\r` or the
-/// other C0 controls, and in its own `\x1b` form; so the fields are written here.
-struct ConsoleFields<'w> {
-    writer: Writer<'w>,
-    ansi: bool,
-    first: bool,
-    result: fmt::Result,
-}
-
-impl ConsoleFields<'_> {
-    fn field(&mut self, name: &str, value: &dyn fmt::Debug) -> fmt::Result {
-        use std::fmt::Write as _;
-        if !std::mem::take(&mut self.first) {
-            self.writer.write_char(' ')?;
-        }
-        if name == "message" {
-            return write!(
-                Escaping::new(&mut self.writer, LineFeeds::Indent),
-                "{value:?}"
-            );
-        }
-        let name = escape_controls(name.strip_prefix("r#").unwrap_or(name));
-        if self.ansi {
-            // Italic name, dimmed `=`, as tracing-subscriber's default fields.
-            write!(self.writer, "\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m")?;
-        } else {
-            write!(self.writer, "{name}=")?;
-        }
-        write!(
-            Escaping::new(&mut self.writer, LineFeeds::Escape),
-            "{value:?}"
-        )
-    }
-}
-
-impl Visit for ConsoleFields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.record_debug(field, &format_args!("{value}"));
-        } else {
-            self.record_debug(field, &value);
-        }
-    }
-
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        match value.source() {
-            Some(source) => {
-                let name = field.name();
-                let sources = Sources(source);
-                self.record_debug(field, &format_args!("{value} {name}.sources={sources}"));
-            }
-            None => self.record_debug(field, &format_args!("{value}")),
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        // Metadata of events from the `log` crate (tracing-log), which the line already shows.
-        if self.result.is_err() || field.name().starts_with("log.") {
-            return;
-        }
-        self.result = self.field(field.name(), value);
-    }
-}
-
-/// An error's chain of sources: `[timed out, connection reset]`.
-struct Sources<'a>(&'a (dyn std::error::Error + 'static));
-
-impl fmt::Display for Sources<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut list = f.debug_list();
-        let mut next = Some(self.0);
-        while let Some(error) = next {
-            list.entry(&format_args!("{error}"));
-            next = error.source();
-        }
-        list.finish()
     }
 }

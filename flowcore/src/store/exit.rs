@@ -5,10 +5,10 @@
 //! them), but a copy of the file alone misses them and reads "No flow runs yet". A process's
 //! store lives in a static, which Rust never drops, so its writer thread never sees it close.
 //!
-//! "The process's exit" is C's `atexit`, on Unix: it runs when `main` returns and when the
-//! program calls `std::process::exit` (as the interrupt handler does, after ending its runs),
-//! not when the process is killed. A store dropped before then does the same as it closes (its
-//! writer sees every handle gone).
+//! "The process's exit" is C's `atexit`, on Unix ([`crate::exit`]): it runs when `main` returns
+//! and when the program calls `std::process::exit` (as the interrupt handler does, after ending
+//! its runs), not when the process is killed. A store dropped before then does the same as it
+//! closes (its writer sees every handle gone).
 
 use std::sync::{Mutex, MutexGuard, Weak};
 
@@ -28,27 +28,17 @@ fn stores() -> MutexGuard<'static, Vec<Weak<dyn AtExit>>> {
 
 /// Has `store` finished when the process exits, unless it is dropped first.
 pub(crate) fn checkpoint_at_exit(store: Weak<dyn AtExit>) {
-    #[cfg(unix)]
-    {
-        static HOOK: std::sync::Once = std::sync::Once::new();
-        HOOK.call_once(|| {
-            // SAFETY: `at_exit` is an `extern "C" fn()`, as `atexit` takes, and never unwinds
-            // (it catches any panic). A refusal (the C library's table of handlers full) only
-            // leaves the log beside the file, as before.
-            let _ = unsafe { libc::atexit(at_exit) };
-        });
-    }
+    crate::exit::arm();
     let mut stores = stores();
     stores.retain(|s| s.strong_count() > 0);
     stores.push(store);
 }
 
-#[cfg(unix)]
-extern "C" fn at_exit() {
-    let _ = std::panic::catch_unwind(|| {
-        let live: Vec<_> = stores().iter().filter_map(Weak::upgrade).collect();
-        for store in live {
-            store.at_exit();
-        }
-    });
+/// Finishes every store that lives: the process is exiting.
+#[cfg_attr(not(unix), allow(dead_code))]
+pub(crate) fn at_exit() {
+    let live: Vec<_> = stores().iter().filter_map(Weak::upgrade).collect();
+    for store in live {
+        store.at_exit();
+    }
 }

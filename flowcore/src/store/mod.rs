@@ -50,7 +50,7 @@ mod deployments;
 pub(crate) mod error;
 mod event;
 #[cfg(feature = "sqlite")]
-mod exit;
+pub(crate) mod exit;
 pub(crate) mod handle;
 mod limits;
 pub(crate) mod location;

@@ -1,0 +1,123 @@
+//! The runs' log lines kept in the run store, with their run: what `flowcore runs show` and the
+//! dashboard show.
+
+use std::cell::Cell;
+use std::fmt;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+use uuid::Uuid;
+
+use crate::clock::Timestamp;
+use crate::context::FlowContext;
+use crate::logging::labels::event_run_id;
+use crate::store::{Event as StoreEvent, RunStore};
+
+/// Sends each event written inside a run to the run store, as one of the run's log lines.
+pub(crate) struct StoredLogs;
+
+/// Marks a subscriber whose console layer keeps the runs' lines itself (see
+/// [`crate::logging::layer_to`]), as [`StoredLogs`] would: what `check_recorder` looks for.
+pub(crate) struct Recorded;
+
+impl<S: Subscriber> Layer<S> for Recorded {}
+
+impl<S> Layer<S> for StoredLogs
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(store) = store() else {
+            return;
+        };
+        let Some(run_id) = event_run_id(event, &ctx) else {
+            return;
+        };
+        let id = crate::names::new_run_id();
+        keep(&store, event, run_id, message_text(event).text, id);
+    }
+}
+
+/// A buffer's capacity past which it is not kept for the next line.
+pub(crate) const KEPT_CAPACITY: usize = 64 * 1024;
+
+/// The text of `event` as the store keeps it, in a string of its own length: formatted in a
+/// buffer the thread keeps, rather than in a string that grows three or four times.
+pub(crate) fn message_text(event: &Event<'_>) -> MessageText {
+    thread_local! {
+        static SCRATCH: Cell<String> = const { Cell::new(String::new()) };
+    }
+    // Taken, not borrowed: an event logged while this one is formatted finds none, and makes
+    // its own.
+    let mut message = MessageText {
+        text: SCRATCH.take(),
+        had_error: false,
+        failed: false,
+    };
+    message.text.clear();
+    event.record(&mut message);
+    let text = String::from(message.text.as_str());
+    let scratch = std::mem::replace(&mut message.text, text);
+    if scratch.capacity() <= KEPT_CAPACITY {
+        SCRATCH.set(scratch);
+    }
+    message
+}
+
+/// The store of the run an event belongs to: its flow run's, else the one in scope.
+pub(crate) fn store() -> Option<RunStore> {
+    FlowContext::with_current(|flow| flow.store.clone()).or_else(RunStore::current_if_open)
+}
+
+/// Keeps `message`, the text of `event`, in `store` as a line of the run `run_id`, with `id`
+/// its own.
+pub(crate) fn keep(store: &RunStore, event: &Event<'_>, run_id: Uuid, message: String, id: Uuid) {
+    store.send(StoreEvent::Log {
+        id,
+        run_id,
+        at: Timestamp::now(),
+        level: event.metadata().level().as_str(),
+        message,
+    });
+}
+
+/// An event's message followed by its other fields as `key=value`.
+pub(crate) struct MessageText {
+    pub(crate) text: String,
+    /// A field was an error: the console prints its sources too, so this text is not the
+    /// console's (see `console.rs`).
+    pub(crate) had_error: bool,
+    /// A field's `Debug` failed: the text stops short.
+    pub(crate) failed: bool,
+}
+
+impl Visit for MessageText {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        use std::fmt::Write as _;
+        let sep = if self.text.is_empty() { "" } else { " " };
+        let written = if field.name() == "message" {
+            write!(self.text, "{sep}{value:?}")
+        } else {
+            write!(self.text, "{sep}{}={value:?}", field.name())
+        };
+        self.failed |= written.is_err();
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            let sep = if self.text.is_empty() { "" } else { " " };
+            self.text.push_str(sep);
+            self.text.push_str(value);
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.had_error = true;
+        self.record_debug(field, &tracing::field::display(value));
+    }
+}
