@@ -144,10 +144,16 @@ pub(crate) trait LiveRun {
         self.store().send(self.transition_event(&state));
         self.push(state);
         let hooks = self.hooks();
+        let active = self.active_hooks();
+        if hooks.is_empty() && active.is_empty() {
+            return;
+        }
+        // What the run logged comes out before what its hooks print or send (the console's
+        // lines are written by a thread of their own: see `logging::writer`).
+        crate::logging::flush();
         if !hooks.is_empty() {
             hooks.fire(&self.info());
         }
-        let active = self.active_hooks();
         if !active.is_empty() {
             active.fire(&self.info());
         }

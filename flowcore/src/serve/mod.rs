@@ -310,7 +310,12 @@ impl IntoFuture for Serve {
     type IntoFuture = Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        Box::pin(async move {
+            let served = self.run().await;
+            // Its last lines ("Stopped serving …") before what the program prints next.
+            crate::logging::writer::flushed().await;
+            served
+        })
     }
 }
 
