@@ -191,16 +191,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX flow_runs_let_go ON flow_runs (deployment, created_at)
         WHERE state = 'Paused' AND process_id IS NULL;",
     // 8: task runs' usual states in their rows, as SQLite's 12.
-    "ALTER TABLE task_runs ADD COLUMN usual_states SMALLINT NOT NULL DEFAULT 0;
-    ALTER TABLE states RENAME TO state_rows;
-    CREATE VIEW states AS
-        SELECT run_id, seq, kind, at, message FROM state_rows
-        UNION ALL SELECT id, 0, 'Pending', created_at, NULL FROM task_runs
-            WHERE usual_states >= 1
-        UNION ALL SELECT id, 1, 'Running', started_at, NULL FROM task_runs
-            WHERE usual_states >= 2
-        UNION ALL SELECT id, 2, 'Completed', ended_at, NULL FROM task_runs
-            WHERE usual_states >= 3;",
+    concat!(
+        "ALTER TABLE task_runs ADD COLUMN usual_states SMALLINT NOT NULL DEFAULT 0;
+        ALTER TABLE states RENAME TO state_rows;",
+        crate::store::sql::batch::states_view!()
+    ),
 ];
 
 /// The schema version this build writes.

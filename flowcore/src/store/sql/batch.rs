@@ -50,6 +50,24 @@ struct NewRun<'a> {
 /// their own, the times being its row's `created_at`, `started_at` and `ended_at`.
 const USUAL_STATES: [StateKind; 3] = [StateKind::Pending, StateKind::Running, StateKind::Completed];
 
+/// The view `states`, written once for both dialects' migrations (SQLite's 12, PostgreSQL's
+/// 8): the rows of `state_rows`, and each task run's first `usual_states` of [`USUAL_STATES`]
+/// at its row's times, read as one table.
+macro_rules! states_view {
+    () => {
+        "
+        CREATE VIEW states AS
+            SELECT run_id, seq, kind, at, message FROM state_rows
+            UNION ALL SELECT id, 0, 'Pending', created_at, NULL FROM task_runs
+                WHERE usual_states >= 1
+            UNION ALL SELECT id, 1, 'Running', started_at, NULL FROM task_runs
+                WHERE usual_states >= 2
+            UNION ALL SELECT id, 2, 'Completed', ended_at, NULL FROM task_runs
+                WHERE usual_states >= 3;"
+    };
+}
+pub(crate) use states_view;
+
 /// Takes out of `states` those of new task runs that their rows keep: each one's first states
 /// while they are the usual ones, without messages. Leaves the others, in order.
 fn keep_usual_states_in_rows(

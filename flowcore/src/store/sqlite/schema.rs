@@ -226,16 +226,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // states its row's times stand for (`created_at`, `started_at`, `ended_at`), and only the
     // others are rows of their own, in `state_rows`. A task run recorded at once was four rows
     // written, and is one. The view `states` reads both as one table, as before.
-    "ALTER TABLE task_runs ADD COLUMN usual_states INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE states RENAME TO state_rows;
-    CREATE VIEW states AS
-        SELECT run_id, seq, kind, at, message FROM state_rows
-        UNION ALL SELECT id, 0, 'Pending', created_at, NULL FROM task_runs
-            WHERE usual_states >= 1
-        UNION ALL SELECT id, 1, 'Running', started_at, NULL FROM task_runs
-            WHERE usual_states >= 2
-        UNION ALL SELECT id, 2, 'Completed', ended_at, NULL FROM task_runs
-            WHERE usual_states >= 3;",
+    concat!(
+        "ALTER TABLE task_runs ADD COLUMN usual_states INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE states RENAME TO state_rows;",
+        crate::store::sql::batch::states_view!()
+    ),
 ];
 
 /// The schema version this build writes.
