@@ -275,7 +275,15 @@ async fn a_stopped_workers_paused_run_is_let_go_at_once_and_taken_up_by_the_next
     // answer given then goes to it.
     std::fs::remove_file(dir.path().join("stop")).unwrap();
     let second = worker(ts, dir.path());
-    wait_for_pause(ts, id, "approve the load?", true);
+    // Taken up: the run goes Pending, Running, and Paused again at the same question (input
+    // given in between is refused, "it is Pending, not Paused", and can be given again).
+    wait_until("the run to pause again in the second worker", None, || {
+        let run = Store::open_existing(ts.target())
+            .ok()?
+            .flow_run(id)
+            .ok()??;
+        (run.history.kinds().len() == 8 && run.state().kind == Paused).then_some(())
+    });
     ts.store()
         .give_input(&id.to_string(), r#"{"ok": false}"#, "ada")
         .unwrap();
