@@ -9,14 +9,13 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use dashmap::DashMap;
 use futures_util::task::AtomicWaker;
 use tokio::task::futures::TaskLocalFuture;
 use uuid::Uuid;
 
-use crate::fingerprint::BuildPreHashed;
+use crate::producers::Producers;
 use crate::record::{EdgeKind, FlowRunRecord, TaskRunRecord, Upstream};
 use crate::run_hooks::ActiveHooks;
 use crate::state::State;
@@ -52,9 +51,9 @@ pub struct FlowContext {
     /// For a deployment's run served here: where the server learns that it waits for input.
     pub(crate) served: Option<Arc<crate::cancel::CancelSlot>>,
     finished: Mutex<Finished>,
-    /// Which task run produced each value seen so far, by fingerprint: made on the first
-    /// output worth tracking, so a flow with none pays nothing.
-    produced: OnceLock<DashMap<u64, Uuid, BuildPreHashed>>,
+    /// Which task run produced each value seen lately, by fingerprint. A lock of the flow
+    /// run's own: task runs submitted in it may end on other threads.
+    produced: Mutex<Producers>,
     /// Whether `produced` holds anything: until then, arguments are not even fingerprinted.
     tracking: AtomicBool,
     /// Task runs submitted in this flow run and not finished yet: the flow run waits for them.
@@ -115,7 +114,7 @@ impl FlowContext {
             pauses: AtomicU32::new(0),
             served: None,
             finished: Mutex::new(Finished::default()),
-            produced: OnceLock::new(),
+            produced: Mutex::default(),
             tracking: AtomicBool::new(false),
             submitted: AtomicUsize::new(0),
             submitted_done: AtomicWaker::new(),
@@ -161,13 +160,19 @@ impl FlowContext {
     /// an equal value takes its place.
     pub(crate) fn produced(&self, id: Uuid, fingerprints: impl FnOnce(&mut dyn FnMut(u64))) {
         let mut any = false;
+        // Locked for each fingerprint rather than around them all: taking them runs the value's
+        // `Serialize`, user code that could call a task of this flow run.
         fingerprints(&mut |f| {
-            self.produced.get_or_init(DashMap::default).insert(f, id);
+            self.producers().insert(f, id);
             any = true;
         });
         if any && !self.tracking.load(Ordering::Relaxed) {
             self.tracking.store(true, Ordering::Relaxed);
         }
+    }
+
+    fn producers(&self) -> MutexGuard<'_, Producers> {
+        self.produced.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Adds to `upstream` a data edge from each task run that produced one of these
@@ -180,11 +185,8 @@ impl FlowContext {
         if !self.tracking.load(Ordering::Relaxed) {
             return;
         }
-        let Some(produced) = self.produced.get() else {
-            return;
-        };
         fingerprints(&mut |f| {
-            if let Some(id) = produced.get(&f).map(|id| *id) {
+            if let Some(id) = self.producers().get(f) {
                 upstream.push(Upstream {
                     id,
                     kind: EdgeKind::Data,

@@ -33,6 +33,7 @@ mod names;
 mod outcome;
 mod panic;
 pub mod pause;
+mod producers;
 mod record;
 mod resume;
 mod retry;

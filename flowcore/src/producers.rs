@@ -1,0 +1,102 @@
+//! Which task run of a flow run produced each value, by fingerprint: what data edges are found
+//! in.
+//!
+//! The memory is bounded. A flow run of a million task runs would otherwise keep a million
+//! fingerprints, and every output's insertion would land in a table far larger than the
+//! processor's caches: in `task_call/tracked_task_in_flow` that map was most of a task call's
+//! cost. So fingerprints are kept in two generations of at most [`GENERATION`] each: when the
+//! newer one is full it becomes the older one and the older one is emptied. A value found in the
+//! older generation moves to the newer one, so a value that keeps being passed (a config, a
+//! connection string) keeps its producer however long the flow run goes on; a value produced
+//! and then not seen for more than `GENERATION` outputs draws no edge, as Prefect forgets an
+//! object once nothing holds it.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::fingerprint::BuildPreHashed;
+
+/// How many fingerprints one generation holds: enough for a fan-in of a hundred thousand task
+/// runs' outputs (their producers all remembered); each table takes about 6.5 MB at most.
+pub(crate) const GENERATION: usize = 1 << 17;
+
+/// The producers of the values a flow run has seen lately, by fingerprint.
+#[derive(Debug, Default)]
+pub(crate) struct Producers {
+    newer: HashMap<u64, Uuid, BuildPreHashed>,
+    older: HashMap<u64, Uuid, BuildPreHashed>,
+}
+
+impl Producers {
+    /// Notes that task run `id` produced the value of `fingerprint`, in place of any earlier
+    /// producer of an equal value.
+    pub(crate) fn insert(&mut self, fingerprint: u64, id: Uuid) {
+        if self.newer.len() >= GENERATION && !self.newer.contains_key(&fingerprint) {
+            std::mem::swap(&mut self.newer, &mut self.older);
+            // Keeps its allocation: a long flow run reuses the same two tables.
+            self.newer.clear();
+        }
+        self.newer.insert(fingerprint, id);
+    }
+
+    /// The task run that produced the value of `fingerprint` last, if it is remembered.
+    pub(crate) fn get(&mut self, fingerprint: u64) -> Option<Uuid> {
+        if let Some(id) = self.newer.get(&fingerprint) {
+            return Some(*id);
+        }
+        let id = *self.older.get(&fingerprint)?;
+        self.insert(fingerprint, id);
+        Some(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> Uuid {
+        Uuid::from_u64_pair(0, n)
+    }
+
+    #[test]
+    fn the_latest_producer_wins() {
+        let mut p = Producers::default();
+        p.insert(7, id(1));
+        p.insert(7, id(2));
+        assert_eq!(p.get(7), Some(id(2)));
+        assert_eq!(p.get(8), None);
+    }
+
+    #[test]
+    fn a_value_is_remembered_for_a_generation_of_other_values_at_least() {
+        let mut p = Producers::default();
+        p.insert(u64::MAX, id(0));
+        for n in 0..GENERATION as u64 {
+            p.insert(n, id(n));
+        }
+        assert_eq!(p.get(u64::MAX), Some(id(0)), "in the older generation");
+        // Found, it moved to the newer generation: another full generation later it is there.
+        for n in 0..GENERATION as u64 - 1 {
+            p.insert(n + (1 << 40), id(n));
+        }
+        assert_eq!(p.get(u64::MAX), Some(id(0)), "kept by being used");
+    }
+
+    #[test]
+    fn a_value_not_seen_for_two_generations_is_forgotten_and_memory_stays_bounded() {
+        let mut p = Producers::default();
+        p.insert(u64::MAX, id(0));
+        for n in 0..2 * GENERATION as u64 {
+            p.insert(n, id(n));
+        }
+        assert_eq!(p.get(u64::MAX), None);
+        assert!(p.newer.len() <= GENERATION && p.older.len() <= GENERATION);
+        // The latest values are all there.
+        assert_eq!(
+            p.get(2 * GENERATION as u64 - 1),
+            Some(id(2 * GENERATION as u64 - 1))
+        );
+        assert_eq!(p.get(GENERATION as u64), Some(id(GENERATION as u64)));
+    }
+}
