@@ -18,6 +18,7 @@ store_tests!(
     a_deleted_flow_run_takes_its_subflow_runs_and_everything_under_them_and_nothing_else,
     a_run_going_in_a_live_process_is_refused_and_one_of_a_dead_process_is_deleted,
     prune_deletes_the_runs_created_before_a_time_that_ended_in_the_states_asked_for,
+    a_retention_deletes_the_runs_older_than_it_in_passes_and_keeps_the_rest,
 );
 
 #[task]
@@ -405,6 +406,52 @@ async fn prune_deletes_the_runs_created_before_a_time_that_ended_in_the_states_a
         ),
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+/// `Store::retention`: the writer deletes the runs created before the retention that ended, in
+/// passes of at most 100 flow runs, and keeps the newer ones and those still going.
+async fn a_retention_deletes_the_runs_older_than_it_in_passes_and_keeps_the_rest(ts: &TestStore) {
+    record_logs();
+    let store = ts.store();
+    for _ in 0..150 {
+        store.scope(kept_flow()).await;
+    }
+    store.flush().await.unwrap();
+    // Forty days old: more than a pass of top-level runs.
+    ts.execute(
+        "UPDATE flow_runs SET created_at = created_at - 3456000000000",
+        &[],
+    );
+    let (_, new) = store.scope(kept_flow().with_run()).await;
+    let (_, old_parent) = store.scope(parent_flow().with_run()).await;
+    store.flush().await.unwrap();
+    ts.execute(
+        "UPDATE flow_runs SET created_at = created_at - 3456000000000 WHERE id = $1 OR parent_id = $1",
+        &[old_parent.id.as_bytes()],
+    );
+    assert_eq!(ts.count("SELECT COUNT(*) FROM flow_runs", &[]), 154);
+
+    let _ = store
+        .clone()
+        .retention(std::time::Duration::from_secs(30 * 86_400));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while ts.count("SELECT COUNT(*) FROM flow_runs", &[]) > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} flow runs a minute after the retention was set",
+            ts.count("SELECT COUNT(*) FROM flow_runs", &[])
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let left: Vec<_> = store
+        .flow_runs(&RunFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, [new.id], "the new run alone is left");
+    assert_eq!(ts.count("SELECT COUNT(*) FROM task_runs", &[]), 1);
+    assert_eq!(orphans(ts), no_orphans());
 }
 
 /// A `Deleted` of these counts.

@@ -38,6 +38,8 @@ pub struct Prune {
     pub created_before: Timestamp,
     /// In one of these final states; every final state when empty.
     pub states: Vec<StateKind>,
+    /// At most this many top-level runs, the oldest first (automatic retention's passes).
+    pub(crate) at_most: Option<usize>,
 }
 
 impl Prune {
@@ -46,7 +48,14 @@ impl Prune {
         Prune {
             created_before,
             states: Vec::new(),
+            at_most: None,
         }
+    }
+
+    /// Only the `n` oldest of the runs selected, so that one transaction stays short.
+    pub(crate) fn at_most(mut self, n: usize) -> Prune {
+        self.at_most = Some(n);
+        self
     }
 
     /// Only runs that ended in one of `states`, each of them final.

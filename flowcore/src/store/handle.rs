@@ -31,6 +31,7 @@ use crate::store::memory::MemoryBackend;
 use crate::store::postgres::PostgresBackend;
 use crate::store::process::ProcessInfo;
 use crate::store::query::{self, CacheEntry, FlowRunSummary, LogLine, ResumePoint, RunFilter};
+use crate::store::retention::Retention;
 use crate::store::scope::RunStore;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::store::sql::driver::Access;
@@ -66,6 +67,8 @@ struct Inner {
     /// The tags with a store-wide limit, as last read, and when: task runs with tags look here
     /// rather than in the store.
     limited_tags: std::sync::Mutex<Option<(std::time::Instant, Arc<[String]>)>>,
+    /// How long the store keeps runs that ended, which the writer applies.
+    retention: Arc<Retention>,
 }
 
 /// How long the process's exit waits for a store's writer to commit what is queued and move its
@@ -299,11 +302,17 @@ impl Store {
         backend.register_process(&process)?;
         let committed = Arc::new(Notify::new());
         let health = Arc::new(Health::new());
+        let retention = Arc::new(Retention::default());
         let events = if backend.writes_directly() || backend.opened_for_reading() {
             None
         } else {
             let (events, receiver) = crossbeam_channel::unbounded();
+            // Only a store this process writes through applies a retention: reading never
+            // writes.
+            let retention = Arc::clone(&retention);
+            retention.set(Retention::from_env().keep());
             let writer = Writer {
+                retention,
                 backend: Arc::clone(&backend),
                 receiver,
                 committed: Arc::clone(&committed),
@@ -330,8 +339,42 @@ impl Store {
                 process,
                 requested: tokio::sync::watch::Sender::new(0),
                 limited_tags: std::sync::Mutex::new(None),
+                retention,
             }),
         })
+    }
+
+    /// Deletes, now and then, the runs that ended and were created longer ago than `keep`
+    /// (`Duration::ZERO` keeps every run, the default): what `flowcore runs prune
+    /// --older-than` does by hand, done by the process that records runs, so that the store
+    /// does not only grow. `FLOWCORE_RETENTION=30d` (or `off`) in the environment sets it for
+    /// every store a process opens to record runs; this overrides it.
+    ///
+    /// The store's writer applies it between batches, deleting at most 100 top-level flow
+    /// runs (with everything under them, as [`Store::prune`] does) per transaction, pass after
+    /// pass until nothing is left, and then once an hour. A store opened only for reading (by
+    /// `flowcore` commands and the dashboard) never deletes; a memory store keeps a bounded
+    /// history of its own and ignores it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
+    /// # #[cfg(feature = "sqlite")]
+    /// # fn main() -> Result<(), flowcore::StoreError> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = flowcore::Store::sqlite(dir.path().join("flowcore.db"))?
+    ///     .retention(Duration::from_secs(30 * 86_400));
+    /// store.install()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn retention(self, keep: Duration) -> Store {
+        self.inner.retention.set(keep);
+        // Wakes the writer, which applies a new retention at once.
+        if let Some(events) = &self.inner.events {
+            let _ = events.send(Event::Heartbeat(Timestamp::wall_now()));
+        }
+        self
     }
 
     /// How long runs wait for this store when it cannot commit (a full disk, a lock held by

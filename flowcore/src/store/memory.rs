@@ -1092,6 +1092,7 @@ impl Backend for MemoryBackend {
                         && states.contains(&row.state)
                 })
             })
+            .take(prune.at_most.unwrap_or(usize::MAX))
             .copied()
             .collect();
         let mut deleted = Deleted::default();

@@ -59,6 +59,7 @@ mod memory;
 mod postgres;
 mod process;
 mod query;
+mod retention;
 mod scope;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;

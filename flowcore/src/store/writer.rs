@@ -23,6 +23,7 @@ use crate::store::StoreError;
 use crate::store::backend::Backend;
 use crate::store::event::Event;
 use crate::store::process::{self, ProcessInfo};
+use crate::store::retention::{Pruner, Retention};
 
 /// Events the writer commits in one transaction at most.
 const MAX_BATCH: usize = 50_000;
@@ -171,12 +172,15 @@ pub(crate) struct Writer {
     pub committed: Arc<Notify>,
     pub health: Arc<Health>,
     pub process: ProcessInfo,
+    /// How long the store keeps runs that ended: passes of deletions between batches.
+    pub retention: Arc<Retention>,
 }
 
 impl Writer {
     pub(crate) fn run(self) {
         let mut batch = Vec::with_capacity(BATCH_CAPACITY);
         let mut last_heartbeat = Instant::now();
+        let mut pruner = Pruner::default();
         loop {
             match self.receiver.recv_timeout(process::heartbeat()) {
                 Ok(event) => batch.push(event),
@@ -221,6 +225,10 @@ impl Writer {
                 done.send(Ok(()));
             }
             self.committed.notify_waiters();
+            // After the batch's waiters are answered: a pass holds the write lock a while.
+            if !self.health.is_failing() {
+                pruner.tick(&self.retention, &*self.backend, &self.process);
+            }
         }
     }
 

@@ -595,7 +595,10 @@ impl<D: Driver> Backend for SqlBackend<D> {
         let mut params = vec![Param::Int(prune.created_before.as_micros())];
         params.extend(states.iter().map(|s| Param::Text(s.as_str())));
         self.driver.write(&mut |c| {
-            let roots = c.collect(&sql, &params, |r| r.value(0))?;
+            let mut roots = c.collect(&sql, &params, |r| r.value(0))?;
+            if let Some(n) = prune.at_most {
+                roots.truncate(n);
+            }
             let mut deleted = Deleted::default();
             for group in roots.chunks(ROOTS_PER_LOOK) {
                 let runs = delete::gather(c, group.to_vec())?;
