@@ -18,6 +18,7 @@ store_tests!(
     a_running_served_run_is_dropped_and_ends_cancelled_with_who_asked,
     a_run_nobody_has_started_is_cancelled_at_once_and_never_starts,
     runs_that_cannot_be_dropped_are_refused_with_the_reason,
+    a_run_cancelling_when_its_process_died_ends_cancelled_not_crashed,
 );
 
 #[task]
@@ -233,6 +234,91 @@ async fn child_serves_sleeper() {
         .into_future()
         .await
         .unwrap();
+}
+
+/// A run asked to cancel whose process died before its poll dropped it: the process that finds
+/// the dead one ends it `Cancelled`, as asked, not `Crashed`. The dead process is made by hand
+/// (on another host, its heartbeat stopped at the epoch), its run `Cancelling`.
+async fn a_run_cancelling_when_its_process_died_ends_cancelled_not_crashed(ts: &TestStore) {
+    let store = ts.store();
+    store.flush().await.unwrap();
+    let process = Uuid::from_u128(0x0199_0000_0000_7000_8000_0000_0000_00c1);
+    let run = Uuid::from_u128(0x0199_0000_0000_7000_8000_0000_0000_00c2);
+    ts.execute(
+        "INSERT INTO processes (id, pid, host, started_at, heartbeat_at)
+         VALUES ($1, 4242, 'gone-host', 0, 0)",
+        &[process.as_bytes()],
+    );
+    ts.execute(
+        "INSERT INTO flow_runs (id, name, flow, state, attempts, created_at, process_id, deployment)
+         VALUES ($1, 'asked-to-stop', 'sleepy', 'Cancelling', 1, 1, $2, 'sleeper')",
+        &[run.as_bytes(), process.as_bytes()],
+    );
+    ts.execute(
+        "INSERT INTO state_rows (run_id, seq, kind, at) VALUES ($1, 0, 'Running', 1)",
+        &[run.as_bytes()],
+    );
+    ts.execute(
+        "INSERT INTO state_rows (run_id, seq, kind, at, message)
+         VALUES ($1, 1, 'Cancelling', 2, 'cancel requested by ada@build')",
+        &[run.as_bytes()],
+    );
+    // A process that opens the store to write marks the dead process's runs.
+    let opened = ts.reopen();
+    let ended = opened.flow_run(run).unwrap().unwrap();
+    assert_eq!(ended.history.kinds(), [Running, Cancelling, Cancelled]);
+    assert_eq!(
+        ended.state().message(),
+        "cancelled by ada@build (its process stopped before it could drop the run)"
+    );
+    assert_eq!(
+        ts.count(
+            "SELECT COUNT(*) FROM state_rows WHERE run_id = $1 AND kind = 'Cancelled'",
+            &[run.as_bytes()]
+        ),
+        1,
+        "written, not only shown"
+    );
+}
+
+/// A run going in a process that was killed: cancelling it ends it `Cancelled` at once (its
+/// process cannot drop it), with who asked, and none of its task runs is left going.
+#[test]
+fn a_run_whose_process_was_killed_is_cancelled_at_once() {
+    let dir = support::tempdir();
+    let path = dir.path().join("flowcore.db");
+    let mut serving = Running::spawn(&mut child(
+        "child_serves_sleeper",
+        [("CANCEL_STORE", path.as_os_str())],
+    ));
+    serving.wait_for_line("SERVING");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = Store::sqlite(&path).unwrap();
+    let ts = TestStore::at_path(&path);
+    rt.block_on(async {
+        let requested = request(&store).await;
+        serving.wait_for_line("SLEEPING");
+        wait_for_task_running(&ts, requested.id).await;
+        let _ = serving.kill();
+
+        let outcome = store.cancel_run(&requested.name, "ada@build").unwrap();
+        assert_eq!(outcome, CancelOutcome::Cancelled);
+        let run = store.flow_run(requested.id).unwrap().unwrap();
+        assert_eq!(
+            run.history.kinds(),
+            [Scheduled, Pending, Running, Cancelled]
+        );
+        assert_eq!(
+            run.state().message(),
+            "cancelled by ada@build after its process had stopped"
+        );
+        assert_eq!(run.task_runs.len(), 1);
+        assert!(
+            run.task_runs[0].state().is_final(),
+            "{:?}",
+            run.task_runs[0].history.kinds()
+        );
+    });
 }
 
 #[test]

@@ -116,6 +116,52 @@ fn runs_label_their_events_as_prefect_does() {
     );
 }
 
+#[task(task_run_name = "fetch-{url}")]
+async fn named_fetch(url: &str) -> usize {
+    tracing::info!("fetching");
+    url.len()
+}
+
+#[flow(flow_run_name = "etl-{day}")]
+async fn named_etl(day: &'static str) -> usize {
+    let _ = day;
+    named_fetch("example.com").await
+}
+
+/// Given names (`task_run_name`, `flow_run_name`) label the runs' log lines and the summary's
+/// rows, as default names do.
+#[test]
+fn given_run_names_label_log_lines_and_the_summary() {
+    let ((out, run), lines) = logged(named_etl("2026-12-07").with_run());
+    assert_eq!(out, 11);
+    let rest: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains(" | "))
+        .map(|l| after_prefix(l))
+        .collect();
+    assert_eq!(
+        rest[..4],
+        [
+            "Flow run 'etl-2026-12-07' - Beginning flow run 'etl-2026-12-07' for flow 'named_etl'",
+            "Task run 'fetch-example.com' - Beginning task run 'fetch-example.com' for task 'named_fetch'",
+            "Task run 'fetch-example.com' - fetching",
+            "Task run 'fetch-example.com' - Finished in state Completed()",
+        ]
+    );
+    let summary = run.summary().to_string();
+    let first = summary.lines().next().unwrap();
+    assert!(
+        first.starts_with("Flow run 'etl-2026-12-07' for flow 'named_etl': Completed"),
+        "{summary}"
+    );
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.starts_with("fetch-example.com ") && l.contains("Completed")),
+        "{summary}"
+    );
+}
+
 #[task]
 async fn log_broken() -> Result<(), String> {
     Err("status code 503".into())
