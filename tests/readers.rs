@@ -261,6 +261,7 @@ fn the_runs_of_a_killed_process_read_as_crashed_at_once_without_a_write() {
     assert_eq!(state_of(&dashboard, &id), "Running");
 
     running.kill();
+    let killed = std::time::Instant::now();
     let before = contents(&path);
     let ls: serde_json::Value =
         serde_json::from_str(&stdout(&flowcore_cli(&path, &["runs", "ls", "--json"]))).unwrap();
@@ -284,6 +285,12 @@ fn the_runs_of_a_killed_process_read_as_crashed_at_once_without_a_write() {
     support::wait_until("the dashboard to show the run Crashed", None, || {
         (state_of(&dashboard, &id) == "Crashed").then_some(())
     });
+    // Within two heartbeat periods (5 s each) of the kill, as issue 12 asks.
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the dashboard showed the run Crashed {took:?} after the kill"
+    );
     drop(dashboard);
 
     // Nothing was written: the file still says Running; a program that records runs marks it.
