@@ -301,7 +301,29 @@ async fn etl_run_twice_takes_extract_from_the_cache_the_second_time(ts: &TestSto
     first.assert_line(&["for flow 'etl': Completed"]);
     first.assert_line(&["extract ended in state Completed()", "cached for a day"]);
     first.assert_line(&[db_arg, "holds 10 rows"]);
+    first.assert_line(&["table artifact 'loaded-complaints'"]);
     assert_eq!(requests.load(Ordering::SeqCst), 1);
+    // `load` kept the rows it loaded with its task run: ten rows of the columns of `Row`.
+    let used = match store {
+        Some(url) => Store::open(url),
+        None => Store::open(home.path().join("flowcore.db")),
+    };
+    let loaded = used.unwrap().artifact_history("loaded-complaints").unwrap();
+    assert_eq!(loaded.len(), 1);
+    let (columns, rows) = loaded[0].table().expect("a table artifact");
+    assert_eq!(
+        columns,
+        [
+            "complaint_id",
+            "date_received",
+            "product",
+            "issue",
+            "company",
+            "state"
+        ]
+    );
+    assert_eq!(rows.len(), 10);
+    assert!(loaded[0].task_run_id.is_some(), "kept with load's task run");
 
     // Another process, the same run store: extract's result comes from the cache.
     let second = run_example_on("etl", &args, home.path(), store);

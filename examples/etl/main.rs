@@ -31,7 +31,7 @@ use std::sync::atomic::Ordering;
 use anyhow::Context as _;
 use flowcore::StateKind;
 
-use pipeline::etl;
+use pipeline::{LOADED, etl};
 use service::start_complaints_server;
 
 const USAGE: &str = "usage: etl [--source URL] [DATABASE]
@@ -132,6 +132,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let rows = count_rows(&db).await?;
     println!("{} holds {rows} rows in table complaints", db.display());
+    println!(
+        "The rows loaded are kept with the run as the table artifact '{LOADED}': \
+         flowcore artifact show {LOADED}"
+    );
     Ok(())
 }
 

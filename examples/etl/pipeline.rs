@@ -124,9 +124,13 @@ async fn create_table(db: PathBuf) -> anyhow::Result<()> {
     .await?
 }
 
+/// The key of the table artifact `load` keeps with its run: what was loaded, for people to read
+/// (`flowcore artifact show loaded-complaints`, or the run's page on the dashboard).
+pub const LOADED: &str = "loaded-complaints";
+
 #[task(on_state = alert_failed)]
 async fn load(db: PathBuf, rows: Vec<Row>) -> anyhow::Result<usize> {
-    tokio::task::spawn_blocking(move || {
+    let loaded = tokio::task::spawn_blocking(move || {
         let mut conn = rusqlite::Connection::open(&db)?;
         let tx = conn.transaction()?;
         {
@@ -148,9 +152,13 @@ async fn load(db: PathBuf, rows: Vec<Row>) -> anyhow::Result<usize> {
             }
         }
         tx.commit()?;
-        Ok(rows.len())
+        anyhow::Ok(rows)
     })
-    .await?
+    .await??;
+    // An artifact is kept with the task run whose body makes it: here, not in the blocking
+    // closure above, which runs on another thread.
+    flowcore::artifact::table(LOADED, &loaded)?;
+    Ok(loaded.len())
 }
 
 #[flow(name = "etl", tags = ["nightly"], on_state = alert_failed)]
