@@ -27,6 +27,7 @@ use support::{
 
 store_tests!(
     three_workers_run_each_scheduled_time_once,
+    three_workers_skip_a_time_while_any_of_them_runs_the_deployment,
     a_thousand_delayed_runs_over_three_workers_one_killed_each_run_once,
     a_killed_workers_run_is_taken_over_by_another_as_its_next_attempt,
     a_worker_cut_off_past_its_lease_loses_its_run_and_its_late_writes_are_refused,
@@ -43,6 +44,14 @@ async fn tick_step() -> u32 {
 
 #[flow]
 async fn tick() -> u32 {
+    tick_step().await
+}
+
+/// Takes two and a half scheduled periods: with `Overlap::Skip` (the default), the times due
+/// meanwhile are skipped, whichever worker would take them.
+#[flow]
+async fn slow_tick() -> u32 {
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     tick_step().await
 }
 
@@ -101,6 +110,9 @@ async fn child_worker() {
     if std::env::var_os("TICK").is_some() {
         deployments.push(Deployment::new("tick", tick).every("1s"));
     }
+    if std::env::var_os("SLOW_TICK").is_some() {
+        deployments.push(Deployment::new("slow-tick", slow_tick).every("1s"));
+    }
     let stopped = async move {
         while !stop.exists() {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -151,6 +163,9 @@ fn worker_on(
         Serves::Tick => {
             cmd.env("TICK", "1");
         }
+        Serves::SlowTick => {
+            cmd.env("SLOW_TICK", "1");
+        }
         Serves::Tasks => {
             cmd.env("TASKS", "1");
         }
@@ -166,6 +181,8 @@ enum Serves {
     LongJob,
     /// `tick`, every second.
     Tick,
+    /// `slow-tick`, every second, each run taking 2.5 s.
+    SlowTick,
     /// The background task `side_effect_square`.
     Tasks,
 }
@@ -334,6 +351,68 @@ async fn three_workers_run_each_scheduled_time_once(ts: &TestStore) {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/// `Overlap::Skip` across workers: a time due while a run of the deployment is going on any
+/// worker is skipped, so the runs' `Running` spans never overlap, whichever worker ran them.
+async fn three_workers_skip_a_time_while_any_of_them_runs_the_deployment(ts: &TestStore) {
+    let dir = support::tempdir();
+    let workers: Vec<Running> = ["host-a", "host-b", "host-c"]
+        .iter()
+        .map(|host| worker(ts, dir.path(), host, Serves::SlowTick))
+        .collect();
+    std::thread::sleep(Duration::from_secs(9));
+    std::fs::write(dir.path().join("stop"), "stop").unwrap();
+    let mut skipped = 0;
+    for w in workers {
+        let out = w.finish();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("WORKER_STOPPED"), "{}", show(&out));
+        skipped += stdout.matches("an earlier run is still going").count();
+    }
+
+    let store = ts.reopen();
+    let filter = flowcore::store::RunFilter {
+        flow: Some("slow_tick".to_owned()),
+        ..Default::default()
+    };
+    let mut spans: Vec<(flowcore::Timestamp, flowcore::Timestamp, String)> = store
+        .flow_runs(&filter)
+        .unwrap()
+        .into_iter()
+        .map(|summary| {
+            let run = store.flow_run(summary.id).unwrap().unwrap();
+            let running = run
+                .history
+                .iter()
+                .find(|s| s.kind == Running)
+                .unwrap_or_else(|| panic!("{} never ran: {:?}", run.name, run.history.kinds()));
+            let end = run.state();
+            assert!(end.is_final(), "{} is {:?}", run.name, end.kind);
+            (running.at, end.at, run.name.clone())
+        })
+        .collect();
+    spans.sort();
+    assert!(
+        spans.len() >= 2,
+        "{} runs in 9 s of a schedule of every second, each 2.5 s",
+        spans.len()
+    );
+    for pair in spans.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "{} ran until {} and {} started at {}: runs overlapped",
+            pair[0].2,
+            pair[0].1,
+            pair[1].2,
+            pair[1].0
+        );
+    }
+    assert!(skipped > 0, "no time was skipped");
+    println!(
+        "{} runs of slow-tick, {skipped} times skipped by the 3 workers",
+        spans.len()
+    );
+}
 
 async fn a_thousand_delayed_runs_over_three_workers_one_killed_each_run_once(ts: &TestStore) {
     let dir = support::tempdir();
