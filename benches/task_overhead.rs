@@ -127,6 +127,17 @@ async fn concurrent(n: u64) -> u64 {
         .fold(0, u64::wrapping_add)
 }
 
+/// `n` task runs submitted (`.submit()`, each a tokio task of its own), then awaited.
+#[flow]
+async fn submitted(n: u64) -> u64 {
+    let handles: Vec<_> = (0..n).map(|i| trivial(black_box(i)).submit()).collect();
+    let mut acc = 0u64;
+    for handle in handles {
+        acc = acc.wrapping_add(handle.await);
+    }
+    acc
+}
+
 #[flow]
 async fn cache_hits(n: u64) -> u64 {
     let mut acc = 0u64;
@@ -165,6 +176,15 @@ fn store_memory(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..iters {
                     black_box(concurrent(n).await);
+                }
+                start.elapsed()
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("submit", n), &n, |b, &n| {
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(submitted(n).await);
                 }
                 start.elapsed()
             })

@@ -1,8 +1,9 @@
-//! Memory kept per finished task run: the issue's target is under 500 bytes.
+//! Memory kept per finished task run (under 500 bytes), and taken by each task run submitted
+//! and not started yet (under 1 KB: issue 17's target for `.submit()`).
 //!
-//! A counting allocator measures the bytes still allocated once a flow of 10,000 task runs has
-//! returned its record, against the bytes allocated before it started. This binary holds only
-//! this test, so no other test allocates at the same time.
+//! A counting allocator measures the bytes allocated between two points of a flow. This binary
+//! holds only these tests, and they take turns (`ONE_AT_A_TIME`), so nothing else allocates
+//! meanwhile.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -42,6 +43,9 @@ static ALLOCATOR: Counting = Counting;
 
 const RUNS: usize = 10_000;
 
+/// The tests of this binary measure one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[task]
 async fn measured_step(i: usize) -> usize {
     i + 1
@@ -64,6 +68,7 @@ async fn many_steps() -> usize {
 
 #[test]
 fn a_finished_task_run_keeps_under_500_bytes() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -83,4 +88,36 @@ fn a_finished_task_run_keeps_under_500_bytes() {
         "{per_run:.0} bytes kept per finished task run"
     );
     drop(run);
+}
+
+/// Submits `RUNS` task runs and measures the bytes they take before any has started (on a
+/// current-thread runtime, none starts until the flow awaits), then awaits them all.
+#[flow]
+async fn submit_many() -> (isize, usize) {
+    let before = LIVE_BYTES.load(Ordering::SeqCst);
+    let handles: Vec<_> = (0..RUNS).map(|i| measured_step(i).submit()).collect();
+    let pending = LIVE_BYTES.load(Ordering::SeqCst) - before;
+    let mut total = 0;
+    for handle in handles {
+        total += handle.await;
+    }
+    (pending, total)
+}
+
+#[test]
+fn a_submitted_task_run_waiting_for_its_turn_takes_under_1_kb() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(submit_many());
+    let (pending, total) = rt.block_on(submit_many());
+    assert_eq!(total, RUNS * (RUNS + 1) / 2);
+    let per_run = pending as f64 / RUNS as f64;
+    println!("memory taken per submitted task run not started yet: {per_run:.0} bytes");
+    assert!(
+        per_run < 1024.0,
+        "{per_run:.0} bytes per submitted task run not started yet"
+    );
 }

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::producers::Producers;
 use crate::record::{EdgeKind, FlowRunRecord, TaskRunRecord, Upstream};
 use crate::run_hooks::ActiveHooks;
+use crate::run_id_hasher::BuildRunIdHasher;
 use crate::state::State;
 use crate::store::{PriorRun, RunStore};
 
@@ -72,7 +73,7 @@ pub(crate) struct BodyStates {
 }
 
 #[derive(Default)]
-struct Cancels(Mutex<HashMap<Uuid, Arc<dyn CancelSubmitted>>>);
+struct Cancels(Mutex<HashMap<Uuid, Arc<dyn CancelSubmitted>, BuildRunIdHasher>>);
 
 impl std::fmt::Debug for Cancels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -228,7 +229,7 @@ impl FlowContext {
         }
     }
 
-    fn cancels(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<dyn CancelSubmitted>>> {
+    fn cancels(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<dyn CancelSubmitted>, BuildRunIdHasher>> {
         self.cancels.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 

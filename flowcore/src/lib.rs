@@ -38,6 +38,7 @@ mod record;
 mod resume;
 mod retry;
 mod run_hooks;
+mod run_id_hasher;
 pub mod runtime;
 pub mod schedule;
 mod sealed;

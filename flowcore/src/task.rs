@@ -89,8 +89,9 @@ pin_project! {
         store: Option<RunStore>,
         // While the store's writer is far behind, the call waits before creating its run.
         room: Option<Pin<Box<OwnedNotified>>>,
-        #[pin]
-        running: Option<F>,
+        // On the heap: a call is moved (returned, awaited, submitted) while it is small, and
+        // a submitted call waiting for its turn takes the room of its arguments, not of its run.
+        running: Option<Pin<Box<F>>>,
         // The run's id once it started: the task run whose body runs while it is polled.
         id: Option<Uuid>,
     }
@@ -98,26 +99,27 @@ pin_project! {
 
 impl<S, F, R> Future for TaskStart<S, F, R>
 where
-    S: FnOnce(RunStore, CallOptions<R>) -> (Uuid, F),
+    S: FnOnce(RunStore, CallOptions<R>) -> (Uuid, Pin<Box<F>>),
     F: Future<Output = Finished<R, TaskRunRecord>>,
 {
     type Output = Finished<R, TaskRunRecord>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if this.start.is_some() {
             let store = this.store.get_or_insert_with(RunStore::current);
             std::task::ready!(store.poll_room(cx, this.room));
             if let (Some((start, options)), Some(store)) = (this.start.take(), this.store.take()) {
                 let (id, running) = start(store, options);
                 *this.id = Some(id);
-                this.running.set(Some(running));
+                *this.running = Some(running);
             }
         }
         let _current = crate::artifact::CurrentTaskRun::enter(*this.id);
         this.running
-            .as_pin_mut()
+            .as_mut()
             .expect("a task call is not polled after it finished")
+            .as_mut()
             .poll(cx)
     }
 }
@@ -126,7 +128,7 @@ impl<S, F, R> crate::sealed::TaskBody for TaskStart<S, F, R> {}
 
 impl<S, F, R> TaskBody for TaskStart<S, F, R>
 where
-    S: FnOnce(RunStore, CallOptions<R>) -> (Uuid, F),
+    S: FnOnce(RunStore, CallOptions<R>) -> (Uuid, Pin<Box<F>>),
     F: Future<Output = Finished<R, TaskRunRecord>>,
 {
     fn options(&mut self) -> &mut CallOptions<R> {
@@ -350,8 +352,9 @@ where
             run.record().id,
         );
         let id = run.record().id;
-        let running =
-            drive::<K, R, A>(run, attempts, behaviour, cache, codec, waits, skip).instrument(span);
+        let running = Box::pin(
+            drive::<K, R, A>(run, attempts, behaviour, cache, codec, waits, skip).instrument(span),
+        );
         (id, running)
     };
     TaskStart {

@@ -16,7 +16,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::{Mutex, MutexGuard};
 
 use dashmap::DashMap;
@@ -26,6 +26,7 @@ use crate::clock::Timestamp;
 use crate::hooks::RunKind;
 // `History` here is this store's list of flow runs; a run's states are `States`.
 use crate::record::{CacheStatus, History as States, Upstream};
+use crate::run_id_hasher::RunIdHasher;
 use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::backend::Backend;
@@ -47,29 +48,6 @@ pub(crate) const KEEP_FLOW_RUNS: usize = 1_000;
 /// Task runs of finished flow runs kept, at most (the newest flow run is kept whatever its
 /// size).
 pub(crate) const KEEP_TASK_RUNS: usize = 100_000;
-
-/// Hashes a run id in two multiply-rotate rounds: several times cheaper than SipHash, which
-/// guards against chosen keys that random ids cannot be.
-#[derive(Default)]
-struct RunIdHasher(u64);
-
-impl Hasher for RunIdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0 ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                .rotate_left(23);
-        }
-    }
-
-    fn write_usize(&mut self, _length_prefix: usize) {}
-
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 >> 29)
-    }
-}
 
 pub(crate) struct MemoryBackend {
     /// Every event of a task run takes its flow run's shard for writing: with many shards,
@@ -1415,21 +1393,6 @@ mod tests {
             attempts: 1,
             cache: CacheStatus::Off,
         }
-    }
-
-    #[test]
-    fn run_ids_hash_evenly() {
-        use std::hash::BuildHasher;
-        let hasher = BuildHasherDefault::<RunIdHasher>::default();
-        let (mut low, mut high) = ([0u32; 256], [0u32; 128]);
-        for _ in 0..256_000 {
-            let h = hasher.hash_one(crate::names::new_run_id());
-            low[(h & 0xff) as usize] += 1;
-            high[(h >> 57) as usize] += 1;
-        }
-        // 1,000 (low bits) and 2,000 (top seven bits) expected in each bucket.
-        assert!(low.iter().all(|&n| (800..1200).contains(&n)), "{low:?}");
-        assert!(high.iter().all(|&n| (1700..2300).contains(&n)), "{high:?}");
     }
 
     #[test]
