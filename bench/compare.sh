@@ -15,7 +15,9 @@
 # The whole-process rows time one fresh process per run (median of BENCH_PROCESS_RUNS, 5 by
 # default) after one unmeasured run that creates the store (Prefect's database under a temporary
 # PREFECT_HOME, flowcore's SQLite file under a temporary FLOWCORE_HOME); logging is on for both.
-# The in-process rows run with logging off (flowcore, dagrs, apalis) or at WARNING (Prefect).
+# The in-process rows run with logging off (flowcore, dagrs, apalis) or at WARNING (Prefect), and
+# again with logging on for flowcore (init_logging(), to a file) and Prefect (its default, INFO,
+# to a file and to its server): the "logging on" rows.
 # The peers have in-process rows only, and only where they have an equivalent (dagrs: no cache;
 # apalis: no cache, no dependencies between tasks); each binary's header comment says what each
 # row maps to. A missing row shows as n/a.
@@ -106,8 +108,15 @@ echo "Prefect: in-process workloads..." >&2
 rm -rf "$PREFECT_HOME"
 PREFECT_LOGGING_LEVEL=WARNING "$py" bench/prefect_workloads.py --all \
     >>"$work/prefect.jsonl" 2>"$logs/prefect-all.log"
+echo "Prefect: in-process workloads, logging on..." >&2
+rm -rf "$PREFECT_HOME"
+"$py" bench/prefect_workloads.py --all --logged \
+    >>"$work/prefect.jsonl" 2>"$logs/prefect-all-logged.log"
 echo "flowcore: in-process workloads..." >&2
 "$fc" --all >>"$work/flowcore.jsonl" 2>"$logs/flowcore-all.log"
+echo "flowcore: in-process workloads, logging on..." >&2
+# Its log lines go to stdout with the results; the table reads only the JSON lines.
+"$fc" --all --logged >>"$work/flowcore.jsonl" 2>"$logs/flowcore-all-logged.log"
 for peer in dagrs apalis; do
     : >"$work/$peer.jsonl" # stays empty (all n/a) without a build
     $peers_built || continue
@@ -123,7 +132,8 @@ seconds=$(($(date +%s) - started))
 import json, os, platform, re, subprocess, sys
 
 def load(path):
-    return {r["workload"]: r for r in map(json.loads, filter(str.strip, open(path)))}
+    lines = (l for l in open(path) if l.startswith("{"))  # log lines are not results
+    return {r["workload"]: r for r in map(json.loads, lines)}
 
 prefect, flowcore, dagrs, apalis = map(load, sys.argv[1:5])
 prefect_version, seconds = sys.argv[5:7]
@@ -136,6 +146,11 @@ rows = [
     ("map_1000", "1000 mapped tasks (whole flow)", "ms", 1),
     ("retries", "task failing twice, retries = 2, no delay (whole flow)", "ms", 1),
     ("cache_hit", "flow whose one task hits the cache (whole flow)", "ms", 1),
+    ("sequential_10_logged", "logging on: 10 sequential tasks in a flow", "µs/task", 1),
+    ("sequential_100_logged", "logging on: 100 sequential tasks in a flow", "µs/task", 1),
+    ("sequential_1000_logged", "logging on: 1000 sequential tasks in a flow", "µs/task", 1),
+    ("map_1000_logged", "logging on: 1000 mapped tasks (whole flow)", "ms", 1),
+    ("retries_logged", "logging on: task failing twice, retries = 2 (whole flow)", "ms", 1),
 ]
 
 def fmt(x):
@@ -185,7 +200,8 @@ temporary server (its start-up included). Peak RSS is GNU time's %M: the largest
 (for Prefect, the client or its temporary server). In-process rows: Prefect logging at WARNING,
 flowcore logging off with the memory store, each after a warm-up flow; sequential tasks are timed
 inside the flow, the other rows time the whole flow call; median of 5 flows, except 1 flow for
-the 1000-task rows.
+the 1000-task rows. "Logging on" rows: the same with Prefect's default logging (INFO, printed and
+sent to its server) and flowcore's init_logging() (printed), both written to a file.
 
 dagrs and apalis (bench/peers, in-process rows only, same repetitions): the same trivial task on
 a multi-threaded Tokio runtime, no logger installed, nothing persisted. dagrs: one Graph per

@@ -1,6 +1,7 @@
 """The Prefect 3 side of bench/compare.sh: the same workloads as examples/bench_workloads.rs.
 
     python bench/prefect_workloads.py --all                    # in-process workloads
+    python bench/prefect_workloads.py --all --logged           # the same, names ending _logged
     python bench/prefect_workloads.py --workload one_task_flow  # one flow, one task, then exit
 
 Each measured workload prints one JSON line: {"workload": ..., "value": ..., "unit": ...}.
@@ -81,7 +82,11 @@ def cache_hit():
     return cached(7)
 
 
+SUFFIX = ""  # "_logged" with --logged: the caller leaves Prefect's logging at its default
+
+
 def emit(workload, value, unit):
+    workload += SUFFIX
     print(json.dumps({"workload": workload, "value": value, "unit": unit}), flush=True)
     print(f"{time.strftime('%H:%M:%S')} {workload}: {value:.4g} {unit}", file=sys.stderr)
 
@@ -122,7 +127,11 @@ def main():
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--all", action="store_true", help="run the in-process workloads")
     group.add_argument("--workload", choices=["one_task_flow"], help="run one workload")
+    parser.add_argument("--logged", action="store_true", help="name the workloads *_logged")
     args = parser.parse_args()
+    if args.logged:
+        global SUFFIX
+        SUFFIX = "_logged"
     if args.all:
         run_all()
     else:

@@ -3,13 +3,16 @@
 //!
 //! ```sh
 //! cargo run --release --example bench_workloads -- --all
+//! cargo run --release --example bench_workloads -- --all --logged
 //! cargo run --release --example bench_workloads -- --workload one_task_flow
 //! ```
 //!
 //! `--all` runs the in-process workloads with the memory store and logging off: sequential task
 //! runs in one flow (time per task run, measured inside the flow), 1000 mapped task runs, a
 //! task failing twice then succeeding with `retries = 2`, and a cache hit (the time of the
-//! flow). Each is the median of a few repetitions after one warm-up flow.
+//! flow). Each is the median of a few repetitions after one warm-up flow. With `--logged`, the
+//! same with logging on as `init_logging()` sets it up, its lines going where stdout goes (a
+//! file, in `compare.sh`), each workload's name followed by `_logged`.
 //! `--workload one_task_flow` runs one flow of one task with logging on and the default SQLite
 //! store (`$FLOWCORE_HOME/flowcore.db`), then exits: `compare.sh` times the whole process.
 
@@ -24,7 +27,10 @@ const SEQUENTIAL_REPS: [(u32, usize); 3] = [(10, 5), (100, 5), (1000, 1)];
 const MAP_REPS: usize = 1;
 const FLOW_REPS: usize = 5;
 
-const USAGE: &str = "usage: bench_workloads --all | --workload one_task_flow";
+const USAGE: &str = "usage: bench_workloads --all [--logged] | --workload one_task_flow";
+
+/// Follows each workload's name: `""` or `"_logged"`.
+static SUFFIX: std::sync::OnceLock<&str> = std::sync::OnceLock::new();
 
 #[task]
 async fn noop(i: u32) -> u32 {
@@ -81,6 +87,7 @@ async fn cache_hit() -> u32 {
 }
 
 fn emit(workload: &str, value: f64, unit: &str) {
+    let workload = format!("{workload}{}", SUFFIX.get().copied().unwrap_or(""));
     let line = serde_json::json!({ "workload": workload, "value": value, "unit": unit });
     println!("{line}");
 }
@@ -137,6 +144,13 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["--all"] => run_all().await,
+        ["--all", "--logged"] => {
+            flowcore::init_logging();
+            let _ = SUFFIX.set("_logged");
+            let ran = run_all().await;
+            flowcore::logging::flush();
+            ran
+        }
         ["--workload", "one_task_flow"] => {
             flowcore::init_logging();
             one_task_flow().await;
