@@ -127,11 +127,15 @@ struct MemDeployment {
 struct History {
     /// Flow runs in the order they were created.
     order: Vec<Uuid>,
-    children: HashMap<Uuid, Vec<Uuid>>,
+    children: HashMap<Uuid, Vec<Uuid>, BuildHasherDefault<RunIdHasher>>,
     /// Finished top-level flow runs, oldest first, with the task runs each holds.
     finished: VecDeque<(Uuid, usize)>,
     /// Task runs those hold in all.
     finished_task_runs: usize,
+    /// How long `order` may grow before the ids of forgotten flow runs are taken out of it.
+    /// Kept rather than worked out at each flow run: counting the live flow runs takes every
+    /// shard's lock.
+    order_limit: usize,
 }
 
 struct MemFlow {
@@ -562,9 +566,10 @@ impl MemoryBackend {
             history.finished_task_runs -= task_runs;
             self.forget_flow_run(history, old, &mut forgotten);
         }
-        if history.order.len() > 2 * self.flows.len() + 1024 {
+        if history.order.len() > history.order_limit {
             let flows = &self.flows;
             history.order.retain(|id| flows.contains_key(id));
+            history.order_limit = 2 * history.order.len() + 1024;
         }
         forgotten
     }
