@@ -305,18 +305,8 @@ impl MemoryBackend {
                 deployment,
             } => {
                 if !self.flows.contains_key(id) {
-                    let mut history = self.history();
-                    history.order.push(*id);
-                    if let Some(parent) = parent_id {
-                        history.children.entry(*parent).or_default().push(*id);
-                    } else {
-                        // The newest finished flow run was kept whatever its size; now that
-                        // another begins, it obeys the limits too, so a process running big
-                        // flows one after another keeps one of them, not two.
-                        let forgotten = self.forget_old_flow_runs(&mut history, 0);
-                        drop(history);
-                        drop(forgotten);
-                    }
+                    // In the map before its id goes into the creation order: trimming the order
+                    // keeps the ids the map has, and another thread may trim it at any time.
                     self.flows.insert(
                         *id,
                         MemFlow {
@@ -336,6 +326,18 @@ impl MemoryBackend {
                             kinds: Vec::new(),
                         },
                     );
+                    let mut history = self.history();
+                    history.order.push(*id);
+                    if let Some(parent) = parent_id {
+                        history.children.entry(*parent).or_default().push(*id);
+                    } else {
+                        // The newest finished flow run was kept whatever its size; now that
+                        // another begins, it obeys the limits too, so a process running big
+                        // flows one after another keeps one of them, not two.
+                        let forgotten = self.forget_old_flow_runs(&mut history, 0);
+                        drop(history);
+                        drop(forgotten);
+                    }
                 }
                 if let Some(mut run) = self.flows.get_mut(id) {
                     // A deployment's run is named and tagged when its flow is called.
@@ -1398,6 +1400,54 @@ mod tests {
             attempts: 1,
             cache: CacheStatus::Off,
         }
+    }
+
+    /// A flow run is listed from its creation on, the first one included, while the creation
+    /// order is trimmed of forgotten runs (once, a flow run being created was trimmed away and
+    /// never listed).
+    #[test]
+    fn a_flow_run_is_listed_from_its_creation_while_the_order_is_trimmed() {
+        let backend = MemoryBackend::default();
+        let going = |backend: &MemoryBackend| {
+            let id = crate::names::new_run_id();
+            let created = Event::FlowRunCreated {
+                id,
+                name: "going".into(),
+                tags: Vec::new(),
+                flow: Cow::Borrowed("f"),
+                parent_id: None,
+                parameters: None,
+                call_seq: None,
+                seq: 0,
+                state: state(StateKind::Running),
+                resumed: false,
+                deployment: None,
+            };
+            backend.write(&[created], &ProcessInfo::current()).unwrap();
+            id
+        };
+        let listed = |backend: &MemoryBackend| -> Vec<Uuid> {
+            let filter = RunFilter {
+                limit: usize::MAX,
+                ..RunFilter::default()
+            };
+            backend
+                .flow_rows(&filter)
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        let first = going(&backend);
+        assert_eq!(listed(&backend), [first]);
+        for _ in 0..3 * KEEP_FLOW_RUNS {
+            flow_run(&backend, 0);
+        }
+        let last = going(&backend);
+        let now = listed(&backend);
+        assert_eq!(now[0], last, "the newest first");
+        assert!(now.contains(&first), "a run still going is never forgotten");
+        assert!(backend.history().order.len() <= 2 * backend.flows.len() + 1024);
     }
 
     #[test]
