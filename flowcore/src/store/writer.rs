@@ -278,10 +278,14 @@ impl Writer {
             // Refused for good: trying again would change nothing, and keeping the batch
             // would only hold up the runs.
             if let StoreError::Fenced { .. } = error {
-                if self.health.fence(error.clone()) {
+                // Said before the runs and the serving loop are told: told, a process may end
+                // at once, before this thread would have said why. Only this thread fences.
+                if !self.health.is_fenced() {
                     eprintln!(
                         "flowcore: {error}; what this process records is dropped from now on"
                     );
+                }
+                if self.health.fence(error.clone()) {
                     self.committed.notify_waiters();
                 }
                 return;
