@@ -223,7 +223,7 @@ async fn a_run_a_program_awaits_itself_is_refused() {
 // Across processes: the run is served by a child; this process asks, the child's poll drops it.
 
 #[tokio::test]
-#[ignore = "run as a child process by a_run_served_by_another_process_is_dropped_within_its_poll"]
+#[ignore = "run as a child process by the tests of tests/cancel.rs"]
 async fn child_serves_sleeper() {
     let Some(path) = env_path("CANCEL_STORE") else {
         return;
@@ -281,26 +281,38 @@ async fn a_run_cancelling_when_its_process_died_ends_cancelled_not_crashed(ts: &
     );
 }
 
-/// A run going in a process that was killed: cancelling it ends it `Cancelled` at once (its
-/// process cannot drop it), with who asked, and none of its task runs is left going.
-#[test]
-fn a_run_whose_process_was_killed_is_cancelled_at_once() {
-    let dir = support::tempdir();
-    let path = dir.path().join("flowcore.db");
+/// A child process serving `sleeper` on a SQLite store in `dir`, and a run of it requested by
+/// hand whose task run is `Running` there.
+fn sleeper_running_in_a_child(
+    dir: &std::path::Path,
+    rt: &tokio::runtime::Runtime,
+) -> (Running, Store, flowcore::store::RequestedRun) {
+    let path = dir.join("flowcore.db");
     let mut serving = Running::spawn(&mut child(
         "child_serves_sleeper",
         [("CANCEL_STORE", path.as_os_str())],
     ));
     serving.wait_for_line("SERVING");
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let store = Store::sqlite(&path).unwrap();
     let ts = TestStore::at_path(&path);
-    rt.block_on(async {
+    let requested = rt.block_on(async {
         let requested = request(&store).await;
         serving.wait_for_line("SLEEPING");
         wait_for_task_running(&ts, requested.id).await;
-        let _ = serving.kill();
+        requested
+    });
+    (serving, store, requested)
+}
 
+/// A run going in a process that was killed: cancelling it ends it `Cancelled` at once (its
+/// process cannot drop it), with who asked, and none of its task runs is left going.
+#[test]
+fn a_run_whose_process_was_killed_is_cancelled_at_once() {
+    let dir = support::tempdir();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (serving, store, requested) = sleeper_running_in_a_child(dir.path(), &rt);
+    let _ = serving.kill();
+    {
         let outcome = store.cancel_run(&requested.name, "ada@build").unwrap();
         assert_eq!(outcome, CancelOutcome::Cancelled);
         let run = store.flow_run(requested.id).unwrap().unwrap();
@@ -318,25 +330,15 @@ fn a_run_whose_process_was_killed_is_cancelled_at_once() {
             "{:?}",
             run.task_runs[0].history.kinds()
         );
-    });
+    }
 }
 
 #[test]
 fn a_run_served_by_another_process_is_dropped_within_its_poll() {
     let dir = support::tempdir();
-    let path = dir.path().join("flowcore.db");
-    let mut serving = Running::spawn(&mut child(
-        "child_serves_sleeper",
-        [("CANCEL_STORE", path.as_os_str())],
-    ));
-    serving.wait_for_line("SERVING");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let store = Store::sqlite(&path).unwrap();
-    let ts = TestStore::at_path(&path);
+    let (serving, store, requested) = sleeper_running_in_a_child(dir.path(), &rt);
     rt.block_on(async {
-        let requested = request(&store).await;
-        serving.wait_for_line("SLEEPING");
-        wait_for_task_running(&ts, requested.id).await;
         let asked = Instant::now();
         let outcome = store.cancel_run(&requested.name, "ada@build").unwrap();
         assert_eq!(outcome, CancelOutcome::Cancelling);

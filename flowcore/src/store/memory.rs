@@ -1346,9 +1346,9 @@ mod tests {
         State::new(kind, Timestamp::from_micros(1), None)
     }
 
-    fn flow_run(backend: &MemoryBackend, tasks: usize) -> Uuid {
-        let id = crate::names::new_run_id();
-        let mut events = vec![Event::FlowRunCreated {
+    /// A top-level flow run of flow `f` created in state `kind`.
+    fn flow_run_created(id: Uuid, kind: StateKind) -> Event {
+        Event::FlowRunCreated {
             id,
             name: "n".into(),
             tags: Vec::new(),
@@ -1357,10 +1357,15 @@ mod tests {
             parameters: None,
             call_seq: None,
             seq: 0,
-            state: state(StateKind::Pending),
+            state: state(kind),
             resumed: false,
             deployment: None,
-        }];
+        }
+    }
+
+    fn flow_run(backend: &MemoryBackend, tasks: usize) -> Uuid {
+        let id = crate::names::new_run_id();
+        let mut events = vec![flow_run_created(id, StateKind::Pending)];
         for call_seq in 0..tasks as u32 {
             let task = crate::names::new_run_id();
             events.push(Event::TaskRunCreated {
@@ -1410,19 +1415,7 @@ mod tests {
         let backend = MemoryBackend::default();
         let going = |backend: &MemoryBackend| {
             let id = crate::names::new_run_id();
-            let created = Event::FlowRunCreated {
-                id,
-                name: "going".into(),
-                tags: Vec::new(),
-                flow: Cow::Borrowed("f"),
-                parent_id: None,
-                parameters: None,
-                call_seq: None,
-                seq: 0,
-                state: state(StateKind::Running),
-                resumed: false,
-                deployment: None,
-            };
+            let created = flow_run_created(id, StateKind::Running);
             backend.write(&[created], &ProcessInfo::current()).unwrap();
             id
         };
