@@ -244,11 +244,7 @@ async fn a_run_cancelling_when_its_process_died_ends_cancelled_not_crashed(ts: &
     store.flush().await.unwrap();
     let process = Uuid::from_u128(0x0199_0000_0000_7000_8000_0000_0000_00c1);
     let run = Uuid::from_u128(0x0199_0000_0000_7000_8000_0000_0000_00c2);
-    ts.execute(
-        "INSERT INTO processes (id, pid, host, started_at, heartbeat_at)
-         VALUES ($1, 4242, 'gone-host', 0, 0)",
-        &[process.as_bytes()],
-    );
+    ts.long_dead_process(process);
     ts.execute(
         "INSERT INTO flow_runs (id, name, flow, state, attempts, created_at, process_id, deployment)
          VALUES ($1, 'asked-to-stop', 'sleepy', 'Cancelling', 1, 1, $2, 'sleeper')",

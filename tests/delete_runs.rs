@@ -309,11 +309,7 @@ async fn a_run_going_in_a_live_process_is_refused_and_one_of_a_dead_process_is_d
     // stopped at the epoch): shown Crashed to readers, and deleted.
     let process = Uuid::from_u128(0x0199_0000_0000_7000_8000_0000_0000_0001);
     let run = Uuid::from_u128(0x0199_0000_0000_7000_8000_0000_0000_0002);
-    ts.execute(
-        "INSERT INTO processes (id, pid, host, started_at, heartbeat_at)
-         VALUES ($1, 4242, 'gone-host', 0, 0)",
-        &[process.as_bytes()],
-    );
+    ts.long_dead_process(process);
     ts.execute(
         "INSERT INTO flow_runs (id, name, flow, state, attempts, created_at, process_id)
          VALUES ($1, 'left-running', 'lost', 'Running', 1, 1, $2)",

@@ -117,6 +117,16 @@ impl TestStore {
         }
     }
 
+    /// Records by hand a process that died long ago: on another host (`gone-host`, so not
+    /// judged by its pid), its heartbeat stopped at the epoch.
+    pub fn long_dead_process(&self, id: flowcore::Uuid) {
+        self.execute(
+            "INSERT INTO processes (id, pid, host, started_at, heartbeat_at)
+             VALUES ($1, 4242, 'gone-host', 0, 0)",
+            &[id.as_bytes()],
+        );
+    }
+
     /// Runs the statement `sql` (parameters as [`TestStore::count`]'s) straight on the tables,
     /// past the store: rows a test makes by hand, such as a process that died long ago.
     pub fn execute(&self, sql: &str, params: &[&[u8]]) {
