@@ -205,7 +205,7 @@ fn store_memory(c: &mut Criterion) {
 /// `tracked_task_in_flow` with flowcore's logging on as `init_logging()` sets it up (its format,
 /// the recorder keeping each run's lines in the store, `info` for every target, and stdout's
 /// writer, `non_blocking`), printing to a file instead of a terminal, as when stdout is
-/// redirected to a file or a pipe: two lines per task run ("Beginning task run …", "Finished
+/// redirected to a file or a pipe: one line per task run ("Finished
 /// in state Completed()"). A group of its own, run last: a subscriber changes what tracing
 /// caches about every callsite.
 fn task_call_logging(c: &mut Criterion) {

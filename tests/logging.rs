@@ -26,9 +26,15 @@ impl Write for Buffer {
 /// Runs `fut` on a current-thread runtime with flowcore's format writing into a buffer; returns
 /// the output and the lines written.
 fn logged<F: std::future::Future>(fut: F) -> (F::Output, Vec<String>) {
+    // At `info`, as `init_logging()` filters.
+    logged_at(tracing::Level::INFO, fut)
+}
+
+fn logged_at<F: std::future::Future>(level: tracing::Level, fut: F) -> (F::Output, Vec<String>) {
     let buffer = Buffer::default();
     let out = buffer.clone();
     let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::Targets::new().with_default(level))
         .with(flowcore::logging::layer_to(move || out.clone(), false));
     let output = tracing::subscriber::with_default(subscriber, || {
         tokio::runtime::Builder::new_current_thread()
@@ -96,10 +102,6 @@ fn runs_label_their_events_as_prefect_does() {
             run.name
         ),
         format!("{flow} - inside the flow"),
-        format!(
-            "{task} - Beginning task run '{}' for task 'log_fetch'",
-            run.task_runs[0].name()
-        ),
         format!("{task} - fetching the thing"),
         format!("{task} - Attempt 1/2 failed: connection refused. Retrying in 15s"),
         format!("{task} - fetching the thing"),
@@ -114,6 +116,16 @@ fn runs_label_their_events_as_prefect_does() {
         lines.last().unwrap(),
         "    1 task run: 1 Completed · total 15.00s"
     );
+}
+
+/// As in Prefect 3, a task run's beginning is a `debug` line: at `info` a task run is one line.
+#[test]
+fn a_task_run_s_beginning_is_logged_at_debug() {
+    let (_, lines) = logged_at(tracing::Level::DEBUG, named_etl("2026-12-07"));
+    let beginning = "Task run 'fetch-example.com' - Beginning task run 'fetch-example.com' for task 'named_fetch'";
+    let found: Vec<&String> = lines.iter().filter(|l| l.ends_with(beginning)).collect();
+    assert_eq!(found.len(), 1, "{lines:#?}");
+    assert!(found[0].contains("| DEBUG   | "), "{}", found[0]);
 }
 
 #[task(task_run_name = "fetch-{url}")]
@@ -143,9 +155,9 @@ fn given_run_names_label_log_lines_and_the_summary() {
         rest[..4],
         [
             "Flow run 'etl-2026-12-07' - Beginning flow run 'etl-2026-12-07' for flow 'named_etl'",
-            "Task run 'fetch-example.com' - Beginning task run 'fetch-example.com' for task 'named_fetch'",
             "Task run 'fetch-example.com' - fetching",
             "Task run 'fetch-example.com' - Finished in state Completed()",
+            "Flow run 'etl-2026-12-07' - Finished in state Completed()",
         ]
     );
     let summary = run.summary().to_string();
@@ -332,6 +344,7 @@ const CHILD_LINES: usize = 20_000;
 
 #[task]
 async fn numbered(i: usize) -> usize {
+    tracing::info!("number {i}");
     i
 }
 
@@ -384,18 +397,16 @@ fn child_info_lines(end: &str) -> Vec<String> {
 }
 
 fn assert_every_line_in_order(lines: &[String]) {
-    // The flow run's task runs, each beginning then finishing, all before its summary.
+    // The flow run's task runs in turn, each logging its number then finishing, all before
+    // its summary.
     let task_lines: Vec<&String> = lines
         .iter()
         .filter(|l| l.starts_with("Task run 'numbered-"))
         .collect();
     assert_eq!(task_lines.len(), 2 * CHILD_TASK_RUNS);
-    for pair in task_lines.chunks(2) {
+    for (i, pair) in task_lines.chunks(2).enumerate() {
         let (first, second) = (&pair[0], &pair[1]);
-        assert!(
-            first.contains(" - Beginning task run 'numbered-"),
-            "{first}"
-        );
+        assert!(first.ends_with(&format!(" - number {i}")), "{first}");
         assert!(
             second.ends_with(" - Finished in state Completed()"),
             "{second}"

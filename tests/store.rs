@@ -352,7 +352,7 @@ async fn parameters_and_log_lines_are_recorded(ts: &TestStore) {
     // flowcore's own lines are kept too.
     assert!(
         logs.iter()
-            .any(|l| l.run_id == task_id && l.message.starts_with("Beginning task run")),
+            .any(|l| l.run_id == task_id && l.message == "Finished in state Completed()"),
         "{logs:#?}"
     );
 }

@@ -381,7 +381,9 @@ where
     A: Attempts<Output = R>,
 {
     let spec = run.spec;
-    tracing::info!(
+    // At DEBUG, as Prefect 3 logs it: a task run's one INFO line is its final state, so that
+    // logging on costs a line per task run, not two.
+    tracing::debug!(
         target: "flowcore",
         "Beginning task run '{}' for task '{}'",
         run.record().name(),
