@@ -188,6 +188,11 @@ impl FlowContext {
         }
         fingerprints(&mut |f| {
             if let Some(id) = self.producers().get(f) {
+                // Most calls have one upstream: a list of exactly one is boxed into the run's
+                // record as it is, where one of four would be copied into a smaller one.
+                if upstream.capacity() == 0 {
+                    upstream.reserve_exact(1);
+                }
                 upstream.push(Upstream {
                     id,
                     kind: EdgeKind::Data,

@@ -1,32 +1,48 @@
 //! Fingerprints of values, by which a flow run knows which task run produced a task's argument.
 //!
-//! A value's fingerprint is a 64-bit xxh3 hash of its JSON form. A value that serializes to a
-//! JSON array also gets one fingerprint per element, so a task given one element of another
-//! task's list (a `map` over it), or a list of other tasks' outputs (a fan-in), is linked too.
+//! A value's fingerprint is a 64-bit xxh3 hash of its form in serde's data model, which is its
+//! JSON form without the text: two values whose JSON is the same have the same fingerprint
+//! (`Vec<String>` and `&[&str]`, a `u16` and an `i64`, a field-less enum variant and its name
+//! as a string), and no JSON is written to find it. A value that serializes to a JSON array
+//! also gets one fingerprint per element, so a task given one element of another task's list (a
+//! `map` over it), or a list of other tasks' outputs (a fan-in), is linked too.
 //!
 //! Trivial values are never fingerprinted, as Prefect does not track them either: they are
 //! equal by accident far more often than by descent. Trivial means `null`, `true`, `false`, an
-//! integer from -5 to 256, `""`, `[]` and `{}`. Nor is a value whose JSON exceeds
+//! integer from -5 to 256, `""`, `[]` and `{}`. Nor is a value whose form exceeds
 //! [`MAX_BYTES`]: hashing it would cost more than it is worth.
 
 use std::cell::RefCell;
+use std::fmt::{self, Display};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io;
 
 use serde::Serialize;
-use serde_json::ser::Formatter;
+use serde::ser::{self, Serializer};
 
-/// Values whose JSON is longer than this (16 MiB) are not tracked.
+/// Values whose encoded form is longer than this (16 MiB) are not tracked.
 pub(crate) const MAX_BYTES: usize = 16 << 20;
 
-/// A buffer kept by each thread for serializing, so that fingerprinting allocates nothing once
+/// A buffer kept by each thread for encoding, so that fingerprinting allocates nothing once
 /// warm; it is shrunk after a large value.
 const KEEP_BYTES: usize = 64 << 10;
 
-/// Marks written by [`Marks`] around each element of a top-level array. JSON is UTF-8, in
-/// which these bytes never occur.
-const OPEN: u8 = 0xFF;
-const CLOSE: u8 = 0xFE;
+/// The tags of the encoding: each value starts with one, a string's bytes follow its length,
+/// and lists and maps end with [`END`], so the encoding of a value is never the start of
+/// another's (a list of `"ab"` is not a list of `"a"` and `"b"`).
+const NULL: u8 = 0;
+const FALSE: u8 = 1;
+const TRUE: u8 = 2;
+/// An integer that fits an `i64`, as 8 bytes little-endian.
+const INT: u8 = 3;
+/// An integer beyond `i64`, as 16 bytes little-endian.
+const WIDE: u8 = 4;
+/// A finite float, as the 8 bytes of the `f64` its shortest decimal form reads as.
+const FLOAT: u8 = 5;
+/// A string, its length as 8 bytes, then its UTF-8.
+const STR: u8 = 6;
+const LIST: u8 = 7;
+const MAP: u8 = 8;
+const END: u8 = 9;
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
@@ -39,7 +55,8 @@ struct Scratch {
 }
 
 /// Calls `each` with the fingerprints of `value`: the whole value's, then each element's if it
-/// is an array. Nothing for a trivial value, one too large, or one that fails to serialize.
+/// is a list. Nothing for a trivial value, one too large, or one that fails to serialize (as
+/// one JSON cannot hold: a map whose keys are lists).
 pub(crate) fn fingerprints<T: Serialize + ?Sized>(value: &T, each: &mut dyn FnMut(u64)) {
     SCRATCH.with(|scratch| {
         // A value's `Serialize` could itself fingerprint (a task called inside it): then it
@@ -52,12 +69,12 @@ pub(crate) fn fingerprints<T: Serialize + ?Sized>(value: &T, each: &mut dyn FnMu
         };
         scratch.bytes.clear();
         scratch.elements.clear();
-        let mut writer = Writer {
+        let mut encoder = Encoder {
             scratch,
-            open: None,
+            depth: 0,
+            lists: 0,
         };
-        let mut ser = serde_json::Serializer::with_formatter(&mut writer, Marks { depth: 0 });
-        if value.serialize(&mut ser).is_ok() {
+        if value.serialize(&mut encoder).is_ok() {
             let Scratch { bytes, elements } = &*scratch;
             push(bytes, each);
             for &(start, end) in elements {
@@ -70,97 +87,533 @@ pub(crate) fn fingerprints<T: Serialize + ?Sized>(value: &T, each: &mut dyn FnMu
     });
 }
 
-fn push(json: &[u8], each: &mut dyn FnMut(u64)) {
-    if !trivial(json) {
-        each(xxhash_rust::xxh3::xxh3_64(json));
+fn push(encoded: &[u8], each: &mut dyn FnMut(u64)) {
+    if !trivial(encoded) {
+        each(xxhash_rust::xxh3::xxh3_64(encoded));
     }
 }
 
-fn trivial(json: &[u8]) -> bool {
-    match json {
-        b"null" | b"true" | b"false" | b"\"\"" | b"[]" | b"{}" => true,
-        _ if json.len() <= 3 => std::str::from_utf8(json)
-            .ok()
-            .and_then(|s| s.parse::<i16>().ok())
-            .is_some_and(|n| (-5..=256).contains(&n)),
+fn trivial(encoded: &[u8]) -> bool {
+    match encoded {
+        [NULL] | [FALSE] | [TRUE] | [LIST, END] | [MAP, END] => true,
+        [STR, len @ ..] => len == 0u64.to_le_bytes(),
+        [INT, n @ ..] => {
+            <[u8; 8]>::try_from(n).is_ok_and(|n| (-5..=256).contains(&i64::from_le_bytes(n)))
+        }
         _ => false,
     }
 }
 
-/// Collects the JSON text, noting where each marked element starts and ends.
-struct Writer<'a> {
+/// Why a value is not fingerprinted.
+#[derive(Debug)]
+struct Untracked;
+
+impl Display for Untracked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not fingerprinted")
+    }
+}
+
+impl std::error::Error for Untracked {}
+
+impl ser::Error for Untracked {
+    fn custom<T: Display>(_: T) -> Self {
+        Untracked
+    }
+}
+
+/// Writes a value's encoding, noting where each element of a top-level list starts and ends.
+struct Encoder<'a> {
     scratch: &'a mut Scratch,
-    open: Option<usize>,
-}
-
-impl io::Write for Writer<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let len = self.scratch.bytes.len();
-        match buf {
-            [OPEN] => self.open = Some(len),
-            [CLOSE] => {
-                if let Some(start) = self.open.take() {
-                    self.scratch.elements.push((start, len));
-                }
-            }
-            _ if len + buf.len() > MAX_BYTES => {
-                return Err(io::Error::other("too large to fingerprint"));
-            }
-            _ => self.scratch.bytes.extend_from_slice(buf),
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Compact JSON, with [`OPEN`] and [`CLOSE`] around each element of a top-level array.
-struct Marks {
+    /// How many lists and maps the value being written is inside.
     depth: usize,
+    /// Of those, how many are lists whose elements are being written (only depth 1 counts).
+    lists: usize,
 }
 
-impl Formatter for Marks {
-    fn begin_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+impl Encoder<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Untracked> {
+        if self.scratch.bytes.len() + bytes.len() > MAX_BYTES {
+            return Err(Untracked);
+        }
+        self.scratch.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn int(&mut self, n: i128) -> Result<(), Untracked> {
+        match i64::try_from(n) {
+            Ok(n) => {
+                let mut bytes = [INT; 9];
+                bytes[1..].copy_from_slice(&n.to_le_bytes());
+                self.put(&bytes)
+            }
+            Err(_) => {
+                let mut bytes = [WIDE; 17];
+                bytes[1..].copy_from_slice(&n.to_le_bytes());
+                self.put(&bytes)
+            }
+        }
+    }
+
+    fn wide(&mut self, n: u128) -> Result<(), Untracked> {
+        match i128::try_from(n) {
+            Ok(n) => self.int(n),
+            // Beyond i128: written as its own kind, never equal to a smaller integer's form.
+            Err(_) => {
+                self.put(&[WIDE, WIDE])?;
+                self.put(&n.to_le_bytes())
+            }
+        }
+    }
+
+    /// JSON writes a float by its shortest decimal form, and NaN and the infinities as `null`.
+    fn float(&mut self, shortest: Option<f64>) -> Result<(), Untracked> {
+        match shortest {
+            Some(f) => {
+                let mut bytes = [FLOAT; 9];
+                bytes[1..].copy_from_slice(&f.to_bits().to_le_bytes());
+                self.put(&bytes)
+            }
+            None => self.put(&[NULL]),
+        }
+    }
+
+    fn str(&mut self, s: &str) -> Result<(), Untracked> {
+        let mut head = [STR; 9];
+        head[1..].copy_from_slice(&(s.len() as u64).to_le_bytes());
+        self.put(&head)?;
+        self.put(s.as_bytes())
+    }
+
+    fn open(&mut self, tag: u8) -> Result<&mut Self, Untracked> {
+        self.put(&[tag])?;
         self.depth += 1;
-        writer.write_all(b"[")
+        if tag == LIST && self.depth == 1 {
+            self.lists = 1;
+        }
+        Ok(self)
     }
 
-    fn end_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+    fn close(&mut self) -> Result<(), Untracked> {
         self.depth -= 1;
-        writer.write_all(b"]")
+        self.put(&[END])
     }
 
-    fn begin_array_value<W: ?Sized + io::Write>(
+    /// Writes an element of a list, marking it when the list is the value itself.
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Untracked> {
+        let marked = self.depth == 1 && self.lists == 1;
+        let start = self.scratch.bytes.len();
+        value.serialize(&mut *self)?;
+        if marked {
+            let end = self.scratch.bytes.len();
+            self.scratch.elements.push((start, end));
+        }
+        Ok(())
+    }
+
+    /// Opens `{"variant": …}`, as JSON writes a variant with content.
+    fn variant(&mut self, variant: &str) -> Result<(), Untracked> {
+        self.open(MAP)?;
+        self.str(variant)
+    }
+}
+
+fn shortest_f32(v: f32) -> Option<f64> {
+    v.is_finite()
+        .then(|| ryu::Buffer::new().format_finite(v).parse().ok())
+        .flatten()
+}
+
+impl Serializer for &mut Encoder<'_> {
+    type Ok = ();
+    type Error = Untracked;
+    type SerializeSeq = Self;
+    type SerializeTuple = Self;
+    type SerializeTupleStruct = Self;
+    type SerializeTupleVariant = Self;
+    type SerializeMap = Self;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Self;
+
+    fn serialize_bool(self, v: bool) -> Result<(), Untracked> {
+        self.put(&[if v { TRUE } else { FALSE }])
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), Untracked> {
+        self.int(v.into())
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), Untracked> {
+        self.int(v.into())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), Untracked> {
+        self.int(v.into())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), Untracked> {
+        self.int(v.into())
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), Untracked> {
+        self.int(v)
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), Untracked> {
+        self.int(v.into())
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), Untracked> {
+        self.int(v.into())
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), Untracked> {
+        self.int(v.into())
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), Untracked> {
+        self.int(v.into())
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), Untracked> {
+        self.wide(v)
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), Untracked> {
+        self.float(shortest_f32(v))
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), Untracked> {
+        self.float(v.is_finite().then_some(v))
+    }
+    fn serialize_char(self, v: char) -> Result<(), Untracked> {
+        self.str(v.encode_utf8(&mut [0; 4]))
+    }
+    fn serialize_str(self, v: &str) -> Result<(), Untracked> {
+        self.str(v)
+    }
+    /// As JSON writes bytes: a list of numbers.
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), Untracked> {
+        let list = self.open(LIST)?;
+        for b in v {
+            list.element(b)?;
+        }
+        list.close()
+    }
+    fn serialize_none(self) -> Result<(), Untracked> {
+        self.put(&[NULL])
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Untracked> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), Untracked> {
+        self.put(&[NULL])
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Untracked> {
+        self.put(&[NULL])
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), Untracked> {
+        self.str(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), Untracked> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), Untracked> {
+        self.variant(variant)?;
+        value.serialize(&mut *self)?;
+        self.close()
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self, Untracked> {
+        self.open(LIST)
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self, Untracked> {
+        self.open(LIST)
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self, Untracked> {
+        self.open(LIST)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Self, Untracked> {
+        self.variant(variant)?;
+        self.open(LIST)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self, Untracked> {
+        self.open(MAP)
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, Untracked> {
+        self.open(MAP)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Self, Untracked> {
+        self.variant(variant)?;
+        self.open(MAP)
+    }
+}
+
+impl ser::SerializeSeq for &mut Encoder<'_> {
+    type Ok = ();
+    type Error = Untracked;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Untracked> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Untracked> {
+        self.close()
+    }
+}
+
+impl ser::SerializeTuple for &mut Encoder<'_> {
+    type Ok = ();
+    type Error = Untracked;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Untracked> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Untracked> {
+        self.close()
+    }
+}
+
+impl ser::SerializeTupleStruct for &mut Encoder<'_> {
+    type Ok = ();
+    type Error = Untracked;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Untracked> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Untracked> {
+        self.close()
+    }
+}
+
+impl ser::SerializeTupleVariant for &mut Encoder<'_> {
+    type Ok = ();
+    type Error = Untracked;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Untracked> {
+        self.element(value)
+    }
+    /// Ends the list, then the map around it.
+    fn end(self) -> Result<(), Untracked> {
+        self.close()?;
+        self.close()
+    }
+}
+
+impl ser::SerializeMap for &mut Encoder<'_> {
+    type Ok = ();
+    type Error = Untracked;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Untracked> {
+        key.serialize(Key(self))
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Untracked> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), Untracked> {
+        self.close()
+    }
+}
+
+impl ser::SerializeStruct for &mut Encoder<'_> {
+    type Ok = ();
+    type Error = Untracked;
+    fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
-        writer: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        if !first {
-            writer.write_all(b",")?;
-        }
-        if self.depth == 1 {
-            writer.write_all(&[OPEN])?;
-        }
-        Ok(())
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Untracked> {
+        self.str(key)?;
+        value.serialize(&mut **self)
     }
+    fn end(self) -> Result<(), Untracked> {
+        self.close()
+    }
+}
 
-    fn end_array_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        if self.depth == 1 {
-            writer.write_all(&[CLOSE])?;
+impl ser::SerializeStructVariant for &mut Encoder<'_> {
+    type Ok = ();
+    type Error = Untracked;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Untracked> {
+        self.str(key)?;
+        value.serialize(&mut **self)
+    }
+    /// Ends the fields' map, then the map around it.
+    fn end(self) -> Result<(), Untracked> {
+        self.close()?;
+        self.close()
+    }
+}
+
+/// A map's key, written as JSON writes it: a string, numbers and booleans as their text; any
+/// other key fails, as it does in JSON.
+struct Key<'a, 'b>(&'a mut Encoder<'b>);
+
+impl Key<'_, '_> {
+    fn text(self, text: impl Display) -> Result<(), Untracked> {
+        use std::io::Write as _;
+        let mut buf = [0u8; 64];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        write!(cursor, "{text}").map_err(|_| Untracked)?;
+        let len = cursor.position() as usize;
+        let text = std::str::from_utf8(&buf[..len]).map_err(|_| Untracked)?;
+        self.0.str(text)
+    }
+}
+
+impl Serializer for Key<'_, '_> {
+    type Ok = ();
+    type Error = Untracked;
+    type SerializeSeq = ser::Impossible<(), Untracked>;
+    type SerializeTuple = ser::Impossible<(), Untracked>;
+    type SerializeTupleStruct = ser::Impossible<(), Untracked>;
+    type SerializeTupleVariant = ser::Impossible<(), Untracked>;
+    type SerializeMap = ser::Impossible<(), Untracked>;
+    type SerializeStruct = ser::Impossible<(), Untracked>;
+    type SerializeStructVariant = ser::Impossible<(), Untracked>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), Untracked> {
+        self.0.str(if v { "true" } else { "false" })
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), Untracked> {
+        self.text(v)
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), Untracked> {
+        self.text(v)
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), Untracked> {
+        self.text(v)
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), Untracked> {
+        self.text(v)
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), Untracked> {
+        self.text(v)
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), Untracked> {
+        self.text(v)
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), Untracked> {
+        self.text(v)
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), Untracked> {
+        self.text(v)
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), Untracked> {
+        self.text(v)
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), Untracked> {
+        self.text(v)
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), Untracked> {
+        if !v.is_finite() {
+            return Err(Untracked);
         }
-        Ok(())
+        self.0.str(ryu::Buffer::new().format_finite(v))
     }
-
-    fn begin_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.depth += 1;
-        writer.write_all(b"{")
+    fn serialize_f64(self, v: f64) -> Result<(), Untracked> {
+        if !v.is_finite() {
+            return Err(Untracked);
+        }
+        self.0.str(ryu::Buffer::new().format_finite(v))
     }
-
-    fn end_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.depth -= 1;
-        writer.write_all(b"}")
+    fn serialize_char(self, v: char) -> Result<(), Untracked> {
+        self.0.str(v.encode_utf8(&mut [0; 4]))
+    }
+    fn serialize_str(self, v: &str) -> Result<(), Untracked> {
+        self.0.str(v)
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), Untracked> {
+        Err(Untracked)
+    }
+    fn serialize_none(self) -> Result<(), Untracked> {
+        Err(Untracked)
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), Untracked> {
+        Err(Untracked)
+    }
+    fn serialize_unit(self) -> Result<(), Untracked> {
+        Err(Untracked)
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Untracked> {
+        Err(Untracked)
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), Untracked> {
+        self.0.str(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), Untracked> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), Untracked> {
+        Err(Untracked)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Untracked> {
+        Err(Untracked)
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Untracked> {
+        Err(Untracked)
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, Untracked> {
+        Err(Untracked)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Untracked> {
+        Err(Untracked)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Untracked> {
+        Err(Untracked)
+    }
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, Untracked> {
+        Err(Untracked)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Untracked> {
+        Err(Untracked)
     }
 }
 
@@ -237,6 +690,64 @@ mod tests {
             tags: vec!["x".into()],
         };
         assert_eq!(of(&row).len(), 1);
+    }
+
+    #[test]
+    fn values_whose_json_is_the_same_match() {
+        // Integers of any type, by value.
+        assert_eq!(of(&7000u16), of(&7000i64));
+        assert_eq!(of(&7000u128), of(&7000i32));
+        assert_eq!(of(&u64::MAX), of(&u128::from(u64::MAX)));
+        // A char is a string, a field-less variant its name, a newtype its content, `Some` its
+        // value.
+        assert_eq!(of(&'x'), of("x"));
+        #[derive(Serialize)]
+        enum Colour {
+            Red,
+        }
+        assert_eq!(of(&Colour::Red), of("Red"));
+        #[derive(Serialize)]
+        struct Meters(u32);
+        assert_eq!(of(&Meters(900)), of(&900));
+        assert_eq!(of(&Some("abc")), of("abc"));
+        // A float by its shortest decimal form: `0.1f32` is JSON's `0.1`, as `0.1f64` is.
+        assert_eq!(of(&0.1f32), of(&0.1f64));
+        assert!(of(&f64::NAN).is_empty(), "NaN is JSON's null");
+        // A struct is the object of its fields; a map's integer keys are strings in JSON.
+        #[derive(Serialize)]
+        struct Point {
+            x: u32,
+            y: u32,
+        }
+        let map: std::collections::BTreeMap<&str, u32> = [("x", 1000), ("y", 2000)].into();
+        assert_eq!(of(&Point { x: 1000, y: 2000 }), of(&map));
+        let by_number: std::collections::BTreeMap<u32, &str> = [(1, "one")].into();
+        let by_text: std::collections::BTreeMap<&str, &str> = [("1", "one")].into();
+        assert_eq!(of(&by_number), of(&by_text));
+        // Bytes are a list of numbers.
+        assert_eq!(of(&Bytes(&[232, 2])), of(&[232u8, 2]));
+    }
+
+    /// Serialized as serde's bytes.
+    struct Bytes<'a>(&'a [u8]);
+
+    impl Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    #[test]
+    fn values_whose_json_differs_do_not_match() {
+        assert_ne!(of(&1000), of("1000"));
+        assert_ne!(of(&1000), of(&1000.0));
+        assert_ne!(of(&vec!["ab"]), of(&vec!["a", "b"]));
+        assert_ne!(of(&vec![vec![300], vec![]]), of(&vec![vec![], vec![300]]));
+        assert_ne!(of(&(300, 400)), of(&(400, 300)));
+        assert_ne!(of(&u128::MAX), of(&i128::MIN));
+        // A map whose keys are lists has no JSON: not fingerprinted.
+        let odd: std::collections::BTreeMap<Vec<u32>, u32> = [(vec![1], 1000)].into();
+        assert!(of(&odd).is_empty());
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //! connection string) keeps its producer however long the flow run goes on; a value produced
 //! and then not seen for more than `GENERATION` outputs draws no edge, as Prefect forgets an
 //! object once nothing holds it.
+//!
+//! Even bounded, a generation is larger than the caches nearest the processor, and an insertion
+//! into it lands somewhere cold; one at a time, each made the flow run's lock wait for its write
+//! to memory. So outputs go first into a small table of [`RECENT`] entries, where the next call
+//! also looks first (a task given the previous task's output finds it there), and move into the
+//! newer generation all together when it is full: the processor then overlaps their writes.
 
 use std::collections::HashMap;
 
@@ -21,9 +27,14 @@ use crate::fingerprint::BuildPreHashed;
 /// runs' outputs (their producers all remembered); each table takes about 6.5 MB at most.
 pub(crate) const GENERATION: usize = 1 << 17;
 
+/// How many of the latest outputs wait in the small table before they move into the newer
+/// generation: about 100 KB, which stays in the processor's second-level cache.
+pub(crate) const RECENT: usize = 1 << 12;
+
 /// The producers of the values a flow run has seen lately, by fingerprint.
 #[derive(Debug, Default)]
 pub(crate) struct Producers {
+    recent: HashMap<u64, Uuid, BuildPreHashed>,
     newer: HashMap<u64, Uuid, BuildPreHashed>,
     older: HashMap<u64, Uuid, BuildPreHashed>,
 }
@@ -32,6 +43,19 @@ impl Producers {
     /// Notes that task run `id` produced the value of `fingerprint`, in place of any earlier
     /// producer of an equal value.
     pub(crate) fn insert(&mut self, fingerprint: u64, id: Uuid) {
+        self.recent.insert(fingerprint, id);
+        if self.recent.len() >= RECENT {
+            // Drained in place: the small table keeps its allocation for the next ones.
+            let mut recent = std::mem::take(&mut self.recent);
+            for (fingerprint, id) in recent.drain() {
+                self.keep(fingerprint, id);
+            }
+            self.recent = recent;
+        }
+    }
+
+    /// Puts a producer into the newer generation, which becomes the older one when full.
+    fn keep(&mut self, fingerprint: u64, id: Uuid) {
         if self.newer.len() >= GENERATION && !self.newer.contains_key(&fingerprint) {
             std::mem::swap(&mut self.newer, &mut self.older);
             // Keeps its allocation: a long flow run reuses the same two tables.
@@ -42,11 +66,14 @@ impl Producers {
 
     /// The task run that produced the value of `fingerprint` last, if it is remembered.
     pub(crate) fn get(&mut self, fingerprint: u64) -> Option<Uuid> {
+        if let Some(id) = self.recent.get(&fingerprint) {
+            return Some(*id);
+        }
         if let Some(id) = self.newer.get(&fingerprint) {
             return Some(*id);
         }
         let id = *self.older.get(&fingerprint)?;
-        self.insert(fingerprint, id);
+        self.keep(fingerprint, id);
         Some(id)
     }
 }
@@ -87,11 +114,25 @@ mod tests {
     fn a_value_not_seen_for_two_generations_is_forgotten_and_memory_stays_bounded() {
         let mut p = Producers::default();
         p.insert(u64::MAX, id(0));
-        for n in 0..2 * GENERATION as u64 {
+        // Forgotten once two generations' worth have moved in after it, which they do
+        // `RECENT` at a time.
+        let later = (2 * GENERATION + RECENT) as u64;
+        for n in 0..later - 2 {
+            p.insert(n, id(n));
+        }
+        assert_eq!(
+            p.get(u64::MAX),
+            Some(id(0)),
+            "two generations and the recent ones"
+        );
+        let mut p = Producers::default();
+        p.insert(u64::MAX, id(0));
+        for n in 0..later - 1 {
             p.insert(n, id(n));
         }
         assert_eq!(p.get(u64::MAX), None);
         assert!(p.newer.len() <= GENERATION && p.older.len() <= GENERATION);
+        assert!(p.recent.len() < RECENT);
         // The latest values are all there.
         assert_eq!(
             p.get(2 * GENERATION as u64 - 1),
