@@ -36,7 +36,7 @@ impl<R> Codec<R> {
         K::Value: Serialize + DeserializeOwned,
     {
         Codec {
-            encode: |out| K::value(out).and_then(|v| serde_json::to_string(v).ok()),
+            encode: |out| K::value(out).and_then(to_json),
             decode: |json| serde_json::from_str(json).ok().map(K::from_value),
             fingerprints: |out, each| {
                 if let Some(value) = K::value(out) {
@@ -60,6 +60,25 @@ impl<R> Codec<R> {
     pub(crate) fn decode(&self, json: &str) -> Option<R> {
         (self.decode)(json)
     }
+}
+
+/// `value` as JSON, in a string of its own length: written in a buffer the thread keeps, then
+/// copied once, where `serde_json::to_string` would start at 128 bytes and the store would
+/// shrink it with a second allocation and a copy.
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Option<String> {
+    thread_local! {
+        static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    // Taken, not borrowed: a value whose `Serialize` stores an output itself finds none.
+    let mut buf = SCRATCH.take();
+    buf.clear();
+    let written = serde_json::to_writer(&mut buf, value).is_ok();
+    // serde_json writes UTF-8 only.
+    let json = written.then(|| String::from_utf8_lossy(&buf).into_owned());
+    if buf.capacity() <= 64 << 10 {
+        SCRATCH.set(buf);
+    }
+    json
 }
 
 /// Asks, for concrete `K` and `R`, whether outputs can be stored.

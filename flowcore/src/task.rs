@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 use tokio::sync::futures::OwnedNotified;
-use tracing::Instrument as _;
+use tracing::Span;
 use uuid::Uuid;
 
 use crate::attempt::{Attempts, Behaviour, Ending, LiveRun, attempt_loop};
@@ -84,43 +84,89 @@ pin_project! {
     #[doc(hidden)]
     pub struct TaskStart<S, F, R> {
         spec: &'static TaskSpec,
-        start: Option<(S, CallOptions<R>)>,
+        phase: Phase<S, F, R>,
         // Its flow run's store, or (outside any flow) the one in scope at the first poll.
         store: Option<RunStore>,
         // While the store's writer is far behind, the call waits before creating its run.
         room: Option<Pin<Box<OwnedNotified>>>,
-        // On the heap: a call is moved (returned, awaited, submitted) while it is small, and
-        // a submitted call waiting for its turn takes the room of its arguments, not of its run.
-        running: Option<Pin<Box<F>>>,
         // The run's id once it started: the task run whose body runs while it is polled.
         id: Option<Uuid>,
     }
 }
 
+/// A task call before its first poll, then its run: one or the other, in the same room.
+enum Phase<S, F, R> {
+    /// How to start the run, and the options set on the call so far.
+    Called(S, CallOptions<R>),
+    /// The run, on the heap: a call is moved (returned, awaited, submitted) while it is small,
+    /// and a submitted call waiting for its turn takes the room of its arguments, not of its
+    /// run.
+    Running(InSpan<F>),
+    /// For the moment the run is being started.
+    Starting,
+}
+
 impl<S, F, R> Future for TaskStart<S, F, R>
 where
-    S: FnOnce(RunStore, CallOptions<R>) -> (Uuid, Pin<Box<F>>),
+    S: FnOnce(RunStore, CallOptions<R>) -> (Uuid, InSpan<F>),
     F: Future<Output = Finished<R, TaskRunRecord>>,
 {
     type Output = Finished<R, TaskRunRecord>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if this.start.is_some() {
+        if let Phase::Called(..) = this.phase {
             let store = this.store.get_or_insert_with(RunStore::current);
             std::task::ready!(store.poll_room(cx, this.room));
-            if let (Some((start, options)), Some(store)) = (this.start.take(), this.store.take()) {
+            if let (Phase::Called(start, options), Some(store)) = (
+                std::mem::replace(this.phase, Phase::Starting),
+                this.store.take(),
+            ) {
                 let (id, running) = start(store, options);
                 *this.id = Some(id);
-                *this.running = Some(running);
+                *this.phase = Phase::Running(running);
             }
         }
         let _current = crate::artifact::CurrentTaskRun::enter(*this.id);
-        this.running
+        match this.phase {
+            Phase::Running(running) => running.poll(cx),
+            _ => panic!("a task call is not polled after it finished"),
+        }
+    }
+}
+
+/// A run's future on the heap with its span, entered while it is polled and dropped: what
+/// `tracing::Instrumented` does, kept beside the box rather than in it, so that the box is the
+/// run's future alone and small enough for glibc's per-thread cache (see [`drive`]).
+#[doc(hidden)]
+pub struct InSpan<F> {
+    span: Span,
+    future: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future> InSpan<F> {
+    fn new(span: Span, future: F) -> Self {
+        InSpan {
+            span,
+            future: Some(Box::pin(future)),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _entered = self.span.enter();
+        self.future
             .as_mut()
-            .expect("a task call is not polled after it finished")
+            .expect("polled before it is dropped")
             .as_mut()
             .poll(cx)
+    }
+}
+
+impl<F> Drop for InSpan<F> {
+    /// A run dropped before it ends records `Cancelled`: inside its span, so the line is its.
+    fn drop(&mut self) {
+        let _entered = self.span.enter();
+        self.future = None;
     }
 }
 
@@ -128,15 +174,14 @@ impl<S, F, R> crate::sealed::TaskBody for TaskStart<S, F, R> {}
 
 impl<S, F, R> TaskBody for TaskStart<S, F, R>
 where
-    S: FnOnce(RunStore, CallOptions<R>) -> (Uuid, Pin<Box<F>>),
+    S: FnOnce(RunStore, CallOptions<R>) -> (Uuid, InSpan<F>),
     F: Future<Output = Finished<R, TaskRunRecord>>,
 {
     fn options(&mut self) -> &mut CallOptions<R> {
-        &mut self
-            .start
-            .as_mut()
-            .expect("options are set before the call is polled")
-            .1
+        match &mut self.phase {
+            Phase::Called(_, options) => options,
+            _ => panic!("options are set before the call is polled"),
+        }
     }
 
     fn task_name(&self) -> &'static str {
@@ -352,22 +397,28 @@ where
             run.record().id,
         );
         let id = run.record().id;
-        let running = Box::pin(
-            drive::<K, R, A>(run, attempts, behaviour, cache, codec, waits, skip).instrument(span),
+        let running = InSpan::new(
+            span,
+            drive::<K, R, A>(run, attempts, behaviour, cache, codec, waits, skip),
         );
         (id, running)
     };
     TaskStart {
         spec,
-        start: Some((start, options)),
+        phase: Phase::Called(start, options),
         store,
         room: None,
-        running: None,
         id: None,
     }
 }
 
-async fn drive<K, R, A>(
+/// The run, from its beginning to its final state. Not an `async fn`: an async fn's future
+/// keeps its arguments and, once started, its own copy of them (the run alone is 320 bytes),
+/// where an `async move` block uses what it captured in place. So a run's future stays under
+/// the size glibc serves from its per-thread cache, and the rare steps' futures (limits, a
+/// task run's own flush outside a flow) are boxed where they are awaited.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn drive<K, R, A>(
     mut run: LiveTaskRun,
     mut attempts: A,
     behaviour: Behaviour<R, K::Error>,
@@ -375,75 +426,89 @@ async fn drive<K, R, A>(
     codec: Option<Codec<R>>,
     waits: Vec<Waiting>,
     skip: Option<fn(UpstreamFailed) -> R>,
-) -> Finished<R, TaskRunRecord>
+) -> impl Future<Output = Finished<R, TaskRunRecord>>
 where
     K: Outcome<R>,
     A: Attempts<Output = R>,
 {
-    let spec = run.spec;
-    // At DEBUG, as Prefect 3 logs it: a task run's one INFO line is its final state, so that
-    // logging on costs a line per task run, not two.
-    tracing::debug!(
-        target: "flowcore",
-        "Beginning task run '{}' for task '{}'",
-        run.record().name(),
-        spec.name
-    );
-    if let Some(skip) = skip {
-        for wait in &waits {
-            if let Err(reason) = wait.wait().await {
-                run.transition(StateKind::Skipped, Some(reason.to_string()));
-                return run.finish(skip(reason)).await;
+    async move {
+        let spec = run.spec;
+        // At DEBUG, as Prefect 3 logs it: a task run's one INFO line is its final state, so that
+        // logging on costs a line per task run, not two.
+        tracing::debug!(
+            target: "flowcore",
+            "Beginning task run '{}' for task '{}'",
+            run.record().name(),
+            spec.name
+        );
+        if let Some(skip) = skip {
+            for wait in &waits {
+                if let Err(reason) = wait.wait().await {
+                    run.transition(StateKind::Skipped, Some(reason.to_string()));
+                    return run.finish(skip(reason)).await;
+                }
             }
         }
-    }
-    if let Some((out, earlier)) = run.resumed_output(codec.as_ref()) {
-        // Kept again, so that a later resume of this flow run reuses it once more.
-        run.keep_output(codec.as_ref(), &out);
-        run.record_mut().cache = CacheStatus::Resumed;
-        let message = format!("output reused from task run '{earlier}' of the resumed flow run");
-        run.transition(StateKind::Cached, Some(message));
-        run.track_output(codec.as_ref(), &out);
-        return run.finish(out).await;
-    }
-    if let Some(cache) = &cache {
-        if !spec.refresh_cache
-            && let Some(out) = cache.lookup(&run.store).await
-        {
+        if let Some((out, earlier)) = run.resumed_output(codec.as_ref()) {
+            // Kept again, so that a later resume of this flow run reuses it once more.
             run.keep_output(codec.as_ref(), &out);
-            run.record_mut().cache = CacheStatus::Hit;
-            run.transition(StateKind::Cached, Some("cache hit".to_owned()));
+            run.record_mut().cache = CacheStatus::Resumed;
+            let message =
+                format!("output reused from task run '{earlier}' of the resumed flow run");
+            run.transition(StateKind::Cached, Some(message));
             run.track_output(codec.as_ref(), &out);
             return run.finish(out).await;
         }
-        run.record_mut().cache = if spec.refresh_cache {
-            CacheStatus::Refreshed
-        } else {
-            CacheStatus::Miss
-        };
-    }
-    // Held until the run ends, retries and their delays included; a slot of the store's is
-    // given back after the final state (the permits' drop sends that), so never before it.
-    let permits = limits::acquire(&run.record().tags, &run.store, run.record().id).await;
-    // The output is kept with the Completed state: whoever waits for a delayed run reads both.
-    let keep = |run: &LiveTaskRun, out: &R| run.keep_output(codec.as_ref(), out);
-    let ending =
-        attempt_loop::<K, R, A, _>(&mut run, &spec.retry, &mut attempts, &behaviour, keep).await;
-    match ending {
-        Ending::Output(out) => {
-            if run.history().current().kind == StateKind::Completed {
-                if let Some(cache) = &cache {
-                    cache.store(&run.store, &out).await;
-                }
+        if let Some(cache) = &cache {
+            if !spec.refresh_cache
+                && let Some(out) = cache.lookup(&run.store).await
+            {
+                run.keep_output(codec.as_ref(), &out);
+                run.record_mut().cache = CacheStatus::Hit;
+                run.transition(StateKind::Cached, Some("cache hit".to_owned()));
                 run.track_output(codec.as_ref(), &out);
+                return run.finish(out).await;
             }
-            let out = run.finish(out).await;
-            drop(permits);
-            out
+            run.record_mut().cache = if spec.refresh_cache {
+                CacheStatus::Refreshed
+            } else {
+                CacheStatus::Miss
+            };
         }
-        Ending::Panicked(panic) => {
-            run.abandon();
-            resume_unwind(panic)
+        // Held until the run ends, retries and their delays included; a slot of the store's is
+        // given back after the final state (the permits' drop sends that), so never before it.
+        let permits = if run.record().tags.is_empty() {
+            None
+        } else {
+            Box::pin(limits::acquire(
+                &run.record().tags,
+                &run.store,
+                run.record().id,
+            ))
+            .await
+        };
+        // The output is kept with the Completed state: whoever waits for a delayed run reads both.
+        let keep = |run: &LiveTaskRun, out: &R| run.keep_output(codec.as_ref(), out);
+        let ending =
+            attempt_loop::<K, R, A, _>(&mut run, &spec.retry, &mut attempts, &behaviour, keep)
+                .await;
+        match ending {
+            Ending::Output(out) => {
+                if run.history().current().kind == StateKind::Completed {
+                    if let Some(cache) = &cache {
+                        // Boxed, as the rare steps are (see `drive`).
+                        Box::pin(cache.store(&run.store, &out)).await;
+                    }
+                    run.track_output(codec.as_ref(), &out);
+                }
+                let out = run.finish(out).await;
+                drop(permits);
+                out
+            }
+            Ending::Panicked(panic) => {
+                run.abandon();
+                resume_unwind(panic)
+            }
         }
     }
 }
@@ -632,11 +697,12 @@ impl LiveTaskRun {
     /// returns once its final state is committed.
     async fn finish<R>(&mut self, output: R) -> Finished<R, TaskRunRecord> {
         if self.flow.is_none() {
-            if let Err(e) = self.store.flush().await {
+            // Boxed: a task run in a flow never waits here, and its future need not have room.
+            if let Err(e) = Box::pin(self.store.flush()).await {
                 tracing::error!(target: "flowcore", "The task run's final state was not recorded: {e}");
             }
             // A task run called on its own: its lines before what the program prints next.
-            crate::logging::writer::flushed().await;
+            Box::pin(crate::logging::writer::flushed()).await;
         }
         let record = self.record.take().expect("a run finishes once");
         if let Some(slot) = &self.slot {
