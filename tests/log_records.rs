@@ -138,3 +138,32 @@ fn a_subscriber_without_the_recorder_is_told_once_that_lines_are_not_kept() {
         "{stdout}"
     );
 }
+
+/// The memory store keeps the latest thousand flow runs: the log lines (and artifacts) of those
+/// it forgets go with them, so a long-running process that logs does not keep every line.
+#[tokio::test(flavor = "current_thread")]
+async fn the_memory_store_forgets_the_lines_of_the_flow_runs_it_forgets() {
+    let subscriber = tracing_subscriber::registry().with(flowcore::logging::recorder());
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let store = flowcore::Store::memory();
+    let mut runs = Vec::new();
+    for _ in 0..3_000 {
+        let (_, run) = store.scope(loading().with_run()).await;
+        runs.push(run);
+    }
+    // A flow run's lines and its task runs'.
+    let lines = |run: &flowcore::FlowRunRecord| store.logs(run.id).unwrap().len();
+    let per_run = lines(&runs[2_999]);
+    assert!(per_run >= 3, "the latest flow run's lines are kept");
+    assert!(runs[2_000..].iter().all(|r| lines(r) == per_run));
+    // Forgotten flow runs' lines are taken out together, once the lines have doubled.
+    assert!(
+        runs[..500].iter().all(|r| lines(r) == 0),
+        "the first flow runs' lines went with them"
+    );
+    let kept: usize = runs.iter().map(lines).sum();
+    assert!(
+        kept <= 2 * 1_000 * per_run,
+        "{kept} lines kept for the latest 1,000 flow runs, {per_run} each"
+    );
+}

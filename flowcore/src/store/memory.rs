@@ -2,8 +2,9 @@
 //!
 //! It keeps the flow runs of this process: every unfinished one, and of the finished ones the
 //! most recent, up to [`KEEP_FLOW_RUNS`] top-level flow runs (with their task runs and subflow
-//! runs) as long as they hold at most [`KEEP_TASK_RUNS`] task runs. Older ones are dropped, so a
-//! long-lived process keeps a bounded history. The newest finished flow run is kept whatever
+//! runs) as long as they hold at most [`KEEP_TASK_RUNS`] task runs. Older ones are dropped with
+//! their log lines and artifacts (see `per_run.rs`), so a long-lived process keeps a bounded
+//! history. The newest finished flow run is kept whatever
 //! its size until the next top-level flow run begins. Task runs called outside any flow are not kept:
 //! nothing reads them back (their record is what the call returns).
 //!
@@ -37,6 +38,7 @@ use crate::store::deployments::{
 };
 use crate::store::event::{Event, FlowRow, RowUpdate, TaskRow};
 use crate::store::limits::{LimitInfo, Slot};
+use crate::store::per_run::PerRun;
 use crate::store::process::ProcessInfo;
 use crate::store::query::{CacheEntry, LogLine, RunFilter};
 use crate::store::task_requests::{ClaimedTask, DELAYED, DelayRequest, TaskResult};
@@ -55,8 +57,9 @@ pub(crate) struct MemoryBackend {
     flows: DashMap<Uuid, MemFlow, BuildHasherDefault<RunIdHasher>>,
     /// What only flow runs' creation and end touch.
     history: Mutex<History>,
-    logs: Mutex<Vec<MemLog>>,
-    artifacts: Mutex<Vec<crate::artifact::Artifact>>,
+    /// Log lines and artifacts, forgotten with their flow runs.
+    logs: Mutex<PerRun<MemLog>>,
+    artifacts: Mutex<PerRun<crate::artifact::Artifact>>,
     /// Each paused run's pauses, by position.
     inputs: Mutex<HashMap<Uuid, BTreeMap<u32, crate::pause::InputRequest>>>,
     cache: Mutex<HashMap<String, CachedValue>>,
@@ -105,8 +108,8 @@ impl Default for MemoryBackend {
                 FLOW_SHARDS,
             ),
             history: Mutex::default(),
-            logs: Mutex::default(),
-            artifacts: Mutex::default(),
+            logs: Mutex::new(PerRun::new(|line| Some(line.run_id))),
+            artifacts: Mutex::new(PerRun::new(|artifact| artifact.flow_run_id)),
             inputs: Mutex::default(),
             cache: Mutex::default(),
             deployments: Mutex::default(),
@@ -658,7 +661,18 @@ impl MemoryBackend {
 
     /// Forgets a flow run, with its task runs, and its subflow runs.
     fn forget_flow_run(&self, history: &mut History, id: Uuid, forgotten: &mut Vec<MemFlow>) {
-        forgotten.extend(self.flows.remove(&id).map(|(_, flow)| flow));
+        if let Some((_, flow)) = self.flows.remove(&id) {
+            let mut logs = lock(&self.logs);
+            if !logs.is_empty() {
+                logs.forget(id);
+                for task in flow.tasks.iter().flatten() {
+                    logs.forget(task.id);
+                }
+            }
+            drop(logs);
+            lock(&self.artifacts).forget(id);
+            forgotten.push(flow);
+        }
         for child in history.children.remove(&id).unwrap_or_default() {
             self.forget_flow_run(history, child, forgotten);
         }

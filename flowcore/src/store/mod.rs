@@ -55,6 +55,7 @@ pub(crate) mod handle;
 mod limits;
 pub(crate) mod location;
 mod memory;
+mod per_run;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod process;
