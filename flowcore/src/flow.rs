@@ -263,12 +263,9 @@ where
         if let Err(e) = store.flush_off_runtime().await {
             tracing::error!(target: "flowcore", "The flow run's start was not recorded: {e}");
         }
-        let span = spec.span.span(
-            spec.name,
-            RunKind::Flow,
-            &tracing::field::display(&context.name),
-            context.id,
-        );
+        let span = spec
+            .span
+            .span(spec.name, RunKind::Flow, &context.name, context.id);
         let run = LiveFlowRun {
             spec,
             store,

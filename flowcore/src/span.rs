@@ -18,8 +18,11 @@ use tracing::subscriber::Interest;
 use tracing::{Level, Metadata, Span};
 use uuid::Uuid;
 
+use std::fmt::Write as _;
+
 use crate::hooks::RunKind;
 use crate::state::StateKind;
+use crate::terminal::{Escaping, LineFeeds};
 
 /// The fields of a run's span, in this order.
 const FIELDS: [&str; 4] = ["run", "id", "kind", "state"];
@@ -50,11 +53,11 @@ impl RunCallsite {
 
     /// The span of a run named `run` with id `id` of the task or flow `name`: disabled (and
     /// free) when no subscriber wants it.
-    pub(crate) fn span(
+    pub(crate) fn span<N: std::fmt::Display>(
         &'static self,
         name: &'static str,
         kind: RunKind,
-        run: &dyn Value,
+        run: N,
         id: Uuid,
     ) -> Span {
         let metadata = self.metadata(name);
@@ -73,11 +76,21 @@ impl RunCallsite {
         };
         let [run_field, id_field, kind_field, state_field] =
             FIELDS.map(|f| fields.field(f).expect("a field of the span's own set"));
-        let made = NewRun::set(id);
+        // The label flowcore's console prints, made here from the name as it is rather than
+        // by a layer from the field's text.
+        let kind_label = match kind {
+            "flow" => "Flow run '",
+            _ => "Task run '",
+        };
+        let mut label = String::with_capacity(kind_label.len() + 40);
+        label.push_str(kind_label);
+        let _ = write!(Escaping::new(&mut label, LineFeeds::Escape), "{run}");
+        label.push('\'');
+        let made = NewRun::set(id, label);
         let span = Span::new(
             metadata,
             &fields.value_set(&[
-                (&run_field, Some(run)),
+                (&run_field, Some(&display(&run) as &dyn Value)),
                 (&id_field, Some(&display(id) as &dyn Value)),
                 (&kind_field, Some(&kind as &dyn Value)),
                 (&state_field, Some(&Empty as &dyn Value)),
@@ -142,17 +155,18 @@ impl Callsite for RunCallsite {
 }
 
 thread_local! {
-    /// The id of the run whose span is being made on this thread, while it is: flowcore's own
-    /// layers take it from here rather than print the id's field and parse it back.
-    static NEW_RUN: Cell<Option<Uuid>> = const { Cell::new(None) };
+    /// The id and label of the run whose span is being made on this thread, while it is:
+    /// flowcore's own layers take them from here rather than print the fields and parse them
+    /// back.
+    static NEW_RUN: Cell<Option<(Uuid, String)>> = const { Cell::new(None) };
 }
 
 /// While alive, the run whose span is being made on this thread.
 struct NewRun;
 
 impl NewRun {
-    fn set(id: Uuid) -> NewRun {
-        NEW_RUN.with(|new| new.set(Some(id)));
+    fn set(id: Uuid, label: String) -> NewRun {
+        NEW_RUN.with(|new| new.set(Some((id, label))));
         NewRun
     }
 }
@@ -163,14 +177,30 @@ impl Drop for NewRun {
     }
 }
 
-/// The id of the run whose span is being made on this thread: for a layer's `on_new_span`.
-pub(crate) fn new_run_id() -> Option<Uuid> {
-    NEW_RUN.with(Cell::get)
+/// The id and console label (`Task run 'extract-a8e'`) of the run whose span is being made on
+/// this thread, taken: for a layer's `on_new_span`.
+pub(crate) fn take_new_run() -> Option<(Uuid, String)> {
+    NEW_RUN.with(Cell::take)
 }
 
-/// Records `state` as the final state of the run whose span is current.
+/// Records `state` as the final state of the run whose span is current: straight through the
+/// subscriber, without a handle to the span (`Span::current()` clones one, and closes it).
 pub(crate) fn record_final_state(state: StateKind) {
-    Span::current().record("state", display(state));
+    tracing::dispatcher::get_default(|dispatch| {
+        let current = dispatch.current_span();
+        let (Some(id), Some(metadata)) = (current.id(), current.metadata()) else {
+            return;
+        };
+        if !is_run_span(metadata) {
+            return;
+        }
+        let fields = metadata.fields();
+        if let Some(field) = fields.field("state") {
+            let state = display(state);
+            let values = [(&field, Some(&state as &dyn Value))];
+            dispatch.record(id, &tracing::span::Record::new(&fields.value_set(&values)));
+        }
+    });
 }
 
 /// Whether `metadata` is a run's span, and of which kind: what the console format labels lines

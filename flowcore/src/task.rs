@@ -393,7 +393,7 @@ where
         let span = spec.span.span(
             spec.name,
             RunKind::Task,
-            &tracing::field::display(run.record().name()),
+            run.record().name(),
             run.record().id,
         );
         let id = run.record().id;

@@ -30,11 +30,12 @@ where
         if !crate::span::is_run_span(attrs.metadata()) {
             return;
         }
-        let mut run = RunFields {
-            // flowcore's own spans hand their id over as they are made: not printed and parsed.
-            id: crate::span::new_run_id(),
-            ..RunFields::default()
-        };
+        // flowcore's own spans hand their id and label over as they are made.
+        if let (Some((run_id, label)), Some(span)) = (crate::span::take_new_run(), ctx.span(id)) {
+            span.extensions_mut().insert(RunLabel { label, id: run_id });
+            return;
+        }
+        let mut run = RunFields::default();
         attrs.record(&mut run);
         let kind = if run.flow { "Flow run '" } else { "Task run '" };
         if let (Some(mut label), Some(run_id), Some(span)) = (run.name, run.id, ctx.span(id)) {

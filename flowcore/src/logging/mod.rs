@@ -190,6 +190,10 @@ pub(crate) fn check_recorder() {
 /// Logs a run's final state at a level that matches it.
 pub(crate) fn log_final_state(state: &State) {
     match state.kind {
+        // Most task runs' one line: a literal, so that no state is formatted into it.
+        StateKind::Completed if state.message.is_none() => {
+            tracing::info!(target: "flowcore", "Finished in state Completed()")
+        }
         StateKind::Completed | StateKind::Cached => {
             tracing::info!(target: "flowcore", "Finished in state {state}")
         }
