@@ -441,3 +441,143 @@ fn init_logging_s_lines_all_reach_a_pipe_in_order_when_main_returns() {
 fn init_logging_s_lines_all_reach_a_pipe_in_order_at_process_exit() {
     assert_every_line_in_order(&child_info_lines("exit"));
 }
+
+#[task]
+async fn labelled_leaf(what: &'static str) -> usize {
+    tracing::info!("in {what}");
+    what.len()
+}
+
+#[flow(name = "labelled-inner")]
+async fn labelled_inner() -> usize {
+    tracing::info!("in the subflow");
+    labelled_leaf("b").await
+}
+
+#[task]
+async fn labelled_spawner() -> usize {
+    // A future spawned from a task does not carry the task run's label.
+    tokio::spawn(async { tracing::info!("spawned") })
+        .await
+        .unwrap();
+    tracing::info!("after the spawn");
+    1
+}
+
+#[flow(name = "labelled-outer")]
+async fn labelled_outer() -> usize {
+    tracing::info!("in the flow");
+    let a = labelled_leaf("a").await;
+    let b = labelled_inner().await;
+    tracing::info!("back in the flow");
+    a + b + labelled_spawner().await
+}
+
+/// Under `init_logging()` runs have no spans: lines are labelled from the run being polled.
+#[test]
+#[ignore = "run as a child process by init_logging_labels_the_lines_of_nested_runs"]
+fn child_labelled_runs() {
+    if std::env::var("FLOWCORE_TEST_LABELS_CHILD").is_err() {
+        return;
+    }
+    flowcore::init_logging();
+    let store = Store::memory();
+    let (_, run) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(store.scope(labelled_outer().with_run()));
+    // The lines the store kept, by run: "<run name>: <message>".
+    let mut names = std::collections::HashMap::new();
+    names.insert(run.id, run.name.clone());
+    for t in &run.task_runs {
+        names.insert(t.id, t.name().to_string());
+    }
+    for sub in &run.subflow_runs {
+        names.insert(sub.id, sub.name.clone());
+        for t in &sub.task_runs {
+            names.insert(t.id, t.name().to_string());
+        }
+    }
+    let flow_runs = std::iter::once(run.id).chain(run.subflow_runs.iter().map(|s| s.id));
+    for line in flow_runs.flat_map(|id| store.logs(id).unwrap()) {
+        if line.message.starts_with("in ") || line.message.contains("spawn") {
+            let owner = names.get(&line.run_id).map_or("?", String::as_str);
+            println!("kept: {owner}: {}", line.message);
+        }
+    }
+}
+
+#[test]
+fn init_logging_labels_the_lines_of_nested_runs() {
+    let out = support::run(&mut support::child(
+        "child_labelled_runs",
+        [("FLOWCORE_TEST_LABELS_CHILD", "1")],
+    ));
+    assert!(out.status.success(), "{}", support::show(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let printed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once("| INFO    | ").map(|(_, rest)| rest))
+        .filter(|l| {
+            let message = l.rsplit(" - ").next().unwrap();
+            [
+                "in the flow",
+                "in a",
+                "in the subflow",
+                "in b",
+                "back in the flow",
+                "spawned",
+            ]
+            .contains(&message)
+        })
+        .collect();
+    let label = |l: &str| l.split(" - ").next().unwrap().to_owned();
+    assert_eq!(printed.len(), 6, "{text}");
+    assert!(printed[0].starts_with("Flow run '") && printed[0].ends_with(" - in the flow"));
+    assert!(printed[1].starts_with("Task run 'labelled_leaf-") && printed[1].ends_with(" - in a"));
+    assert!(printed[2].starts_with("Flow run '") && printed[2].ends_with(" - in the subflow"));
+    assert_ne!(
+        label(printed[2]),
+        label(printed[0]),
+        "the subflow run's own label"
+    );
+    assert!(printed[3].starts_with("Task run 'labelled_leaf-") && printed[3].ends_with(" - in b"));
+    assert_ne!(label(printed[3]), label(printed[1]));
+    assert_eq!(
+        printed[4],
+        format!("{} - back in the flow", label(printed[0])),
+        "the flow run's label again once its subflow returned"
+    );
+    assert_eq!(
+        printed[5], "logging - spawned",
+        "a spawned future's line has no run: labelled with its target"
+    );
+    let after = text
+        .lines()
+        .find(|l| l.ends_with(" - after the spawn"))
+        .expect("the spawner's own line");
+    assert!(after.contains("| Task run 'labelled_spawner-"), "{after}");
+    // The store kept each line with its run.
+    let kept: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("kept: "))
+        .collect();
+    let flow = label(printed[0]);
+    let flow_name = flow.trim_start_matches("Flow run '").trim_end_matches('\'');
+    assert!(
+        kept.contains(&format!("{flow_name}: in the flow").as_str()),
+        "{kept:?}"
+    );
+    assert!(
+        kept.iter()
+            .any(|k| k.starts_with("labelled_leaf-") && k.ends_with(": in a")),
+        "{kept:?}"
+    );
+    assert!(
+        kept.iter()
+            .any(|k| k.starts_with("labelled_leaf-") && k.ends_with(": in b")),
+        "{kept:?}"
+    );
+    assert!(kept.iter().all(|k| !k.ends_with("spawned")), "{kept:?}");
+}

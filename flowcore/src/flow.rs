@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
-use tracing::Instrument as _;
 
 use crate::attempt::{Attempts, Behaviour, Ending, LiveRun, attempt_loop};
 use crate::call::{Finished, RunFuture, WithRun, poll_output};
@@ -282,9 +281,11 @@ where
             context,
             inner: attempts,
         };
-        drive::<K, R, _>(run, attempts, behaviour, codec, reused)
-            .instrument(span)
-            .await
+        crate::span::InRun::new(
+            span,
+            drive::<K, R, _>(run, attempts, behaviour, codec, reused),
+        )
+        .await
     }
 }
 

@@ -1,4 +1,5 @@
-//! The tracing span of each run, named for its task or flow: `extract`, `etl`, so that
+//! The tracing span of each run (under a subscriber other than `init_logging()`'s: see
+//! [`RunSpan`]), named for its task or flow: `extract`, `etl`, so that
 //! OpenTelemetry, tokio-console and any subscriber show a hundred `extract`s and `load`s rather
 //! than a hundred `task_run`s. Its fields: `run` (the run's name), `id`, `kind` (`"task"` or
 //! `"flow"`) and `state`, the final state, recorded when the run ends.
@@ -8,6 +9,7 @@
 //! own, made with its spec the first time it runs ([`RunCallsite`]).
 
 use std::cell::Cell;
+use std::pin::Pin;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -52,14 +54,15 @@ impl RunCallsite {
     }
 
     /// The span of a run named `run` with id `id` of the task or flow `name`: disabled (and
-    /// free) when no subscriber wants it.
+    /// free) when no subscriber wants it; only its label under `init_logging()`'s subscriber
+    /// (see [`RunSpan`]).
     pub(crate) fn span<N: std::fmt::Display>(
         &'static self,
         name: &'static str,
         kind: RunKind,
         run: N,
         id: Uuid,
-    ) -> Span {
+    ) -> RunSpan {
         let metadata = self.metadata(name);
         let enabled = match self.interest.load(Ordering::Relaxed) {
             NEVER => false,
@@ -67,7 +70,7 @@ impl RunCallsite {
             _ => tracing::dispatcher::get_default(|d| d.enabled(metadata)),
         };
         if !enabled || !tracing::level_enabled!(Level::INFO) {
-            return Span::none();
+            return RunSpan::none();
         }
         let fields = metadata.fields();
         let kind = match kind {
@@ -86,6 +89,12 @@ impl RunCallsite {
         label.push_str(kind_label);
         let _ = write!(Escaping::new(&mut label, LineFeeds::Escape), "{run}");
         label.push('\'');
+        if tracing::dispatcher::get_default(|d| d.is::<LabelsOnly>()) {
+            return RunSpan {
+                span: Span::none(),
+                label: Some((id, label)),
+            };
+        }
         let made = NewRun::set(id, label);
         let span = Span::new(
             metadata,
@@ -97,7 +106,7 @@ impl RunCallsite {
             ]),
         );
         drop(made);
-        span
+        RunSpan { span, label: None }
     }
 
     fn metadata(&'static self, name: &'static str) -> &'static Metadata<'static> {
@@ -181,6 +190,122 @@ impl Drop for NewRun {
 /// this thread, taken: for a layer's `on_new_span`.
 pub(crate) fn take_new_run() -> Option<(Uuid, String)> {
     NEW_RUN.with(Cell::take)
+}
+
+/// A run's span; or, under `init_logging()`'s subscriber, which has no layer but flowcore's,
+/// no span at all, only what the run's console lines are labelled with.
+///
+/// A span costs the registry most of a logged task run (its slot, its extensions, entering
+/// and leaving it at each poll, closing it): more than the line itself. When nothing but
+/// flowcore's own layers listen, nothing else reads it: the label and id go into a slot of the
+/// thread while the run is polled, where the console and the recorder find them for lines
+/// written inside it. `Span::current()` inside a task is then not the task run's, and a future
+/// spawned from a task does not carry its label (as it would not without `.instrument()`).
+pub(crate) struct RunSpan {
+    span: Span,
+    label: Option<Labelled>,
+}
+
+/// A run's id and its console label, `Task run 'extract-a8e'`.
+type Labelled = (Uuid, String);
+
+/// The marker layer of `init_logging()`'s subscriber: runs are labelled without spans.
+pub(crate) struct LabelsOnly;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LabelsOnly {}
+
+thread_local! {
+    /// The id and label of the run being polled on this thread, when runs have no span.
+    static CURRENT_RUN: Cell<Option<Labelled>> = const { Cell::new(None) };
+}
+
+impl RunSpan {
+    pub(crate) fn none() -> RunSpan {
+        RunSpan {
+            span: Span::none(),
+            label: None,
+        }
+    }
+
+    /// Enters the run: its span, or its label into the thread's slot until the guard drops.
+    pub(crate) fn enter(&mut self) -> EnteredRun<'_> {
+        let RunSpan { span, label } = self;
+        let label = match label.take() {
+            Some(run) => {
+                let outer = CURRENT_RUN.replace(Some(run));
+                Some((label, outer))
+            }
+            None => None,
+        };
+        EnteredRun {
+            _span: span.enter(),
+            label,
+        }
+    }
+}
+
+/// A run entered, until dropped.
+pub(crate) struct EnteredRun<'a> {
+    _span: tracing::span::Entered<'a>,
+    /// Where the label goes back to, and the label of the run it was entered in.
+    label: Option<(&'a mut Option<Labelled>, Option<Labelled>)>,
+}
+
+impl Drop for EnteredRun<'_> {
+    fn drop(&mut self) {
+        if let Some((home, outer)) = self.label.take() {
+            *home = CURRENT_RUN.replace(outer);
+        }
+    }
+}
+
+/// Calls `f` with the id and label of the run being polled on this thread, when runs have no
+/// span. Taken meanwhile: a line logged by `f` itself is not labelled.
+pub(crate) fn with_current_run<T>(f: impl FnOnce(Uuid, &str) -> T) -> Option<T> {
+    let (id, label) = CURRENT_RUN.take()?;
+    let out = f(id, &label);
+    CURRENT_RUN.set(Some((id, label)));
+    Some(out)
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled (and dropped) inside its run: `tracing::Instrumented` for a
+    /// [`RunSpan`].
+    pub(crate) struct InRun<F> {
+        run: RunSpan,
+        #[pin]
+        inner: std::mem::ManuallyDrop<F>,
+    }
+
+    impl<F> PinnedDrop for InRun<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let _entered = this.run.enter();
+            // SAFETY: `inner` is pinned and dropped here, in place, once: this is its drop.
+            unsafe { std::mem::ManuallyDrop::drop(this.inner.get_unchecked_mut()) }
+        }
+    }
+}
+
+impl<F> InRun<F> {
+    pub(crate) fn new(run: RunSpan, inner: F) -> Self {
+        InRun {
+            run,
+            inner: std::mem::ManuallyDrop::new(inner),
+        }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for InRun<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let _entered = this.run.enter();
+        // SAFETY: a pinned `ManuallyDrop<F>` is a pinned `F`.
+        let inner = unsafe { this.inner.map_unchecked_mut(|inner| &mut **inner) };
+        inner.poll(cx)
+    }
 }
 
 /// Records `state` as the final state of the run whose span is current: straight through the

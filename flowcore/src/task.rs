@@ -7,9 +7,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::span::RunSpan;
 use pin_project_lite::pin_project;
 use tokio::sync::futures::OwnedNotified;
-use tracing::Span;
 use uuid::Uuid;
 
 use crate::attempt::{Attempts, Behaviour, Ending, LiveRun, attempt_loop};
@@ -140,12 +140,12 @@ where
 /// run's future alone and small enough for glibc's per-thread cache (see [`drive`]).
 #[doc(hidden)]
 pub struct InSpan<F> {
-    span: Span,
+    span: RunSpan,
     future: Option<Pin<Box<F>>>,
 }
 
 impl<F: Future> InSpan<F> {
-    fn new(span: Span, future: F) -> Self {
+    fn new(span: RunSpan, future: F) -> Self {
         InSpan {
             span,
             future: Some(Box::pin(future)),
@@ -153,8 +153,9 @@ impl<F: Future> InSpan<F> {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let _entered = self.span.enter();
-        self.future
+        let InSpan { span, future } = self;
+        let _entered = span.enter();
+        future
             .as_mut()
             .expect("polled before it is dropped")
             .as_mut()
@@ -165,8 +166,9 @@ impl<F: Future> InSpan<F> {
 impl<F> Drop for InSpan<F> {
     /// A run dropped before it ends records `Cancelled`: inside its span, so the line is its.
     fn drop(&mut self) {
-        let _entered = self.span.enter();
-        self.future = None;
+        let InSpan { span, future } = self;
+        let _entered = span.enter();
+        *future = None;
     }
 }
 

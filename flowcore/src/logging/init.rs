@@ -12,6 +12,11 @@ use crate::logging::layer;
 /// (`warn,my_crate=debug`), or both; `info` for whatever it does not name. Does nothing if a
 /// global subscriber is already set, so it is safe to call from every example and test.
 ///
+/// Nothing but flowcore's layers listen to this subscriber, so runs make no tracing span under
+/// it: a line is labelled with the run being polled on its thread (a span per run was most of
+/// a logged task run's cost). Build your own subscriber with [`layer()`](crate::logging::layer)
+/// to have a span per run for other layers.
+///
 /// An invalid `RUST_LOG` is reported on stderr and `info` is used instead. The filter is
 /// tracing-subscriber's `Targets`, which takes levels and targets but not the span and field
 /// filters of its `EnvFilter`: those need the regex engine, seconds of build for every user
@@ -25,9 +30,11 @@ pub fn init_logging() {
     let filter = filter(std::env::var("RUST_LOG").ok().as_deref());
     // The filter for the whole subscriber, not for the one layer: the same lines with one layer,
     // without the per-layer bookkeeping at every span and line (a tenth of a logged task run).
+    // Only flowcore's layers listen: runs are labelled without spans (see `span::RunSpan`).
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(layer())
+        .with(crate::span::LabelsOnly)
         .try_init();
 }
 

@@ -56,16 +56,23 @@ pub(crate) fn event_run<S>(
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    ctx.event_scope(event).and_then(|scope| {
-        scope.into_iter().find_map(|span| {
-            // Copied while the span's extensions are read, not kept: formatting the rest of the
-            // line runs user code, which may log.
-            let extensions = span.extensions();
-            let run = extensions.get::<RunLabel>()?;
-            line.push_str(&run.label);
-            Some(run.id)
+    ctx.event_scope(event)
+        .and_then(|scope| {
+            scope.into_iter().find_map(|span| {
+                // Copied while the span's extensions are read, not kept: formatting the rest
+                // of the line runs user code, which may log.
+                let extensions = span.extensions();
+                let run = extensions.get::<RunLabel>()?;
+                line.push_str(&run.label);
+                Some(run.id)
+            })
         })
-    })
+        .or_else(|| {
+            crate::span::with_current_run(|id, label| {
+                line.push_str(label);
+                id
+            })
+        })
 }
 
 /// The run id of the run whose span `event` was written in.
@@ -73,11 +80,13 @@ pub(crate) fn event_run_id<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> Option
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    ctx.event_scope(event).and_then(|scope| {
-        scope
-            .into_iter()
-            .find_map(|span| span.extensions().get::<RunLabel>().map(|l| l.id))
-    })
+    ctx.event_scope(event)
+        .and_then(|scope| {
+            scope
+                .into_iter()
+                .find_map(|span| span.extensions().get::<RunLabel>().map(|l| l.id))
+        })
+        .or_else(|| crate::span::with_current_run(|id, _| id))
 }
 
 /// A run span's fields, read without a copy each: the name straight into the label (escaped

@@ -8,9 +8,12 @@
 //! 18:02:01.002 | WARN    | Task run 'get_data-3f1' - Attempt 1/11 failed: connection refused. Retrying in 15s
 //! ```
 //!
-//! Every task run and flow run is a tracing span, so a `tracing::info!` inside a task is
-//! printed with that task run's name. To combine flowcore's format with your own subscriber
-//! setup, add [`layer()`] to a `tracing_subscriber::registry()`.
+//! A `tracing::info!` inside a task is printed with that task run's name. Under a subscriber of
+//! your own, every task run and flow run is a tracing span, which is where the line finds it;
+//! under [`init_logging`](crate::init_logging)'s, which nothing but flowcore's layers listen
+//! to, runs make no span and the line takes the run being polled on its thread (see
+//! `span.rs`). To combine flowcore's format with your own subscriber setup, add [`layer()`] to
+//! a `tracing_subscriber::registry()`.
 //!
 //! # How the lines reach stdout
 //!
