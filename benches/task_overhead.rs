@@ -203,8 +203,8 @@ fn store_memory(c: &mut Criterion) {
 }
 
 /// `tracked_task_in_flow` with flowcore's logging on as `init_logging()` sets it up (its format,
-/// the recorder keeping each run's lines in the store, `info` for every target, and stdout's
-/// writer, `non_blocking`), printing to a file instead of a terminal, as when stdout is
+/// the recorder keeping each run's lines in the store, `info` for every target, runs without
+/// spans, and stdout's writer, `non_blocking`), printing to a file instead of a terminal, as when stdout is
 /// redirected to a file or a pipe: one line per task run ("Finished
 /// in state Completed()"). A group of its own, run last: a subscriber changes what tracing
 /// caches about every callsite.
@@ -220,7 +220,8 @@ fn task_call_logging(c: &mut Criterion) {
         .with(flowcore::logging::layer_to(
             flowcore::logging::non_blocking(file),
             false,
-        ));
+        ))
+        .with(flowcore::logging::runs_without_spans());
     let guard = tracing::subscriber::set_default(subscriber);
 
     let mut group = c.benchmark_group("task_call_logging");

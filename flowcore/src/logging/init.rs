@@ -34,7 +34,7 @@ pub fn init_logging() {
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(layer())
-        .with(crate::span::LabelsOnly)
+        .with(crate::logging::runs_without_spans())
         .try_init();
 }
 

@@ -142,6 +142,28 @@ where
         .and_then(Recorded)
 }
 
+/// A layer that tells flowcore nothing but its own layers ([`layer()`], [`layer_to`],
+/// [`recorder()`]) and filters listen to the subscriber, as in
+/// [`init_logging`](crate::init_logging)'s: runs then make no tracing span, and a line is
+/// labelled with the run being polled on its thread (a span per run was most of a logged task
+/// run's cost). A future spawned from a task then logs without the task run's label, and
+/// `tracing::Span::current()` inside a task is not the task run's. Leave it out when another
+/// layer (OpenTelemetry, tokio-console) should see the runs as spans.
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt as _;
+///
+/// let file = std::fs::File::create(std::env::temp_dir().join("flowcore-doc.log")).unwrap();
+/// let subscriber = tracing_subscriber::registry()
+///     .with(tracing_subscriber::filter::LevelFilter::INFO)
+///     .with(flowcore::logging::layer_to(flowcore::logging::non_blocking(file), false))
+///     .with(flowcore::logging::runs_without_spans());
+/// # let _ = subscriber;
+/// ```
+pub fn runs_without_spans<S: Subscriber>() -> impl Layer<S> {
+    crate::span::LabelsOnly
+}
+
 /// The layer that keeps each log line written inside a run in that run's store (the store of
 /// its flow run, or the one in scope), and prints nothing: for a subscriber of your own. See
 /// the module's documentation.
