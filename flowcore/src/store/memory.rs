@@ -41,6 +41,7 @@ use crate::store::limits::{LimitInfo, Slot};
 use crate::store::per_run::PerRun;
 use crate::store::process::ProcessInfo;
 use crate::store::query::{CacheEntry, LogLine, RunFilter};
+use crate::store::short_text::ShortText;
 use crate::store::task_requests::{ClaimedTask, DELAYED, DelayRequest, TaskResult};
 use crate::store::task_states::TaskStates;
 
@@ -170,7 +171,7 @@ struct MemTask {
     attempts: u32,
     cache: CacheStatus,
     map_index: Option<u32>,
-    output: Option<Box<str>>,
+    output: Option<ShortText>,
     /// The name `task_run_name` gave it.
     name: Option<Box<str>>,
     states: TaskStates,
@@ -278,7 +279,7 @@ impl MemFlow {
                     cache: task.cache,
                     created_at,
                     call_seq: Some(call_seq as u32),
-                    output: task.output.as_deref().map(str::to_owned),
+                    output: task.output.as_ref().map(|o| o.as_str().to_owned()),
                     upstream: task.upstream.to_vec(),
                     map_index: task.map_index,
                 })
@@ -431,7 +432,7 @@ impl MemoryBackend {
                         && let Some(mut flow) = self.flows.get_mut(&position.flow_run_id)
                         && let Some(run) = flow.task(position.call_seq)
                     {
-                        run.output = Some(json.as_str().into());
+                        run.output = Some(ShortText::copy_of(json));
                     } else if position.is_none()
                         && let Some(run) = lock(&self.delayed).runs.get_mut(id)
                     {
@@ -713,7 +714,7 @@ impl Backend for MemoryBackend {
                 if let Some(mut flow) = self.flows.get_mut(&position.flow_run_id)
                     && let Some(run) = flow.task(position.call_seq)
                 {
-                    run.output = Some(json.into_boxed_str());
+                    run.output = Some(ShortText::new(json));
                 }
             }
             Event::Log {

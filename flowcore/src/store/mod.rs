@@ -62,6 +62,7 @@ mod process;
 mod query;
 mod retention;
 mod scope;
+mod short_text;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
