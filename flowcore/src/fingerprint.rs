@@ -224,6 +224,17 @@ fn shortest_f32(v: f32) -> Option<f64> {
         .flatten()
 }
 
+/// Integers of every width, as one kind: JSON writes `7000u16` and `7000i64` alike.
+macro_rules! integers {
+    ($($method:ident: $ty:ty),* $(,)?) => {
+        $(
+            fn $method(self, v: $ty) -> Result<(), Untracked> {
+                self.int(v.into())
+            }
+        )*
+    };
+}
+
 impl Serializer for &mut Encoder<'_> {
     type Ok = ();
     type Error = Untracked;
@@ -238,33 +249,17 @@ impl Serializer for &mut Encoder<'_> {
     fn serialize_bool(self, v: bool) -> Result<(), Untracked> {
         self.put(&[if v { TRUE } else { FALSE }])
     }
-    fn serialize_i8(self, v: i8) -> Result<(), Untracked> {
-        self.int(v.into())
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Untracked> {
-        self.int(v.into())
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Untracked> {
-        self.int(v.into())
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Untracked> {
-        self.int(v.into())
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), Untracked> {
-        self.int(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Untracked> {
-        self.int(v.into())
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Untracked> {
-        self.int(v.into())
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Untracked> {
-        self.int(v.into())
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Untracked> {
-        self.int(v.into())
-    }
+    integers!(
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_i128: i128,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64,
+    );
     fn serialize_u128(self, v: u128) -> Result<(), Untracked> {
         self.wide(v)
     }
@@ -363,257 +358,85 @@ impl Serializer for &mut Encoder<'_> {
     }
 }
 
-impl ser::SerializeSeq for &mut Encoder<'_> {
-    type Ok = ();
-    type Error = Untracked;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Untracked> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Untracked> {
-        self.close()
-    }
+/// The parts of a list (a sequence, a tuple, a tuple struct, a tuple variant's content): each
+/// element through [`Encoder::element`]; `end` closes what the part opened.
+macro_rules! list_part {
+    ($part:ident, $add:ident, closes $closes:literal) => {
+        impl ser::$part for &mut Encoder<'_> {
+            type Ok = ();
+            type Error = Untracked;
+            fn $add<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Untracked> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), Untracked> {
+                (0..$closes).try_for_each(|_| self.close())
+            }
+        }
+    };
 }
 
-impl ser::SerializeTuple for &mut Encoder<'_> {
-    type Ok = ();
-    type Error = Untracked;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Untracked> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Untracked> {
-        self.close()
-    }
+list_part!(SerializeSeq, serialize_element, closes 1);
+list_part!(SerializeTuple, serialize_element, closes 1);
+list_part!(SerializeTupleStruct, serialize_field, closes 1);
+// The list, then the map around it (`{"variant": [...]}`).
+list_part!(SerializeTupleVariant, serialize_field, closes 2);
+
+/// The parts of a struct, or a struct variant's content: a map of its fields by name.
+macro_rules! struct_part {
+    ($part:ident, closes $closes:literal) => {
+        impl ser::$part for &mut Encoder<'_> {
+            type Ok = ();
+            type Error = Untracked;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), Untracked> {
+                self.str(key)?;
+                value.serialize(&mut **self)
+            }
+            fn end(self) -> Result<(), Untracked> {
+                (0..$closes).try_for_each(|_| self.close())
+            }
+        }
+    };
 }
 
-impl ser::SerializeTupleStruct for &mut Encoder<'_> {
-    type Ok = ();
-    type Error = Untracked;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Untracked> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Untracked> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleVariant for &mut Encoder<'_> {
-    type Ok = ();
-    type Error = Untracked;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Untracked> {
-        self.element(value)
-    }
-    /// Ends the list, then the map around it.
-    fn end(self) -> Result<(), Untracked> {
-        self.close()?;
-        self.close()
-    }
-}
+struct_part!(SerializeStruct, closes 1);
+// The fields' map, then the map around it (`{"variant": {...}}`).
+struct_part!(SerializeStructVariant, closes 2);
 
 impl ser::SerializeMap for &mut Encoder<'_> {
     type Ok = ();
     type Error = Untracked;
+    /// A key as JSON writes it: a string as it is, a number or a boolean as its text; any
+    /// other key (a list, a map, `null`) fails, as it does in JSON.
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Untracked> {
-        key.serialize(Key(self))
+        let start = self.scratch.bytes.len();
+        key.serialize(&mut **self)?;
+        let encoded = self.scratch.bytes.split_off(start);
+        let text = match encoded.as_slice() {
+            [STR, ..] => return self.put(&encoded),
+            [TRUE] => "true".to_owned(),
+            [FALSE] => "false".to_owned(),
+            [INT, n @ ..] => i64::from_le_bytes(n.try_into().map_err(|_| Untracked)?).to_string(),
+            [WIDE, WIDE, n @ ..] => {
+                u128::from_le_bytes(n.try_into().map_err(|_| Untracked)?).to_string()
+            }
+            [WIDE, n @ ..] => i128::from_le_bytes(n.try_into().map_err(|_| Untracked)?).to_string(),
+            [FLOAT, f @ ..] => {
+                let f = f64::from_bits(u64::from_le_bytes(f.try_into().map_err(|_| Untracked)?));
+                ryu::Buffer::new().format_finite(f).to_owned()
+            }
+            _ => return Err(Untracked),
+        };
+        self.str(&text)
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Untracked> {
         value.serialize(&mut **self)
     }
     fn end(self) -> Result<(), Untracked> {
         self.close()
-    }
-}
-
-impl ser::SerializeStruct for &mut Encoder<'_> {
-    type Ok = ();
-    type Error = Untracked;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Untracked> {
-        self.str(key)?;
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> Result<(), Untracked> {
-        self.close()
-    }
-}
-
-impl ser::SerializeStructVariant for &mut Encoder<'_> {
-    type Ok = ();
-    type Error = Untracked;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Untracked> {
-        self.str(key)?;
-        value.serialize(&mut **self)
-    }
-    /// Ends the fields' map, then the map around it.
-    fn end(self) -> Result<(), Untracked> {
-        self.close()?;
-        self.close()
-    }
-}
-
-/// A map's key, written as JSON writes it: a string, numbers and booleans as their text; any
-/// other key fails, as it does in JSON.
-struct Key<'a, 'b>(&'a mut Encoder<'b>);
-
-impl Key<'_, '_> {
-    fn text(self, text: impl Display) -> Result<(), Untracked> {
-        use std::io::Write as _;
-        let mut buf = [0u8; 64];
-        let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        write!(cursor, "{text}").map_err(|_| Untracked)?;
-        let len = cursor.position() as usize;
-        let text = std::str::from_utf8(&buf[..len]).map_err(|_| Untracked)?;
-        self.0.str(text)
-    }
-}
-
-impl Serializer for Key<'_, '_> {
-    type Ok = ();
-    type Error = Untracked;
-    type SerializeSeq = ser::Impossible<(), Untracked>;
-    type SerializeTuple = ser::Impossible<(), Untracked>;
-    type SerializeTupleStruct = ser::Impossible<(), Untracked>;
-    type SerializeTupleVariant = ser::Impossible<(), Untracked>;
-    type SerializeMap = ser::Impossible<(), Untracked>;
-    type SerializeStruct = ser::Impossible<(), Untracked>;
-    type SerializeStructVariant = ser::Impossible<(), Untracked>;
-
-    fn serialize_bool(self, v: bool) -> Result<(), Untracked> {
-        self.0.str(if v { "true" } else { "false" })
-    }
-    fn serialize_i8(self, v: i8) -> Result<(), Untracked> {
-        self.text(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Untracked> {
-        self.text(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Untracked> {
-        self.text(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Untracked> {
-        self.text(v)
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), Untracked> {
-        self.text(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Untracked> {
-        self.text(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Untracked> {
-        self.text(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Untracked> {
-        self.text(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Untracked> {
-        self.text(v)
-    }
-    fn serialize_u128(self, v: u128) -> Result<(), Untracked> {
-        self.text(v)
-    }
-    fn serialize_f32(self, v: f32) -> Result<(), Untracked> {
-        if !v.is_finite() {
-            return Err(Untracked);
-        }
-        self.0.str(ryu::Buffer::new().format_finite(v))
-    }
-    fn serialize_f64(self, v: f64) -> Result<(), Untracked> {
-        if !v.is_finite() {
-            return Err(Untracked);
-        }
-        self.0.str(ryu::Buffer::new().format_finite(v))
-    }
-    fn serialize_char(self, v: char) -> Result<(), Untracked> {
-        self.0.str(v.encode_utf8(&mut [0; 4]))
-    }
-    fn serialize_str(self, v: &str) -> Result<(), Untracked> {
-        self.0.str(v)
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), Untracked> {
-        Err(Untracked)
-    }
-    fn serialize_none(self) -> Result<(), Untracked> {
-        Err(Untracked)
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), Untracked> {
-        Err(Untracked)
-    }
-    fn serialize_unit(self) -> Result<(), Untracked> {
-        Err(Untracked)
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Untracked> {
-        Err(Untracked)
-    }
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-    ) -> Result<(), Untracked> {
-        self.0.str(variant)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), Untracked> {
-        value.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Untracked> {
-        Err(Untracked)
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Untracked> {
-        Err(Untracked)
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Untracked> {
-        Err(Untracked)
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Untracked> {
-        Err(Untracked)
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Untracked> {
-        Err(Untracked)
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Untracked> {
-        Err(Untracked)
-    }
-    fn serialize_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStruct, Untracked> {
-        Err(Untracked)
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Untracked> {
-        Err(Untracked)
     }
 }
 
@@ -721,11 +544,35 @@ mod tests {
         }
         let map: std::collections::BTreeMap<&str, u32> = [("x", 1000), ("y", 2000)].into();
         assert_eq!(of(&Point { x: 1000, y: 2000 }), of(&map));
-        let by_number: std::collections::BTreeMap<u32, &str> = [(1, "one")].into();
-        let by_text: std::collections::BTreeMap<&str, &str> = [("1", "one")].into();
-        assert_eq!(of(&by_number), of(&by_text));
+        // A map's keys are strings in JSON: numbers and booleans as their text.
+        assert_eq!(of(&OneEntry(1u32, 300)), of(&OneEntry("1", 300)));
+        assert_eq!(of(&OneEntry(-7i64, 300)), of(&OneEntry("-7", 300)));
+        assert_eq!(
+            of(&OneEntry(u128::MAX, 300)),
+            of(&OneEntry(u128::MAX.to_string(), 300))
+        );
+        assert_eq!(
+            of(&OneEntry(i128::MIN, 300)),
+            of(&OneEntry(i128::MIN.to_string(), 300))
+        );
+        assert_eq!(of(&OneEntry(true, 300)), of(&OneEntry("true", 300)));
+        assert_eq!(of(&OneEntry(0.5f64, 300)), of(&OneEntry("0.5", 300)));
+        assert_eq!(of(&OneEntry('k', 300)), of(&OneEntry("k", 300)));
+        assert!(of(&OneEntry((), 300)).is_empty(), "a null key has no JSON");
         // Bytes are a list of numbers.
         assert_eq!(of(&Bytes(&[232, 2])), of(&[232u8, 2]));
+    }
+
+    /// A map of one entry, whatever its key's type.
+    struct OneEntry<K, V>(K, V);
+
+    impl<K: Serialize, V: Serialize> Serialize for OneEntry<K, V> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap as _;
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry(&self.0, &self.1)?;
+            map.end()
+        }
     }
 
     /// Serialized as serde's bytes.

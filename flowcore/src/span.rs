@@ -72,19 +72,12 @@ impl RunCallsite {
         if !enabled || !tracing::level_enabled!(Level::INFO) {
             return RunSpan::none();
         }
-        let fields = metadata.fields();
-        let kind = match kind {
-            RunKind::Task => "task",
-            RunKind::Flow => "flow",
+        let (kind, kind_label) = match kind {
+            RunKind::Task => ("task", "Task run '"),
+            RunKind::Flow => ("flow", "Flow run '"),
         };
-        let [run_field, id_field, kind_field, state_field] =
-            FIELDS.map(|f| fields.field(f).expect("a field of the span's own set"));
         // The label flowcore's console prints, made here from the name as it is rather than
         // by a layer from the field's text.
-        let kind_label = match kind {
-            "flow" => "Flow run '",
-            _ => "Task run '",
-        };
         let mut label = String::with_capacity(kind_label.len() + 40);
         label.push_str(kind_label);
         let _ = write!(Escaping::new(&mut label, LineFeeds::Escape), "{run}");
@@ -95,6 +88,9 @@ impl RunCallsite {
                 label: Some((id, label)),
             };
         }
+        let fields = metadata.fields();
+        let [run_field, id_field, kind_field, state_field] =
+            FIELDS.map(|f| fields.field(f).expect("a field of the span's own set"));
         let made = NewRun::set(id, label);
         let span = Span::new(
             metadata,
