@@ -125,6 +125,99 @@ async fn child_five_steps() {
     println!("FLOW_RUN {}", run.id);
 }
 
+#[task]
+async fn exits_the_program() -> u32 {
+    std::process::exit(0)
+}
+
+#[flow]
+async fn cut_short() -> u32 {
+    step_one(1).await + exits_the_program().await
+}
+
+/// Child of `a_process_that_exits_is_recorded_ended_unless_it_leaves_a_run_unfinished`:
+/// `EXIT_CHILD=done` runs a flow to its end and returns; `EXIT_CHILD=mid_flow` exits the
+/// program from a task.
+#[tokio::test]
+#[ignore = "run as a child process by a_process_that_exits_is_recorded_ended_unless_it_leaves_a_run_unfinished"]
+async fn child_exits() {
+    let Ok(role) = std::env::var("EXIT_CHILD") else {
+        return;
+    };
+    Store::sqlite(env_path("STORE").unwrap())
+        .unwrap()
+        .install()
+        .unwrap();
+    match role.as_str() {
+        "done" => assert_eq!(other_flow(1).await, 2),
+        _ => {
+            cut_short().await;
+            unreachable!("the task exits the program");
+        }
+    }
+}
+
+/// A program that exits normally records its process as ended, so the next one has no dead
+/// process to look for; one that exits in the middle of a flow run is left unended, and the
+/// next process to open the store marks the run it left Crashed.
+#[test]
+fn a_process_that_exits_is_recorded_ended_unless_it_leaves_a_run_unfinished() {
+    let dir = support::tempdir();
+    let path = dir.path().join("flowcore.db");
+    // Runs the child to its end; returns its pid.
+    let run = |role: &str| {
+        let mut cmd = child(
+            "child_exits",
+            [("EXIT_CHILD", role.as_ref()), ("STORE", path.as_os_str())],
+        );
+        let running = cmd.spawn().unwrap();
+        let pid = running.id();
+        let out = running.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", support::show(&out));
+        pid
+    };
+    let ended_at = |pid: u32| -> Option<i64> {
+        raw(&path)
+            .query_row(
+                "SELECT ended_at FROM processes WHERE pid = ?1",
+                [pid],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+
+    let done = run("done");
+    assert!(ended_at(done).is_some(), "the process that ended normally");
+    let mid_flow = run("mid_flow");
+    assert_eq!(ended_at(mid_flow), None, "it left a run unfinished");
+
+    let store = Store::sqlite(&path).unwrap();
+    let runs = store
+        .flow_runs(&flowcore::store::RunFilter::default())
+        .unwrap();
+    let states: Vec<_> = runs.iter().map(|r| (r.flow.as_str(), r.state)).collect();
+    assert_eq!(states, [("cut_short", Crashed), ("other_flow", Completed)]);
+    let cut_short = store.flow_run(runs[0].id).unwrap().unwrap();
+    let message = cut_short.state().message();
+    assert!(
+        message.starts_with(&format!("the process running it (pid {mid_flow} on ")),
+        "{message}"
+    );
+    let tasks: Vec<_> = cut_short
+        .task_runs
+        .iter()
+        .map(|t| (t.task.as_ref(), t.state().kind))
+        .collect();
+    assert_eq!(
+        tasks,
+        [("step_one", Completed), ("exits_the_program", Crashed)]
+    );
+    assert!(
+        ended_at(mid_flow).is_some(),
+        "ended once its runs were marked"
+    );
+}
+
 #[test]
 fn a_killed_process_runs_are_marked_crashed_and_resumed() {
     let dir = support::tempdir();

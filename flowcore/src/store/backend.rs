@@ -42,8 +42,25 @@ pub(crate) trait Backend: Send + Sync + 'static {
         self.write(std::slice::from_ref(&event), process)
     }
 
-    /// Records that `process` uses the store, for crash detection.
-    fn register_process(&self, process: &ProcessInfo) -> Result<(), StoreError>;
+    /// Records that `process` uses the store, for crash detection. Returns whether the store
+    /// holds another process not recorded as ended: only such a process can have left runs
+    /// unfinished, so only then has [`Backend::mark_crashed`] anything to look for; otherwise
+    /// the processes that ended long ago are forgotten here, as it would.
+    fn register_process(&self, process: &ProcessInfo) -> Result<bool, StoreError>;
+
+    /// Records `me` as ended, as what [`Backend::end_process`] does after ending its runs,
+    /// unless a run of it is unfinished: for a process closing the store or exiting normally,
+    /// so that the next process to open the store has no dead process to look for. A run left
+    /// unfinished (the program exits in the middle of a flow) keeps `me` unended, for the next
+    /// process to mark the run Crashed. Returns whether `me` was recorded ended.
+    fn retire(&self, _me: &ProcessInfo, _now: Timestamp) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Takes back [`Backend::retire`]: a run of `me` was created after it.
+    fn unretire(&self, _me: &ProcessInfo) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Marks Crashed the unfinished runs of processes that stopped; returns how many.
     fn mark_crashed(

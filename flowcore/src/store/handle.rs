@@ -121,7 +121,8 @@ impl Store {
     /// refused with an error naming it, and left untouched; one of an older flowcore is
     /// upgraded. Opening marks Crashed the unfinished runs of processes that died, a thousand
     /// runs per transaction so that other processes' commits go on meanwhile; a file locked by
-    /// another process is waited for, never given up.
+    /// another process is waited for, never given up. As the store closes or the process
+    /// exits normally, the process is recorded as ended, unless it leaves a run unfinished.
     #[cfg(feature = "sqlite")]
     pub fn sqlite(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let process = ProcessInfo::current();
@@ -247,8 +248,13 @@ impl Store {
     /// unfinished runs of processes that died marked Crashed.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     fn started(backend: Arc<dyn Backend>, process: ProcessInfo) -> Result<Store, StoreError> {
-        let store = Store::start(backend, process, None)?;
-        store.mark_crashed()?;
+        let (store, others_unended) = Store::start_registered(backend, process, None)?;
+        // Most starts find every other process recorded as ended (each records that as it
+        // exits normally): then there is nothing to look for, and no reading connection to
+        // open for it.
+        if others_unended {
+            store.mark_crashed()?;
+        }
         Ok(store)
     }
 
@@ -299,7 +305,17 @@ impl Store {
         process: ProcessInfo,
         stand_in_for: Option<String>,
     ) -> Result<Store, StoreError> {
-        backend.register_process(&process)?;
+        Store::start_registered(backend, process, stand_in_for).map(|(store, _)| store)
+    }
+
+    /// [`Store::start`], also saying whether the store holds other processes not recorded as
+    /// ended ([`Backend::register_process`]).
+    fn start_registered(
+        backend: Arc<dyn Backend>,
+        process: ProcessInfo,
+        stand_in_for: Option<String>,
+    ) -> Result<(Store, bool), StoreError> {
+        let others_unended = backend.register_process(&process)?;
         let committed = Arc::new(Notify::new());
         let health = Arc::new(Health::new());
         let retention = Arc::new(Retention::default());
@@ -329,7 +345,7 @@ impl Store {
                 })?;
             Some(events)
         };
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 backend,
                 events,
@@ -341,7 +357,8 @@ impl Store {
                 limited_tags: std::sync::Mutex::new(None),
                 retention,
             }),
-        })
+        };
+        Ok((store, others_unended))
     }
 
     /// Deletes, now and then, the runs that ended and were created longer ago than `keep`

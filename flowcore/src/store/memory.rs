@@ -734,8 +734,8 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn register_process(&self, _: &ProcessInfo) -> Result<(), StoreError> {
-        Ok(())
+    fn register_process(&self, _: &ProcessInfo) -> Result<bool, StoreError> {
+        Ok(false)
     }
 
     /// Only this process can use a memory store, and it is alive.

@@ -181,6 +181,7 @@ impl Writer {
         let mut batch = Vec::with_capacity(BATCH_CAPACITY);
         let mut last_heartbeat = Instant::now();
         let mut pruner = Pruner::default();
+        let mut retired = false;
         loop {
             match self.receiver.recv_timeout(process::heartbeat()) {
                 Ok(event) => batch.push(event),
@@ -188,6 +189,7 @@ impl Writer {
                 // Every handle of the store was dropped, and everything they sent is committed:
                 // the store closes.
                 Err(RecvTimeoutError::Disconnected) => {
+                    self.retire();
                     self.checkpoint();
                     return;
                 }
@@ -202,6 +204,18 @@ impl Writer {
                 batch.push(Event::Heartbeat(Timestamp::wall_now()));
                 last_heartbeat = Instant::now();
             }
+            // The process exits, but another of its threads started a run meanwhile: until it
+            // ends, the process is not, and a next process must be able to take it for dead.
+            if retired
+                && batch.iter().any(|e| {
+                    matches!(
+                        e,
+                        Event::FlowRunCreated { .. } | Event::TaskRunCreated { .. }
+                    )
+                })
+            {
+                retired = !self.unretire();
+            }
             self.commit(&batch);
             let mut checkpoint = false;
             let flushes: Vec<_> = batch
@@ -215,7 +229,9 @@ impl Writer {
                     _ => None,
                 })
                 .collect();
+            // Only the process's exit asks for a checkpoint: the process ends with it.
             if checkpoint {
+                retired = self.retire();
                 self.checkpoint();
             }
             // A burst may have grown the batch to MAX_BATCH events (megabytes): that memory is
@@ -230,6 +246,24 @@ impl Writer {
                 pruner.tick(&self.retention, &*self.backend, &self.process);
             }
         }
+    }
+
+    /// Records this process as ended, unless a run of it is unfinished, as the store closes or
+    /// the process exits: the next process to open the store then has no dead process to look
+    /// for ([`Backend::retire`]). A failure is only a cost for that next process, which marks
+    /// what needs marking, so it is not said. Returns whether the process was recorded ended.
+    fn retire(&self) -> bool {
+        if self.health.is_failing() {
+            return false;
+        }
+        self.backend
+            .retire(&self.process, Timestamp::wall_now())
+            .unwrap_or(false)
+    }
+
+    /// Takes back [`Writer::retire`]; returns whether it did.
+    fn unretire(&self) -> bool {
+        self.backend.unretire(&self.process).is_ok()
     }
 
     /// Moves the store's log into its file as the store closes or the process exits, so that the
@@ -314,5 +348,122 @@ impl Writer {
             let most = if busy { 500 } else { 2_000 };
             pause = (pause * 2).min(Duration::from_millis(most));
         }
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::state::{State, StateKind};
+    use crate::store::event::Committed;
+    use crate::store::sql::driver::Access;
+    use crate::store::sqlite::SqliteBackend;
+
+    /// The process's `ended_at`, read as another process would.
+    fn ended_at(path: &std::path::Path, process: &ProcessInfo) -> Option<i64> {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row(
+                "SELECT ended_at FROM processes WHERE id = ?1",
+                [process.id.as_bytes().as_slice()],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    /// Sends `event` with a flush after it, and waits for the commit.
+    fn committed(events: &crossbeam_channel::Sender<Event>, event: Option<Event>) {
+        events
+            .send_timeout(
+                event.unwrap_or(Event::Heartbeat(Timestamp::wall_now())),
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        events
+            .send(Event::Flush(Committed::Blocking(done)))
+            .unwrap();
+        wait.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_worker_that_retires_gives_up_what_it_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flowcore.db");
+        let process = ProcessInfo::current();
+        let backend = SqliteBackend::open(&path, Access::Write, &process).unwrap();
+        backend.register_process(&process).unwrap();
+        backend.serve_tasks(&["resize"], true, &process).unwrap();
+        let workers = || -> i64 {
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .query_row("SELECT COUNT(*) FROM task_workers", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(workers(), 1);
+        assert!(backend.retire(&process, Timestamp::wall_now()).unwrap());
+        assert!(ended_at(&path, &process).is_some());
+        assert_eq!(workers(), 0, "no longer listed as serving `resize`");
+    }
+
+    #[test]
+    fn a_process_is_recorded_ended_as_it_exits_and_not_ended_again_by_a_later_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flowcore.db");
+        let process = ProcessInfo::current();
+        let backend = Arc::new(SqliteBackend::open(&path, Access::Write, &process).unwrap());
+        assert!(
+            !backend.register_process(&process).unwrap(),
+            "alone in the store"
+        );
+        let (events, receiver) = crossbeam_channel::unbounded();
+        let writer = Writer {
+            backend,
+            receiver,
+            committed: Arc::new(Notify::new()),
+            health: Arc::new(Health::new()),
+            process: process.clone(),
+            retention: Arc::new(Retention::default()),
+        };
+        let thread = std::thread::spawn(move || writer.run());
+        committed(&events, None);
+        assert_eq!(ended_at(&path, &process), None, "running");
+
+        // What the process's exit sends.
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        events
+            .send(Event::Checkpoint(Committed::Blocking(done)))
+            .unwrap();
+        wait.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+        assert!(ended_at(&path, &process).is_some(), "ended as it exits");
+
+        // Another of its threads starts a flow run before the process is gone.
+        let run = Event::FlowRunCreated {
+            id: crate::names::new_run_id(),
+            name: "late".into(),
+            tags: Vec::new(),
+            flow: Cow::Borrowed("f"),
+            parent_id: None,
+            parameters: None,
+            call_seq: None,
+            seq: 0,
+            state: State::new(StateKind::Running, Timestamp::wall_now(), None),
+            resumed: false,
+            deployment: None,
+        };
+        committed(&events, Some(run));
+        assert_eq!(
+            ended_at(&path, &process),
+            None,
+            "a process with a run going on is not ended: if it dies, its run is marked Crashed"
+        );
+
+        // The store closes with that run unfinished: the process stays unended, for the next
+        // process to mark the run Crashed.
+        drop(events);
+        thread.join().unwrap();
+        assert_eq!(ended_at(&path, &process), None);
     }
 }

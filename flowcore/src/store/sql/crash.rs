@@ -460,6 +460,57 @@ pub(crate) fn retire_process(
 }
 
 /// Processes that ended cleanly leave nothing unfinished: they are forgotten after a day.
+/// Whether the store holds a process other than `me` not recorded as ended: one that may
+/// have died with runs unfinished.
+pub(crate) fn others_unended(conn: &mut dyn Conn, me: &ProcessInfo) -> Result<bool, StoreError> {
+    let found = conn.first(
+        "SELECT 1 FROM processes WHERE ended_at IS NULL AND id != $1::bytea LIMIT 1",
+        &[Param::Bytes(key(&me.id))],
+        |_| Ok(()),
+    )?;
+    Ok(found.is_some())
+}
+
+/// Records a process closing the store as ended, unless a run of it is unfinished: that run is
+/// still going on, or was left by a program exiting in the middle of it, and is for the next
+/// process to mark Crashed. With `tied`, also frees what the store ties to it
+/// ([`retire_process`]). Returns whether it was recorded ended.
+pub(crate) fn retire_if_idle(
+    conn: &mut dyn Conn,
+    process_id: &Value,
+    now: Timestamp,
+    tied: bool,
+) -> Result<bool, StoreError> {
+    // The states of the tables' partial indexes of unfinished runs, so that they answer.
+    let ended = conn.first(
+        &format!(
+            "UPDATE processes SET ended_at = $2::bigint
+             WHERE id = $1 AND ended_at IS NULL
+                 AND NOT EXISTS (SELECT 1 FROM flow_runs
+                     WHERE process_id = $1 AND state IN ({UNFINISHED_FLOW}))
+                 AND NOT EXISTS (SELECT 1 FROM task_runs
+                     WHERE process_id = $1 AND state IN ({UNFINISHED_TASK}))
+             RETURNING id"
+        ),
+        &[process_id.param(), Param::Int(now.as_micros())],
+        |_| Ok(()),
+    )?;
+    if ended.is_some() && tied {
+        retire_process(conn, process_id, now)?;
+    }
+    Ok(ended.is_some())
+}
+
+/// Takes back [`retire_if_idle`]: the process created a run after it. A process another took
+/// for dead stays ended.
+pub(crate) fn unretire(conn: &mut dyn Conn, process_id: &Value) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE processes SET ended_at = NULL WHERE id = $1 AND fenced_at IS NULL",
+        &[process_id.param()],
+    )?;
+    Ok(())
+}
+
 pub(crate) fn forget_old_processes(
     conn: &mut dyn Conn,
     me: &ProcessInfo,

@@ -16,6 +16,7 @@ pub(crate) mod rows;
 pub(crate) mod task_requests;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,10 @@ pub(crate) struct SqlBackend<D> {
     dead: Mutex<Option<(Instant, DeadSet)>>,
     /// This process, as readers leave it out of the dead.
     me: ProcessInfo,
+    /// Whether this process took what the store ties to it besides its runs: deployments or
+    /// tasks it serves, runs it claimed, slots of limits. Retiring it frees those; a process
+    /// that took none (most programs) is retired with one statement.
+    tied: AtomicBool,
 }
 
 impl<D: Driver> SqlBackend<D> {
@@ -61,6 +66,7 @@ impl<D: Driver> SqlBackend<D> {
             driver,
             dead: Mutex::new(None),
             me: me.clone(),
+            tied: AtomicBool::new(false),
         }
     }
 
@@ -190,9 +196,9 @@ impl<D: Driver> Backend for SqlBackend<D> {
     }
 
     /// A reader runs nothing, so it is not recorded: it has no runs to be marked Crashed.
-    fn register_process(&self, p: &ProcessInfo) -> Result<(), StoreError> {
+    fn register_process(&self, p: &ProcessInfo) -> Result<bool, StoreError> {
         if self.driver.opened_for_reading() {
-            return Ok(());
+            return Ok(false);
         }
         self.driver.write(&mut |c| {
             c.execute(
@@ -207,9 +213,30 @@ impl<D: Driver> Backend for SqlBackend<D> {
                     Param::Int(p.started_at.as_micros()),
                     Param::Int(crate::store::process::lease().as_micros() as i64),
                 ],
-            )
-            .map(drop)
+            )?;
+            let others_unended = crash::others_unended(c, p)?;
+            // With another process unended, `mark_crashed` looks at it first: one that died
+            // long ago may have left runs unfinished.
+            if !others_unended {
+                crash::forget_old_processes(c, p, p.started_at)?;
+            }
+            Ok(others_unended)
         })
+    }
+
+    fn retire(&self, me: &ProcessInfo, now: Timestamp) -> Result<bool, StoreError> {
+        if self.driver.opened_for_reading() {
+            return Ok(false);
+        }
+        let id = Value::Bytes(key(&me.id).to_vec());
+        let tied = self.tied.load(Ordering::Acquire);
+        self.driver
+            .write(&mut |c| crash::retire_if_idle(c, &id, now, tied))
+    }
+
+    fn unretire(&self, me: &ProcessInfo) -> Result<(), StoreError> {
+        let id = Value::Bytes(key(&me.id).to_vec());
+        self.driver.write(&mut |c| crash::unretire(c, &id))
     }
 
     /// In transactions of at most [`RUNS_PER_TRANSACTION`] runs each, so that other processes
@@ -663,6 +690,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         rows: &[DeploymentRow],
         me: &ProcessInfo,
     ) -> Result<Vec<String>, StoreError> {
+        self.tied.store(true, Ordering::Release);
         self.driver
             .write(&mut |c| Self::serve_deployments_in(c, rows, me))
     }
@@ -886,6 +914,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         deployments: &[String],
         me: &ProcessInfo,
     ) -> Result<Vec<RequestedRun>, StoreError> {
+        self.tied.store(true, Ordering::Release);
         // Looked for twice a second by every serving process: the write lock is taken only
         // when there is something to claim.
         let any = self.driver.read(&mut |c| {
@@ -1001,6 +1030,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         at: Timestamp,
         me: &ProcessInfo,
     ) -> Result<Tick, StoreError> {
+        self.tied.store(true, Ordering::Release);
         self.driver.write(&mut |c| {
             // Looked at in the claim's transaction: a pause committed before it holds.
             if is_paused(c, deployment)? {
@@ -1043,6 +1073,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         serving: bool,
         me: &ProcessInfo,
     ) -> Result<(), StoreError> {
+        self.tied.store(true, Ordering::Release);
         let sql = if serving {
             "INSERT INTO task_workers (task, process_id) VALUES ($1::text, $2::bytea)
              ON CONFLICT DO NOTHING"
@@ -1069,6 +1100,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
         limit: usize,
         me: &ProcessInfo,
     ) -> Result<Vec<ClaimedTask>, StoreError> {
+        self.tied.store(true, Ordering::Release);
         // Looked for often by every worker: the write lock is taken only when there is
         // something to claim.
         if tasks.is_empty()
@@ -1135,6 +1167,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
     /// The lowest free slot below the limit, by inserting it: two processes that try the same
     /// number at once get it once. Slots left above a lowered limit count until they end.
     fn take_slot(&self, tag: &str, task_run: Uuid, me: &ProcessInfo) -> Result<Slot, StoreError> {
+        self.tied.store(true, Ordering::Release);
         self.driver.write(&mut |c| {
             let Some(max) = c.first(
                 "SELECT max_running FROM limits WHERE tag = $1::text",
