@@ -2,6 +2,7 @@
 //! and retry, time out.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
@@ -131,7 +132,7 @@ pub(crate) trait LiveRun {
     fn store(&self) -> &Store;
 
     /// What the store is told when the run enters `state`, before it is pushed.
-    fn transition_event(&self, state: &State) -> Event;
+    fn transition_event(&mut self, state: &State) -> Event;
 
     /// Records a new state (here and in the store), logs it if it is final, and fires the
     /// hooks.
@@ -141,7 +142,8 @@ pub(crate) trait LiveRun {
             log_final_state(&state);
             crate::span::record_final_state(state.kind);
         }
-        self.store().send(self.transition_event(&state));
+        let event = self.transition_event(&state);
+        self.store().send(event);
         self.push(state);
         let hooks = self.hooks();
         let active = self.active_hooks();
@@ -160,6 +162,29 @@ pub(crate) trait LiveRun {
     }
 }
 
+/// `attempt 2/3`, with room for `extra` more bytes: a state message written without `format!`,
+/// whose machinery and growing string cost more than the rest of a retried attempt's states.
+fn attempt_of(attempt: u32, max: u32, extra: usize) -> String {
+    let (mut attempt_digits, mut max_digits) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (attempt, max) = (attempt_digits.format(attempt), max_digits.format(max));
+    let mut note = String::with_capacity("attempt /".len() + attempt.len() + max.len() + extra);
+    note.push_str("attempt ");
+    note.push_str(attempt);
+    note.push('/');
+    note.push_str(max);
+    note
+}
+
+/// `attempt 1/3 failed: {problem}; retrying {when}`: a Retrying state's message.
+fn retrying(attempt: u32, max: u32, problem: &str, when: &str) -> String {
+    let rest = [" failed: ", problem, "; retrying ", when];
+    let mut message = attempt_of(attempt, max, rest.iter().map(|s| s.len()).sum());
+    for part in rest {
+        message.push_str(part);
+    }
+    message
+}
+
 /// How the attempts ended.
 pub(crate) enum Ending<R> {
     /// The output to return; the run is in its final state (Completed, Failed or TimedOut).
@@ -172,13 +197,13 @@ pub(crate) enum Ending<R> {
 /// panics. Records Running, Retrying and the final state on `run`.
 ///
 /// `succeeded` sees a successful output just before the run's `Completed` is recorded: what it
-/// records about the output reaches the store with that state or before it, never after.
+/// keeps of the output reaches the store with that state, never after.
 pub(crate) async fn attempt_loop<K, R, A, L>(
     run: &mut L,
     policy: &RetryPolicy,
     attempts: &mut A,
     behaviour: &Behaviour<R, K::Error>,
-    succeeded: impl FnOnce(&L, &R),
+    succeeded: impl FnOnce(&mut L, &R),
 ) -> Ending<R>
 where
     K: Outcome<R>,
@@ -189,7 +214,7 @@ where
     let mut attempt = 1;
     loop {
         run.set_attempts(attempt);
-        let note = (max > 1).then(|| format!("attempt {attempt}/{max}"));
+        let note = (max > 1).then(|| attempt_of(attempt, max, 0));
         run.transition(StateKind::Running, note);
         let last = attempt == max;
         let body = AssertUnwindSafe(attempts.attempt(last)).catch_unwind();
@@ -242,10 +267,10 @@ where
             }
         };
         let delay = policy.delay_before_retry(attempt);
-        let when = if delay.is_zero() {
-            "now".to_owned()
+        let when: Cow<'_, str> = if delay.is_zero() {
+            Cow::Borrowed("now")
         } else {
-            format!("in {}", humantime::format_duration(delay))
+            Cow::Owned(format!("in {}", humantime::format_duration(delay)))
         };
         tracing::warn!(
             target: "flowcore",
@@ -253,9 +278,7 @@ where
         );
         run.transition(
             StateKind::Retrying,
-            Some(format!(
-                "attempt {attempt}/{max} failed: {problem}; retrying {when}"
-            )),
+            Some(retrying(attempt, max, &problem, &when)),
         );
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;

@@ -136,6 +136,7 @@ impl FlowContext {
             state: state.clone(),
             attempts: 0,
             cache: crate::record::CacheStatus::Off,
+            output: None,
         });
         states.added.push(state);
     }

@@ -254,6 +254,7 @@ where
                 state: history[seq].clone(),
                 attempts: 0,
                 cache: CacheStatus::Off,
+                output: None,
             });
         }
         // Committed before the body runs, so that a process killed during its first batch of
@@ -565,7 +566,7 @@ impl LiveRun for LiveFlowRun {
         &self.store
     }
 
-    fn transition_event(&self, state: &State) -> Event {
+    fn transition_event(&mut self, state: &State) -> Event {
         Event::Transition {
             kind: RunKind::Flow,
             id: self.context.id,
@@ -574,6 +575,7 @@ impl LiveRun for LiveFlowRun {
             state: state.clone(),
             attempts: self.attempts,
             cache: CacheStatus::Off,
+            output: None,
         }
     }
 
@@ -615,7 +617,8 @@ impl Drop for LiveFlowRun {
                     Timestamp::now(),
                     Some(LET_GO_PAUSED.to_owned()),
                 );
-                self.store.send(self.transition_event(&state));
+                let event = self.transition_event(&state);
+                self.store.send(event);
                 self.push(state);
                 self.store.send(Event::ReleasePaused {
                     flow_run_id: self.context.id,
@@ -626,7 +629,8 @@ impl Drop for LiveFlowRun {
             let because = match requested {
                 // Cancelled from outside: the `Cancelling` state the store has, then who asked.
                 Some(request) => {
-                    self.store.send(self.transition_event(&request.state));
+                    let event = self.transition_event(&request.state);
+                    self.store.send(event);
                     self.push(request.state);
                     crate::cancel::cancelled_message(&request.by)
                 }

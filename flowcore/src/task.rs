@@ -490,7 +490,7 @@ where
             .await
         };
         // The output is kept with the Completed state: whoever waits for a delayed run reads both.
-        let keep = |run: &LiveTaskRun, out: &R| run.keep_output(codec.as_ref(), out);
+        let keep = |run: &mut LiveTaskRun, out: &R| run.keep_output(codec.as_ref(), out);
         let ending =
             attempt_loop::<K, R, A, _>(&mut run, &spec.retry, &mut attempts, &behaviour, keep)
                 .await;
@@ -527,6 +527,8 @@ struct LiveTaskRun {
     delayed: bool,
     /// Taken when the run finishes.
     record: Option<TaskRunRecord>,
+    /// Its output's JSON, kept for the store until the final state it is sent with.
+    output: Option<String>,
     /// Its flow run's run-time hooks, or (outside any flow) those in scope.
     hooks: ActiveHooks,
 }
@@ -604,6 +606,7 @@ impl LiveTaskRun {
                     state: pending,
                     attempts: 0,
                     cache: CacheStatus::Off,
+                    output: None,
                 });
             }
             None => store.send(Event::TaskRunCreated {
@@ -631,6 +634,7 @@ impl LiveTaskRun {
             slot,
             delayed,
             record: Some(record),
+            output: None,
         };
         (run, waits, skip)
     }
@@ -665,17 +669,12 @@ impl LiveTaskRun {
 
     /// Inside a flow, records the output for a resumed run of that flow to reuse; for a
     /// delayed run, for whoever waits for it.
-    fn keep_output<R>(&self, codec: Option<&Codec<R>>, out: &R) {
+    /// Keeps `out` for the store, which gets it with the final state that follows.
+    fn keep_output<R>(&mut self, codec: Option<&Codec<R>>, out: &R) {
         if let Some(codec) = codec
             && (self.flow.is_some() || self.delayed)
-            && let Some(json) = codec.encode(out)
         {
-            self.store.send(Event::Output {
-                kind: RunKind::Task,
-                id: self.record().id,
-                position: self.position(),
-                json,
-            });
+            self.output = codec.encode(out);
         }
     }
 
@@ -754,7 +753,8 @@ impl LiveRun for LiveTaskRun {
         &self.store
     }
 
-    fn transition_event(&self, state: &State) -> Event {
+    fn transition_event(&mut self, state: &State) -> Event {
+        let output = self.output.take();
         let record = self.record();
         Event::Transition {
             kind: RunKind::Task,
@@ -764,6 +764,7 @@ impl LiveRun for LiveTaskRun {
             state: state.clone(),
             attempts: record.attempts,
             cache: record.cache,
+            output,
         }
     }
 

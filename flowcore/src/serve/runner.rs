@@ -478,6 +478,7 @@ fn record_states(
             state,
             attempts: 0,
             cache: CacheStatus::Off,
+            output: None,
         });
     }
 }

@@ -113,6 +113,7 @@ fn start(
                 state: State::new(StateKind::Failed, Timestamp::now(), Some(reason)),
                 attempts: 0,
                 cache: crate::CacheStatus::Off,
+                output: None,
             });
         }
     }

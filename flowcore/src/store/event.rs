@@ -52,6 +52,9 @@ pub(crate) enum Event {
         state: State,
         attempts: u32,
         cache: CacheStatus,
+        /// A task run's output, as JSON, with the final state it ends in (what
+        /// [`Event::Output`] carries, sent with the state: one event fewer per task run).
+        output: Option<String>,
     },
     /// A task run that held slots of store-wide limits ended: they are free again. Sent after
     /// its final state, so that the slots are given back with it or after it, never before.
@@ -64,7 +67,8 @@ pub(crate) enum Event {
     ReleasePaused {
         flow_run_id: Uuid,
     },
-    /// A completed run's output, as JSON, so a resumed flow run can reuse it.
+    /// A completed run's output, as JSON, so a resumed flow run can reuse it. A task run's
+    /// comes with its final state instead ([`Event::Transition`]'s `output`).
     Output {
         kind: RunKind,
         id: Uuid,

@@ -359,34 +359,9 @@ impl MemoryBackend {
             }
             Event::Transition {
                 kind: RunKind::Task,
-                position: Some(position),
-                seq,
-                state,
-                attempts,
-                cache,
+                output,
                 ..
-            } => {
-                if let Some(mut flow) = self.flows.get_mut(&position.flow_run_id)
-                    && let Some(run) = flow.task(position.call_seq)
-                {
-                    run.states.place(*seq, state);
-                    run.attempts = *attempts;
-                    run.cache = *cache;
-                }
-            }
-            // A task run outside any flow is kept only if it was delayed.
-            Event::Transition {
-                kind: RunKind::Task,
-                position: None,
-                id,
-                seq,
-                state,
-                ..
-            } => {
-                if let Some(run) = lock(&self.delayed).runs.get_mut(id) {
-                    run.states.place(*seq, state);
-                }
-            }
+            } => self.task_transition(event, None, output.clone()),
             Event::Transition {
                 kind: RunKind::Flow,
                 id,
@@ -507,6 +482,50 @@ impl MemoryBackend {
 
     /// Keeps the task run of a `TaskRunCreated` event, with these edges (the event's own,
     /// moved out of it where the event is owned).
+    /// A task run's new state, and its output if the state came with one: the state `owned`
+    /// when the caller took it out of the event, the output taken out of it or copied.
+    fn task_transition(&self, event: &Event, owned: Option<State>, output: Option<String>) {
+        let Event::Transition {
+            kind: RunKind::Task,
+            id,
+            position,
+            seq,
+            state,
+            attempts,
+            cache,
+            ..
+        } = event
+        else {
+            return;
+        };
+        match position {
+            Some(position) => {
+                if let Some(mut flow) = self.flows.get_mut(&position.flow_run_id)
+                    && let Some(run) = flow.task(position.call_seq)
+                {
+                    match owned {
+                        Some(state) => run.states.place_owned(*seq, state),
+                        None => run.states.place(*seq, state),
+                    }
+                    run.attempts = *attempts;
+                    run.cache = *cache;
+                    if let Some(json) = output {
+                        run.output = Some(ShortText::new(json));
+                    }
+                }
+            }
+            // A task run outside any flow is kept only if it was delayed.
+            None => {
+                if let Some(run) = lock(&self.delayed).runs.get_mut(id) {
+                    run.states.place(*seq, owned.as_ref().unwrap_or(state));
+                    if output.is_some() {
+                        run.output = output;
+                    }
+                }
+            }
+        }
+    }
+
     fn create_task_run(&self, event: &Event, upstream: Box<[Upstream]>) {
         let Event::TaskRunCreated {
             id,
@@ -704,6 +723,18 @@ impl Backend for MemoryBackend {
             } => {
                 let upstream = std::mem::take(upstream);
                 self.create_task_run(&event, upstream);
+            }
+            Event::Transition {
+                kind: RunKind::Task,
+                ref mut output,
+                ref mut state,
+                ..
+            } => {
+                let output = output.take();
+                // A message is moved, not copied: a placeholder without one is left behind.
+                let owned = (state.message.is_some())
+                    .then(|| std::mem::replace(state, State::new(state.kind, state.at, None)));
+                self.task_transition(&event, owned, output);
             }
             Event::Output {
                 kind: RunKind::Task,
@@ -1419,6 +1450,7 @@ mod tests {
             state: state(to),
             attempts: 1,
             cache: CacheStatus::Off,
+            output: None,
         }
     }
 

@@ -33,20 +33,39 @@ impl TaskStates {
     /// Puts `state` at position `seq`, dropping any states after it: a transition seen again
     /// replaces what followed it.
     pub(crate) fn place(&mut self, seq: u32, state: &State) {
+        if !self.place_compactly(seq, state)
+            && let TaskStates::Full(states) = self
+        {
+            states.truncate(seq as usize);
+            states.push(state.clone());
+        }
+    }
+
+    /// [`TaskStates::place`], keeping `state` itself rather than a copy of its message.
+    pub(crate) fn place_owned(&mut self, seq: u32, state: State) {
+        if !self.place_compactly(seq, &state)
+            && let TaskStates::Full(states) = self
+        {
+            states.truncate(seq as usize);
+            states.push(state);
+        }
+    }
+
+    /// Places `state` if the history stays compact; otherwise makes it whole, for the caller
+    /// to place it in.
+    #[inline]
+    fn place_compactly(&mut self, seq: u32, state: &State) -> bool {
         let seq = seq as usize;
         if let TaskStates::Compact { at, kinds, len } = self {
             if seq < COMPACT && seq <= usize::from(*len) && state.message.is_none() {
                 at[seq] = state.at;
                 kinds[seq] = state.kind;
                 *len = seq as u8 + 1;
-                return;
+                return true;
             }
             *self = TaskStates::Full(self.to_vec());
         }
-        if let TaskStates::Full(states) = self {
-            states.truncate(seq);
-            states.push(state.clone());
-        }
+        false
     }
 
     /// The latest state's kind.
@@ -102,7 +121,7 @@ mod tests {
         states.place(1, &state(StateKind::Running, 2, Some("attempt 1/2")));
         assert!(matches!(states, TaskStates::Full(_)));
         states.place(2, &state(StateKind::Retrying, 3, None));
-        states.place(3, &state(StateKind::Running, 4, Some("attempt 2/2")));
+        states.place_owned(3, state(StateKind::Running, 4, Some("attempt 2/2")));
         states.place(4, &state(StateKind::Completed, 5, None));
         let kinds: Vec<_> = states.to_vec().iter().map(|s| s.kind).collect();
         assert_eq!(
@@ -116,6 +135,7 @@ mod tests {
             ]
         );
         assert_eq!(states.to_vec()[1].message(), "attempt 1/2");
+        assert_eq!(states.to_vec()[3].message(), "attempt 2/2");
 
         let mut states = TaskStates::new(&state(StateKind::Pending, 1, None));
         for (seq, kind) in [StateKind::Running, StateKind::Failed, StateKind::Running]

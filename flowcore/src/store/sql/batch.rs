@@ -209,12 +209,23 @@ pub(crate) fn write_batch(
                 state,
                 attempts,
                 cache: status,
+                output,
             } => {
                 states.push((*id, *seq, state));
                 let update = RowUpdate::from_state(state, *attempts, *status);
                 match new_index.get(id) {
-                    Some(&i) => new_runs[i].update.merge(update),
-                    None => merge(&mut updates, *kind, *id, update),
+                    Some(&i) => {
+                        new_runs[i].update.merge(update);
+                        if let Some(json) = output {
+                            new_runs[i].output = Some(json);
+                        }
+                    }
+                    None => {
+                        merge(&mut updates, *kind, *id, update);
+                        if let Some(json) = output {
+                            outputs.push((*kind, *id, json));
+                        }
+                    }
                 }
             }
             Event::Output { kind, id, json, .. } => match new_index.get(id) {
