@@ -1,7 +1,8 @@
 //! Ctrl-C (SIGINT) or SIGTERM to a plain flow program: its unfinished runs end `Cancelled` in
 //! the store, naming the signal, and it exits 130 or 143, as the shell reports those signals.
 //! A program that handles the signals itself says so with `handle_interrupts(false)`, and
-//! flowcore then leaves them alone.
+//! flowcore then leaves them alone. A program that ends by itself records that its process
+//! ended, as one interrupted does.
 //!
 //! Children are this test binary again (see tests/support). The tests of flowcore's own
 //! handler run on SQLite and on PostgreSQL (see `support::backends`).
@@ -19,6 +20,7 @@ use support::{Running, child, show};
 store_tests!(
     ctrl_c_ends_the_programs_runs_cancelled_and_exits_130,
     sigterm_ends_the_programs_runs_cancelled_and_exits_143,
+    a_program_that_returns_records_that_its_process_ended,
 );
 
 #[task]
@@ -56,6 +58,10 @@ async fn child_interrupted() {
         });
     }
     Store::open(target).unwrap().install().unwrap();
+    if std::env::var_os("RETURN").is_some() {
+        assert_eq!(quick(7).await, 7);
+        return;
+    }
     interrupted().await;
 }
 
@@ -113,6 +119,37 @@ fn runs(target: &OsStr) -> Vec<(String, String, Option<String>)> {
         out.push((task_run.task.to_string(), state, message));
     }
     out
+}
+
+/// Each process the store knows, `(pid, ended)`.
+fn processes(ts: &TestStore) -> Vec<(u32, bool)> {
+    let listed = ts.count("SELECT COUNT(*) FROM processes", &[]);
+    (0..listed)
+        .map(|i| {
+            let row = |column: &str| {
+                ts.count(
+                    &format!(
+                        "SELECT {column} FROM processes ORDER BY started_at LIMIT 1 OFFSET {i}"
+                    ),
+                    &[],
+                )
+            };
+            (
+                row("pid") as u32,
+                row("CASE WHEN ended_at IS NULL THEN 0 ELSE 1 END") == 1,
+            )
+        })
+        .collect()
+}
+
+async fn a_program_that_returns_records_that_its_process_ended(ts: &TestStore) {
+    let mut cmd = child("child_interrupted", [("INTERRUPT_STORE", ts.target())]);
+    let child = cmd.env("RETURN", "1").spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    // The test's own process, which made the store, is the other row, still open.
+    assert_eq!(processes(ts), [(std::process::id(), false), (pid, true)]);
 }
 
 fn cancelled_by(signal: &str) -> Vec<(String, String, Option<String>)> {

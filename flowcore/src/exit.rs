@@ -1,5 +1,6 @@
-//! What flowcore finishes when the process exits: first each SQLite store's log moved into its
-//! file ([`crate::store::exit`]), then the console logs' writers write out what they hold
+//! What flowcore finishes when the process exits: first each store's queue committed, the
+//! process recorded as ended and a SQLite store's log moved into its file
+//! ([`crate::store::exit`]), then the console logs' writers write out what they hold
 //! ([`crate::logging::writer`]), last so that a line the stores log meanwhile is not lost.
 //!
 //! "The process exits" is C's `atexit`, on Unix: it runs when `main` returns and when the
@@ -25,7 +26,7 @@ pub(crate) fn arm() {
 #[cfg(unix)]
 extern "C" fn at_exit() {
     let _ = std::panic::catch_unwind(|| {
-        #[cfg(feature = "sqlite")]
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
         crate::store::exit::at_exit();
         crate::logging::writer::at_exit();
     });

@@ -66,6 +66,9 @@ struct State {
     direct: bool,
     /// The thread is waiting for lines, and must be woken for the next.
     idle: bool,
+    /// The thread is napping between looks for lines: a line given meanwhile waits for the
+    /// next look, but somebody waiting for lines to be written wakes it.
+    napping: bool,
     /// Threads waiting on `written`: no wake-up call (a system call) is made for nobody.
     waiting: usize,
     /// Flow runs waiting for their lines to be written.
@@ -180,6 +183,7 @@ impl NonBlocking {
                 written: 0,
                 direct: true,
                 idle: false,
+                napping: false,
                 waiting: 0,
                 wakers: Vec::new(),
                 closed: false,
@@ -241,10 +245,21 @@ impl Shared {
         }
     }
 
+    /// Wakes a napping thread for somebody who waits for lines to be written: once per wait,
+    /// not per line.
+    fn wake_for_waiter(&self, state: &State) {
+        if state.napping {
+            self.lines.notify_one();
+        }
+    }
+
     /// Waits until what was given before the call has been written out.
     fn flush_blocking(&self) {
         let mut state = lock(&self.state);
         let upto = state.appended;
+        if state.written < upto {
+            self.wake_for_waiter(&state);
+        }
         while state.written < upto && !state.direct {
             state.waiting += 1;
             state = self.written.wait(state).unwrap_or_else(|e| e.into_inner());
@@ -264,11 +279,17 @@ impl Shared {
                 }
                 if quiet < LINGER {
                     // Lines that come while it naps are taken at the next turn with no
-                    // wake-up call: a line logged to an idle thread costs the logging one.
-                    drop(state);
-                    std::thread::sleep(NAP);
+                    // wake-up call: a line logged to a napping thread costs the logging one.
+                    // A flow run waiting for its lines wakes it (see `wake_for_waiter`): it
+                    // would otherwise wait out the nap.
+                    state.napping = true;
+                    state = self
+                        .lines
+                        .wait_timeout(state, NAP)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    state.napping = false;
                     quiet += NAP;
-                    state = lock(&self.state);
                     continue;
                 }
                 state.idle = true;
@@ -335,6 +356,7 @@ impl Future for Flushed<'_> {
         }
         if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
             state.wakers.push(cx.waker().clone());
+            self.shared.wake_for_waiter(&state);
         }
         Poll::Pending
     }

@@ -1,6 +1,8 @@
-//! What the process's exit does for its SQLite stores: each store's writer commits what is
-//! still queued and moves its write-ahead log into the file (a checkpoint), so that
-//! `flowcore.db` alone holds every run. Without it the newest commits stay in
+//! What the process's exit does for its stores: each store's writer commits what is still
+//! queued, records the process as ended unless it leaves a run unfinished (so that the next
+//! process has no dead process to look for, and a worker that stopped serving is not listed),
+//! and, for SQLite, moves its write-ahead log into the file (a checkpoint), so that
+//! `flowcore.db` alone holds every run. Without the checkpoint the newest commits stay in
 //! `flowcore.db-wal` once the process is gone: safe (the next process to open the file reads
 //! them), but a copy of the file alone misses them and reads "No flow runs yet". A process's
 //! store lives in a static, which Rust never drops, so its writer thread never sees it close.

@@ -23,7 +23,7 @@ use crate::store::deployments::{
 };
 use crate::store::error::StoreError;
 use crate::store::event::{Committed, Event};
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::store::exit::{self, AtExit};
 use crate::store::limits::{LimitInfo, Slot};
 use crate::store::memory::MemoryBackend;
@@ -71,12 +71,13 @@ struct Inner {
     retention: Arc<Retention>,
 }
 
-/// How long the process's exit waits for a store's writer to commit what is queued and move its
-/// log into its file: milliseconds as a rule; the wait is for a lock held by another process.
-#[cfg(feature = "sqlite")]
+/// How long the process's exit waits for a store's writer to commit what is queued, record the
+/// process ended and (SQLite) move its log into its file: milliseconds as a rule; the wait is
+/// for a lock held by another process, or a database server that is slow to answer.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl AtExit for Inner {
     fn at_exit(&self) {
         let Some(events) = &self.events else {
@@ -143,12 +144,16 @@ impl Store {
     ///
     /// While the server is away (restarting, the network down), runs wait and the writer tries
     /// its batch again, up to the [write timeout](Store::write_timeout); nothing is lost or
-    /// written twice.
+    /// written twice. As the process exits normally, what is queued is committed (waiting up to
+    /// 5 s) and the process recorded as ended, unless it leaves a run unfinished.
     #[cfg(feature = "postgres")]
     pub fn postgres(url: &str) -> Result<Store, StoreError> {
         let process = ProcessInfo::current();
         let backend = PostgresBackend::connect(url, Access::Write, &process)?;
-        Store::started(Arc::new(backend), process)
+        let store = Store::started(Arc::new(backend), process)?;
+        let inner: std::sync::Weak<Inner> = Arc::downgrade(&store.inner);
+        exit::checkpoint_at_exit(inner);
+        Ok(store)
     }
 
     /// The store at `target`, for recording runs: `Store::postgres` (feature `postgres`) for a

@@ -49,7 +49,7 @@ mod delete;
 mod deployments;
 pub(crate) mod error;
 mod event;
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod exit;
 pub(crate) mod handle;
 mod limits;
