@@ -52,6 +52,9 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false # no telemetry requests leaving th
 # Under the 1000-task workloads the temporary server's SQLite database answers 503 ("database is
 # locked") for a while; the client retries 5 times by default, which is not enough on 2 cores.
 export PREFECT_CLIENT_MAX_RETRIES=20
+# Its temporary server's start (imports, migrations of a fresh database) took longer than the
+# 20 s Prefect waits by default on a loaded 2-core machine, and the run stopped there.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 export FLOWCORE_HOME=$work/flowcore-home
 prefect_version=$("$py" -c 'import prefect; print(prefect.__version__)')
