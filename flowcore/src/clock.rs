@@ -76,9 +76,15 @@ impl Timestamp {
         Self::wall_at(SystemTime::now())
     }
 
-    /// `time` of the system's wall clock, read already: a log line's time and its id's.
+    /// `time` of the system's wall clock, read already.
     pub(crate) fn wall_at(time: SystemTime) -> Self {
-        Timestamp(time.duration_since(UNIX_EPOCH).map_or(0, micros))
+        Self::since_epoch(time.duration_since(UNIX_EPOCH).ok())
+    }
+
+    /// The wall time `since` after the Unix epoch (the epoch itself for a clock set before
+    /// it): a log line's time, worked out once for its text and its id.
+    pub(crate) fn since_epoch(since: Option<Duration>) -> Self {
+        Timestamp(since.map_or(0, micros))
     }
 
     /// The timestamp `us` microseconds after the Unix epoch.

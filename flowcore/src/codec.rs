@@ -73,8 +73,10 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> Option<String> {
     let mut buf = SCRATCH.take();
     buf.clear();
     let written = serde_json::to_writer(&mut buf, value).is_ok();
-    // serde_json writes UTF-8 only.
-    let json = written.then(|| String::from_utf8_lossy(&buf).into_owned());
+    // serde_json writes UTF-8 only: checked rather than trusted, and never replaced.
+    let json = written
+        .then(|| std::str::from_utf8(&buf).ok().map(str::to_owned))
+        .flatten();
     if buf.capacity() <= 64 << 10 {
         SCRATCH.set(buf);
     }

@@ -387,10 +387,8 @@ where
         && let Some(out) = codec.as_ref().and_then(|c| c.decode(&json))
     {
         // Kept again, so that a later resume of the parent flow run reuses it once more.
-        run.store.send(Event::Output {
-            kind: RunKind::Flow,
+        run.store.send(Event::FlowOutput {
             id: run.context.id,
-            position: None,
             json,
         });
         let message = format!("output reused from flow run '{earlier}' of the resumed flow run");
@@ -404,10 +402,8 @@ where
             if run.history.current().kind == StateKind::Completed
                 && let Some(json) = codec.as_ref().and_then(|c| c.encode(&out))
             {
-                run.store.send(Event::Output {
-                    kind: RunKind::Flow,
+                run.store.send(Event::FlowOutput {
                     id: run.context.id,
-                    position: None,
                     json,
                 });
             }

@@ -67,23 +67,38 @@ impl<'a> TaskRunName<'a> {
     }
 }
 
+impl TaskRunName<'_> {
+    /// The last three hex digits of the id, the suffix of a name not given.
+    fn hex(&self) -> [char; 3] {
+        let digit = |n: u128| char::from(b"0123456789abcdef"[(n & 0xf) as usize]);
+        let id = self.id.as_u128();
+        [digit(id >> 8), digit(id >> 4), digit(id)]
+    }
+
+    /// Appends the name to `out`: what `write!(out, "{name}")` does, without the formatting
+    /// machinery, which costs more than the name (this runs for every logged task run).
+    pub(crate) fn push_to(&self, out: &mut String) {
+        match self.given {
+            Some(given) => out.push_str(given),
+            None => {
+                out.push_str(self.task);
+                out.push('-');
+                out.extend(self.hex());
+            }
+        }
+    }
+}
+
 impl fmt::Display for TaskRunName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write as _;
         match self.given {
             Some(given) => f.write_str(given),
-            // `{task}-{:03x}`, written without the formatting machinery: this runs for every
-            // task run's span and its first log line.
+            // `{task}-{:03x}`, written without the formatting machinery.
             None => {
-                let digits = b"0123456789abcdef";
-                let n = (self.id.as_u128() & 0xfff) as usize;
-                let hex = [
-                    b'-',
-                    digits[n >> 8],
-                    digits[(n >> 4) & 0xf],
-                    digits[n & 0xf],
-                ];
                 f.write_str(self.task)?;
-                f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
+                f.write_char('-')?;
+                self.hex().into_iter().try_for_each(|c| f.write_char(c))
             }
         }
     }

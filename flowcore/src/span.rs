@@ -8,6 +8,7 @@
 //! task's name is only known to flowcore at run time, so each task and flow has a callsite of its
 //! own, made with its spec the first time it runs ([`RunCallsite`]).
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::pin::Pin;
 use std::sync::OnceLock;
@@ -20,14 +21,31 @@ use tracing::subscriber::Interest;
 use tracing::{Level, Metadata, Span};
 use uuid::Uuid;
 
-use std::fmt::Write as _;
-
 use crate::hooks::RunKind;
 use crate::state::StateKind;
-use crate::terminal::{Escaping, LineFeeds};
+use crate::terminal::escape_controls;
 
 /// The fields of a run's span, in this order.
 const FIELDS: [&str; 4] = ["run", "id", "kind", "state"];
+
+/// A run's name as a span is made with it: a flow run's, or a task run's, written out only
+/// then.
+pub(crate) trait RunName: std::fmt::Display {
+    /// Appends the name to `out`.
+    fn push_to(&self, out: &mut String);
+}
+
+impl RunName for &String {
+    fn push_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl RunName for crate::names::TaskRunName<'_> {
+    fn push_to(&self, out: &mut String) {
+        crate::names::TaskRunName::push_to(self, out);
+    }
+}
 
 /// The callsite of one task's or flow's runs: in its static spec, so that it lives as long as
 /// the program, as tracing needs.
@@ -56,7 +74,7 @@ impl RunCallsite {
     /// The span of a run named `run` with id `id` of the task or flow `name`: disabled (and
     /// free) when no subscriber wants it; only its label under `init_logging()`'s subscriber
     /// (see [`RunSpan`]).
-    pub(crate) fn span<N: std::fmt::Display>(
+    pub(crate) fn span<N: RunName>(
         &'static self,
         name: &'static str,
         kind: RunKind,
@@ -80,7 +98,13 @@ impl RunCallsite {
         // by a layer from the field's text.
         let mut label = String::with_capacity(kind_label.len() + 40);
         label.push_str(kind_label);
-        let _ = write!(Escaping::new(&mut label, LineFeeds::Escape), "{run}");
+        run.push_to(&mut label);
+        // Escaped once, whole, rather than piece by piece as it is written: a run's name comes
+        // in pieces (`extract`, `-a8e`) and is nearly always clean.
+        if let Cow::Owned(escaped) = escape_controls(&label[kind_label.len()..]) {
+            label.truncate(kind_label.len());
+            label.push_str(&escaped);
+        }
         label.push('\'');
         if tracing::dispatcher::get_default(|d| d.is::<LabelsOnly>()) {
             return RunSpan {

@@ -11,10 +11,11 @@
 //! its message is formatted once for both: the store keeps the text, the console prints it
 //! escaped.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -65,7 +66,7 @@ where
     {
         let meta = event.metadata();
         // One reading of the clock for the line's time and its id in the store.
-        let now = SystemTime::now();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok();
         super::time::write(line, now);
         line.push_str(" | ");
         line.push_str(level_column(*meta.level(), self.ansi));
@@ -85,6 +86,10 @@ where
                 let message = message_text(event);
                 let printed = if message.had_error || message.failed {
                     write_fields(line, event, self.ansi)
+                } else if let Cow::Borrowed(fixed) = message.text {
+                    // One of flowcore's own fixed lines: nothing in it to escape.
+                    line.push_str(fixed);
+                    Ok(())
                 } else {
                     Escaping::new(line, LineFeeds::Indent).write_str(&message.text)
                 };
@@ -110,8 +115,8 @@ where
 }
 
 /// A stored line's own id, made at `now`.
-fn line_id(now: SystemTime) -> uuid::Uuid {
-    crate::names::new_run_id_at(crate::clock::Timestamp::wall_at(now))
+fn line_id(now: Option<Duration>) -> uuid::Uuid {
+    crate::names::new_run_id_at(crate::clock::Timestamp::since_epoch(now))
 }
 
 /// `INFO    | `: the level padded to 7, coloured as tracing-subscriber colours it when `ansi`.

@@ -212,12 +212,16 @@ pub(crate) fn check_recorder() {
     }
 }
 
+/// Most task runs' one line.
+pub(crate) const FINISHED_COMPLETED: &str = "Finished in state Completed()";
+
 /// Logs a run's final state at a level that matches it.
 pub(crate) fn log_final_state(state: &State) {
     match state.kind {
-        // Most task runs' one line: a literal, so that no state is formatted into it.
+        // Most task runs' one line: a `&str` field rather than a format string, so that each
+        // layer copies it (`record_str`) instead of running it through `fmt::write`.
         StateKind::Completed if state.message.is_none() => {
-            tracing::info!(target: "flowcore", "Finished in state Completed()")
+            tracing::info!(target: "flowcore", message = FINISHED_COMPLETED)
         }
         StateKind::Completed | StateKind::Cached => {
             tracing::info!(target: "flowcore", "Finished in state {state}")

@@ -1,6 +1,7 @@
 //! The runs' log lines kept in the run store, with their run: what `flowcore runs show` and the
 //! dashboard show.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
@@ -45,26 +46,49 @@ where
 pub(crate) const KEPT_CAPACITY: usize = 64 * 1024;
 
 /// The text of `event` as the store keeps it, in a string of its own length: formatted in a
-/// buffer the thread keeps, rather than in a string that grows three or four times.
-pub(crate) fn message_text(event: &Event<'_>) -> MessageText {
+/// buffer the thread keeps, rather than in a string that grows three or four times; not copied
+/// at all when it is a task run's usual last line, which every store then shares.
+pub(crate) fn message_text(event: &Event<'_>) -> Message {
     thread_local! {
         static SCRATCH: Cell<String> = const { Cell::new(String::new()) };
     }
     // Taken, not borrowed: an event logged while this one is formatted finds none, and makes
     // its own.
-    let mut message = MessageText {
+    let mut fields = MessageText {
         text: SCRATCH.take(),
         had_error: false,
         failed: false,
     };
-    message.text.clear();
-    event.record(&mut message);
-    let text = String::from(message.text.as_str());
-    let scratch = std::mem::replace(&mut message.text, text);
+    fields.text.clear();
+    event.record(&mut fields);
+    let MessageText {
+        text: scratch,
+        had_error,
+        failed,
+    } = fields;
+    let text = if scratch == super::FINISHED_COMPLETED {
+        Cow::Borrowed(super::FINISHED_COMPLETED)
+    } else {
+        Cow::Owned(String::from(scratch.as_str()))
+    };
     if scratch.capacity() <= KEPT_CAPACITY {
         SCRATCH.set(scratch);
     }
-    message
+    Message {
+        text,
+        had_error,
+        failed,
+    }
+}
+
+/// An event's text as [`message_text`] makes it.
+pub(crate) struct Message {
+    pub(crate) text: Cow<'static, str>,
+    /// A field was an error: the console prints its sources too, so this text is not the
+    /// console's (see `console.rs`).
+    pub(crate) had_error: bool,
+    /// A field's `Debug` failed: the text stops short.
+    pub(crate) failed: bool,
 }
 
 /// The store of the run an event belongs to: its flow run's, else the one in scope.
@@ -74,7 +98,13 @@ pub(crate) fn store() -> Option<RunStore> {
 
 /// Keeps `message`, the text of `event`, in `store` as a line of the run `run_id`, with `id`
 /// its own.
-pub(crate) fn keep(store: &RunStore, event: &Event<'_>, run_id: Uuid, message: String, id: Uuid) {
+pub(crate) fn keep(
+    store: &RunStore,
+    event: &Event<'_>,
+    run_id: Uuid,
+    message: Cow<'static, str>,
+    id: Uuid,
+) {
     store.send(StoreEvent::Log {
         id,
         run_id,
@@ -84,14 +114,11 @@ pub(crate) fn keep(store: &RunStore, event: &Event<'_>, run_id: Uuid, message: S
     });
 }
 
-/// An event's message followed by its other fields as `key=value`.
-pub(crate) struct MessageText {
-    pub(crate) text: String,
-    /// A field was an error: the console prints its sources too, so this text is not the
-    /// console's (see `console.rs`).
-    pub(crate) had_error: bool,
-    /// A field's `Debug` failed: the text stops short.
-    pub(crate) failed: bool,
+/// Writes an event's message followed by its other fields as `key=value`.
+struct MessageText {
+    text: String,
+    had_error: bool,
+    failed: bool,
 }
 
 impl Visit for MessageText {

@@ -4,42 +4,48 @@
 //! time (a time zone lookup) and a `strftime` pattern parsed at every line cost as much as the
 //! rest of the line. The milliseconds are the clock's at each line.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use chrono::Timelike as _;
 
 thread_local! {
-    /// The second last worked out on this thread, since 1970, and its `HH:MM:SS`.
-    static SECOND: Cell<(u64, [u8; 8])> = const { Cell::new((u64::MAX, [0; 8])) };
+    /// The second last worked out on this thread, since 1970, and its `HH:MM:SS.`, kept as
+    /// text so that a line copies it rather than checks it is UTF-8 again.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
-/// Appends `now`, `HH:MM:SS.mmm`.
-pub(crate) fn write(out: &mut String, now: SystemTime) {
-    let Ok(now) = now.duration_since(UNIX_EPOCH) else {
+/// Appends `now` (the time since the Unix epoch, `None` before it), `HH:MM:SS.mmm`.
+pub(crate) fn write(out: &mut String, now: Option<Duration>) {
+    let Some(now) = now else {
         // A clock set before 1970: chrono knows what time of day that is.
         let _ = write!(out, "{}", chrono::Local::now().format("%H:%M:%S%.3f"));
         return;
     };
     let seconds = now.as_secs();
-    let hms = SECOND.with(|second| {
-        let (cached, hms) = second.get();
-        if cached == seconds {
-            return hms;
+    SECOND.with(|second| match second.try_borrow_mut() {
+        Ok(mut second) => {
+            if second.0 != seconds {
+                *second = (seconds, hms_text(local_hms(seconds)));
+            }
+            out.push_str(&second.1);
         }
-        let hms = local_hms(seconds);
-        second.set((seconds, hms));
-        hms
+        // Borrowed only here, where nothing logs: not reached.
+        Err(_) => out.push_str(&hms_text(local_hms(seconds))),
     });
     let millis = now.subsec_millis();
-    let mut text = [b'.'; 12];
-    text[..8].copy_from_slice(&hms);
-    for (at, digit) in [(9, millis / 100), (10, millis / 10 % 10), (11, millis % 10)] {
-        text[at] = b'0' + digit as u8;
+    for digit in [millis / 100, millis / 10 % 10, millis % 10] {
+        out.push(char::from(b'0' + digit as u8));
     }
-    // Digits, colons and a dot: ASCII.
-    out.push_str(std::str::from_utf8(&text).unwrap_or("00:00:00.000"));
+}
+
+/// `HH:MM:SS.`
+fn hms_text(hms: [u8; 8]) -> String {
+    let mut text = String::with_capacity(9);
+    text.extend(hms.iter().map(|&b| char::from(b)));
+    text.push('.');
+    text
 }
 
 /// `HH:MM:SS` of the second `seconds` after 1970, in local time: what chrono's `%H:%M:%S` of
@@ -76,7 +82,12 @@ mod tests {
     #[test]
     fn a_line_s_time_has_milliseconds_and_moves_with_the_clock() {
         let mut out = String::new();
-        write(&mut out, SystemTime::now());
+        write(
+            &mut out,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok(),
+        );
         let after = chrono::Local::now().format("%H:%M:%S%.3f").to_string();
         assert_eq!(out.len(), 12, "{out}");
         assert!(

@@ -53,7 +53,7 @@ pub(crate) enum Event {
         attempts: u32,
         cache: CacheStatus,
         /// A task run's output, as JSON, with the final state it ends in (what
-        /// [`Event::Output`] carries, sent with the state: one event fewer per task run).
+        /// a separate event would carry: one event fewer per task run).
         output: Option<String>,
     },
     /// A task run that held slots of store-wide limits ended: they are free again. Sent after
@@ -67,13 +67,10 @@ pub(crate) enum Event {
     ReleasePaused {
         flow_run_id: Uuid,
     },
-    /// A completed run's output, as JSON, so a resumed flow run can reuse it. A task run's
-    /// comes with its final state instead ([`Event::Transition`]'s `output`).
-    Output {
-        kind: RunKind,
+    /// A completed flow run's output, as JSON, so a resumed parent flow run can reuse it. A
+    /// task run's comes with its final state instead ([`Event::Transition`]'s `output`).
+    FlowOutput {
         id: Uuid,
-        /// For a task run inside a flow: where it was called.
-        position: Option<CallPosition>,
         json: String,
     },
     /// A log line written inside a run.
@@ -83,7 +80,9 @@ pub(crate) enum Event {
         run_id: Uuid,
         at: Timestamp,
         level: &'static str,
-        message: String,
+        /// Borrowed when it is one of flowcore's own fixed lines (a task run's "Finished in
+        /// state Completed()"), which a store then keeps without a copy of its own.
+        message: Cow<'static, str>,
     },
     /// A flow run paused for input (`flowcore::pause`): what it asks, and the schema of the
     /// answer, by the pause's position among the run's pauses (from 0).

@@ -1403,7 +1403,7 @@ mod tests {
             run_id: Uuid::nil(),
             at: Timestamp::from_micros(1),
             level: "INFO",
-            message: "x".to_owned(),
+            message: "x".into(),
         }
     }
 

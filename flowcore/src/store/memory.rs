@@ -78,7 +78,7 @@ struct MemLog {
     run_id: Uuid,
     at: Timestamp,
     level: &'static str,
-    message: String,
+    message: Cow<'static, str>,
 }
 
 /// Delayed task runs, and those no worker has claimed yet, oldest first.
@@ -391,30 +391,11 @@ impl MemoryBackend {
                     drop(forgotten);
                 }
             }
-            Event::Output {
-                kind,
-                id,
-                position,
-                json,
-            } => match kind {
-                RunKind::Flow => {
-                    if let Some(mut run) = self.flows.get_mut(id) {
-                        run.output = Some(json.clone());
-                    }
+            Event::FlowOutput { id, json } => {
+                if let Some(mut run) = self.flows.get_mut(id) {
+                    run.output = Some(json.clone());
                 }
-                RunKind::Task => {
-                    if let Some(position) = position
-                        && let Some(mut flow) = self.flows.get_mut(&position.flow_run_id)
-                        && let Some(run) = flow.task(position.call_seq)
-                    {
-                        run.output = Some(ShortText::copy_of(json));
-                    } else if position.is_none()
-                        && let Some(run) = lock(&self.delayed).runs.get_mut(id)
-                    {
-                        run.output = Some(json.clone());
-                    }
-                }
-            },
+            }
             Event::Artifact(artifact) => lock(&self.artifacts).push((**artifact).clone()),
             Event::InputAsked {
                 flow_run_id,
@@ -735,18 +716,6 @@ impl Backend for MemoryBackend {
                 let owned = (state.message.is_some())
                     .then(|| std::mem::replace(state, State::new(state.kind, state.at, None)));
                 self.task_transition(&event, owned, output);
-            }
-            Event::Output {
-                kind: RunKind::Task,
-                position: Some(position),
-                json,
-                ..
-            } => {
-                if let Some(mut flow) = self.flows.get_mut(&position.flow_run_id)
-                    && let Some(run) = flow.task(position.call_seq)
-                {
-                    run.output = Some(ShortText::new(json));
-                }
             }
             Event::Log {
                 run_id,
@@ -1343,7 +1312,7 @@ impl Backend for MemoryBackend {
                 run_id: l.run_id,
                 at: l.at,
                 level: l.level.to_owned(),
-                message: l.message.clone(),
+                message: l.message.clone().into_owned(),
             })
             .collect())
     }

@@ -228,9 +228,9 @@ pub(crate) fn write_batch(
                     }
                 }
             }
-            Event::Output { kind, id, json, .. } => match new_index.get(id) {
+            Event::FlowOutput { id, json } => match new_index.get(id) {
                 Some(&i) => new_runs[i].output = Some(json),
-                None => outputs.push((*kind, *id, json)),
+                None => outputs.push((RunKind::Flow, *id, json)),
             },
             Event::Log {
                 id,
@@ -238,7 +238,7 @@ pub(crate) fn write_batch(
                 at,
                 level,
                 message,
-            } => logs.push((*id, *run_id, at.as_micros(), *level, message.as_str())),
+            } => logs.push((*id, *run_id, at.as_micros(), *level, &**message)),
             Event::Artifact(artifact) => artifacts.push(&**artifact),
             Event::InputAsked {
                 flow_run_id,
