@@ -8,6 +8,7 @@
 //! row already there is left as it is): the writer may try a batch again after a commit whose
 //! answer was lost with the connection.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use uuid::Uuid;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::hooks::RunKind;
 use crate::record::CacheStatus;
+use crate::run_id_hasher::BuildRunIdHasher;
 use crate::state::{State, StateKind};
 use crate::store::StoreError;
 use crate::store::event::{Event, RowUpdate, cache_name};
@@ -32,7 +34,7 @@ struct NewRun<'a> {
     name: Option<&'a str>,
     flow_or_task: &'a str,
     deployment: Option<&'a str>,
-    tags: Option<String>,
+    tags: Option<Cow<'static, str>>,
     parameters: Option<&'a str>,
     call_seq: Option<u32>,
     created_at: i64,
@@ -73,7 +75,7 @@ pub(crate) use states_view;
 fn keep_usual_states_in_rows(
     states: &mut Vec<(Uuid, u32, &State)>,
     new_runs: &mut [NewRun<'_>],
-    new_index: &HashMap<Uuid, usize>,
+    new_index: &RunIndex,
 ) {
     states.retain(|(id, seq, state)| {
         let Some(run) = new_index.get(id).map(|&i| &mut new_runs[i]) else {
@@ -95,10 +97,20 @@ fn keep_usual_states_in_rows(
     });
 }
 
-/// Tags as stored: a JSON array of strings.
-fn json_tags(tags: &[std::borrow::Cow<'static, str>]) -> String {
-    serde_json::to_string(tags).unwrap_or_else(|_| "[]".to_owned())
+/// Tags as stored: a JSON array of strings (most task runs have none: no JSON written).
+fn json_tags(tags: &[Cow<'static, str>]) -> Cow<'static, str> {
+    if tags.is_empty() {
+        return Cow::Borrowed("[]");
+    }
+    Cow::Owned(serde_json::to_string(tags).unwrap_or_else(|_| "[]".to_owned()))
 }
+
+/// Where each run created in a batch is in its list of new runs. Keyed by run id with
+/// [`BuildRunIdHasher`]: SipHash was a twentieth of a batch's writing.
+type RunIndex = HashMap<Uuid, usize, BuildRunIdHasher>;
+
+/// The row updates of runs a batch did not create, by run.
+type Updates = HashMap<(RunKind, Uuid), RowUpdate, BuildRunIdHasher>;
 
 /// One group commit. Each run's row is written once: inserted if the run began in this batch,
 /// otherwise updated; states, log lines and cached values go in with multi-row inserts.
@@ -110,10 +122,11 @@ pub(crate) fn write_batch(
 ) -> Result<(), StoreError> {
     let process_id = key(&process.id);
     let mut new_runs: Vec<NewRun<'_>> = Vec::new();
-    let mut new_index: HashMap<Uuid, usize> = HashMap::new();
-    let mut updates: HashMap<(RunKind, Uuid), RowUpdate> = HashMap::new();
+    // Sized for the batch at once: most of a batch's events create a run or update one.
+    let mut new_index = RunIndex::with_capacity_and_hasher(batch.len() / 3, Default::default());
+    let mut updates: Updates = HashMap::default();
     let mut outputs: Vec<(RunKind, Uuid, &str)> = Vec::new();
-    let mut resumed: Vec<(Uuid, &str, String)> = Vec::new();
+    let mut resumed: Vec<(Uuid, &str, Cow<'static, str>)> = Vec::new();
     let mut states: Vec<(Uuid, u32, &State)> = Vec::new();
     let mut logs = Vec::new();
     let mut artifacts = Vec::new();
@@ -144,7 +157,7 @@ pub(crate) fn write_batch(
                 let tags = (!tags.is_empty()).then(|| json_tags(tags));
                 if *was_resumed {
                     // A deployment's run is named and tagged when its flow is called.
-                    resumed.push((*id, name, tags.unwrap_or_else(|| "[]".to_owned())));
+                    resumed.push((*id, name, tags.unwrap_or(Cow::Borrowed("[]"))));
                     merge(&mut updates, RunKind::Flow, *id, update);
                 } else {
                     new_index.insert(*id, new_runs.len());
@@ -676,12 +689,7 @@ fn unnest<'r, T>(
     Ok(())
 }
 
-fn merge(
-    updates: &mut HashMap<(RunKind, Uuid), RowUpdate>,
-    kind: RunKind,
-    id: Uuid,
-    update: RowUpdate,
-) {
+fn merge(updates: &mut Updates, kind: RunKind, id: Uuid, update: RowUpdate) {
     match updates.get_mut(&(kind, id)) {
         Some(earlier) => earlier.merge(update),
         None => {
