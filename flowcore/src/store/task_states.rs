@@ -63,9 +63,21 @@ impl TaskStates {
                 *len = seq as u8 + 1;
                 return true;
             }
-            *self = TaskStates::Full(self.to_vec());
+            self.make_full();
         }
         false
+    }
+
+    /// A history leaves the compact form at an unusual state (a retry, a failure): made whole,
+    /// with room for the states a retry or two bring rather than a reallocation at each.
+    #[cold]
+    fn make_full(&mut self) {
+        if let TaskStates::Compact { at, kinds, len } = self {
+            let len = usize::from(*len);
+            let mut states = Vec::with_capacity(len + 6);
+            states.extend((0..len).map(|i| State::new(kinds[i], at[i], None)));
+            *self = TaskStates::Full(states);
+        }
     }
 
     /// The latest state's kind.
