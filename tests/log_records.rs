@@ -90,6 +90,38 @@ async fn a_subscriber_of_your_own_with_the_recorder_keeps_the_runs_lines_in_the_
     assert!(!text.contains("recorder()"), "no warning: {text}");
 }
 
+/// A layer that takes its time over each line, as a slow one of a program's own may.
+struct SlowLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SlowLayer {
+    fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_run_s_final_line_is_kept_with_the_time_of_its_final_state() {
+    // The slow layer sees each line before the recorder: a line timed when it is kept would
+    // be 3 ms after the state it reports.
+    let subscriber = tracing_subscriber::registry()
+        .with(SlowLayer)
+        .with(flowcore::logging::recorder());
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let ((_, run), store) = testing::isolated(loading().with_run()).await;
+    let task_run = &run.task_runs[0];
+    // A flow run's lines include its task runs'.
+    let finished = |id| {
+        store
+            .logs(run.id)
+            .unwrap()
+            .into_iter()
+            .find(|l| l.run_id == id && l.message.starts_with("Finished in state"))
+            .unwrap_or_else(|| panic!("no final line of {id}"))
+    };
+    assert_eq!(finished(task_run.id).at, task_run.state().at);
+    assert_eq!(finished(run.id).at, run.state().at);
+}
+
 /// Child of `a_subscriber_without_the_recorder_is_told_once_that_lines_are_not_kept`: a global
 /// subscriber of its own, without the recorder; runs two flows and prints what it logged.
 #[tokio::test(flavor = "current_thread")]

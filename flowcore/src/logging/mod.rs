@@ -215,8 +215,18 @@ pub(crate) fn check_recorder() {
 /// Most task runs' one line.
 pub(crate) const FINISHED_COMPLETED: &str = "Finished in state Completed()";
 
-/// Logs a run's final state at a level that matches it.
+/// Logs a run's final state at a level that matches it; the line is kept in the store with
+/// the state's time.
 pub(crate) fn log_final_state(state: &State) {
+    // Not when nothing listens at INFO (logging off): a run pays nothing for it then.
+    if tracing::level_enabled!(tracing::Level::INFO) {
+        recorder::logged_at(state.at, || log_state(state));
+    } else {
+        log_state(state);
+    }
+}
+
+fn log_state(state: &State) {
     match state.kind {
         // Most task runs' one line: a `&str` field rather than a format string, so that each
         // layer copies it (`record_str`) instead of running it through `fmt::write`.

@@ -96,6 +96,20 @@ pub(crate) fn store() -> Option<RunStore> {
     FlowContext::with_current(|flow| flow.store.clone()).or_else(RunStore::current_if_open)
 }
 
+thread_local! {
+    /// The time of the line being logged on this thread, when it is known already: a run's
+    /// final-state line is the state's, whose time was read a moment before.
+    static LINE_AT: Cell<Option<Timestamp>> = const { Cell::new(None) };
+}
+
+/// Logs, with `log`, a line whose time in the store is `at` (taken by the first line that
+/// is kept, if any, then forgotten), rather than the clock's at that moment.
+pub(crate) fn logged_at(at: Timestamp, log: impl FnOnce()) {
+    LINE_AT.set(Some(at));
+    log();
+    LINE_AT.set(None);
+}
+
 /// Keeps `message`, the text of `event`, in `store` as a line of the run `run_id`, with `id`
 /// its own.
 pub(crate) fn keep(
@@ -108,7 +122,7 @@ pub(crate) fn keep(
     store.send(StoreEvent::Log {
         id,
         run_id,
-        at: Timestamp::now(),
+        at: LINE_AT.take().unwrap_or_else(Timestamp::now),
         level: event.metadata().level().as_str(),
         message,
     });
