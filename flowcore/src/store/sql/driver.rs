@@ -370,7 +370,7 @@ impl Dialect {
     }
 }
 
-/// `($1::bytea, $2::bigint, …), (…)`: the `VALUES` of `rows` rows of these column types,
+/// `($1::bytea,$2::bigint,…),(…)`: the `VALUES` of `rows` rows of these column types,
 /// numbered from `$1`, in the dialect's own words (for SQLite `(?,?,…)`), handed to `use_it`:
 /// a statement of thousands of parameters is built once, not built and then rewritten.
 ///
