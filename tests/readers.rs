@@ -211,7 +211,7 @@ fn a_store_of_an_older_flowcore_is_refused_by_readers_until_upgraded() {
     assert_eq!(
         line,
         format!(
-            "flowcore: {} was written by an older flowcore (schema version 4; this build reads 12); upgrade it with `flowcore store upgrade`, or run a flow with it",
+            "flowcore: {} was written by an older flowcore (schema version 4; this build reads 13); upgrade it with `flowcore store upgrade`, or run a flow with it",
             path.display()
         )
     );
@@ -230,8 +230,23 @@ fn a_store_of_an_older_flowcore_is_refused_by_readers_until_upgraded() {
             path.display()
         )
     );
-    assert_eq!(version(&path), 12);
+    assert_eq!(version(&path), 13);
     assert!(stdout(&flowcore_cli(&path, &["runs", "ls"])).contains("No flow runs yet"));
+}
+
+#[test]
+fn a_store_of_schema_12_is_read_as_it_is() {
+    // Schema 13 changed indexes only: a reader reads a store of 12 without upgrading it.
+    let dir = tempdir();
+    let path = dir.path().join("twelve.db");
+    Store::create_sqlite_at_schema_version(&path, 12).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    assert!(stdout(&flowcore_cli(&path, &["runs", "ls"])).contains("No flow runs yet"));
+    let version: i64 = raw(&path)
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 12, "reading did not upgrade it");
+    assert!(std::fs::read(&path).unwrap() == before, "left untouched");
 }
 
 #[test]

@@ -691,7 +691,7 @@ async fn processes_creating_one_store_at_once_all_open_it(ts: &TestStore) {
         match db {
             None => {
                 let version = support::count(target.as_ref(), "PRAGMA user_version", []);
-                assert_eq!(version, 12);
+                assert_eq!(version, 13);
             }
             Some(db) => {
                 let ts = TestStore::on_database(db);

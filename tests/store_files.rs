@@ -146,7 +146,7 @@ fn stores_of_older_schemas_are_migrated_and_keep_their_runs() {
         }
 
         let store = Store::sqlite(&path).unwrap();
-        assert_eq!(user_version(&path), 12, "from version {version}");
+        assert_eq!(user_version(&path), 13, "from version {version}");
         let application_id: i64 = raw(&path)
             .pragma_query_value(None, "application_id", |r| r.get(0))
             .unwrap();
@@ -322,7 +322,7 @@ fn a_store_of_a_newer_flowcore_is_refused_untouched() {
             e,
             StoreError::NewerSchema {
                 found: 99,
-                known: 12,
+                known: 13,
                 ..
             }
         ),

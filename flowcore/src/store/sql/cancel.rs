@@ -103,7 +103,7 @@ pub(crate) fn end_cancelled(
 ) -> Result<(), StoreError> {
     let tasks: Vec<Uuid> = conn.collect(
         &format!(
-            "SELECT id FROM task_runs WHERE flow_run_id = $1::bytea AND state IN ({})",
+            "SELECT id FROM task_runs WHERE flow_run_id = $1::bytea AND {}",
             crash::UNFINISHED_TASK
         ),
         &[Param::Bytes(key(&id))],

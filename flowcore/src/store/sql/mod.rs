@@ -1054,7 +1054,7 @@ impl<D: Driver> Backend for SqlBackend<D> {
                 .first(
                     &format!(
                         "SELECT COUNT(*) FROM flow_runs
-                         WHERE deployment = $1::text AND state IN ({})",
+                         WHERE deployment = $1::text AND {}",
                         crash::UNFINISHED_FLOW
                     ),
                     &[Param::Text(deployment)],
@@ -1249,8 +1249,8 @@ impl<D: Driver> Backend for SqlBackend<D> {
                     .first(
                         &format!(
                             "SELECT COUNT(*) FROM flow_runs
-                             WHERE process_id = $1::bytea AND state IN ('Scheduled', {})",
-                            crash::UNFINISHED_FLOW
+                             WHERE process_id = $1::bytea AND {}",
+                            crash::HELD_FLOW
                         ),
                         &[Param::Bytes(&id)],
                         |r| int_at(r, 0),
@@ -1267,9 +1267,9 @@ impl<D: Driver> Backend for SqlBackend<D> {
                         .first(
                             &format!(
                                 "SELECT COUNT(*) FROM task_runs
-                                 WHERE process_id = $1::bytea AND state IN ('Scheduled', {})
+                                 WHERE process_id = $1::bytea AND {}
                                      AND id IN (SELECT run_id FROM task_requests)",
-                                crash::UNFINISHED_TASK
+                                crash::HELD_TASK
                             ),
                             &[Param::Bytes(&id)],
                             |r| int_at(r, 0),

@@ -48,7 +48,8 @@ impl SqlBackend<SqliteDriver> {
     /// there is no file there, and upgraded to this build's schema; an existing file is checked
     /// before anything is written to it: somebody else's file, a newer schema or a damaged file
     /// is refused, untouched. For [`Access::Read`] the file must exist and be a flowcore store
-    /// of this build's schema with no damaged page, and is never written to.
+    /// of a schema this build reads as it is (`READS_FROM` on) with no damaged page, and is
+    /// never written to.
     pub(crate) fn open(path: &Path, access: Access, me: &ProcessInfo) -> Result<Self, StoreError> {
         Ok(SqlBackend::new(SqliteDriver::open(path, access)?, me))
     }

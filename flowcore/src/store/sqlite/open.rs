@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::store::StoreError;
 use crate::store::sql::driver::Access;
-use crate::store::sqlite::schema::{APPLICATION_ID, MIGRATIONS, TABLES, VERSION};
+use crate::store::sqlite::schema::{APPLICATION_ID, MIGRATIONS, READS_FROM, TABLES, VERSION};
 
 /// How long a statement waits for another process's write lock before reporting busy.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,7 +128,7 @@ pub(super) fn check(conn: &Connection, path: &Path, access: Access) -> Result<()
                 known: VERSION,
             });
         }
-        if version < VERSION && access == Access::Read {
+        if version < READS_FROM && access == Access::Read {
             return Err(StoreError::OlderSchema {
                 path: path.to_path_buf(),
                 found: version,

@@ -231,10 +231,29 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         ALTER TABLE states RENAME TO state_rows;",
         crate::store::sql::batch::states_view!()
     ),
+    // 13: the partial indexes of unfinished runs say their states with `OR`s, not `IN`
+    // lists, which SQLite checked by building a table of the list for each row written (see
+    // `unfinished_flow_runs!`); the flow runs' index takes `Paused` in, as the queries asking
+    // for unfinished flow runs do. Only indexes change: a reader of this build reads a store
+    // of schema 12 as it is.
+    concat!(
+        "DROP INDEX task_runs_unfinished;
+        CREATE INDEX task_runs_unfinished ON task_runs (process_id) WHERE ",
+        crate::store::sql::crash::unfinished_task_runs!(),
+        ";
+        DROP INDEX flow_runs_unfinished;
+        CREATE INDEX flow_runs_unfinished ON flow_runs (process_id) WHERE ",
+        crate::store::sql::crash::unfinished_flow_runs!(),
+        " OR state = 'Scheduled';"
+    ),
 ];
 
 /// The schema version this build writes.
 pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The oldest schema this build reads without upgrading it: the migrations after it change
+/// indexes only, which make a query faster, never its answer.
+pub(crate) const READS_FROM: i64 = 12;
 
 /// The tables of a flowcore store, to tell an empty file from somebody else's.
 pub(crate) const TABLES: &[&str] = &[
@@ -256,3 +275,69 @@ pub(crate) const TABLES: &[&str] = &[
     "task_runs",
     "task_workers",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sql::crash::{HELD_FLOW, UNFINISHED_FLOW, UNFINISHED_TASK};
+    use rusqlite::Connection;
+
+    fn store() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in MIGRATIONS {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn
+    }
+
+    /// The rows of `EXPLAIN QUERY PLAN` or the opcodes of `EXPLAIN`, in order.
+    fn explain(conn: &Connection, sql: &str, column: usize) -> Vec<String> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
+        stmt.query_map(rusqlite::params_from_iter(nulls), |r| {
+            r.get::<_, String>(column)
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    #[test]
+    fn the_queries_for_unfinished_runs_use_the_partial_indexes() {
+        let conn = store();
+        for (table, term, index) in [
+            ("task_runs", UNFINISHED_TASK, "task_runs_unfinished"),
+            ("flow_runs", UNFINISHED_FLOW, "flow_runs_unfinished"),
+            ("flow_runs", HELD_FLOW, "flow_runs_unfinished"),
+            ("flow_runs", "state = 'Scheduled'", "flow_runs_unfinished"),
+        ] {
+            let sql = format!(
+                "EXPLAIN QUERY PLAN SELECT id FROM {table} WHERE process_id = x'01' AND {term}"
+            );
+            let plan = explain(&conn, &sql, 3);
+            assert_eq!(
+                plan,
+                [format!("SEARCH {table} USING INDEX {index} (process_id=?)")],
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn writing_a_run_builds_no_table_of_its_index_s_states() {
+        let conn = store();
+        for sql in [
+            "INSERT INTO task_runs (id, task, state, created_at) VALUES (?1, 't', ?2, 0)",
+            "UPDATE task_runs SET state = ?2 WHERE id = ?1",
+            "INSERT INTO flow_runs (id, name, flow, state, created_at) VALUES (?1, 'n', 'f', ?2, 0)",
+            "UPDATE flow_runs SET state = ?2 WHERE id = ?1",
+        ] {
+            let ops = explain(&conn, &format!("EXPLAIN {sql}"), 1);
+            assert!(ops.iter().any(|op| op == "IdxInsert"), "{sql}: {ops:?}");
+            assert!(
+                !ops.iter().any(|op| op == "OpenEphemeral"),
+                "{sql}: {ops:?}"
+            );
+        }
+    }
+}
