@@ -72,8 +72,10 @@ pub struct CallOptions<R> {
     /// For a submitted run: its id, and how it tells its handle (and waiters) it has ended.
     slot: Option<Arc<RunSlot>>,
     map_index: Option<u32>,
-    /// For a delayed task run claimed by this process: the run it goes on.
-    claimed: Option<ClaimedTask>,
+    /// For a delayed task run claimed by this process: the run it goes on. Boxed: rare, and
+    /// every call carries the room for it until its run starts (a submitted one while it
+    /// waits for its turn).
+    claimed: Option<Box<ClaimedTask>>,
     /// The run's name, from `task_run_name`.
     pub(crate) name: Option<String>,
 }
@@ -333,7 +335,7 @@ impl<B: TaskBody> TaskCall<B> {
     /// Makes the call run the delayed task run `claimed`, which this process claimed as a
     /// worker: its id, and its states so far, which the run's follow.
     pub(crate) fn claimed(mut self, claimed: ClaimedTask) -> Self {
-        self.body.options().claimed = Some(claimed);
+        self.body.options().claimed = Some(Box::new(claimed));
         self
     }
 
@@ -386,6 +388,9 @@ where
     // A plain closure around `drive`, not an async block: each async layer would keep its own
     // copy of everything it captures, and the call is moved whole before it is awaited.
     let store = flow.as_ref().map(|flow| flow.store.clone());
+    // Boxed: only tasks with `cache_for` have one, and every call carries the room for it
+    // until its run starts (a submitted one while it waits for its turn).
+    let cache = cache.map(Box::new);
     let start = move |store: RunStore, options: CallOptions<R>| {
         if let RunStore::Process(process) = store {
             crate::interrupt::arm(process);
@@ -424,7 +429,7 @@ fn drive<K, R, A>(
     mut run: LiveTaskRun,
     mut attempts: A,
     behaviour: Behaviour<R, K::Error>,
-    cache: Option<Cache<R>>,
+    cache: Option<Box<Cache<R>>>,
     codec: Option<Codec<R>>,
     waits: Vec<Waiting>,
     skip: Option<fn(UpstreamFailed) -> R>,
@@ -594,6 +599,7 @@ impl LiveTaskRun {
             // The run's row is there, `Scheduled` since it was delayed: it goes on from its
             // states.
             Some(claimed) => {
+                let claimed = *claimed;
                 let pending = record.history.current().clone();
                 record.flow_run_id = claimed.flow_run_id;
                 record.history = History::from_states(claimed.history);
