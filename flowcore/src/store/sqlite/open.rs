@@ -2,6 +2,7 @@
 //! for reading (never created, never changed, checked for damage first), and waiting out other
 //! processes' locks meanwhile.
 
+use std::ffi::{c_int, c_void};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,9 @@ pub(super) fn connect(path: &Path, access: Access) -> Result<Connection, StoreEr
         Access::Read => OpenFlags::SQLITE_OPEN_READ_ONLY,
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::sqlite(path, e))?;
+    if access == Access::Write {
+        widen_lookaside(&conn);
+    }
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| StoreError::sqlite(path, e))?;
     // Multi-row inserts of every length up to ROWS_PER_INSERT, for four tables, stay prepared.
@@ -31,6 +35,38 @@ pub(super) fn connect(path: &Path, access: Access) -> Result<Connection, StoreEr
         return connect_immutable(path);
     }
     Ok(conn)
+}
+
+/// Each slot of a writing connection's lookaside: room for a run's id, name, state or short
+/// output (SQLite's own small allocations take slots of 128 bytes out of the same memory).
+const LOOKASIDE_SLOT: c_int = 400;
+
+/// Slots of [`LOOKASIDE_SLOT`] bytes: 200 KB in all, of which SQLite makes about 260 slots of
+/// 400 bytes and 780 of 128.
+const LOOKASIDE_SLOTS: c_int = 512;
+
+/// Gives a writing connection a larger lookaside, SQLite's per-connection pool of small
+/// allocations (120 KB by default).
+///
+/// A multi-row statement binds a run's id, names, state and output, each copied by SQLite; its
+/// rows of 64 task runs outgrow the default pool, and each copy past it is a `malloc` and a
+/// `free` under SQLite's global memory mutex: a fifth of the writer's instructions per task run
+/// (18,400 → 14,700 with logging off, 25,100 → 20,150 with the final-state line; callgrind).
+fn widen_lookaside(conn: &Connection) {
+    // SAFETY: `handle` is this open connection's, used on this thread alone; no statement
+    // has run on it, so no lookaside memory is in use, which is what SQLite requires of
+    // SQLITE_DBCONFIG_LOOKASIDE (it answers SQLITE_BUSY otherwise, and changes nothing). A
+    // null buffer makes SQLite allocate the pool itself and free it with the connection.
+    // Only speed depends on it: a connection SQLite refused it to keeps the default pool.
+    let _ = unsafe {
+        rusqlite::ffi::sqlite3_db_config(
+            conn.handle(),
+            rusqlite::ffi::SQLITE_DBCONFIG_LOOKASIDE,
+            std::ptr::null_mut::<c_void>(),
+            LOOKASIDE_SLOT,
+            LOOKASIDE_SLOTS,
+        )
+    };
 }
 
 /// Whether a read-only connection can read: in WAL mode it needs the `-shm` file, which it
@@ -212,4 +248,56 @@ pub(super) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> 
         let _ = conn.execute_batch("ROLLBACK");
     }
     result.map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lookaside allocations that found the pool full since the connection opened.
+    fn lookaside_misses(conn: &Connection) -> c_int {
+        let (mut now, mut most) = (0, 0);
+        // SAFETY: an open connection of this thread; SQLite writes the two counters only.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_db_status(
+                conn.handle(),
+                rusqlite::ffi::SQLITE_DBSTATUS_LOOKASIDE_MISS_FULL,
+                &mut now,
+                &mut most,
+                0,
+            )
+        };
+        assert_eq!(rc, rusqlite::ffi::SQLITE_OK);
+        most
+    }
+
+    #[test]
+    fn a_writing_connection_keeps_a_batch_s_copies_in_its_lookaside() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = connect(&dir.path().join("flowcore.db"), Access::Write).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE runs (a BLOB, b BLOB, c TEXT, d TEXT, e TEXT, f BLOB, g TEXT, h TEXT)",
+        )
+        .unwrap();
+        // As the writer's statements are: 64 rows, each with eight texts and blobs to copy.
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; 64].join(", ");
+        let mut insert = conn
+            .prepare_cached(&format!("INSERT INTO runs VALUES {rows}"))
+            .unwrap();
+        let id = [7u8; 16];
+        let values = (0..64).flat_map(|i| {
+            [
+                rusqlite::types::Value::Blob(id.to_vec()),
+                rusqlite::types::Value::Blob(id.to_vec()),
+                rusqlite::types::Value::Text("extract".into()),
+                rusqlite::types::Value::Text("Completed".into()),
+                rusqlite::types::Value::Text("off".into()),
+                rusqlite::types::Value::Blob(id.to_vec()),
+                rusqlite::types::Value::Text(format!("{{\"rows\": {i}}}")),
+                rusqlite::types::Value::Text("[\"db\"]".into()),
+            ]
+        });
+        insert.execute(rusqlite::params_from_iter(values)).unwrap();
+        assert_eq!(lookaside_misses(&conn), 0);
+    }
 }
