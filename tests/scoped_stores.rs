@@ -142,3 +142,18 @@ async fn a_scoped_test_runs_on_the_paused_clock() {
     assert_eq!(started.elapsed(), Duration::from_secs(30));
     assert!(store.flow_runs(&Default::default()).unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_memory_store_keeps_a_flow_run_s_name_parameters_and_states() {
+    let ((out, run), store) = testing::isolated(counting(2).with_run()).await;
+    assert_eq!(out, 2);
+    let kept = store.flow_run(run.id).unwrap().expect("the flow run");
+    assert_eq!(kept.name, run.name);
+    assert_eq!(kept.flow, "counting");
+    assert_eq!(kept.history.kinds(), [Pending, Running, Completed]);
+    assert_eq!(kept.task_runs.len(), 2);
+    assert_eq!(
+        store.parameters(run.id).unwrap(),
+        Some(serde_json::json!({ "n": 2 }))
+    );
+}

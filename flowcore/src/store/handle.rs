@@ -443,7 +443,7 @@ impl Store {
         }
         self.inner
             .health
-            .unavailable(&self.describe())
+            .unavailable(|| self.describe())
             .map(|e| e.reason())
     }
 
@@ -566,13 +566,13 @@ impl Store {
         tokio::pin!(committed, gave_up);
         // Registered before the look, so that the store giving up in between is not missed.
         gave_up.as_mut().enable();
-        if let Some(e) = health.unavailable(&self.describe()) {
+        if let Some(e) = health.unavailable(|| self.describe()) {
             return Err(e);
         }
         tokio::select! {
             biased;
             result = &mut committed => result.unwrap_or(Err(StoreError::WriterStopped)),
-            () = &mut gave_up => match health.unavailable(&self.describe()) {
+            () = &mut gave_up => match health.unavailable(|| self.describe()) {
                 Some(e) => Err(e),
                 None => committed.await.unwrap_or(Err(StoreError::WriterStopped)),
             },
@@ -608,7 +608,7 @@ impl Store {
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             }
-            if let Some(e) = self.inner.health.unavailable(&self.describe()) {
+            if let Some(e) = self.inner.health.unavailable(|| self.describe()) {
                 return Err(e);
             }
             if deadline.is_some_and(|d| std::time::Instant::now() >= d) {

@@ -293,67 +293,76 @@ impl MemoryBackend {
         lock(&self.history)
     }
 
+    /// Records a flow run's creation from `event` (a `FlowRunCreated`), with its `name` and
+    /// `parameters` taken out of it or copied.
+    fn flow_run_created(&self, event: &Event, name: String, parameters: Option<String>) {
+        let Event::FlowRunCreated {
+            id,
+            tags,
+            flow,
+            parent_id,
+            call_seq,
+            seq,
+            state,
+            deployment,
+            ..
+        } = event
+        else {
+            return;
+        };
+        if let Some(mut run) = self.flows.get_mut(id) {
+            // A deployment's run is named and tagged when its flow is called.
+            if run.name != name {
+                run.name = name;
+            }
+            if run.tags != *tags {
+                run.tags.clone_from(tags);
+            }
+            run.states.place(*seq, state);
+            return;
+        }
+        let mut states = States::default();
+        states.place(*seq, state);
+        // In the map before its id goes into the creation order: trimming the order keeps the
+        // ids the map has, and another thread may trim it at any time.
+        self.flows.insert(
+            *id,
+            MemFlow {
+                name,
+                tags: tags.clone(),
+                flow: flow.clone(),
+                parent_id: *parent_id,
+                parameters,
+                call_seq: *call_seq,
+                deployment: deployment.clone(),
+                attempts: 0,
+                started_at: None,
+                output: None,
+                states,
+                tasks: Vec::new(),
+                task_runs: 0,
+                kinds: Vec::new(),
+            },
+        );
+        let mut history = self.history();
+        history.order.push(*id);
+        if let Some(parent) = parent_id {
+            history.children.entry(*parent).or_default().push(*id);
+        } else {
+            // The newest finished flow run was kept whatever its size; now that another
+            // begins, it obeys the limits too, so a process running big flows one after
+            // another keeps one of them, not two.
+            let forgotten = self.forget_old_flow_runs(&mut history, 0);
+            drop(history);
+            drop(forgotten);
+        }
+    }
+
     fn apply(&self, event: &Event) {
         match event {
             Event::FlowRunCreated {
-                id,
-                name,
-                tags,
-                flow,
-                parent_id,
-                parameters,
-                call_seq,
-                seq,
-                state,
-                resumed: _,
-                deployment,
-            } => {
-                if !self.flows.contains_key(id) {
-                    // In the map before its id goes into the creation order: trimming the order
-                    // keeps the ids the map has, and another thread may trim it at any time.
-                    self.flows.insert(
-                        *id,
-                        MemFlow {
-                            name: name.clone(),
-                            tags: tags.clone(),
-                            flow: flow.clone(),
-                            parent_id: *parent_id,
-                            parameters: parameters.clone(),
-                            call_seq: *call_seq,
-                            deployment: deployment.clone(),
-                            attempts: 0,
-                            started_at: None,
-                            output: None,
-                            states: States::default(),
-                            tasks: Vec::new(),
-                            task_runs: 0,
-                            kinds: Vec::new(),
-                        },
-                    );
-                    let mut history = self.history();
-                    history.order.push(*id);
-                    if let Some(parent) = parent_id {
-                        history.children.entry(*parent).or_default().push(*id);
-                    } else {
-                        // The newest finished flow run was kept whatever its size; now that
-                        // another begins, it obeys the limits too, so a process running big
-                        // flows one after another keeps one of them, not two.
-                        let forgotten = self.forget_old_flow_runs(&mut history, 0);
-                        drop(history);
-                        drop(forgotten);
-                    }
-                }
-                if let Some(mut run) = self.flows.get_mut(id) {
-                    // A deployment's run is named and tagged when its flow is called.
-                    if run.name != *name {
-                        run.name.clone_from(name);
-                    }
-                    if run.tags != *tags {
-                        run.tags.clone_from(tags);
-                    }
-                    run.states.place(*seq, state);
-                }
-            }
+                name, parameters, ..
+            } => self.flow_run_created(event, name.clone(), parameters.clone()),
             Event::TaskRunCreated { upstream, .. } => {
                 self.create_task_run(event, upstream.clone());
             }
@@ -716,6 +725,19 @@ impl Backend for MemoryBackend {
                 let owned = (state.message.is_some())
                     .then(|| std::mem::replace(state, State::new(state.kind, state.at, None)));
                 self.task_transition(&event, owned, output);
+            }
+            Event::FlowRunCreated {
+                ref mut name,
+                ref mut parameters,
+                ..
+            } => {
+                let (name, parameters) = (std::mem::take(name), parameters.take());
+                self.flow_run_created(&event, name, parameters);
+            }
+            Event::FlowOutput { id, json } => {
+                if let Some(mut run) = self.flows.get_mut(&id) {
+                    run.output = Some(json);
+                }
             }
             Event::Log {
                 run_id,

@@ -111,15 +111,16 @@ impl Health {
         self.unavailable.load(Ordering::Acquire)
     }
 
-    /// The error a flush gets once the store is unavailable.
-    pub(crate) fn unavailable(&self, store: &str) -> Option<StoreError> {
+    /// The error a flush gets once the store is unavailable; `store` names the store, asked
+    /// only then (it is asked at every flow run's end, nearly always of a healthy store).
+    pub(crate) fn unavailable(&self, store: impl FnOnce() -> String) -> Option<StoreError> {
         if !self.is_unavailable() {
             return None;
         }
         let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         let (since, cause) = failing.as_ref()?;
         Some(StoreError::Unavailable {
-            store: store.to_owned(),
+            store: store(),
             seconds: since.elapsed().as_secs(),
             cause: Box::new(cause.clone()),
         })
@@ -330,7 +331,7 @@ impl Writer {
                 eprintln!(
                     "flowcore: {}",
                     self.health
-                        .unavailable(&self.backend.describe())
+                        .unavailable(|| self.backend.describe())
                         .unwrap_or(error)
                 );
                 self.committed.notify_waiters();
