@@ -707,6 +707,23 @@ fn a_newer_flowcores_store_is_refused_and_left_untouched() {
 }
 
 #[test]
+fn a_dead_or_retiring_process_s_unfinished_flow_runs_are_found_by_their_index() {
+    let Some(pg) = Postgres::shared() else {
+        return;
+    };
+    let db = pg.database("unfinished_index");
+    run_ok(&mut pg_child("record", db.url()));
+    // As crash marking and a retiring process ask (store/sql/crash.rs); the planner is told
+    // not to read the whole table where it has a choice: without the index it has none.
+    let plan = db.psql(
+        "SET enable_seqscan = off; EXPLAIN SELECT 1 FROM flow_runs WHERE process_id = '\\x00'
+         AND (state = 'Late' OR state = 'Pending' OR state = 'Running' OR state = 'Retrying'
+             OR state = 'Paused' OR state = 'Cancelling')",
+    );
+    assert!(plan.contains("flow_runs_unfinished"), "{plan}");
+}
+
+#[test]
 fn a_read_only_role_reads_the_store_and_reading_writes_nothing() {
     let Some(pg) = Postgres::shared() else {
         return;

@@ -698,7 +698,7 @@ async fn processes_creating_one_store_at_once_all_open_it(ts: &TestStore) {
                 let rows = ts.count("SELECT COUNT(*) FROM flowcore_schema", &[]);
                 assert_eq!(rows, 1, "one version row: the schema was made once");
                 let version = ts.count("SELECT MAX(version) FROM flowcore_schema", &[]);
-                assert_eq!(version, 8);
+                assert_eq!(version, 9);
             }
         }
     }
