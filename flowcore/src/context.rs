@@ -307,7 +307,13 @@ impl FlowContext {
     }
 
     pub(crate) fn add_task_run(&self, run: TaskRunRecord) {
-        self.finished().task_runs.push(run);
+        let mut finished = self.finished();
+        if finished.task_runs.capacity() == 0 {
+            // Room for one, not the four a vector starts with: a flow run of one task run
+            // then needs no shrinking when its record is made (see `take_finished`).
+            finished.task_runs.reserve_exact(1);
+        }
+        finished.task_runs.push(run);
     }
 
     pub(crate) fn add_subflow_run(&self, run: FlowRunRecord) {
