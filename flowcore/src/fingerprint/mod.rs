@@ -19,6 +19,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde::Serialize;
 use serde::ser::{self, Serializer};
 
+mod scalar;
+
 /// Values whose encoded form is longer than this (16 MiB) are not tracked.
 pub(crate) const MAX_BYTES: usize = 16 << 20;
 
@@ -58,6 +60,14 @@ struct Scratch {
 /// is a list. Nothing for a trivial value, one too large, or one that fails to serialize (as
 /// one JSON cannot hold: a map whose keys are lists).
 pub(crate) fn fingerprints<T: Serialize + ?Sized>(value: &T, each: &mut dyn FnMut(u64)) {
+    match scalar::Form::of(value) {
+        Some(form) => push(form.as_slice(), each),
+        None => encoded(value, each),
+    }
+}
+
+/// [`fingerprints`] of any value, through the thread's buffer.
+fn encoded<T: Serialize + ?Sized>(value: &T, each: &mut dyn FnMut(u64)) {
     SCRATCH.with(|scratch| {
         // A value's `Serialize` could itself fingerprint (a task called inside it): then it
         // gets a fresh buffer rather than a panic.
@@ -131,14 +141,11 @@ struct Encoder<'a> {
     lists: usize,
 }
 
-impl Encoder<'_> {
-    fn put(&mut self, bytes: &[u8]) -> Result<(), Untracked> {
-        if self.scratch.bytes.len() + bytes.len() > MAX_BYTES {
-            return Err(Untracked);
-        }
-        self.scratch.bytes.extend_from_slice(bytes);
-        Ok(())
-    }
+/// Where a value's encoding goes: the thread's buffer ([`Encoder`]) or, for a scalar, the
+/// stack ([`scalar::Form`]). The encodings of scalars are written here once for both, so a
+/// value's fingerprint is the same whichever took it.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Untracked>;
 
     fn int(&mut self, n: i128) -> Result<(), Untracked> {
         match i64::try_from(n) {
@@ -184,7 +191,19 @@ impl Encoder<'_> {
         self.put(&head)?;
         self.put(s.as_bytes())
     }
+}
 
+impl Sink for Encoder<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Untracked> {
+        if self.scratch.bytes.len() + bytes.len() > MAX_BYTES {
+            return Err(Untracked);
+        }
+        self.scratch.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+impl Encoder<'_> {
     fn open(&mut self, tag: u8) -> Result<&mut Self, Untracked> {
         self.put(&[tag])?;
         self.depth += 1;
@@ -595,6 +614,51 @@ mod tests {
         // A map whose keys are lists has no JSON: not fingerprinted.
         let odd: std::collections::BTreeMap<Vec<u32>, u32> = [(vec![1], 1000)].into();
         assert!(of(&odd).is_empty());
+    }
+
+    /// What the general encoder gives for `value`, bypassing the scalars' own path.
+    fn encoded_of<T: Serialize + ?Sized>(value: &T) -> Vec<u64> {
+        let mut out = Vec::new();
+        encoded(value, &mut |f| out.push(f));
+        out
+    }
+
+    #[test]
+    fn a_scalar_has_the_fingerprint_the_general_encoder_gives_it() {
+        #[derive(Serialize)]
+        enum Colour {
+            Red,
+        }
+        #[derive(Serialize)]
+        struct Meters(u64);
+        let short = "s".repeat(64);
+        let long = "l".repeat(65);
+        let cases: Vec<(&str, Vec<u64>, Vec<u64>)> = vec![
+            ("u32", of(&7000u32), encoded_of(&7000u32)),
+            ("i64", of(&-7000i64), encoded_of(&-7000i64)),
+            ("u64::MAX", of(&u64::MAX), encoded_of(&u64::MAX)),
+            ("i128::MIN", of(&i128::MIN), encoded_of(&i128::MIN)),
+            ("u128::MAX", of(&u128::MAX), encoded_of(&u128::MAX)),
+            ("f32", of(&0.1f32), encoded_of(&0.1f32)),
+            ("f64", of(&2.5f64), encoded_of(&2.5f64)),
+            ("char", of(&'k'), encoded_of(&'k')),
+            ("str", of("abc"), encoded_of("abc")),
+            ("64 bytes", of(&short), encoded_of(&short)),
+            ("65 bytes", of(&long), encoded_of(&long)),
+            ("variant", of(&Colour::Red), encoded_of(&Colour::Red)),
+            ("newtype", of(&Meters(900)), encoded_of(&Meters(900))),
+            ("Some", of(&Some("abc")), encoded_of(&Some("abc"))),
+            ("false", of(&false), encoded_of(&false)),
+            ("trivial", of(&7u8), encoded_of(&7u8)),
+        ];
+        for (what, fast, general) in cases {
+            assert_eq!(fast, general, "{what}");
+        }
+        assert_eq!(of(&7000u32).len(), 1);
+        // Not scalars: the general encoder's fingerprints, elements included.
+        assert_eq!(of(&vec![1000, 2000]), encoded_of(&vec![1000, 2000]));
+        assert_eq!(of(&vec![1000, 2000]).len(), 3);
+        assert_eq!(of(&Bytes(&[232, 2])), encoded_of(&[232u8, 2]));
     }
 
     #[test]
