@@ -12,10 +12,15 @@ use serde::de::DeserializeOwned;
 
 use crate::outcome::Outcome;
 
+/// What is given an output's JSON, in a buffer it may only read.
+type Json<'a> = dyn FnMut(&str) + 'a;
+
 /// How to store an output of type `R` and read it back.
 #[doc(hidden)]
 pub struct Codec<R> {
-    encode: fn(&R) -> Option<String>,
+    /// Calls its closure with a successful output's JSON (not for a failure, nor for a value
+    /// that will not serialize), so that the caller keeps it in the form it needs.
+    encode: fn(&R, &mut Json<'_>),
     decode: fn(&str) -> Option<R>,
     fingerprints: fn(&R, &mut dyn FnMut(u64)),
 }
@@ -36,7 +41,11 @@ impl<R> Codec<R> {
         K::Value: Serialize + DeserializeOwned,
     {
         Codec {
-            encode: |out| K::value(out).and_then(to_json),
+            encode: |out, with| {
+                if let Some(value) = K::value(out) {
+                    with_json(value, with);
+                }
+            },
             decode: |json| serde_json::from_str(json).ok().map(K::from_value),
             fingerprints: |out, each| {
                 if let Some(value) = K::value(out) {
@@ -53,7 +62,15 @@ impl<R> Codec<R> {
 
     /// The output as JSON; `None` for a failure or a value that will not serialize.
     pub(crate) fn encode(&self, out: &R) -> Option<String> {
-        (self.encode)(out)
+        self.encode_as(out, str::to_owned)
+    }
+
+    /// The output's JSON made into a `T` by `make`, which sees it in a buffer the thread keeps:
+    /// for a task run's output, the store's own form of it, with no string of its own between.
+    pub(crate) fn encode_as<T>(&self, out: &R, make: impl FnOnce(&str) -> T) -> Option<T> {
+        let (mut make, mut made) = (Some(make), None);
+        (self.encode)(out, &mut |json| made = make.take().map(|make| make(json)));
+        made
     }
 
     /// The output read back; `None` if the JSON no longer fits the type.
@@ -62,10 +79,10 @@ impl<R> Codec<R> {
     }
 }
 
-/// `value` as JSON, in a string of its own length: written in a buffer the thread keeps, then
-/// copied once, where `serde_json::to_string` would start at 128 bytes and the store would
-/// shrink it with a second allocation and a copy.
-fn to_json<T: Serialize + ?Sized>(value: &T) -> Option<String> {
+/// Calls `with` with `value` as JSON, written in a buffer the thread keeps, so that the caller
+/// copies it once into what it keeps, where `serde_json::to_string` would start at 128 bytes and
+/// the store would shrink it with a second allocation and a copy.
+fn with_json<T: Serialize + ?Sized>(value: &T, with: &mut Json<'_>) {
     thread_local! {
         static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
     }
@@ -74,13 +91,12 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> Option<String> {
     buf.clear();
     let written = serde_json::to_writer(&mut buf, value).is_ok();
     // serde_json writes UTF-8 only: checked rather than trusted, and never replaced.
-    let json = written
-        .then(|| std::str::from_utf8(&buf).ok().map(str::to_owned))
-        .flatten();
+    if written && let Ok(json) = std::str::from_utf8(&buf) {
+        with(json);
+    }
     if buf.capacity() <= 64 << 10 {
         SCRATCH.set(buf);
     }
-    json
 }
 
 /// Asks, for concrete `K` and `R`, whether outputs can be stored.

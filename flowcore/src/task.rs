@@ -27,7 +27,7 @@ use crate::retry::RetryPolicy;
 use crate::run_hooks::ActiveHooks;
 use crate::span::RunCallsite;
 use crate::state::{State, StateKind};
-use crate::store::{CallPosition, ClaimedTask, Event, RunStore, Store};
+use crate::store::{CallPosition, ClaimedTask, Event, RunStore, ShortText, Store};
 use crate::submit::TaskHandle;
 use crate::upstream::{RunSlot, Skippable, UpstreamFailed, WaitFor, Waiting};
 
@@ -533,7 +533,7 @@ struct LiveTaskRun {
     /// Taken when the run finishes.
     record: Option<TaskRunRecord>,
     /// Its output's JSON, kept for the store until the final state it is sent with.
-    output: Option<String>,
+    output: Option<ShortText>,
     /// Its flow run's run-time hooks, or (outside any flow) those in scope.
     hooks: ActiveHooks,
 }
@@ -680,7 +680,7 @@ impl LiveTaskRun {
         if let Some(codec) = codec
             && (self.flow.is_some() || self.delayed)
         {
-            self.output = codec.encode(out);
+            self.output = codec.encode_as(out, ShortText::copy_of);
         }
     }
 

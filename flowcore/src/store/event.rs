@@ -8,7 +8,7 @@ use crate::clock::Timestamp;
 use crate::hooks::RunKind;
 use crate::record::{CacheStatus, Upstream};
 use crate::state::{State, StateKind};
-use crate::store::StoreError;
+use crate::store::{Edges, ShortText, StoreError};
 
 /// One thing that happened, sent to the store's writer. Runs send these as they go; the
 /// writer applies them in batches, one transaction each.
@@ -39,7 +39,7 @@ pub(crate) enum Event {
         tags: Cow<'static, [Cow<'static, str>]>,
         call_seq: Option<u32>,
         state: State,
-        upstream: Box<[Upstream]>,
+        upstream: Edges,
         map_index: Option<u32>,
     },
     /// A run entered a new state; `seq` is its position in the run's history.
@@ -54,7 +54,7 @@ pub(crate) enum Event {
         cache: CacheStatus,
         /// A task run's output, as JSON, with the final state it ends in (what
         /// a separate event would carry: one event fewer per task run).
-        output: Option<String>,
+        output: Option<ShortText>,
     },
     /// A task run that held slots of store-wide limits ended: they are free again. Sent after
     /// its final state, so that the slots are given back with it or after it, never before.

@@ -47,6 +47,7 @@
 mod backend;
 mod delete;
 mod deployments;
+mod edges;
 pub(crate) mod error;
 mod event;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -78,6 +79,7 @@ pub use query::{CacheEntry, FlowRunSummary, LogLine, RunFilter};
 pub use writer::WRITE_TIMEOUT;
 
 pub(crate) use deployments::{CLAIM_BATCH, DeploymentRow, REQUESTED, Tick};
+pub(crate) use edges::Edges;
 pub(crate) use error::StoreError;
 pub(crate) use event::{CallPosition, Event};
 pub(crate) use handle::Store;
@@ -85,4 +87,5 @@ pub(crate) use limits::Slot;
 pub(crate) use process::heartbeat;
 pub(crate) use query::{PriorRun, ResumePoint};
 pub(crate) use scope::RunStore;
+pub(crate) use short_text::ShortText;
 pub(crate) use task_requests::{ClaimedTask, DelayRequest, TaskResult};

@@ -208,7 +208,7 @@ pub(crate) fn write_batch(
                     update: RowUpdate::from_state(state, 0, CacheStatus::Off),
                     output: None,
                     upstream: (!upstream.is_empty())
-                        .then(|| serde_json::to_string(upstream).unwrap_or_default()),
+                        .then(|| serde_json::to_string(upstream.as_slice()).unwrap_or_default()),
                     map_index: *map_index,
                     usual_states: 0,
                     unusual: false,
@@ -230,13 +230,13 @@ pub(crate) fn write_batch(
                     Some(&i) => {
                         new_runs[i].update.merge(update);
                         if let Some(json) = output {
-                            new_runs[i].output = Some(json);
+                            new_runs[i].output = Some(json.as_str());
                         }
                     }
                     None => {
                         merge(&mut updates, *kind, *id, update);
                         if let Some(json) = output {
-                            outputs.push((*kind, *id, json));
+                            outputs.push((*kind, *id, json.as_str()));
                         }
                     }
                 }
