@@ -134,6 +134,12 @@ pub(crate) trait LiveRun {
     /// What the store is told when the run enters `state`, before it is pushed.
     fn transition_event(&mut self, state: &State) -> Event;
 
+    /// Tells the store that the run enters `state`.
+    fn send_transition(&mut self, state: &State) {
+        let event = self.transition_event(state);
+        self.store().send(event);
+    }
+
     /// Records a new state (here and in the store), logs it if it is final, and fires the
     /// hooks.
     fn transition(&mut self, kind: StateKind, message: Option<String>) {
@@ -142,8 +148,7 @@ pub(crate) trait LiveRun {
             log_final_state(&state);
             crate::span::record_final_state(state.kind);
         }
-        let event = self.transition_event(&state);
-        self.store().send(event);
+        self.send_transition(&state);
         self.push(state);
         let hooks = self.hooks();
         let active = self.active_hooks();

@@ -499,16 +499,24 @@ impl Store {
         postgres_url(target.as_ref()).is_some()
     }
 
-    pub(crate) fn send(&self, event: Event) {
+    #[inline]
+    pub(crate) fn send(&self, mut event: Event) {
         match &self.inner.events {
             // The writer only stops with the process, so the channel never closes.
             Some(events) => {
                 let _ = events.send(event);
             }
-            None => {
+            None if matches!(event, Event::Flush(_) | Event::Checkpoint(_)) => {
                 if let Event::Flush(done) | Event::Checkpoint(done) = event {
                     done.send(Ok(()));
-                } else if let Err(e) = self.inner.backend.write_now(event, &self.inner.process) {
+                }
+            }
+            None => {
+                if let Err(e) = self
+                    .inner
+                    .backend
+                    .write_now(&mut event, &self.inner.process)
+                {
                     eprintln!("flowcore: could not record runs: {e}");
                 }
             }

@@ -711,38 +711,34 @@ impl Backend for MemoryBackend {
         true
     }
 
-    fn write_now(&self, mut event: Event, _: &ProcessInfo) -> Result<(), StoreError> {
+    fn write_now(&self, event: &mut Event, _: &ProcessInfo) -> Result<(), StoreError> {
         match event {
             // What an event carries to keep is moved, not copied.
-            Event::TaskRunCreated {
-                ref mut upstream, ..
-            } => {
+            Event::TaskRunCreated { upstream, .. } => {
                 let upstream = std::mem::take(upstream);
-                self.create_task_run(&event, upstream);
+                self.create_task_run(event, upstream);
             }
             Event::Transition {
                 kind: RunKind::Task,
-                ref mut output,
-                ref mut state,
+                output,
+                state,
                 ..
             } => {
                 let output = output.take();
                 // A message is moved, not copied: a placeholder without one is left behind.
                 let owned = (state.message.is_some())
                     .then(|| std::mem::replace(state, State::new(state.kind, state.at, None)));
-                self.task_transition(&event, owned, output);
+                self.task_transition(event, owned, output);
             }
             Event::FlowRunCreated {
-                ref mut name,
-                ref mut parameters,
-                ..
+                name, parameters, ..
             } => {
                 let (name, parameters) = (std::mem::take(name), parameters.take());
-                self.flow_run_created(&event, name, parameters);
+                self.flow_run_created(event, name, parameters);
             }
             Event::FlowOutput { id, json } => {
-                if let Some(mut run) = self.flows.get_mut(&id) {
-                    run.output = Some(json);
+                if let Some(mut run) = self.flows.get_mut(id) {
+                    run.output = Some(std::mem::take(json));
                 }
             }
             Event::Log {
@@ -752,12 +748,12 @@ impl Backend for MemoryBackend {
                 message,
                 ..
             } => lock(&self.logs).push(MemLog {
-                run_id,
-                at,
+                run_id: *run_id,
+                at: *at,
                 level,
-                message,
+                message: std::mem::take(message),
             }),
-            event => self.apply(&event),
+            event => self.apply(event),
         }
         Ok(())
     }
