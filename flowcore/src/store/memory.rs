@@ -541,15 +541,8 @@ impl MemoryBackend {
             return;
         };
         let at = *call_seq as usize;
-        if flow.tasks.len() <= at {
-            flow.tasks.resize_with(at + 1, || None);
-        }
-        let states = TaskStates::new(state);
         let kind = flow.kind_of(task, tags);
-        if flow.tasks[at].is_none() {
-            flow.task_runs += 1;
-        }
-        flow.tasks[at] = Some(MemTask {
+        let run = MemTask {
             id: *id,
             kind,
             attempts: 0,
@@ -557,9 +550,23 @@ impl MemoryBackend {
             map_index: map_index.unwrap_or(NOT_MAPPED),
             output: None,
             name: name.as_deref().map(Box::from),
-            states,
+            states: TaskStates::new(state),
             upstream,
-        });
+        };
+        // Calls come in order: the run is nearly always the next one, pushed as it is rather
+        // than after an empty slot that it then overwrites.
+        if flow.tasks.len() == at {
+            flow.tasks.push(Some(run));
+            flow.task_runs += 1;
+            return;
+        }
+        if flow.tasks.len() < at {
+            flow.tasks.resize_with(at + 1, || None);
+        }
+        if flow.tasks[at].is_none() {
+            flow.task_runs += 1;
+        }
+        flow.tasks[at] = Some(run);
     }
 
     /// The task runs of a flow run and of its subflow runs.
@@ -1445,6 +1452,41 @@ mod tests {
             cache: CacheStatus::Off,
             output: None,
         }
+    }
+
+    /// Task runs are kept at their call positions whatever order they come in: after a gap (a
+    /// subflow call's position), into the gap, and again at a position already taken.
+    #[test]
+    fn task_runs_are_kept_by_position_in_any_order_and_counted_once() {
+        let backend = MemoryBackend::default();
+        let flow = crate::names::new_run_id();
+        let created = |call_seq: u32| Event::TaskRunCreated {
+            id: Uuid::from_u64_pair(1, u64::from(call_seq)),
+            flow_run_id: Some(flow),
+            task: Cow::Borrowed("t"),
+            name: None,
+            tags: Cow::Borrowed(&[]),
+            call_seq: Some(call_seq),
+            state: state(StateKind::Pending),
+            upstream: Edges::None,
+            map_index: Some(call_seq),
+        };
+        let events = [
+            flow_run_created(flow, StateKind::Running),
+            created(0),
+            created(2),
+            created(2),
+            created(1),
+        ];
+        backend.write(&events, &ProcessInfo::current()).unwrap();
+        let run = backend.flows.get(&flow).unwrap();
+        assert_eq!(run.task_runs, 3);
+        let rows = run.task_rows(flow);
+        let positions: Vec<_> = rows.iter().map(|r| (r.call_seq, r.map_index)).collect();
+        assert_eq!(
+            positions,
+            [(Some(0), Some(0)), (Some(1), Some(1)), (Some(2), Some(2))]
+        );
     }
 
     /// A flow of a million task runs keeps a million of these.
