@@ -259,6 +259,11 @@ impl MemFlow {
         if let Some(at) = self.kinds.iter().rposition(same) {
             return at as u32;
         }
+        // Most flow runs call one task or a few: room for one first, where a vector's first
+        // push makes room for four (and the store keeps a thousand flow runs).
+        if self.kinds.capacity() == 0 {
+            self.kinds.reserve_exact(1);
+        }
         self.kinds.push(TaskKind {
             task: task.clone(),
             tags: tags.clone(),
@@ -556,6 +561,10 @@ impl MemoryBackend {
         // Calls come in order: the run is nearly always the next one, pushed as it is rather
         // than after an empty slot that it then overwrites.
         if flow.tasks.len() == at {
+            // Room for one first, as for `kinds`: a one-task flow run keeps 128 bytes, not 512.
+            if flow.tasks.capacity() == 0 {
+                flow.tasks.reserve_exact(1);
+            }
             flow.tasks.push(Some(run));
             flow.task_runs += 1;
             return;
@@ -694,6 +703,12 @@ impl MemoryBackend {
             }
             drop(logs);
             lock(&self.artifacts).forget(id);
+            // Nearly always one flow run, forgotten as each new one ends: room for it alone
+            // (350 bytes) rather than for four, an allocation too large for malloc's
+            // per-thread cache.
+            if forgotten.capacity() == 0 {
+                forgotten.reserve_exact(1);
+            }
             forgotten.push(flow);
         }
         for child in history.children.remove(&id).unwrap_or_default() {
