@@ -211,7 +211,8 @@ pub fn parameters(args: &[(&str, Option<serde_json::Value>)]) -> Option<String> 
     kept.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut json = Vec::with_capacity(2 + kept.len() * 16);
     json.push(b'{');
-    for (i, (name, value)) in kept.into_iter().enumerate() {
+    // Read in place: moved into an iterator, the list (200 bytes) would be copied.
+    for (i, &(name, value)) in kept.iter().enumerate() {
         if i > 0 {
             json.push(b',');
         }
