@@ -229,7 +229,9 @@ where
                 // tokio cannot interrupt code that blocks its thread: such a body returns when
                 // it returns, and the attempt is still TimedOut if its time ran out meanwhile
                 // (what it returned is dropped; a panic still goes on).
-                tokio::time::timeout_at(deadline, body)
+                // Boxed, as the retry's sleep below: a timer is 112 bytes, which every run's
+                // future would otherwise carry, with a timeout or not.
+                Box::pin(tokio::time::timeout_at(deadline, body))
                     .await
                     .ok()
                     .filter(|out| out.is_err() || tokio::time::Instant::now() <= deadline)
@@ -286,7 +288,7 @@ where
             Some(retrying(attempt, max, &problem, &when)),
         );
         if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+            Box::pin(tokio::time::sleep(delay)).await;
         }
         attempt += 1;
     }
