@@ -50,8 +50,8 @@ pub use std::time::Duration;
 /// The data edges of a task call, from its arguments that serialize: the task runs of the
 /// current flow run whose output equals an argument or an element of it (see
 /// `flowcore::fingerprint`). Called before the arguments move into the run.
-pub fn upstream_of(args: &[Option<&dyn TraceArg>]) -> Vec<crate::record::Upstream> {
-    let mut upstream = Vec::new();
+pub fn upstream_of(args: &[Option<&dyn TraceArg>]) -> crate::record::Upstreams {
+    let mut upstream = crate::record::Upstreams::default();
     crate::context::FlowContext::with_current(|flow| {
         flow.producers_of(
             |each| {

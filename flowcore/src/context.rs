@@ -16,7 +16,7 @@ use tokio::task::futures::TaskLocalFuture;
 use uuid::Uuid;
 
 use crate::producers::Producers;
-use crate::record::{EdgeKind, FlowRunRecord, TaskRunRecord, Upstream};
+use crate::record::{EdgeKind, FlowRunRecord, TaskRunRecord, Upstream, Upstreams};
 use crate::run_hooks::ActiveHooks;
 use crate::run_id_hasher::BuildRunIdHasher;
 use crate::state::State;
@@ -182,18 +182,14 @@ impl FlowContext {
     pub(crate) fn producers_of(
         &self,
         fingerprints: impl FnOnce(&mut dyn FnMut(u64)),
-        upstream: &mut Vec<Upstream>,
+        upstream: &mut Upstreams,
     ) {
         if !self.tracking.load(Ordering::Relaxed) {
             return;
         }
         fingerprints(&mut |f| {
             if let Some(id) = self.producers().get(f) {
-                // Most calls have one upstream: a list of exactly one is boxed into the run's
-                // record as it is, where one of four would be copied into a smaller one.
-                if upstream.capacity() == 0 {
-                    upstream.reserve_exact(1);
-                }
+                // Most calls have one upstream, which the list keeps in place.
                 upstream.push(Upstream {
                     id,
                     kind: EdgeKind::Data,
@@ -206,12 +202,12 @@ impl FlowContext {
             0 | 1 => {}
             2..=8 => {
                 let mut kept: Vec<Upstream> = Vec::with_capacity(upstream.len());
-                for u in upstream.drain(..) {
+                for u in upstream.iter() {
                     if !kept.iter().any(|k| k.id == u.id) {
-                        kept.push(u);
+                        kept.push(*u);
                     }
                 }
-                *upstream = kept;
+                *upstream = kept.into();
             }
             n => {
                 let mut seen = std::collections::HashSet::with_capacity(n);

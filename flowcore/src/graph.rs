@@ -398,7 +398,7 @@ mod tests {
             history,
             attempts: 1,
             cache: CacheStatus::Off,
-            upstream,
+            upstream: upstream.into(),
             map_index: None,
         }
     }

@@ -68,7 +68,9 @@ pub use logging::init::init_logging;
 pub use map::{Map, MapFuture, map};
 pub use names::TaskRunName;
 pub use outcome::TaskError;
-pub use record::{CacheStatus, EdgeKind, FlowRunRecord, History, TaskRunRecord, Upstream};
+pub use record::{
+    CacheStatus, EdgeKind, FlowRunRecord, History, TaskRunRecord, Upstream, Upstreams,
+};
 pub use resume::resume;
 pub use retry::RetryPolicy;
 pub use run_hooks::RunHooks;

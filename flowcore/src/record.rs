@@ -168,7 +168,7 @@ pub struct TaskRunRecord {
     /// The task runs this one depended on: those whose output it was given (data), and those
     /// it was told to wait for (`wait_for`). See [`Upstream`].
     #[serde(default)]
-    pub upstream: Vec<Upstream>,
+    pub upstream: Upstreams,
     /// For a task run started by [`map`](crate::map): its input's position.
     #[serde(default)]
     pub map_index: Option<u32>,
@@ -185,6 +185,155 @@ pub struct Upstream {
     /// ([`allow_failure`](crate::allow_failure)).
     #[serde(default)]
     pub allow_failure: bool,
+}
+
+/// A task run's upstream edges ([`Upstream`]), oldest first, read as a slice:
+/// `run.upstream.len()`, `run.upstream[0].id`, `for edge in &run.upstream`. None or one, as
+/// nearly every task run has, are kept in place, without an allocation of their own: a flow of
+/// a million task runs each given the last one's output kept a million of those.
+///
+/// ```
+/// use flowcore::{EdgeKind, Upstream, Upstreams, Uuid};
+///
+/// let edge = Upstream { id: Uuid::nil(), kind: EdgeKind::Data, allow_failure: false };
+/// let edges: Upstreams = vec![edge].into();
+/// assert_eq!(edges.len(), 1);
+/// assert_eq!(edges, [edge]);
+/// assert_eq!(serde_json::to_string(&Upstreams::default()).unwrap(), "[]");
+/// ```
+#[derive(Clone, Default)]
+pub struct Upstreams(Edges);
+
+/// Always in its shortest form: no edge, one, or more.
+#[derive(Clone, Default)]
+enum Edges {
+    #[default]
+    None,
+    One(Upstream),
+    Many(Box<[Upstream]>),
+}
+
+impl Upstreams {
+    /// The edges as a slice.
+    pub fn as_slice(&self) -> &[Upstream] {
+        self
+    }
+
+    pub(crate) fn push(&mut self, edge: Upstream) {
+        self.0 = match std::mem::take(&mut self.0) {
+            Edges::None => Edges::One(edge),
+            Edges::One(first) => Edges::Many(Box::new([first, edge])),
+            Edges::Many(edges) => {
+                let mut edges = edges.into_vec();
+                edges.push(edge);
+                Edges::Many(edges.into_boxed_slice())
+            }
+        };
+    }
+
+    /// Keeps the edges `keep` says yes to, in order.
+    pub(crate) fn retain(&mut self, keep: impl FnMut(&Upstream) -> bool) {
+        let mut edges = self.to_vec();
+        edges.retain(keep);
+        *self = edges.into();
+    }
+}
+
+impl Deref for Upstreams {
+    type Target = [Upstream];
+
+    fn deref(&self) -> &[Upstream] {
+        match &self.0 {
+            Edges::None => &[],
+            Edges::One(edge) => std::slice::from_ref(edge),
+            Edges::Many(edges) => edges,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Upstreams {
+    fn deref_mut(&mut self) -> &mut [Upstream] {
+        match &mut self.0 {
+            Edges::None => &mut [],
+            Edges::One(edge) => std::slice::from_mut(edge),
+            Edges::Many(edges) => edges,
+        }
+    }
+}
+
+impl From<Vec<Upstream>> for Upstreams {
+    fn from(edges: Vec<Upstream>) -> Self {
+        edges.as_slice().into()
+    }
+}
+
+impl From<&[Upstream]> for Upstreams {
+    fn from(edges: &[Upstream]) -> Self {
+        Upstreams(match edges {
+            [] => Edges::None,
+            [edge] => Edges::One(*edge),
+            many => Edges::Many(many.into()),
+        })
+    }
+}
+
+impl FromIterator<Upstream> for Upstreams {
+    fn from_iter<I: IntoIterator<Item = Upstream>>(edges: I) -> Self {
+        edges.into_iter().collect::<Vec<_>>().into()
+    }
+}
+
+impl<'a> IntoIterator for &'a Upstreams {
+    type Item = &'a Upstream;
+    type IntoIter = std::slice::Iter<'a, Upstream>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Upstreams {
+    fn eq(&self, other: &Self) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl Eq for Upstreams {}
+
+impl PartialEq<[Upstream]> for Upstreams {
+    fn eq(&self, other: &[Upstream]) -> bool {
+        self[..] == *other
+    }
+}
+
+impl<const N: usize> PartialEq<[Upstream; N]> for Upstreams {
+    fn eq(&self, other: &[Upstream; N]) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl PartialEq<Vec<Upstream>> for Upstreams {
+    fn eq(&self, other: &Vec<Upstream>) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl Serialize for Upstreams {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self[..].serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Upstreams {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<Upstream>::deserialize(d).map(Upstreams::from)
+    }
 }
 
 /// Why one task run depended on another.
@@ -340,5 +489,49 @@ impl FlowRunRecord {
     /// It is what the flow logs when it finishes; `to_string()` renders it.
     pub fn summary(&self) -> Summary<'_> {
         Summary::new(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(n: u64) -> Upstream {
+        Upstream {
+            id: Uuid::from_u64_pair(0, n),
+            kind: EdgeKind::Data,
+            allow_failure: false,
+        }
+    }
+
+    #[test]
+    fn edges_read_back_as_they_were_given_however_they_were_made() {
+        for n in 0..5 {
+            let given: Vec<Upstream> = (0..n).map(edge).collect();
+            let mut pushed = Upstreams::default();
+            for e in &given {
+                pushed.push(*e);
+            }
+            let collected: Upstreams = given.iter().copied().collect();
+            for edges in [Upstreams::from(given.clone()), pushed, collected] {
+                assert_eq!(edges, given);
+                assert_eq!(edges.as_slice(), given.as_slice());
+                let json = serde_json::to_string(&edges).unwrap();
+                assert_eq!(json, serde_json::to_string(&given).unwrap());
+                assert_eq!(serde_json::from_str::<Upstreams>(&json).unwrap(), edges);
+                assert_eq!(format!("{edges:?}"), format!("{given:?}"));
+            }
+        }
+        let mut edges: Upstreams = (0..4).map(edge).collect();
+        edges.retain(|e| e.id != edge(1).id && e.id != edge(3).id);
+        assert_eq!(edges, [edge(0), edge(2)]);
+    }
+
+    /// Nearly every task run has no edge or one: kept in place, in 24 bytes.
+    #[test]
+    fn one_edge_is_kept_in_place() {
+        assert!(matches!(Upstreams::from(vec![edge(1)]).0, Edges::One(_)));
+        assert!(matches!(Upstreams::default().0, Edges::None));
+        assert_eq!(size_of::<Upstreams>(), 24);
     }
 }

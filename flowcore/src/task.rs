@@ -22,7 +22,7 @@ use crate::hooks::{Hooks, RunInfo, RunKind};
 use crate::limits;
 use crate::names::{TaskRunName, new_run_id, new_run_id_at};
 use crate::outcome::Outcome;
-use crate::record::{CacheStatus, EdgeKind, History, TaskRunRecord, Upstream};
+use crate::record::{CacheStatus, EdgeKind, History, TaskRunRecord, Upstream, Upstreams};
 use crate::retry::RetryPolicy;
 use crate::run_hooks::ActiveHooks;
 use crate::span::RunCallsite;
@@ -65,7 +65,7 @@ pub trait TaskBody: RunFuture<Record = TaskRunRecord> + crate::sealed::TaskBody 
 #[doc(hidden)]
 pub struct CallOptions<R> {
     /// Data edges, found when the task was called.
-    upstream: Vec<Upstream>,
+    upstream: Upstreams,
     waits: Vec<Waiting>,
     /// The output of a skipped run; set with the first wait.
     skip: Option<fn(UpstreamFailed) -> R>,
@@ -364,7 +364,7 @@ pub fn run_task<K, R, A>(
     behaviour: Behaviour<R, K::Error>,
     cache: Option<Cache<R>>,
     codec: Option<Codec<R>>,
-    upstream: Vec<Upstream>,
+    upstream: Upstreams,
     name: Option<String>,
 ) -> impl TaskBody<Output = R>
 where
@@ -623,7 +623,7 @@ impl LiveTaskRun {
                 tags: record.tags.clone(),
                 call_seq,
                 state: record.history.current().clone(),
-                upstream: record.upstream.as_slice().into(),
+                upstream: record.upstream.clone(),
                 map_index: record.map_index,
             }),
         }

@@ -6,9 +6,9 @@ use uuid::Uuid;
 
 use crate::clock::Timestamp;
 use crate::hooks::RunKind;
-use crate::record::{CacheStatus, Upstream};
+use crate::record::{CacheStatus, Upstream, Upstreams};
 use crate::state::{State, StateKind};
-use crate::store::{Edges, ShortText, StoreError};
+use crate::store::{ShortText, StoreError};
 
 /// One thing that happened, sent to the store's writer. Runs send these as they go; the
 /// writer applies them in batches, one transaction each.
@@ -39,7 +39,7 @@ pub(crate) enum Event {
         tags: Cow<'static, [Cow<'static, str>]>,
         call_seq: Option<u32>,
         state: State,
-        upstream: Edges,
+        upstream: Upstreams,
         map_index: Option<u32>,
     },
     /// A run entered a new state; `seq` is its position in the run's history.

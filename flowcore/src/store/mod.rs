@@ -47,7 +47,6 @@
 mod backend;
 mod delete;
 mod deployments;
-mod edges;
 pub(crate) mod error;
 mod event;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -79,7 +78,6 @@ pub use query::{CacheEntry, FlowRunSummary, LogLine, RunFilter};
 pub use writer::WRITE_TIMEOUT;
 
 pub(crate) use deployments::{CLAIM_BATCH, DeploymentRow, REQUESTED, Tick};
-pub(crate) use edges::Edges;
 pub(crate) use error::StoreError;
 pub(crate) use event::{CallPosition, Event};
 pub(crate) use handle::Store;

@@ -234,7 +234,7 @@ fn task_record(backend: &dyn Backend, row: TaskRow) -> Result<TaskRunRecord, Sto
         tags: Cow::Owned(row.tags.into_iter().map(Cow::Owned).collect()),
         attempts: row.attempts,
         cache: row.cache,
-        upstream: row.upstream,
+        upstream: row.upstream.into(),
         map_index: row.map_index,
     })
 }
