@@ -19,8 +19,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde::Serialize;
 use serde::ser::{self, Serializer};
 
-mod scalar;
-
 /// Values whose encoded form is longer than this (16 MiB) are not tracked.
 pub(crate) const MAX_BYTES: usize = 16 << 20;
 
@@ -243,9 +241,70 @@ fn shortest_f32(v: f32) -> Option<f64> {
         .flatten()
 }
 
-/// Integers of every width, as one kind: JSON writes `7000u16` and `7000i64` alike.
-macro_rules! integers {
-    ($($method:ident: $ty:ty),* $(,)?) => {
+/// The methods of a serializer into a [`Sink`] for the values that are scalars in JSON,
+/// written once for the general encoder and for the stack's ([`scalar::Form`]), so that both
+/// give a scalar the same bytes. Integers of every width are one kind: JSON writes `7000u16`
+/// and `7000i64` alike.
+macro_rules! scalar_methods {
+    () => {
+        fn serialize_bool(self, v: bool) -> Result<(), Untracked> {
+            self.put(&[if v { TRUE } else { FALSE }])
+        }
+        scalar_methods!(@integers
+            serialize_i8: i8,
+            serialize_i16: i16,
+            serialize_i32: i32,
+            serialize_i64: i64,
+            serialize_i128: i128,
+            serialize_u8: u8,
+            serialize_u16: u16,
+            serialize_u32: u32,
+            serialize_u64: u64,
+        );
+        fn serialize_u128(self, v: u128) -> Result<(), Untracked> {
+            self.wide(v)
+        }
+        fn serialize_f32(self, v: f32) -> Result<(), Untracked> {
+            self.float(shortest_f32(v))
+        }
+        fn serialize_f64(self, v: f64) -> Result<(), Untracked> {
+            self.float(v.is_finite().then_some(v))
+        }
+        fn serialize_char(self, v: char) -> Result<(), Untracked> {
+            self.str(v.encode_utf8(&mut [0; 4]))
+        }
+        fn serialize_str(self, v: &str) -> Result<(), Untracked> {
+            self.str(v)
+        }
+        fn serialize_none(self) -> Result<(), Untracked> {
+            self.put(&[NULL])
+        }
+        fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Untracked> {
+            value.serialize(self)
+        }
+        fn serialize_unit(self) -> Result<(), Untracked> {
+            self.put(&[NULL])
+        }
+        fn serialize_unit_struct(self, _: &'static str) -> Result<(), Untracked> {
+            self.put(&[NULL])
+        }
+        fn serialize_unit_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            variant: &'static str,
+        ) -> Result<(), Untracked> {
+            self.str(variant)
+        }
+        fn serialize_newtype_struct<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            value: &T,
+        ) -> Result<(), Untracked> {
+            value.serialize(self)
+        }
+    };
+    (@integers $($method:ident: $ty:ty),* $(,)?) => {
         $(
             fn $method(self, v: $ty) -> Result<(), Untracked> {
                 self.int(v.into())
@@ -253,6 +312,8 @@ macro_rules! integers {
         )*
     };
 }
+
+mod scalar;
 
 impl Serializer for &mut Encoder<'_> {
     type Ok = ();
@@ -265,35 +326,8 @@ impl Serializer for &mut Encoder<'_> {
     type SerializeStruct = Self;
     type SerializeStructVariant = Self;
 
-    fn serialize_bool(self, v: bool) -> Result<(), Untracked> {
-        self.put(&[if v { TRUE } else { FALSE }])
-    }
-    integers!(
-        serialize_i8: i8,
-        serialize_i16: i16,
-        serialize_i32: i32,
-        serialize_i64: i64,
-        serialize_i128: i128,
-        serialize_u8: u8,
-        serialize_u16: u16,
-        serialize_u32: u32,
-        serialize_u64: u64,
-    );
-    fn serialize_u128(self, v: u128) -> Result<(), Untracked> {
-        self.wide(v)
-    }
-    fn serialize_f32(self, v: f32) -> Result<(), Untracked> {
-        self.float(shortest_f32(v))
-    }
-    fn serialize_f64(self, v: f64) -> Result<(), Untracked> {
-        self.float(v.is_finite().then_some(v))
-    }
-    fn serialize_char(self, v: char) -> Result<(), Untracked> {
-        self.str(v.encode_utf8(&mut [0; 4]))
-    }
-    fn serialize_str(self, v: &str) -> Result<(), Untracked> {
-        self.str(v)
-    }
+    scalar_methods!();
+
     /// As JSON writes bytes: a list of numbers.
     fn serialize_bytes(self, v: &[u8]) -> Result<(), Untracked> {
         let list = self.open(LIST)?;
@@ -301,33 +335,6 @@ impl Serializer for &mut Encoder<'_> {
             list.element(b)?;
         }
         list.close()
-    }
-    fn serialize_none(self) -> Result<(), Untracked> {
-        self.put(&[NULL])
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Untracked> {
-        value.serialize(self)
-    }
-    fn serialize_unit(self) -> Result<(), Untracked> {
-        self.put(&[NULL])
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Untracked> {
-        self.put(&[NULL])
-    }
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-    ) -> Result<(), Untracked> {
-        self.str(variant)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), Untracked> {
-        value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -543,13 +550,7 @@ mod tests {
         // A char is a string, a field-less variant its name, a newtype its content, `Some` its
         // value.
         assert_eq!(of(&'x'), of("x"));
-        #[derive(Serialize)]
-        enum Colour {
-            Red,
-        }
         assert_eq!(of(&Colour::Red), of("Red"));
-        #[derive(Serialize)]
-        struct Meters(u32);
         assert_eq!(of(&Meters(900)), of(&900));
         assert_eq!(of(&Some("abc")), of("abc"));
         // A float by its shortest decimal form: `0.1f32` is JSON's `0.1`, as `0.1f64` is.
@@ -581,6 +582,14 @@ mod tests {
         // Bytes are a list of numbers.
         assert_eq!(of(&Bytes(&[232, 2])), of(&[232u8, 2]));
     }
+
+    #[derive(Serialize)]
+    enum Colour {
+        Red,
+    }
+
+    #[derive(Serialize)]
+    struct Meters(u32);
 
     /// A map of one entry, whatever its key's type.
     struct OneEntry<K, V>(K, V);
@@ -625,12 +634,6 @@ mod tests {
 
     #[test]
     fn a_scalar_has_the_fingerprint_the_general_encoder_gives_it() {
-        #[derive(Serialize)]
-        enum Colour {
-            Red,
-        }
-        #[derive(Serialize)]
-        struct Meters(u64);
         let short = "s".repeat(64);
         let long = "l".repeat(65);
         let cases: Vec<(&str, Vec<u64>, Vec<u64>)> = vec![

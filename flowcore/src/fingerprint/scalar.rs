@@ -52,16 +52,6 @@ impl Sink for Form {
     }
 }
 
-macro_rules! integers {
-    ($($method:ident: $ty:ty),* $(,)?) => {
-        $(
-            fn $method(self, v: $ty) -> Result<(), Untracked> {
-                self.int(v.into())
-            }
-        )*
-    };
-}
-
 /// Everything that is not a scalar.
 type NotScalar = Impossible<(), Untracked>;
 
@@ -76,67 +66,13 @@ impl Serializer for &mut Form {
     type SerializeStruct = NotScalar;
     type SerializeStructVariant = NotScalar;
 
-    fn serialize_bool(self, v: bool) -> Result<(), Untracked> {
-        self.put(&[if v { TRUE } else { FALSE }])
-    }
-    integers!(
-        serialize_i8: i8,
-        serialize_i16: i16,
-        serialize_i32: i32,
-        serialize_i64: i64,
-        serialize_i128: i128,
-        serialize_u8: u8,
-        serialize_u16: u16,
-        serialize_u32: u32,
-        serialize_u64: u64,
-    );
-    fn serialize_u128(self, v: u128) -> Result<(), Untracked> {
-        self.wide(v)
-    }
-    fn serialize_f32(self, v: f32) -> Result<(), Untracked> {
-        self.float(shortest_f32(v))
-    }
-    fn serialize_f64(self, v: f64) -> Result<(), Untracked> {
-        self.float(v.is_finite().then_some(v))
-    }
-    fn serialize_char(self, v: char) -> Result<(), Untracked> {
-        self.str(v.encode_utf8(&mut [0; 4]))
-    }
-    /// A string longer than [`SHORT`] does not fit: `put` fails, and the general encoder
-    /// takes it.
-    fn serialize_str(self, v: &str) -> Result<(), Untracked> {
-        self.str(v)
-    }
+    // A string longer than `SHORT` does not fit: `put` fails, and the general encoder
+    // takes it.
+    scalar_methods!();
+
     /// A list of numbers, as JSON writes bytes.
     fn serialize_bytes(self, _: &[u8]) -> Result<(), Untracked> {
         Err(Untracked)
-    }
-    fn serialize_none(self) -> Result<(), Untracked> {
-        self.put(&[NULL])
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Untracked> {
-        value.serialize(self)
-    }
-    fn serialize_unit(self) -> Result<(), Untracked> {
-        self.put(&[NULL])
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Untracked> {
-        self.put(&[NULL])
-    }
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-    ) -> Result<(), Untracked> {
-        self.str(variant)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), Untracked> {
-        value.serialize(self)
     }
     /// `{"variant": …}`: a map.
     fn serialize_newtype_variant<T: Serialize + ?Sized>(

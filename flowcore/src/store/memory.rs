@@ -1424,22 +1424,26 @@ mod tests {
         }
     }
 
+    fn task_run_created(id: Uuid, flow: Uuid, call_seq: u32, map_index: Option<u32>) -> Event {
+        Event::TaskRunCreated {
+            id,
+            flow_run_id: Some(flow),
+            task: Cow::Borrowed("t"),
+            name: None,
+            tags: Cow::Borrowed(&[]),
+            call_seq: Some(call_seq),
+            state: state(StateKind::Pending),
+            upstream: Upstreams::default(),
+            map_index,
+        }
+    }
+
     fn flow_run(backend: &MemoryBackend, tasks: usize) -> Uuid {
         let id = crate::names::new_run_id();
         let mut events = vec![flow_run_created(id, StateKind::Pending)];
         for call_seq in 0..tasks as u32 {
             let task = crate::names::new_run_id();
-            events.push(Event::TaskRunCreated {
-                id: task,
-                flow_run_id: Some(id),
-                task: Cow::Borrowed("t"),
-                name: None,
-                tags: Cow::Borrowed(&[]),
-                call_seq: Some(call_seq),
-                state: state(StateKind::Pending),
-                upstream: Upstreams::default(),
-                map_index: None,
-            });
+            events.push(task_run_created(task, id, call_seq, None));
             let position = CallPosition {
                 flow_run_id: id,
                 call_seq,
@@ -1475,16 +1479,9 @@ mod tests {
     fn task_runs_are_kept_by_position_in_any_order_and_counted_once() {
         let backend = MemoryBackend::default();
         let flow = crate::names::new_run_id();
-        let created = |call_seq: u32| Event::TaskRunCreated {
-            id: Uuid::from_u64_pair(1, u64::from(call_seq)),
-            flow_run_id: Some(flow),
-            task: Cow::Borrowed("t"),
-            name: None,
-            tags: Cow::Borrowed(&[]),
-            call_seq: Some(call_seq),
-            state: state(StateKind::Pending),
-            upstream: Upstreams::default(),
-            map_index: Some(call_seq),
+        let created = |call_seq: u32| {
+            let id = Uuid::from_u64_pair(1, u64::from(call_seq));
+            task_run_created(id, flow, call_seq, Some(call_seq))
         };
         let events = [
             flow_run_created(flow, StateKind::Running),
