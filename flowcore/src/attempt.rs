@@ -19,7 +19,6 @@ use crate::record::History;
 use crate::retry::RetryPolicy;
 use crate::run_hooks::ActiveHooks;
 use crate::state::{State, StateKind};
-use crate::store::{Event, Store};
 
 /// Makes the future of each attempt.
 #[doc(hidden)]
@@ -128,17 +127,10 @@ pub(crate) trait LiveRun {
     /// What the hooks are told about the run, its history included.
     fn info(&self) -> RunInfo<'_>;
 
-    /// The store the run records to.
-    fn store(&self) -> &Store;
-
-    /// What the store is told when the run enters `state`, before it is pushed.
-    fn transition_event(&mut self, state: &State) -> Event;
-
-    /// Tells the store that the run enters `state`.
-    fn send_transition(&mut self, state: &State) {
-        let event = self.transition_event(state);
-        self.store().send(event);
-    }
+    /// Tells the store that the run enters `state`, before it is pushed: the event made in
+    /// the argument of the store's `send`, which takes it where it is (made first and then
+    /// sent, an event of 200 bytes was copied on its way).
+    fn send_transition(&mut self, state: &State);
 
     /// Records a new state (here and in the store), logs it if it is final, and fires the
     /// hooks.

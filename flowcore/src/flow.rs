@@ -558,21 +558,8 @@ impl LiveRun for LiveFlowRun {
         &self.context.hooks
     }
 
-    fn store(&self) -> &Store {
-        &self.store
-    }
-
-    fn transition_event(&mut self, state: &State) -> Event {
-        Event::Transition {
-            kind: RunKind::Flow,
-            id: self.context.id,
-            position: None,
-            seq: self.history.len() as u32 + self.context.body_states_pending(),
-            state: state.clone(),
-            attempts: self.attempts,
-            cache: CacheStatus::Off,
-            output: None,
-        }
+    fn send_transition(&mut self, state: &State) {
+        self.store.send(self.transition_event(state));
     }
 
     fn info(&self) -> RunInfo<'_> {
@@ -593,6 +580,20 @@ impl LiveRun for LiveFlowRun {
 const LET_GO_PAUSED: &str = "its server stopped while it waited for input: the next process serving its deployment takes it up";
 
 impl LiveFlowRun {
+    /// What the store is told when the run enters `state`, before it is pushed.
+    fn transition_event(&self, state: &State) -> Event {
+        Event::Transition {
+            kind: RunKind::Flow,
+            id: self.context.id,
+            position: None,
+            seq: self.history.len() as u32 + self.context.body_states_pending(),
+            state: state.clone(),
+            attempts: self.attempts,
+            cache: CacheStatus::Off,
+            output: None,
+        }
+    }
+
     /// Whether this run, dropped now, is a deployment's run waiting for input that its server
     /// let go, for another process to take up.
     fn waits_for_input_elsewhere(&self) -> bool {

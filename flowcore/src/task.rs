@@ -27,7 +27,7 @@ use crate::retry::RetryPolicy;
 use crate::run_hooks::ActiveHooks;
 use crate::span::RunCallsite;
 use crate::state::{State, StateKind};
-use crate::store::{CallPosition, ClaimedTask, Event, RunStore, ShortText, Store};
+use crate::store::{CallPosition, ClaimedTask, Event, RunStore, ShortText};
 use crate::submit::TaskHandle;
 use crate::upstream::{RunSlot, Skippable, UpstreamFailed, WaitFor, Waiting};
 
@@ -665,21 +665,6 @@ impl LiveTaskRun {
             .expect("a finished run records nothing more")
     }
 
-    #[inline(always)]
-    fn transition_of(&self, state: &State, output: Option<ShortText>) -> Event {
-        let record = self.record();
-        Event::Transition {
-            kind: RunKind::Task,
-            id: record.id,
-            position: self.position(),
-            seq: record.history.len() as u32,
-            state: state.clone(),
-            attempts: record.attempts,
-            cache: record.cache,
-            output,
-        }
-    }
-
     /// Where this task run was called, inside a flow.
     fn position(&self) -> Option<CallPosition> {
         Some(CallPosition {
@@ -770,20 +755,19 @@ impl LiveRun for LiveTaskRun {
         &self.hooks
     }
 
-    fn store(&self) -> &Store {
-        &self.store
-    }
-
-    fn transition_event(&mut self, state: &State) -> Event {
-        let output = self.output.take();
-        self.transition_of(state, output)
-    }
-
-    /// The event made where the store takes it: made first and then sent, it was copied
-    /// (200 bytes, twice a task run).
     fn send_transition(&mut self, state: &State) {
         let output = self.output.take();
-        self.store.send(self.transition_of(state, output));
+        let record = self.record();
+        self.store.send(Event::Transition {
+            kind: RunKind::Task,
+            id: record.id,
+            position: self.position(),
+            seq: record.history.len() as u32,
+            state: state.clone(),
+            attempts: record.attempts,
+            cache: record.cache,
+            output,
+        });
     }
 
     fn info(&self) -> RunInfo<'_> {
