@@ -319,6 +319,35 @@ async fn a_subflow_called_with_with_run_is_still_recorded_in_its_parent() {
     assert_eq!(child.parent_id, Some(parent.id));
 }
 
+#[tokio::test]
+async fn a_subflow_called_with_with_run_in_a_flow_awaited_plainly_gives_its_whole_record() {
+    // The parent's record is read by no one, so it drops its task runs' records as they end;
+    // the subflow's caller asked for the subflow's, with its task runs and its own subflow's.
+    #[flow(name = "plain-parent")]
+    async fn plain_parent() -> (u32, FlowRunRecord, FlowRunRecord) {
+        let before = double(1).await;
+        let (a, child) = child_flow(5).with_run().await;
+        let (b, middle) = child_with_grandchild().with_run().await;
+        (before + a + b, child, middle)
+    }
+    let ((out, child, middle), store) = flowcore::testing::isolated(plain_parent()).await;
+    assert_eq!(out, 2 + 22 + 201);
+    assert_eq!(
+        task_states(&child),
+        [("double", Completed), ("double", Completed)]
+    );
+    assert_eq!(
+        task_states(&middle.subflow_runs[0]),
+        [("double", Completed)]
+    );
+    // A task run the parent's caller did not ask about is in the store all the same.
+    let stored = flowcore::testing::only_flow_run(&store);
+    assert_eq!(stored.flow, "plain-parent");
+    assert_eq!(task_states(&stored), [("double", Completed)]);
+    assert_eq!(stored.subflow_runs.len(), 2);
+    assert_eq!(stored.subflow_runs[0].task_runs.len(), 2);
+}
+
 #[flow]
 async fn observes_its_task_run() -> flowcore::TaskRunRecord {
     let (out, record) = double(8).with_run().await;

@@ -1,6 +1,7 @@
 //! What task and flow calls return: a future around the run, which hands the finished run's
 //! record to the flow run it belongs to (and to the caller, with `with_run`).
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -91,12 +92,25 @@ pin_project! {
     pub struct WithRun<B> {
         #[pin]
         body: B,
+        // Until the first poll, for a flow call: its run learns there that its record is
+        // wanted, and so keeps its task runs' records for it.
+        tell_flow_run: bool,
     }
 }
 
 impl<B> WithRun<B> {
-    pub(crate) fn new(body: B) -> Self {
-        WithRun { body }
+    pub(crate) fn task(body: B) -> Self {
+        WithRun {
+            body,
+            tell_flow_run: false,
+        }
+    }
+
+    pub(crate) fn flow(body: B) -> Self {
+        WithRun {
+            body,
+            tell_flow_run: true,
+        }
     }
 }
 
@@ -104,9 +118,32 @@ impl<B: RunFuture> Future for WithRun<B> {
     type Output = (B::Output, B::Record);
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (output, record) = ready!(self.project().body.poll_run(cx)).deliver(true);
+        let this = self.project();
+        let finished = if std::mem::take(this.tell_flow_run) {
+            RECORD_WANTED.set(true);
+            let polled = this.body.poll_run(cx);
+            // Taken by the flow run as it started; cleared anyway, so that no later run on this
+            // thread takes it for its own.
+            RECORD_WANTED.set(false);
+            polled
+        } else {
+            this.body.poll_run(cx)
+        };
+        let (output, record) = ready!(finished).deliver(true);
         Poll::Ready((output, record.expect("deliver(true) keeps the record")))
     }
+}
+
+thread_local! {
+    /// Set around the first poll of a flow call made `with_run`: a flow run's first poll runs
+    /// on one thread, before anything it awaits.
+    static RECORD_WANTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the flow run starting now was called `with_run` (read once, at its first poll,
+/// before its body runs: a subflow the body calls then reads `false`).
+pub(crate) fn record_wanted() -> bool {
+    RECORD_WANTED.replace(false)
 }
 
 /// Polls a run for its output alone.

@@ -51,6 +51,11 @@ pub struct FlowContext {
     pauses: AtomicU32,
     /// For a deployment's run served here: where the server learns that it waits for input.
     pub(crate) served: Option<Arc<crate::cancel::CancelSlot>>,
+    /// Whether the flow run's record gathers its task runs' and subflow runs' records: only
+    /// for someone who will read them (a caller's `with_run`, a parent's record that keeps
+    /// them, the summary logged at the end). Else each is dropped as it ends, which a flow of
+    /// a million task runs would otherwise hold as 250 MB it never reads; the store has them.
+    pub(crate) keeps_records: bool,
     finished: Mutex<Finished>,
     /// Which task run produced each value seen lately, by fingerprint. A lock of the flow
     /// run's own: task runs submitted in it may end on other threads.
@@ -114,6 +119,7 @@ impl FlowContext {
             prior,
             pauses: AtomicU32::new(0),
             served: None,
+            keeps_records: true,
             finished: Mutex::new(Finished::default()),
             produced: Mutex::default(),
             tracking: AtomicBool::new(false),
@@ -303,6 +309,9 @@ impl FlowContext {
     }
 
     pub(crate) fn add_task_run(&self, run: TaskRunRecord) {
+        if !self.keeps_records {
+            return;
+        }
         let mut finished = self.finished();
         if finished.task_runs.capacity() == 0 {
             // Room for one, not the four a vector starts with: a flow run of one task run
@@ -313,6 +322,9 @@ impl FlowContext {
     }
 
     pub(crate) fn add_subflow_run(&self, run: FlowRunRecord) {
+        if !self.keeps_records {
+            return;
+        }
         self.finished().subflow_runs.push(run);
     }
 

@@ -90,8 +90,14 @@ impl<B: FlowBody> FlowCall<B> {
 
     /// Runs the flow and returns its output together with the flow run's record: its state
     /// history, and every task run and subflow run with theirs.
+    ///
+    /// Only a flow run whose record someone reads gathers its task runs' records in memory:
+    /// one called `with_run`, a subflow of such a run, or any run while flowcore logs at
+    /// `INFO` (for the summary at its end). A flow awaited plainly with logging off drops each
+    /// as it ends, so that a million task runs do not hold 250 MB nobody reads; the run store
+    /// keeps every one of them either way.
     pub fn with_run(self) -> WithRun<B> {
-        WithRun::new(self.body)
+        WithRun::flow(self.body)
     }
 }
 
@@ -129,6 +135,10 @@ where
     spec.registration
         .register(RunKind::Flow, spec.name, spec.hooks.on_crashed);
     async move {
+        // Before anything is awaited: the caller's `with_run` is told at the first poll alone.
+        let keeps_records = crate::call::record_wanted()
+            || parent.as_ref().is_some_and(|p| p.keeps_records)
+            || tracing::enabled!(target: "flowcore", tracing::Level::INFO);
         // A subflow records where its parent does; a flow run called on its own, to the store in
         // scope where it is first polled (`store.scope(etl())` calls `etl` before the scope).
         let store = match &parent {
@@ -230,6 +240,8 @@ where
                 )
             }
         };
+        let mut context = context;
+        context.keeps_records = keeps_records;
         let context = Arc::new(context);
         let first = unsent.first().map_or(history.len(), |&seq| seq) - 1;
         store.send(Event::FlowRunCreated {
@@ -530,7 +542,10 @@ impl LiveFlowRun {
             subflow_runs,
             not_recorded,
         };
-        if tracing::enabled!(target: "flowcore", tracing::Level::INFO) {
+        // Logging turned on during the run finds no task runs to show: no summary rather than
+        // a wrong one.
+        if self.context.keeps_records && tracing::enabled!(target: "flowcore", tracing::Level::INFO)
+        {
             tracing::info!(target: "flowcore", "Summary\n{}", record.summary());
         }
         record

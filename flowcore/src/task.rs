@@ -236,7 +236,7 @@ impl<B: TaskBody> TaskCall<B> {
 
     /// Runs the task and returns its output together with the task run's record.
     pub fn with_run(self) -> WithRun<B> {
-        WithRun::new(self.body)
+        WithRun::task(self.body)
     }
 
     /// Makes this task run wait until `upstream` has ended, although no value passes between
