@@ -175,6 +175,82 @@ fn given_run_names_label_log_lines_and_the_summary() {
 }
 
 #[task]
+async fn summed(i: u32) -> u32 {
+    i
+}
+
+#[task]
+async fn picky(i: u32) -> Result<u32, String> {
+    if i % 2 == 1 {
+        Err("odd input".into())
+    } else {
+        Ok(i)
+    }
+}
+
+#[flow(name = "handles-one-failure")]
+async fn handles_one_failure() -> u32 {
+    picky(1).await.unwrap_or(0) + picky(2).await.unwrap_or(0)
+}
+
+#[flow(name = "long-summary")]
+async fn long_summary() -> u32 {
+    let mut total = 0;
+    for i in 0..3 {
+        total += summed(i).await;
+    }
+    let mapped = flowcore::map(0..5, picky).await;
+    total += mapped.into_iter().filter_map(Result::ok).sum::<u32>();
+    total += handles_one_failure().await;
+    for i in 0..150 {
+        total += summed(i).await;
+    }
+    total
+}
+
+/// A flow awaited for its output alone keeps no task run's record, only what its summary
+/// shows: the summary it logs is the one its whole record, read back from the store, gives.
+#[test]
+fn a_flow_awaited_plainly_logs_the_summary_its_whole_record_gives() {
+    let store = Store::memory();
+    let (out, lines) = logged(store.scope(long_summary()));
+    assert_eq!(out, 3 + 2 + 4 + 2 + 149 * 150 / 2);
+    let stored = flowcore::testing::only_flow_run(&store);
+    assert_eq!(stored.task_runs.len(), 3 + 5 + 150);
+    let expected = stored.summary().to_string();
+
+    let heading = format!("Flow run '{}' - Summary", stored.name);
+    let start = lines.iter().position(|l| l.ends_with(&heading)).unwrap();
+    let logged: Vec<&str> = lines[start + 1..]
+        .iter()
+        .map_while(|l| l.strip_prefix("    "))
+        .collect();
+    assert_eq!(logged, expected.lines().collect::<Vec<_>>());
+    // What the table is made of: the mapped runs folded where the first was, the subflow's
+    // failed task run counted in its line, the first 100 rows and the rest counted.
+    let row = |start: &str| logged.iter().find(|l| l.starts_with(start)).copied();
+    let folded = row("picky ×5").unwrap();
+    assert!(folded.contains("3 Completed, 2 Failed"), "{folded}");
+    assert!(folded.ends_with("odd input (and 1 more)"), "{folded}");
+    assert_eq!(
+        logged.iter().filter(|l| l.starts_with("summed-")).count(),
+        99
+    );
+    assert!(logged.contains(&"… and 54 more task runs"), "{logged:#?}");
+    let subflow = row("Subflow run ").unwrap();
+    assert!(
+        subflow.ends_with(
+            "for flow 'handles-one-failure': Completed — 1 task run failed and was handled"
+        ),
+        "{subflow}"
+    );
+    assert_eq!(
+        logged.last().copied(),
+        Some("158 task runs: 156 Completed, 2 Failed · total 0µs")
+    );
+}
+
+#[task]
 async fn log_broken() -> Result<(), String> {
     Err("status code 503".into())
 }

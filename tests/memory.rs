@@ -141,6 +141,30 @@ fn a_flow_awaited_without_its_record_holds_only_what_its_store_keeps() {
     );
 }
 
+#[test]
+fn a_flow_logging_its_summary_holds_what_the_summary_shows_not_every_record() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Logging at `info`, as `init_logging()` does, into nowhere: each run's lines are written
+    // and freed; the summary at the end needs its counts and first 100 rows.
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO))
+        .with(flowcore::logging::layer_to(std::io::sink, false));
+    let held = tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(flowcore::testing::isolated(steps_measured()));
+        rt.block_on(flowcore::testing::isolated(steps_measured())).0
+    });
+    let per_run = held as f64 / RUNS as f64;
+    println!("memory held per task run until its flow run ends, logging on: {per_run:.0} bytes");
+    // 378 bytes when written (the store keeps each run's log lines too); every record as well
+    // would be 400 more.
+    assert!(per_run < 550.0, "{per_run:.0} bytes per task run");
+}
+
 /// Submits `RUNS` task runs and measures the bytes they take before any has started (on a
 /// current-thread runtime, none starts until the flow awaits), then awaits them all.
 #[flow]

@@ -21,6 +21,7 @@ use crate::run_hooks::ActiveHooks;
 use crate::run_id_hasher::BuildRunIdHasher;
 use crate::state::State;
 use crate::store::{PriorRun, RunStore};
+use crate::summary::Table;
 
 tokio::task_local! {
     static CURRENT_FLOW: Arc<FlowContext>;
@@ -51,11 +52,8 @@ pub struct FlowContext {
     pauses: AtomicU32,
     /// For a deployment's run served here: where the server learns that it waits for input.
     pub(crate) served: Option<Arc<crate::cancel::CancelSlot>>,
-    /// Whether the flow run's record gathers its task runs' and subflow runs' records: only
-    /// for someone who will read them (a caller's `with_run`, a parent's record that keeps
-    /// them, the summary logged at the end). Else each is dropped as it ends, which a flow of
-    /// a million task runs would otherwise hold as 250 MB it never reads; the store has them.
-    pub(crate) keeps_records: bool,
+    /// What the flow run gathers of its task runs and subflow runs as each ends.
+    pub(crate) gathering: Gathering,
     finished: Mutex<Finished>,
     /// Which task run produced each value seen lately, by fingerprint. A lock of the flow
     /// run's own: task runs submitted in it may end on other threads.
@@ -68,6 +66,19 @@ pub struct FlowContext {
     submitted_done: AtomicWaker,
     /// How to drop each of those at once, by task run id, if the flow run ends without them.
     cancels: Cancels,
+}
+
+/// What a flow run gathers of the runs that end in it: only what someone will read. The store
+/// has every run either way; a flow of a million task runs would otherwise hold 250 MB of
+/// records that the call drops unread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Gathering {
+    /// Nothing: the call is awaited for its output alone, and no summary is logged.
+    Nothing,
+    /// What the summary logged at the end shows (a [`Table`]: counts, the first rows).
+    Summary,
+    /// Every record, for a caller's `with_run` (or a parent's record that holds this one).
+    Records,
 }
 
 /// See [`FlowContext::body_state`].
@@ -97,6 +108,7 @@ pub(crate) trait CancelSubmitted: Send + Sync {
 struct Finished {
     task_runs: Vec<TaskRunRecord>,
     subflow_runs: Vec<FlowRunRecord>,
+    table: Table,
 }
 
 impl FlowContext {
@@ -119,7 +131,7 @@ impl FlowContext {
             prior,
             pauses: AtomicU32::new(0),
             served: None,
-            keeps_records: true,
+            gathering: Gathering::Records,
             finished: Mutex::new(Finished::default()),
             produced: Mutex::default(),
             tracking: AtomicBool::new(false),
@@ -309,8 +321,10 @@ impl FlowContext {
     }
 
     pub(crate) fn add_task_run(&self, run: TaskRunRecord) {
-        if !self.keeps_records {
-            return;
+        match self.gathering {
+            Gathering::Records => {}
+            Gathering::Summary => return self.finished().table.add(&run),
+            Gathering::Nothing => return,
         }
         let mut finished = self.finished();
         if finished.task_runs.capacity() == 0 {
@@ -321,23 +335,30 @@ impl FlowContext {
         finished.task_runs.push(run);
     }
 
+    /// Keeps a subflow run's record, if this run gathers records: a run gathering its summary
+    /// alone took the subflow run's line as it ended (see [`Self::add_subflow_line`]).
     pub(crate) fn add_subflow_run(&self, run: FlowRunRecord) {
-        if !self.keeps_records {
-            return;
+        if self.gathering == Gathering::Records {
+            self.finished().subflow_runs.push(run);
         }
-        self.finished().subflow_runs.push(run);
+    }
+
+    /// Takes a subflow run's summary line, for a run gathering its summary alone.
+    pub(crate) fn add_subflow_line(&self, run: &FlowRunRecord, headline: &str) {
+        self.finished().table.add_subflow(run, headline);
     }
 
     /// Takes the runs reported so far.
-    pub(crate) fn take_finished(&self) -> (Vec<TaskRunRecord>, Vec<FlowRunRecord>) {
+    pub(crate) fn take_finished(&self) -> (Vec<TaskRunRecord>, Vec<FlowRunRecord>, Table) {
         let mut finished = self.finished();
         let mut task_runs = std::mem::take(&mut finished.task_runs);
         let subflow_runs = std::mem::take(&mut finished.subflow_runs);
+        let table = std::mem::take(&mut finished.table);
         drop(finished);
         // The record may be kept long after the run: without the room the vector grew into,
         // up to half of it (a large one is moved by remapping its pages, not copied).
         task_runs.shrink_to_fit();
-        (task_runs, subflow_runs)
+        (task_runs, subflow_runs, table)
     }
 }
 

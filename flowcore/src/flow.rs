@@ -14,7 +14,7 @@ use crate::attempt::{Attempts, Behaviour, Ending, LiveRun, attempt_loop};
 use crate::call::{Finished, RunFuture, WithRun, poll_output};
 use crate::clock::Timestamp;
 use crate::codec::Codec;
-use crate::context::FlowContext;
+use crate::context::{FlowContext, Gathering};
 use crate::hooks::{Hooks, RunInfo, RunKind};
 use crate::launch;
 use crate::names::{flow_run_name, new_run_id};
@@ -26,6 +26,7 @@ use crate::run_hooks::ActiveHooks;
 use crate::span::RunCallsite;
 use crate::state::{State, StateKind};
 use crate::store::{Event, ResumePoint, RunStore, Store};
+use crate::summary::Summary;
 
 /// A flow's settings from `#[flow(...)]`, fixed at compile time.
 #[doc(hidden)]
@@ -92,10 +93,10 @@ impl<B: FlowBody> FlowCall<B> {
     /// history, and every task run and subflow run with theirs.
     ///
     /// Only a flow run whose record someone reads gathers its task runs' records in memory:
-    /// one called `with_run`, a subflow of such a run, or any run while flowcore logs at
-    /// `INFO` (for the summary at its end). A flow awaited plainly with logging off drops each
-    /// as it ends, so that a million task runs do not hold 250 MB nobody reads; the run store
-    /// keeps every one of them either way.
+    /// one called `with_run`, or a subflow of such a run. A flow awaited plainly keeps what
+    /// its summary shows (counts by state, the first 100 rows) while flowcore logs at `INFO`,
+    /// and nothing otherwise, so that a million task runs do not hold 250 MB nobody reads; the
+    /// run store keeps every one of them either way.
     pub fn with_run(self) -> WithRun<B> {
         WithRun::flow(self.body)
     }
@@ -136,9 +137,15 @@ where
         .register(RunKind::Flow, spec.name, spec.hooks.on_crashed);
     async move {
         // Before anything is awaited: the caller's `with_run` is told at the first poll alone.
-        let keeps_records = crate::call::record_wanted()
-            || parent.as_ref().is_some_and(|p| p.keeps_records)
-            || tracing::enabled!(target: "flowcore", tracing::Level::INFO);
+        // A subflow gathers at least what its parent does, which includes it.
+        let gathering = if crate::call::record_wanted() {
+            Gathering::Records
+        } else if tracing::enabled!(target: "flowcore", tracing::Level::INFO) {
+            Gathering::Summary
+        } else {
+            Gathering::Nothing
+        }
+        .max(parent.as_ref().map_or(Gathering::Nothing, |p| p.gathering));
         // A subflow records where its parent does; a flow run called on its own, to the store in
         // scope where it is first polled (`store.scope(etl())` calls `etl` before the scope).
         let store = match &parent {
@@ -241,7 +248,7 @@ where
             }
         };
         let mut context = context;
-        context.keeps_records = keeps_records;
+        context.gathering = gathering;
         let context = Arc::new(context);
         let first = unsent.first().map_or(history.len(), |&seq| seq) - 1;
         store.send(Event::FlowRunCreated {
@@ -529,7 +536,7 @@ impl LiveFlowRun {
 
     fn record(&mut self, not_recorded: Option<String>) -> FlowRunRecord {
         self.finished = true;
-        let (task_runs, subflow_runs) = self.context.take_finished();
+        let (task_runs, subflow_runs, table) = self.context.take_finished();
         let record = FlowRunRecord {
             id: self.context.id,
             name: self.context.name.clone(),
@@ -542,11 +549,22 @@ impl LiveFlowRun {
             subflow_runs,
             not_recorded,
         };
-        // Logging turned on during the run finds no task runs to show: no summary rather than
-        // a wrong one.
-        if self.context.keeps_records && tracing::enabled!(target: "flowcore", tracing::Level::INFO)
+        let summary = match self.context.gathering {
+            Gathering::Records => Summary::new(&record),
+            Gathering::Summary => Summary::of_table(&record, &table),
+            // Logging turned on during the run finds nothing to show: no summary rather than a
+            // wrong one.
+            Gathering::Nothing => return record,
+        };
+        if tracing::enabled!(target: "flowcore", tracing::Level::INFO) {
+            tracing::info!(target: "flowcore", "Summary\n{summary}");
+        }
+        // A parent gathering its summary alone takes this run's line now: the record it is
+        // handed after may hold no task runs to count.
+        if let Some(parent) = &self.parent
+            && parent.gathering == Gathering::Summary
         {
-            tracing::info!(target: "flowcore", "Summary\n{}", record.summary());
+            parent.add_subflow_line(&record, &summary.headline());
         }
         record
     }

@@ -25,11 +25,22 @@ const MAX_ROWS: usize = 100;
 /// ```
 pub struct Summary<'a> {
     run: &'a FlowRunRecord,
+    /// What a flow run gathered for its summary instead of its task runs' records (see
+    /// [`Table`]); `None`: made from the record's task runs.
+    table: Option<&'a Table>,
 }
 
 impl<'a> Summary<'a> {
     pub(crate) fn new(run: &'a FlowRunRecord) -> Self {
-        Summary { run }
+        Summary { run, table: None }
+    }
+
+    /// The summary of a flow run that gathered `table` rather than its task runs' records.
+    pub(crate) fn of_table(run: &'a FlowRunRecord, table: &'a Table) -> Self {
+        Summary {
+            run,
+            table: Some(table),
+        }
     }
 
     /// The first line's verdict: `"Completed"`, `"Completed — 1 task run failed and was
@@ -37,53 +48,67 @@ impl<'a> Summary<'a> {
     /// run store does not hold the run ([`FlowRunRecord::not_recorded`]). The state's message
     /// as it is: `Display` escapes it.
     pub fn headline(&self) -> String {
-        let state = self.run.state();
-        let failed = self
-            .run
-            .task_runs
-            .iter()
-            .filter(|r| r.state().is_failed())
-            .count();
-        let verdict = self.verdict(state, failed);
-        match &self.run.not_recorded {
-            Some(why) => format!("{verdict} · not recorded: {why}"),
-            None => verdict,
-        }
+        let failed = match self.table {
+            Some(table) => table.failed(),
+            None => self
+                .run
+                .task_runs
+                .iter()
+                .filter(|r| r.state().is_failed())
+                .count(),
+        };
+        headline(self.run, failed)
     }
+}
 
-    fn verdict(&self, state: &crate::state::State, failed: usize) -> String {
-        match state.kind {
-            StateKind::Completed if failed == 1 => {
-                "Completed — 1 task run failed and was handled".to_owned()
-            }
-            StateKind::Completed if failed > 1 => {
-                format!("Completed — {failed} task runs failed and were handled")
-            }
-            kind => match &state.message {
-                Some(message) if kind.is_failed() || kind == StateKind::Cancelled => {
-                    format!("{kind}: {message}")
-                }
-                _ => kind.to_string(),
-            },
+fn headline(run: &FlowRunRecord, failed: usize) -> String {
+    let verdict = verdict(run.state(), failed);
+    match &run.not_recorded {
+        Some(why) => format!("{verdict} · not recorded: {why}"),
+        None => verdict,
+    }
+}
+
+fn verdict(state: &crate::state::State, failed: usize) -> String {
+    match state.kind {
+        StateKind::Completed if failed == 1 => {
+            "Completed — 1 task run failed and was handled".to_owned()
         }
+        StateKind::Completed if failed > 1 => {
+            format!("Completed — {failed} task runs failed and were handled")
+        }
+        kind => match &state.message {
+            Some(message) if kind.is_failed() || kind == StateKind::Cancelled => {
+                format!("{kind}: {message}")
+            }
+            _ => kind.to_string(),
+        },
     }
 }
 
 impl fmt::Display for Summary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let run = self.run;
+        let made;
+        let table = match self.table {
+            Some(table) => table,
+            None => {
+                made = Table::of(run);
+                &made
+            }
+        };
         writeln!(
             f,
             "Flow run '{}' for flow '{}': {}",
             escape_controls(&run.name),
             escape_controls(&run.flow),
-            escape_controls(&self.headline())
+            escape_controls(&headline(run, table.failed()))
         )?;
 
         let header = [
             "Task run", "State", "Attempts", "Duration", "Cache", "Error",
         ];
-        let rows = rows(run);
+        let rows = table.rows();
         if !rows.is_empty() {
             // The Cache and Error columns only when some run has something to show in them.
             let shown: Vec<usize> = (0..header.len())
@@ -101,26 +126,22 @@ impl fmt::Display for Summary<'_> {
                 write_row(f, &widths, row, &shown)?;
             }
             let shown_runs: usize = rows.iter().map(|r| r.1).sum();
-            if run.task_runs.len() > shown_runs {
-                writeln!(
-                    f,
-                    "… and {} more task runs",
-                    run.task_runs.len() - shown_runs
-                )?;
+            if table.task_runs > shown_runs {
+                writeln!(f, "… and {} more task runs", table.task_runs - shown_runs)?;
             }
         }
-        for sub in &run.subflow_runs {
+        for sub in &table.subflows {
             writeln!(
                 f,
                 "Subflow run '{}' for flow '{}': {}",
                 escape_controls(&sub.name),
                 escape_controls(&sub.flow),
-                escape_controls(&sub.summary().headline())
+                escape_controls(&sub.headline)
             )?;
         }
 
-        let counts = state_counts(&run.task_run_counts());
-        let n = run.task_runs.len();
+        let counts = state_counts(&table.counts());
+        let n = table.task_runs;
         let plural = if n == 1 { "" } else { "s" };
         let total = run.duration().map(format_duration).unwrap_or_default();
         if counts.is_empty() {
@@ -131,96 +152,193 @@ impl fmt::Display for Summary<'_> {
     }
 }
 
-/// The table's rows (at most [`MAX_ROWS`]), each with how many task runs it stands for. The
-/// runs of one task started by `map` are folded into one row, where the first of them was:
-/// `transform ×1000`, `998 Completed, 2 Failed`, their attempts in all, the longest duration,
-/// cache hits, and the first error.
-fn rows(run: &FlowRunRecord) -> Vec<([String; 6], usize)> {
-    let mut rows: Vec<([String; 6], usize)> = Vec::new();
-    // For each mapped task, its row's index.
-    let mut folded: HashMap<&str, usize> = HashMap::new();
-    let mut members: Vec<Vec<&TaskRunRecord>> = Vec::new();
-    for r in &run.task_runs {
-        if r.map_index.is_some() {
-            if let Some(&i) = folded.get(&*r.task) {
-                members[i].push(r);
-                continue;
-            }
-            if rows.len() < MAX_ROWS {
-                folded.insert(&r.task, rows.len());
-                members.push(vec![r]);
-                rows.push((Default::default(), 0));
-            }
-            continue;
+/// What a flow run's summary shows of its task runs and subflow runs, gathered one run at a
+/// time as each ends: counts by state, the first [`MAX_ROWS`] rows, and each subflow run's
+/// headline. A flow run whose record no one reads but whose summary is logged keeps this
+/// instead of every task run's record: a few kilobytes however many task runs it has.
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    task_runs: usize,
+    /// Task runs by final state, in the order the states were first seen.
+    by_state: Vec<(StateKind, usize)>,
+    rows: Vec<Row>,
+    /// For each mapped task, its row's index.
+    folded: HashMap<Cow<'static, str>, usize>,
+    subflows: Vec<SubflowLine>,
+}
+
+#[derive(Debug)]
+enum Row {
+    /// A task run's own row, its cells as written then.
+    One([String; 6]),
+    /// The runs of one task started by `map`, folded into one row.
+    Mapped(Fold),
+}
+
+/// The runs of a mapped task: `transform ×1000`, `998 Completed, 2 Failed`, their attempts in
+/// all, the longest duration, cache hits, and the first error (with how many more there were).
+#[derive(Debug)]
+struct Fold {
+    task: Cow<'static, str>,
+    runs: usize,
+    states: BTreeMap<StateKind, usize>,
+    attempts: u64,
+    longest: Option<Duration>,
+    hits: usize,
+    first_error: Option<String>,
+    more_errors: usize,
+}
+
+#[derive(Debug)]
+struct SubflowLine {
+    name: String,
+    flow: String,
+    headline: String,
+}
+
+impl Table {
+    /// The table of a finished flow run's record.
+    fn of(run: &FlowRunRecord) -> Self {
+        let mut table = Table::default();
+        for task_run in &run.task_runs {
+            table.add(task_run);
         }
-        if rows.len() < MAX_ROWS {
-            members.push(vec![r]);
-            rows.push((Default::default(), 0));
+        for sub in &run.subflow_runs {
+            table.add_subflow(sub, &sub.summary().headline());
         }
+        table
     }
-    for ((row, count), runs) in rows.iter_mut().zip(&members) {
-        *count = runs.len();
-        *row = match runs.as_slice() {
-            [r] if r.map_index.is_none() => [
+
+    /// Takes in a finished task run.
+    pub(crate) fn add(&mut self, r: &TaskRunRecord) {
+        self.task_runs += 1;
+        let kind = r.state().kind;
+        match self.by_state.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => self.by_state.push((kind, 1)),
+        }
+        if r.map_index.is_some() {
+            let row = match self.folded.get(&r.task) {
+                Some(&i) => i,
+                None if self.rows.len() < MAX_ROWS => {
+                    self.folded.insert(r.task.clone(), self.rows.len());
+                    self.rows.push(Row::Mapped(Fold::new(r.task.clone())));
+                    self.rows.len() - 1
+                }
+                None => return,
+            };
+            if let Row::Mapped(fold) = &mut self.rows[row] {
+                fold.add(r);
+            }
+        } else if self.rows.len() < MAX_ROWS {
+            self.rows.push(Row::One([
                 r.name().to_string(),
-                r.state().kind.to_string(),
+                kind.to_string(),
                 r.attempts.to_string(),
                 r.duration().map(format_duration).unwrap_or_default(),
                 r.cache.as_str().to_owned(),
                 r.error().unwrap_or_default().to_owned(),
-            ],
-            runs => fold(runs),
-        };
-        // Names and errors are user code's: escaped, line feeds too, so that each row is one
-        // line and the widths are those of the text printed.
-        for cell in row.iter_mut() {
-            if let Cow::Owned(escaped) = escape_controls(cell) {
-                *cell = escaped;
+            ]));
+        }
+    }
+
+    /// Takes in a finished subflow run's line, `headline` its [`Summary::headline`].
+    pub(crate) fn add_subflow(&mut self, run: &FlowRunRecord, headline: &str) {
+        self.subflows.push(SubflowLine {
+            name: run.name.clone(),
+            flow: run.flow.to_string(),
+            headline: headline.to_owned(),
+        });
+    }
+
+    /// Task runs that ended Failed or TimedOut.
+    pub(crate) fn failed(&self) -> usize {
+        self.by_state
+            .iter()
+            .filter(|(k, _)| k.is_failed())
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn counts(&self) -> BTreeMap<StateKind, usize> {
+        self.by_state.iter().copied().collect()
+    }
+
+    /// The rows as printed, each with how many task runs it stands for. Names and errors are
+    /// user code's: escaped, line feeds too, so that each row is one line and the widths are
+    /// those of the text printed.
+    fn rows(&self) -> Vec<([String; 6], usize)> {
+        self.rows
+            .iter()
+            .map(|row| {
+                let (mut cells, runs) = match row {
+                    Row::One(cells) => (cells.clone(), 1),
+                    Row::Mapped(fold) => (fold.cells(), fold.runs),
+                };
+                for cell in cells.iter_mut() {
+                    if let Cow::Owned(escaped) = escape_controls(cell) {
+                        *cell = escaped;
+                    }
+                }
+                (cells, runs)
+            })
+            .collect()
+    }
+}
+
+impl Fold {
+    fn new(task: Cow<'static, str>) -> Self {
+        Fold {
+            task,
+            runs: 0,
+            states: BTreeMap::new(),
+            attempts: 0,
+            longest: None,
+            hits: 0,
+            first_error: None,
+            more_errors: 0,
+        }
+    }
+
+    fn add(&mut self, r: &TaskRunRecord) {
+        self.runs += 1;
+        *self.states.entry(r.state().kind).or_default() += 1;
+        self.attempts += u64::from(r.attempts);
+        self.longest = self.longest.max(r.duration());
+        self.hits += usize::from(r.cache == CacheStatus::Hit);
+        if let Some(error) = r.error() {
+            match self.first_error {
+                None => self.first_error = Some(error.to_owned()),
+                Some(_) => self.more_errors += 1,
             }
         }
     }
-    rows
+
+    fn cells(&self) -> [String; 6] {
+        let error = match (&self.first_error, self.more_errors) {
+            (Some(first), 0) => first.clone(),
+            (Some(first), more) => format!("{first} (and {more} more)"),
+            (None, _) => String::new(),
+        };
+        [
+            format!("{} ×{}", self.task, self.runs),
+            state_counts(&self.states),
+            self.attempts.to_string(),
+            self.longest.map(format_duration).unwrap_or_default(),
+            if self.hits > 0 {
+                format!("{} hit", self.hits)
+            } else {
+                String::new()
+            },
+            error,
+        ]
+    }
 }
 
 /// Counts by state as the summary and the graph write them: `998 Completed, 2 Failed`.
 pub(crate) fn state_counts(counts: &BTreeMap<StateKind, usize>) -> String {
     let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
     parts.join(", ")
-}
-
-fn fold(runs: &[&TaskRunRecord]) -> [String; 6] {
-    let mut states: BTreeMap<StateKind, usize> = BTreeMap::new();
-    let mut hits = 0;
-    for r in runs {
-        *states.entry(r.state().kind).or_default() += 1;
-        hits += usize::from(r.cache == CacheStatus::Hit);
-    }
-    let states = state_counts(&states);
-    let mut errors = runs.iter().filter_map(|r| r.error());
-    let error = match (errors.next(), errors.count()) {
-        (Some(first), 0) => first.to_owned(),
-        (Some(first), more) => format!("{first} (and {more} more)"),
-        (None, _) => String::new(),
-    };
-    [
-        format!("{} ×{}", runs[0].task, runs.len()),
-        states,
-        runs.iter()
-            .map(|r| u64::from(r.attempts))
-            .sum::<u64>()
-            .to_string(),
-        runs.iter()
-            .filter_map(|r| r.duration())
-            .max()
-            .map(format_duration)
-            .unwrap_or_default(),
-        if hits > 0 {
-            format!("{hits} hit")
-        } else {
-            String::new()
-        },
-        error,
-    ]
 }
 
 /// The `shown` columns; numbers right-aligned, text left-aligned, two spaces between. Padded
