@@ -120,12 +120,8 @@ impl<B: RunFuture> Future for WithRun<B> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let finished = if std::mem::take(this.tell_flow_run) {
-            RECORD_WANTED.set(true);
-            let polled = this.body.poll_run(cx);
-            // Taken by the flow run as it started; cleared anyway, so that no later run on this
-            // thread takes it for its own.
-            RECORD_WANTED.set(false);
-            polled
+            let _told = RecordWanted::tell();
+            this.body.poll_run(cx)
         } else {
             this.body.poll_run(cx)
         };
@@ -138,6 +134,23 @@ thread_local! {
     /// Set around the first poll of a flow call made `with_run`: a flow run's first poll runs
     /// on one thread, before anything it awaits.
     static RECORD_WANTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sets [`RECORD_WANTED`] while it lives. The flow run takes it as it starts; cleared anyway
+/// when the poll returns or unwinds, so that no later run on this thread takes it for its own.
+struct RecordWanted;
+
+impl RecordWanted {
+    fn tell() -> Self {
+        RECORD_WANTED.set(true);
+        RecordWanted
+    }
+}
+
+impl Drop for RecordWanted {
+    fn drop(&mut self) {
+        RECORD_WANTED.set(false);
+    }
 }
 
 /// Whether the flow run starting now was called `with_run` (read once, at its first poll,
