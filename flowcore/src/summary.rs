@@ -252,7 +252,7 @@ impl Table {
     }
 
     /// Task runs that ended Failed or TimedOut.
-    pub(crate) fn failed(&self) -> usize {
+    fn failed(&self) -> usize {
         self.by_state
             .iter()
             .filter(|(k, _)| k.is_failed())
