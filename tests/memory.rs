@@ -47,6 +47,16 @@ const RUNS: usize = 10_000;
 /// The tests of this binary measure one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Waits for this test's turn to measure; returns it (held until dropped) and a runtime.
+fn my_turn() -> (std::sync::MutexGuard<'static, ()>, tokio::runtime::Runtime) {
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (turn, rt)
+}
+
 #[task]
 async fn measured_step(i: usize) -> usize {
     i + 1
@@ -69,11 +79,7 @@ async fn many_steps() -> usize {
 
 #[test]
 fn a_finished_task_run_keeps_under_500_bytes() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (_turn, rt) = my_turn();
     // Warm up lazily initialised statics (clock anchor, tokio's task-local, tracing callsites).
     rt.block_on(many_steps());
 
@@ -104,11 +110,7 @@ async fn steps_measured() -> isize {
 
 #[test]
 fn a_flow_awaited_without_its_record_holds_only_what_its_store_keeps() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (_turn, rt) = my_turn();
     rt.block_on(flowcore::testing::isolated(steps_measured()));
 
     // Logging is off in this binary, so no summary needs the records either.
@@ -144,11 +146,7 @@ fn a_flow_awaited_without_its_record_holds_only_what_its_store_keeps() {
 #[test]
 fn a_flow_logging_its_summary_holds_what_the_summary_shows_not_every_record() {
     use tracing_subscriber::layer::SubscriberExt as _;
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (_turn, rt) = my_turn();
     // Logging at `info`, as `init_logging()` does, into nowhere: each run's lines are written
     // and freed; the summary at the end needs its counts and first 100 rows.
     let subscriber = tracing_subscriber::registry()
@@ -181,11 +179,7 @@ async fn submit_many() -> (isize, usize) {
 
 #[test]
 fn a_submitted_task_run_waiting_for_its_turn_takes_under_1_kb() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (_turn, rt) = my_turn();
     rt.block_on(submit_many());
     let (pending, total) = rt.block_on(submit_many());
     assert_eq!(total, RUNS * (RUNS + 1) / 2);
