@@ -174,6 +174,67 @@ async fn the_last_failure_is_the_final_state() {
     assert_eq!(run.attempts, 2);
 }
 
+/// An error whose `Display` writes part of its text, then fails.
+#[derive(Debug)]
+struct HalfWritten;
+
+impl std::fmt::Display for HalfWritten {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("quota check")?;
+        Err(std::fmt::Error)
+    }
+}
+
+#[task(retries = 1)]
+async fn half_written() -> Result<(), HalfWritten> {
+    Err(HalfWritten)
+}
+
+#[tokio::test]
+async fn an_error_whose_display_fails_keeps_what_it_wrote_and_panics_nothing() {
+    let (out, run) = half_written().with_run().await;
+    assert!(out.is_err());
+    assert_eq!(
+        run.history.kinds(),
+        [Pending, Running, Retrying, Running, Failed]
+    );
+    assert_eq!(
+        messages(&run.history),
+        [
+            None,
+            Some("attempt 1/2"),
+            Some("attempt 1/2 failed: quota check; retrying now"),
+            Some("attempt 2/2"),
+            Some("quota check"),
+        ]
+    );
+}
+
+#[task(retries = 1)]
+async fn long_error(len: usize) -> Result<(), String> {
+    Err("x".repeat(len))
+}
+
+#[tokio::test]
+async fn long_error_messages_are_kept_whole_and_do_not_leak_into_the_next() {
+    // Longer than the room each thread keeps for writing messages, then a short one after it.
+    let (_, long) = long_error(5000).with_run().await;
+    let (_, short) = long_error(3).with_run().await;
+    let long_retrying = format!("attempt 1/2 failed: {}; retrying now", "x".repeat(5000));
+    assert_eq!(long.history[2].message(), long_retrying);
+    assert_eq!(long.history[4].message(), "x".repeat(5000));
+    assert_eq!(
+        messages(&short.history),
+        [
+            None,
+            Some("attempt 1/2"),
+            Some("attempt 1/2 failed: xxx; retrying now"),
+            Some("attempt 2/2"),
+            Some("xxx"),
+        ]
+    );
+}
+
 #[task(cache_for = "1h")]
 async fn states_cached_lookup(key: &str) -> usize {
     key.len()

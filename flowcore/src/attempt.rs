@@ -3,8 +3,11 @@
 
 use std::any::Any;
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::future::Future;
+use std::ops::Range;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -18,7 +21,7 @@ use crate::panic::panic_message;
 use crate::record::History;
 use crate::retry::RetryPolicy;
 use crate::run_hooks::ActiveHooks;
-use crate::state::{State, StateKind};
+use crate::state::{State, StateKind, shared_text};
 
 /// Makes the future of each attempt.
 #[doc(hidden)]
@@ -119,6 +122,9 @@ pub(crate) trait LiveRun {
 
     fn set_attempts(&mut self, attempts: u32);
 
+    /// Makes room in the history for `additional` more states.
+    fn reserve_states(&mut self, additional: usize);
+
     fn hooks(&self) -> &'static Hooks;
 
     /// The run-time hooks ([`RunHooks`](crate::RunHooks)) it fires.
@@ -134,8 +140,8 @@ pub(crate) trait LiveRun {
 
     /// Records a new state (here and in the store), logs it if it is final, and fires the
     /// hooks.
-    fn transition(&mut self, kind: StateKind, message: Option<String>) {
-        let state = State::new(kind, Timestamp::now(), message);
+    fn transition(&mut self, kind: StateKind, message: Option<Arc<str>>) {
+        let state = State::with_text(kind, Timestamp::now(), message);
         if state.is_final() {
             log_final_state(&state);
             crate::span::record_final_state(state.kind);
@@ -159,27 +165,53 @@ pub(crate) trait LiveRun {
     }
 }
 
-/// `attempt 2/3`, with room for `extra` more bytes: a state message written without `format!`,
-/// whose machinery and growing string cost more than the rest of a retried attempt's states.
-fn attempt_of(attempt: u32, max: u32, extra: usize) -> String {
-    let (mut attempt_digits, mut max_digits) = (itoa::Buffer::new(), itoa::Buffer::new());
-    let (attempt, max) = (attempt_digits.format(attempt), max_digits.format(max));
-    let mut note = String::with_capacity("attempt /".len() + attempt.len() + max.len() + extra);
-    note.push_str("attempt ");
-    note.push_str(attempt);
-    note.push('/');
-    note.push_str(max);
-    note
+/// Writes `attempt 2/3`: a state message written without `format!`, whose machinery costs
+/// more than the rest of a retried attempt's states.
+fn write_attempt_of(into: &mut String, attempt: u32, max: u32) {
+    into.push_str("attempt ");
+    into.push_str(itoa::Buffer::new().format(attempt));
+    into.push('/');
+    into.push_str(itoa::Buffer::new().format(max));
 }
 
-/// `attempt 1/3 failed: {problem}; retrying {when}`: a Retrying state's message.
-fn retrying(attempt: u32, max: u32, problem: &str, when: &str) -> String {
-    let rest = [" failed: ", problem, "; retrying ", when];
-    let mut message = attempt_of(attempt, max, rest.iter().map(|s| s.len()).sum());
-    for part in rest {
-        message.push_str(part);
+/// A Retrying state's message, `attempt 1/3 failed: {problem}; retrying {when}`, with where
+/// its problem and its `when` are (for the warning logged with it).
+struct RetryMessage {
+    text: Arc<str>,
+    problem: Range<usize>,
+    when: Range<usize>,
+}
+
+impl RetryMessage {
+    /// The message, the problem written straight into it by `write_problem`.
+    fn new(attempt: u32, max: u32, when: &str, write_problem: impl FnOnce(&mut String)) -> Self {
+        let (mut problem, mut when_at) = (0..0, 0..0);
+        let text = shared_text(|text| {
+            write_attempt_of(text, attempt, max);
+            text.push_str(" failed: ");
+            let start = text.len();
+            write_problem(text);
+            problem = start..text.len();
+            text.push_str("; retrying ");
+            let start = text.len();
+            text.push_str(when);
+            when_at = start..text.len();
+        });
+        RetryMessage {
+            text,
+            problem,
+            when: when_at,
+        }
     }
-    message
+}
+
+/// When the next attempt starts, for a Retrying state's message: `now`, `in 15s`.
+fn when(delay: Duration) -> Cow<'static, str> {
+    if delay.is_zero() {
+        Cow::Borrowed("now")
+    } else {
+        Cow::Owned(format!("in {}", humantime::format_duration(delay)))
+    }
 }
 
 /// How the attempts ended.
@@ -211,7 +243,7 @@ where
     let mut attempt = 1;
     loop {
         run.set_attempts(attempt);
-        let note = (max > 1).then(|| attempt_of(attempt, max, 0));
+        let note = (max > 1).then(|| shared_text(|note| write_attempt_of(note, attempt, max)));
         run.transition(StateKind::Running, note);
         let last = attempt == max;
         let body = AssertUnwindSafe(attempts.attempt(last)).catch_unwind();
@@ -230,55 +262,67 @@ where
             }
             None => Some(body.await),
         };
-        let problem = match finished {
-            Some(Ok(out)) => match K::error(&out) {
-                None => {
-                    succeeded(run, &out);
-                    run.transition(StateKind::Completed, None);
-                    return Ending::Output(out);
-                }
-                Some(error) => {
-                    let message = K::message(error);
-                    let retryable = behaviour.retry_if.is_none_or(|retry_if| retry_if(error));
-                    if last || !retryable {
-                        run.transition(StateKind::Failed, Some(message));
+        // A failure that is retried: the Retrying state's message, with its problem and when
+        // the next attempt starts.
+        let (message, delay) = {
+            let retry = |write_problem: &dyn Fn(&mut String)| {
+                let delay = policy.delay_before_retry(attempt);
+                (
+                    RetryMessage::new(attempt, max, &when(delay), write_problem),
+                    delay,
+                )
+            };
+            match finished {
+                Some(Ok(out)) => match K::error(&out) {
+                    None => {
+                        succeeded(run, &out);
+                        run.transition(StateKind::Completed, None);
                         return Ending::Output(out);
                     }
-                    message
+                    Some(error) => {
+                        let retryable = behaviour.retry_if.is_none_or(|retry_if| retry_if(error));
+                        if last || !retryable {
+                            let message = shared_text(|into| K::write_message(error, into));
+                            run.transition(StateKind::Failed, Some(message));
+                            return Ending::Output(out);
+                        }
+                        retry(&|into| K::write_message(error, into))
+                    }
+                },
+                Some(Err(panic)) => {
+                    // A panic is a bug, not a transient failure: it is not retried.
+                    run.transition(StateKind::Failed, Some(panic_message(&*panic).into()));
+                    return Ending::Panicked(panic);
                 }
-            },
-            Some(Err(panic)) => {
-                // A panic is a bug, not a transient failure: it is not retried.
-                run.transition(StateKind::Failed, Some(panic_message(&*panic)));
-                return Ending::Panicked(panic);
-            }
-            None => {
-                let timeout = behaviour
-                    .timeout
-                    .as_ref()
-                    .expect("only a timeout ends an attempt without a result");
-                let error = TimeoutError::new(timeout.after);
-                if last {
-                    run.transition(StateKind::TimedOut, Some(error.to_string()));
-                    return Ending::Output((timeout.error)(error));
+                None => {
+                    let timeout = behaviour
+                        .timeout
+                        .as_ref()
+                        .expect("only a timeout ends an attempt without a result");
+                    let error = TimeoutError::new(timeout.after);
+                    if last {
+                        run.transition(StateKind::TimedOut, Some(error.to_string().into()));
+                        return Ending::Output((timeout.error)(error));
+                    }
+                    retry(&|into| {
+                        let _ = write!(into, "{error}");
+                    })
                 }
-                error.to_string()
             }
-        };
-        let delay = policy.delay_before_retry(attempt);
-        let when: Cow<'_, str> = if delay.is_zero() {
-            Cow::Borrowed("now")
-        } else {
-            Cow::Owned(format!("in {}", humantime::format_duration(delay)))
         };
         tracing::warn!(
             target: "flowcore",
-            "Attempt {attempt}/{max} failed: {problem}. Retrying {when}"
+            "Attempt {attempt}/{max} failed: {}. Retrying {}",
+            &message.text[message.problem.clone()],
+            &message.text[message.when.clone()],
         );
-        run.transition(
-            StateKind::Retrying,
-            Some(retrying(attempt, max, &problem, &when)),
-        );
+        if attempt == 1 {
+            // Room for every state still to come (Retrying and Running for each attempt
+            // left, and the final one) at once, rather than the history growing by copying.
+            // (At most 16: a run allowed 100 attempts seldom needs them.)
+            run.reserve_states((2 * (max - attempt) as usize + 1).min(16));
+        }
+        run.transition(StateKind::Retrying, Some(message.text));
         if !delay.is_zero() {
             Box::pin(tokio::time::sleep(delay)).await;
         }

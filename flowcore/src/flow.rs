@@ -411,7 +411,7 @@ where
             json,
         });
         let message = format!("output reused from flow run '{earlier}' of the resumed flow run");
-        run.transition(StateKind::Cached, Some(message));
+        run.transition(StateKind::Cached, Some(message.into()));
         return run.finish(out).await;
     }
     match attempt_loop::<K, R, A, _>(&mut run, &spec.retry, &mut attempts, &behaviour, |_, _| {})
@@ -583,6 +583,10 @@ impl LiveRun for LiveFlowRun {
         self.attempts = self.attempts_before + attempts;
     }
 
+    fn reserve_states(&mut self, additional: usize) {
+        self.history.reserve(additional);
+    }
+
     fn hooks(&self) -> &'static Hooks {
         &self.spec.hooks
     }
@@ -670,7 +674,7 @@ impl Drop for LiveFlowRun {
                     .and_then(|b| b.get().cloned())
                     .unwrap_or_else(|| "the flow run was dropped before it finished".to_owned()),
             };
-            self.transition(StateKind::Cancelled, Some(because));
+            self.transition(StateKind::Cancelled, Some(because.into()));
             self.abandon();
         }
     }

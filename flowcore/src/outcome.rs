@@ -13,7 +13,10 @@ pub trait Outcome<R> {
     type Value;
 
     fn error(out: &R) -> Option<&Self::Error>;
-    fn message(error: &Self::Error) -> String;
+    /// Appends the error's text, its state's message, to `into`: written straight into the
+    /// message (a Retrying state's holds it among other words) rather than into a string of
+    /// its own first.
+    fn write_message(error: &Self::Error, into: &mut String);
     fn value(out: &R) -> Option<&Self::Value>;
     fn from_value(value: Self::Value) -> R;
 }
@@ -29,7 +32,7 @@ impl<R> Outcome<R> for Plain {
     fn error(_: &R) -> Option<&Infallible> {
         None
     }
-    fn message(error: &Infallible) -> String {
+    fn write_message(error: &Infallible, _: &mut String) {
         match *error {}
     }
     fn value(out: &R) -> Option<&R> {
@@ -51,8 +54,8 @@ impl<T, E: TaskError> Outcome<Result<T, E>> for Fallible {
     fn error(out: &Result<T, E>) -> Option<&E> {
         out.as_ref().err()
     }
-    fn message(error: &E) -> String {
-        error.text()
+    fn write_message(error: &E, into: &mut String) {
+        error.write_text(into);
     }
     fn value(out: &Result<T, E>) -> Option<&T> {
         out.as_ref().ok()
@@ -72,6 +75,11 @@ impl<T, E: TaskError> Outcome<Result<T, E>> for Fallible {
 pub trait TaskError {
     /// The text recorded as the failed state's message.
     fn text(&self) -> String;
+
+    /// Appends [`text`](TaskError::text) to `into`.
+    fn write_text(&self, into: &mut String) {
+        into.push_str(&self.text());
+    }
 }
 
 // `do_not_recommend`: a missing `Display` is reported as a missing `TaskError`, with the
@@ -79,7 +87,16 @@ pub trait TaskError {
 #[diagnostic::do_not_recommend]
 impl<E: Display + ?Sized> TaskError for E {
     fn text(&self) -> String {
-        // `{:#}` gives anyhow's "context: cause" chain; other errors ignore the flag.
-        format!("{self:#}")
+        let mut text = String::new();
+        self.write_text(&mut text);
+        text
+    }
+
+    fn write_text(&self, into: &mut String) {
+        use std::fmt::Write as _;
+        // `{:#}` gives anyhow's "context: cause" chain; other errors ignore the flag. Only the
+        // `Display` can fail (a `String` takes every write): what it wrote is kept, and no
+        // panic, as `format!` would.
+        let _ = write!(into, "{self:#}");
     }
 }

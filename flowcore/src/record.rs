@@ -44,8 +44,14 @@ impl History {
         self.0.push(state.clone());
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, state: State) {
         self.0.push(state);
+    }
+
+    /// Makes room for `additional` more states.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.0.reserve_exact(additional);
     }
 
     /// The latest state. A history read back from a damaged store could be empty; it then

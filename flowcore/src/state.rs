@@ -1,6 +1,8 @@
 //! The states a task run or flow run passes through.
 
+use std::cell::Cell;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -208,20 +210,22 @@ pub struct State {
     pub kind: StateKind,
     /// When the run entered it.
     pub at: Timestamp,
-    /// Why: the error text, `"attempt 2/11"`, `"cache hit"`. A boxed `str` rather than a
-    /// `String`: a state is 32 bytes, and a flow of a million task runs keeps three million.
+    /// Why: the error text, `"attempt 2/11"`, `"cache hit"`. Shared rather than copied: the
+    /// run's history, the event that takes it to the store and the store's own row of it hold
+    /// one text (and a state is 32 bytes, as with a boxed `str`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<Box<str>>,
+    pub message: Option<Arc<str>>,
 }
 
 impl State {
     /// A state entered at `at`.
     pub fn new(kind: StateKind, at: Timestamp, message: Option<String>) -> Self {
-        State {
-            kind,
-            at,
-            message: message.map(String::into_boxed_str),
-        }
+        State::with_text(kind, at, message.map(Arc::from))
+    }
+
+    /// A state entered at `at`, with its message's text made already.
+    pub(crate) fn with_text(kind: StateKind, at: Timestamp, message: Option<Arc<str>>) -> Self {
+        State { kind, at, message }
     }
 
     /// The message, or `""`.
@@ -243,6 +247,24 @@ impl State {
     pub fn is_completed(&self) -> bool {
         self.kind.is_completed()
     }
+}
+
+/// A message's text, written by `write` into a buffer this thread keeps, then copied once
+/// into the text that the run's history and the store share: one allocation, of its length.
+pub(crate) fn shared_text(write: impl FnOnce(&mut String)) -> Arc<str> {
+    thread_local! {
+        static BUFFER: Cell<String> = const { Cell::new(String::new()) };
+    }
+    // Taken, not borrowed: a `Display` that writes a message of its own finds an empty one.
+    let mut buffer = BUFFER.take();
+    buffer.clear();
+    write(&mut buffer);
+    let text = Arc::from(buffer.as_str());
+    // A long message's room is given back rather than kept by the thread.
+    if buffer.capacity() <= 1024 {
+        BUFFER.set(buffer);
+    }
+    text
 }
 
 impl fmt::Display for State {

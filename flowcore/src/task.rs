@@ -451,7 +451,7 @@ where
         if let Some(skip) = skip {
             for wait in &waits {
                 if let Err(reason) = wait.wait().await {
-                    run.transition(StateKind::Skipped, Some(reason.to_string()));
+                    run.transition(StateKind::Skipped, Some(reason.to_string().into()));
                     return run.finish(skip(reason)).await;
                 }
             }
@@ -462,7 +462,7 @@ where
             run.record_mut().cache = CacheStatus::Resumed;
             let message =
                 format!("output reused from task run '{earlier}' of the resumed flow run");
-            run.transition(StateKind::Cached, Some(message));
+            run.transition(StateKind::Cached, Some(message.into()));
             run.track_output(codec.as_ref(), &out);
             return run.finish(out).await;
         }
@@ -472,7 +472,7 @@ where
             {
                 run.keep_output(codec.as_ref(), &out);
                 run.record_mut().cache = CacheStatus::Hit;
-                run.transition(StateKind::Cached, Some("cache hit".to_owned()));
+                run.transition(StateKind::Cached, Some("cache hit".into()));
                 run.track_output(codec.as_ref(), &out);
                 return run.finish(out).await;
             }
@@ -747,6 +747,10 @@ impl LiveRun for LiveTaskRun {
         self.record_mut().attempts = attempts;
     }
 
+    fn reserve_states(&mut self, additional: usize) {
+        self.record_mut().history.reserve(additional);
+    }
+
     fn hooks(&self) -> &'static Hooks {
         &self.spec.hooks
     }
@@ -807,7 +811,7 @@ impl Drop for LiveTaskRun {
             if !self.history().current().is_final() {
                 self.transition(
                     StateKind::Cancelled,
-                    Some("the task run was dropped before it finished".to_owned()),
+                    Some("the task run was dropped before it finished".into()),
                 );
             }
             self.abandon();
