@@ -12,11 +12,12 @@ use pin_project_lite::pin_project;
 use crate::context::FlowContext;
 use crate::record::{FlowRunRecord, TaskRunRecord};
 
-/// A finished run: its output, its record, and the flow run the record goes to.
+/// A finished run: its output, its record, and the flow run the record goes to. A flow run
+/// whose record nobody reads (its caller, its parent, a summary) has none.
 #[doc(hidden)]
 pub struct Finished<R, Rec> {
     pub(crate) output: R,
-    pub(crate) record: Rec,
+    pub(crate) record: Option<Rec>,
     pub(crate) parent: Option<Arc<FlowContext>>,
 }
 
@@ -24,16 +25,19 @@ impl<R, Rec: Record> Finished<R, Rec> {
     /// Hands the record to the parent flow run; returns the output, and the record too if
     /// `keep` (cloning it only when both need it).
     fn deliver(self, keep: bool) -> (R, Option<Rec>) {
+        let Some(record) = self.record else {
+            return (self.output, None);
+        };
         let kept = match (&self.parent, keep) {
             (Some(parent), true) => {
-                self.record.clone().add_to(parent);
-                Some(self.record)
+                record.clone().add_to(parent);
+                Some(record)
             }
             (Some(parent), false) => {
-                self.record.add_to(parent);
+                record.add_to(parent);
                 None
             }
-            (None, true) => Some(self.record),
+            (None, true) => Some(record),
             (None, false) => None,
         };
         (self.output, kept)
@@ -126,7 +130,11 @@ impl<B: RunFuture> Future for WithRun<B> {
             this.body.poll_run(cx)
         };
         let (output, record) = ready!(finished).deliver(true);
-        Poll::Ready((output, record.expect("deliver(true) keeps the record")))
+        // A flow called `with_run` gathers its record, and a task run always has one.
+        Poll::Ready((
+            output,
+            record.expect("a run called with_run has its record"),
+        ))
     }
 }
 

@@ -528,15 +528,23 @@ impl LiveFlowRun {
 
     /// The run ended by a panic or by being dropped: no call will hand the record on.
     fn abandon(&mut self) {
-        let record = self.record(self.store.not_recording());
-        if let Some(parent) = &self.parent {
+        if let (Some(record), Some(parent)) =
+            (self.record(self.store.not_recording()), &self.parent)
+        {
             parent.add_subflow_run(record);
         }
     }
 
-    fn record(&mut self, not_recorded: Option<String>) -> FlowRunRecord {
+    /// The run's record, and its summary logged; `None` for a run whose record nobody reads
+    /// (neither its caller nor its parent, nor a summary: [`Gathering::Nothing`]).
+    fn record(&mut self, not_recorded: Option<String>) -> Option<FlowRunRecord> {
         self.finished = true;
         let (task_runs, subflow_runs, table) = self.context.take_finished();
+        // Nothing gathered: no record, and no summary (logging turned on during the run would
+        // find nothing to show: none rather than a wrong one).
+        if self.context.gathering == Gathering::Nothing {
+            return None;
+        }
         let record = FlowRunRecord {
             id: self.context.id,
             name: self.context.name.clone(),
@@ -549,12 +557,10 @@ impl LiveFlowRun {
             subflow_runs,
             not_recorded,
         };
-        let summary = match self.context.gathering {
-            Gathering::Records => Summary::new(&record),
-            Gathering::Summary => Summary::of_table(&record, &table),
-            // Logging turned on during the run finds nothing to show: no summary rather than a
-            // wrong one.
-            Gathering::Nothing => return record,
+        let summary = if self.context.gathering == Gathering::Records {
+            Summary::new(&record)
+        } else {
+            Summary::of_table(&record, &table)
         };
         if tracing::enabled!(target: "flowcore", tracing::Level::INFO) {
             tracing::info!(target: "flowcore", "Summary\n{summary}");
@@ -566,7 +572,7 @@ impl LiveFlowRun {
         {
             parent.add_subflow_line(&record, &summary.headline());
         }
-        record
+        Some(record)
     }
 }
 

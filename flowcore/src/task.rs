@@ -717,7 +717,7 @@ impl LiveTaskRun {
         }
         Finished {
             output,
-            record,
+            record: Some(record),
             parent: self.flow.take(),
         }
     }
