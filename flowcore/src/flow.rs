@@ -17,7 +17,7 @@ use crate::codec::Codec;
 use crate::context::{FlowContext, Gathering};
 use crate::hooks::{Hooks, RunInfo, RunKind};
 use crate::launch;
-use crate::names::{flow_run_name, new_run_id};
+use crate::names::{flow_run_name, new_run_id_at};
 use crate::outcome::Outcome;
 use crate::record::{CacheStatus, FlowRunRecord, History};
 use crate::resume;
@@ -200,7 +200,8 @@ where
             }
             Earlier::None => (
                 FlowContext::new(
-                    new_run_id(),
+                    // From its Pending time, as a task run's: one reading of the clock fewer.
+                    new_run_id_at(called_at),
                     name.unwrap_or_else(flow_run_name),
                     tags,
                     hooks,
@@ -216,7 +217,7 @@ where
                 output,
             } => (
                 FlowContext::new(
-                    new_run_id(),
+                    new_run_id_at(called_at),
                     name.unwrap_or_else(flow_run_name),
                     tags,
                     hooks,

@@ -33,8 +33,8 @@ fn os_seed() -> u64 {
     hasher.finish()
 }
 
-/// A fresh run id for a run created at `at`: a task run has its creation time already, and
-/// reading the clock again costs more than the rest of the id.
+/// A fresh run id for a run created at `at`: a task run or flow run has its Pending time
+/// already, and reading the clock again costs more than the rest of the id.
 pub(crate) fn new_run_id_at(at: Timestamp) -> Uuid {
     let millis = u64::try_from(at.as_micros() / 1000).unwrap_or(0);
     let random = ID_RNG.with(|rng| rng.borrow_mut().u128(..)).to_le_bytes();
