@@ -381,7 +381,7 @@ impl MemoryBackend {
                 kind: RunKind::Task,
                 output,
                 ..
-            } => self.task_transition(event, None, output.clone()),
+            } => self.task_transition(event, output.clone()),
             Event::Transition {
                 kind: RunKind::Flow,
                 id,
@@ -481,11 +481,9 @@ impl MemoryBackend {
         }
     }
 
-    /// Keeps the task run of a `TaskRunCreated` event, with these edges (the event's own,
-    /// moved out of it where the event is owned).
-    /// A task run's new state, and its output if the state came with one: the state `owned`
-    /// when the caller took it out of the event, the output taken out of it or copied.
-    fn task_transition(&self, event: &Event, owned: Option<State>, output: Option<ShortText>) {
+    /// A task run's new state (its message shared with the event's), and its output if the
+    /// state came with one: taken out of the event, or copied.
+    fn task_transition(&self, event: &Event, output: Option<ShortText>) {
         let Event::Transition {
             kind: RunKind::Task,
             id,
@@ -504,10 +502,7 @@ impl MemoryBackend {
                 if let Some(mut flow) = self.flows.get_mut(&position.flow_run_id)
                     && let Some(run) = flow.task(position.call_seq)
                 {
-                    match owned {
-                        Some(state) => run.states.place_owned(*seq, state),
-                        None => run.states.place(*seq, state),
-                    }
+                    run.states.place(*seq, state);
                     run.attempts = *attempts;
                     run.cache = *cache;
                     if output.is_some() {
@@ -518,7 +513,7 @@ impl MemoryBackend {
             // A task run outside any flow is kept only if it was delayed.
             None => {
                 if let Some(run) = lock(&self.delayed).runs.get_mut(id) {
-                    run.states.place(*seq, owned.as_ref().unwrap_or(state));
+                    run.states.place(*seq, state);
                     if let Some(json) = output {
                         run.output = Some(json.as_str().to_owned());
                     }
@@ -527,6 +522,8 @@ impl MemoryBackend {
         }
     }
 
+    /// Keeps the task run of a `TaskRunCreated` event, with these edges (the event's own,
+    /// moved out of it where the event is owned).
     fn create_task_run(&self, event: &Event, upstream: Upstreams) {
         let Event::TaskRunCreated {
             id,
@@ -743,14 +740,10 @@ impl Backend for MemoryBackend {
             Event::Transition {
                 kind: RunKind::Task,
                 output,
-                state,
                 ..
             } => {
                 let output = output.take();
-                // A message is moved, not copied: a placeholder without one is left behind.
-                let owned = (state.message.is_some())
-                    .then(|| std::mem::replace(state, State::new(state.kind, state.at, None)));
-                self.task_transition(event, owned, output);
+                self.task_transition(event, output);
             }
             Event::FlowRunCreated {
                 name, parameters, ..

@@ -41,16 +41,6 @@ impl TaskStates {
         }
     }
 
-    /// [`TaskStates::place`], keeping `state` itself rather than a copy of its message.
-    pub(crate) fn place_owned(&mut self, seq: u32, state: State) {
-        if !self.place_compactly(seq, &state)
-            && let TaskStates::Full(states) = self
-        {
-            states.truncate(seq as usize);
-            states.push(state);
-        }
-    }
-
     /// Places `state` if the history stays compact; otherwise makes it whole, for the caller
     /// to place it in.
     #[inline]
@@ -133,7 +123,7 @@ mod tests {
         states.place(1, &state(StateKind::Running, 2, Some("attempt 1/2")));
         assert!(matches!(states, TaskStates::Full(_)));
         states.place(2, &state(StateKind::Retrying, 3, None));
-        states.place_owned(3, state(StateKind::Running, 4, Some("attempt 2/2")));
+        states.place(3, &state(StateKind::Running, 4, Some("attempt 2/2")));
         states.place(4, &state(StateKind::Completed, 5, None));
         let kinds: Vec<_> = states.to_vec().iter().map(|s| s.kind).collect();
         assert_eq!(
