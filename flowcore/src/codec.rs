@@ -86,17 +86,13 @@ fn with_json<T: Serialize + ?Sized>(value: &T, with: &mut Json<'_>) {
     thread_local! {
         static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
     }
-    // Taken, not borrowed: a value whose `Serialize` stores an output itself finds none.
-    let mut buf = SCRATCH.take();
-    buf.clear();
-    let written = serde_json::to_writer(&mut buf, value).is_ok();
-    // serde_json writes UTF-8 only: checked rather than trusted, and never replaced.
-    if written && let Ok(json) = std::str::from_utf8(&buf) {
-        with(json);
-    }
-    if buf.capacity() <= 64 << 10 {
-        SCRATCH.set(buf);
-    }
+    crate::scratch::with_kept(&SCRATCH, crate::scratch::KEPT_CAPACITY, |buf| {
+        let written = serde_json::to_writer(&mut *buf, value).is_ok();
+        // serde_json writes UTF-8 only: checked rather than trusted, and never replaced.
+        if written && let Ok(json) = std::str::from_utf8(buf) {
+            with(json);
+        }
+    });
 }
 
 /// Asks, for concrete `K` and `R`, whether outputs can be stored.

@@ -41,6 +41,7 @@ mod run_hooks;
 mod run_id_hasher;
 pub mod runtime;
 pub mod schedule;
+mod scratch;
 mod sealed;
 mod serve;
 mod span;

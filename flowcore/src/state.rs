@@ -255,16 +255,10 @@ pub(crate) fn shared_text(write: impl FnOnce(&mut String)) -> Arc<str> {
     thread_local! {
         static BUFFER: Cell<String> = const { Cell::new(String::new()) };
     }
-    // Taken, not borrowed: a `Display` that writes a message of its own finds an empty one.
-    let mut buffer = BUFFER.take();
-    buffer.clear();
-    write(&mut buffer);
-    let text = Arc::from(buffer.as_str());
-    // A long message's room is given back rather than kept by the thread.
-    if buffer.capacity() <= 1024 {
-        BUFFER.set(buffer);
-    }
-    text
+    crate::scratch::with_kept(&BUFFER, 1024, |text| {
+        write(text);
+        Arc::from(text.as_str())
+    })
 }
 
 impl fmt::Display for State {

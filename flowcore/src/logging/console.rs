@@ -25,7 +25,8 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::logging::labels::event_run;
-use crate::logging::recorder::{self, KEPT_CAPACITY, message_text};
+use crate::logging::recorder::{self, message_text};
+use crate::scratch::{KEPT_CAPACITY, with_kept};
 use crate::terminal::{Escaping, LineFeeds};
 
 /// Prints each event as a line to `writer`, and with `record` keeps those written inside runs
@@ -45,14 +46,9 @@ where
         thread_local! {
             static LINE: Cell<String> = const { Cell::new(String::new()) };
         }
-        // Taken, not borrowed: an event logged while this line is formatted (a field's `Debug`
-        // that logs) finds none, and makes its own.
-        let mut line = LINE.take();
-        line.clear();
-        self.print(event, &ctx, &mut line);
-        if line.capacity() <= KEPT_CAPACITY {
-            LINE.set(line);
-        }
+        // An event logged while this line is formatted (a field's `Debug` that logs) gets a
+        // line of its own.
+        with_kept(&LINE, KEPT_CAPACITY, |line| self.print(event, &ctx, line));
     }
 }
 

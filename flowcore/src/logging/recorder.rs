@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::context::FlowContext;
 use crate::logging::labels::event_run_id;
+use crate::scratch::{KEPT_CAPACITY, with_kept};
 use crate::store::{Event as StoreEvent, RunStore};
 
 /// Sends each event written inside a run to the run store, as one of the run's log lines.
@@ -42,9 +43,6 @@ where
     }
 }
 
-/// A buffer's capacity past which it is not kept for the next line.
-pub(crate) const KEPT_CAPACITY: usize = 64 * 1024;
-
 /// The text of `event` as the store keeps it, in a string of its own length: formatted in a
 /// buffer the thread keeps, rather than in a string that grows three or four times; not copied
 /// at all when it is a task run's usual last line, which every store then shares.
@@ -52,33 +50,29 @@ pub(crate) fn message_text(event: &Event<'_>) -> Message {
     thread_local! {
         static SCRATCH: Cell<String> = const { Cell::new(String::new()) };
     }
-    // Taken, not borrowed: an event logged while this one is formatted finds none, and makes
-    // its own.
-    let mut fields = MessageText {
-        text: SCRATCH.take(),
-        had_error: false,
-        failed: false,
-    };
-    fields.text.clear();
-    event.record(&mut fields);
-    let MessageText {
-        text: scratch,
-        had_error,
-        failed,
-    } = fields;
-    let text = if scratch == super::FINISHED_COMPLETED {
-        Cow::Borrowed(super::FINISHED_COMPLETED)
-    } else {
-        Cow::Owned(String::from(scratch.as_str()))
-    };
-    if scratch.capacity() <= KEPT_CAPACITY {
-        SCRATCH.set(scratch);
-    }
-    Message {
-        text,
-        had_error,
-        failed,
-    }
+    with_kept(&SCRATCH, KEPT_CAPACITY, |scratch| {
+        let mut fields = MessageText {
+            text: scratch,
+            had_error: false,
+            failed: false,
+        };
+        event.record(&mut fields);
+        let MessageText {
+            text: scratch,
+            had_error,
+            failed,
+        } = fields;
+        let text = if scratch == super::FINISHED_COMPLETED {
+            Cow::Borrowed(super::FINISHED_COMPLETED)
+        } else {
+            Cow::Owned(String::from(scratch.as_str()))
+        };
+        Message {
+            text,
+            had_error,
+            failed,
+        }
+    })
 }
 
 /// An event's text as [`message_text`] makes it.
@@ -129,13 +123,13 @@ pub(crate) fn keep(
 }
 
 /// Writes an event's message followed by its other fields as `key=value`.
-struct MessageText {
-    text: String,
+struct MessageText<'a> {
+    text: &'a mut String,
     had_error: bool,
     failed: bool,
 }
 
-impl Visit for MessageText {
+impl Visit for MessageText<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         use std::fmt::Write as _;
         if !self.text.is_empty() {
