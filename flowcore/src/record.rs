@@ -44,7 +44,6 @@ impl History {
         self.0.push(state.clone());
     }
 
-    #[inline]
     pub(crate) fn push(&mut self, state: State) {
         self.0.push(state);
     }
