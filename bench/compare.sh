@@ -6,15 +6,19 @@
 #
 # Not run by CI: it installs Prefect from PyPI into target/bench-venv (kept for the next run),
 # builds bench/peers (its own Cargo project, dagrs and apalis from crates.io) into
-# target/bench-peers, and takes a few minutes. It runs bench/prefect_workloads.py, the release
-# build of examples/bench_workloads.rs and the peers' binaries, then prints one table (workload,
-# Prefect, flowcore, dagrs, apalis, and each one's ratio to flowcore) and writes it as Markdown
-# to target/bench-compare.md. Everything stays on 127.0.0.1: Prefect runs in its ephemeral mode
-# (no PREFECT_API_URL), starting a temporary local server by itself.
+# target/bench-peers, and bench/process (flowcore's one-task program, as a user's project builds
+# it) into target/bench-process, and takes a few minutes. It runs bench/prefect_workloads.py, the
+# release build of examples/bench_workloads.rs, bench/process and the peers' binaries, then
+# prints one table (workload, Prefect, flowcore, dagrs, apalis, and each one's ratio to
+# flowcore) and writes it as Markdown to target/bench-compare.md. Everything stays on
+# 127.0.0.1: Prefect runs in its ephemeral mode (no PREFECT_API_URL), starting a temporary local
+# server by itself.
 #
 # The whole-process rows time one fresh process per run (median of BENCH_PROCESS_RUNS, 5 by
 # default) after one unmeasured run that creates the store (Prefect's database under a temporary
 # PREFECT_HOME, flowcore's SQLite file under a temporary FLOWCORE_HOME); logging is on for both.
+# Each is timed from a Python parent's posix_spawn to its wait4, next to /bin/true timed the same
+# way (the floor, in the table's notes).
 # The in-process rows run with logging off (flowcore, dagrs, apalis) or at WARNING (Prefect), and
 # again with logging on for flowcore (init_logging(), to a file) and Prefect (its default, INFO,
 # to a file and to its server): the "logging on" rows.
@@ -62,6 +66,10 @@ prefect_version=$("$py" -c 'import prefect; print(prefect.__version__)')
 # --- flowcore, release build --------------------------------------------------------------
 cargo build --release --quiet --example bench_workloads
 fc=target/release/examples/bench_workloads
+# The whole-process rows run the same one-task flow built as a user's project builds it
+# (bench/process/Cargo.toml says why it is a project of its own).
+cargo build --release --quiet --manifest-path bench/process/Cargo.toml --target-dir target/bench-process
+fc_process=target/bench-process/release/flowcore-bench-process
 
 # --- the peers, release build -------------------------------------------------------------
 # A project of its own, so the workspace and CI never build dagrs and apalis. If it does not
@@ -78,33 +86,58 @@ fi
 
 # --- whole process: one flow of one task, logging on ----------------------------------------
 # Prints two JSON lines: the median wall time (ms) and peak RSS (MB) of `runs` fresh processes.
-# Wall time is taken around the process with nanosecond clocks (GNU time's %e has 10 ms steps);
-# %M is the peak RSS of the largest single process of the tree (for Prefect: the client or
-# its temporary server, whichever is larger).
+# Wall time: the process started with posix_spawn straight from a Python parent and timed from
+# just before the spawn to the return of wait4 (perf_counter); no shell, `date` or GNU time in
+# between, whose own forks and execs took 5-6 ms here (`/bin/true` read 5.6 ms timed with
+# `date` around `/usr/bin/time`). Peak RSS: GNU time's %M, in runs of their own (a Python
+# parent's spawn would count its own pages: the kernel keeps the larger of the parent's memory
+# at the exec and the program's), of the largest single process of the tree (for Prefect: the
+# client or its temporary server, whichever is larger).
+spawn_timer() {
+    "$py" - "$@" <<'PY'
+import os, statistics, sys, time
+
+runs, log, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+walls = []
+for _ in range(runs):
+    actions = [(os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, out, 2)]
+    start = time.perf_counter_ns()
+    pid = os.posix_spawnp(cmd[0], cmd, os.environ, file_actions=actions)
+    _, status, _ = os.wait4(pid, 0)
+    walls.append((time.perf_counter_ns() - start) // 1000)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{cmd[0]} failed (see {log})")
+print(statistics.median_high(walls))
+PY
+}
+
 whole_process() {
     local name=$1
     shift
     "$@" >>"$logs/$name-process.log" 2>&1 # creates the store: not measured
-    local walls=() rsss=() i start end
+    local wall rsss=() i
+    wall=$(spawn_timer "$runs" "$logs/$name-process.log" "$@")
     for ((i = 0; i < runs; i++)); do
-        start=$(date +%s%N)
-        /usr/bin/time -f "%e %M" -o "$work/time" "$@" >>"$logs/$name-process.log" 2>&1
-        end=$(date +%s%N)
-        walls+=("$(((end - start) / 1000))")
-        rsss+=("$(cut -d' ' -f2 "$work/time")")
+        /usr/bin/time -f "%M" -o "$work/time" "$@" >>"$logs/$name-process.log" 2>&1
+        rsss+=("$(cat "$work/time")")
     done
-    local wall rss
-    wall=$(printf '%s\n' "${walls[@]}" | sort -n | sed -n "$((runs / 2 + 1))p")
+    local rss
     rss=$(printf '%s\n' "${rsss[@]}" | sort -n | sed -n "$((runs / 2 + 1))p")
     echo "{\"workload\": \"process_wall\", \"value\": $wall, \"unit\": \"us\"}"
     echo "{\"workload\": \"process_rss\", \"value\": $rss, \"unit\": \"KB\"}"
 }
 
+# What the same timer reads for a process that does nothing: the machine's floor for any row
+# of a whole process (its fork, exec and exit).
+echo "the floor: /bin/true ($runs runs)..." >&2
+floor=$(spawn_timer "$runs" /dev/null /bin/true)
+
 echo "Prefect $prefect_version: whole process ($runs runs)..." >&2
 whole_process prefect "$py" bench/prefect_workloads.py --workload one_task_flow \
     >"$work/prefect.jsonl"
 echo "flowcore: whole process ($runs runs)..." >&2
-whole_process flowcore "$fc" --workload one_task_flow >"$work/flowcore.jsonl"
+whole_process flowcore "$fc_process" >"$work/flowcore.jsonl"
 
 # --- in process ---------------------------------------------------------------------------
 echo "Prefect: in-process workloads..." >&2
@@ -131,7 +164,7 @@ done
 
 # --- the table ----------------------------------------------------------------------------
 seconds=$(($(date +%s) - started))
-"$py" - "$work"/{prefect,flowcore,dagrs,apalis}.jsonl "$prefect_version" "$seconds" <<'EOF'
+"$py" - "$work"/{prefect,flowcore,dagrs,apalis}.jsonl "$prefect_version" "$seconds" "$floor" <<'EOF'
 import json, os, platform, re, subprocess, sys
 
 def load(path):
@@ -139,7 +172,7 @@ def load(path):
     return {r["workload"]: r for r in map(json.loads, lines)}
 
 prefect, flowcore, dagrs, apalis = map(load, sys.argv[1:5])
-prefect_version, seconds = sys.argv[5:7]
+prefect_version, seconds, floor = sys.argv[5:8]
 rows = [
     ("process_wall", "one-task flow, whole process: wall time", "ms", 1e-3),
     ("process_rss", "one-task flow, whole process: peak RSS", "MB", 1 / 1024),
@@ -196,14 +229,17 @@ header = (
     f"flowcore ({rustc}, release), and in process {peer('dagrs', dagrs)} and "
     f"{peer('apalis', apalis)} (release), on {os.cpu_count()} cores of {cpu}."
 )
-notes = """
+notes = f"""
 Whole process: one fresh process per run, median of the runs, after one unmeasured run that
-creates the store; logging on for both; flowcore with its default SQLite store, Prefect with its
-temporary server (its start-up included). Peak RSS is GNU time's %M: the largest single process
-(for Prefect, the client or its temporary server). In-process rows: Prefect logging at WARNING,
-flowcore logging off with the memory store, each after a warm-up flow; sequential tasks are timed
-inside the flow, the other rows time the whole flow call; median of 5 flows, except 1 flow for
-the 1000-task rows. "Logging on" rows: the same with Prefect's default logging (INFO, printed and
+creates the store; logging on for both; flowcore with its default SQLite store (bench/process: a
+project of its own, built as a user's), Prefect with its temporary server (its start-up
+included). Wall time from just before a Python parent's posix_spawn to the return of its wait4;
+the same timer reads {int(floor) / 1000:.2f} ms for /bin/true (the machine's fork, exec and exit),
+which every whole-process row includes. Peak RSS is GNU time's %M, in runs of their own: the
+largest single process (for Prefect, the client or its temporary server). In-process rows:
+Prefect logging at WARNING, flowcore logging off with the memory store, each after a warm-up
+flow; sequential tasks are timed inside the flow, the other rows time the whole flow call;
+median of 5 flows, except 1 flow for the 1000-task rows. "Logging on" rows: the same with Prefect's default logging (INFO, printed and
 sent to its server) and flowcore's init_logging() (printed), both written to a file.
 
 dagrs and apalis (bench/peers, in-process rows only, same repetitions): the same trivial task on
