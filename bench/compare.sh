@@ -68,7 +68,8 @@ cargo build --release --quiet --example bench_workloads
 fc=target/release/examples/bench_workloads
 # The whole-process rows run the same one-task flow built as a user's project builds it
 # (bench/process/Cargo.toml says why it is a project of its own).
-cargo build --release --quiet --manifest-path bench/process/Cargo.toml --target-dir target/bench-process
+cargo build --release --quiet --manifest-path bench/process/Cargo.toml \
+    --target-dir target/bench-process
 fc_process=target/bench-process/release/flowcore-bench-process
 
 # --- the peers, release build -------------------------------------------------------------
@@ -239,8 +240,9 @@ which every whole-process row includes. Peak RSS is GNU time's %M, in runs of th
 largest single process (for Prefect, the client or its temporary server). In-process rows:
 Prefect logging at WARNING, flowcore logging off with the memory store, each after a warm-up
 flow; sequential tasks are timed inside the flow, the other rows time the whole flow call;
-median of 5 flows, except 1 flow for the 1000-task rows. "Logging on" rows: the same with Prefect's default logging (INFO, printed and
-sent to its server) and flowcore's init_logging() (printed), both written to a file.
+median of 5 flows, except 1 flow for the 1000-task rows. "Logging on" rows: the same with
+Prefect's default logging (INFO, printed and sent to its server) and flowcore's init_logging()
+(printed), both written to a file.
 
 dagrs and apalis (bench/peers, in-process rows only, same repetitions): the same trivial task on
 a multi-threaded Tokio runtime, no logger installed, nothing persisted. dagrs: one Graph per
